@@ -1,0 +1,34 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh clone with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+# the venv's tools (papermill, python) must be found by Snakemake's shell commands
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test lint dry-run benchmark clean-results
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the pins or the package metadata change.
+$(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r envs/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/snakemake --lint
+
+dry-run: $(VENV)/.installed
+	$(BIN)/snakemake -n --cores $(CORES)
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_mlp.py

@@ -1,0 +1,31 @@
+# Memristor-Aware Training: the whole study as one DAG.
+#   snakemake --cores all                                  # embedded demo (config.yaml)
+#   snakemake --cores 8 --configfile config/paper_mnist.yaml
+# Logic lives in the library (src/memristor_mat); rules and scripts only wire it.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# config.yaml is the embedded demo. A --configfile replaces it instead of being merged into it
+# (Snakemake's default), so no demo task or key leaks into a paper-scale run.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+# One schema for the workflow and the command line; it also fills in defaults.
+validate(config, "src/memristor_mat/config.schema.json")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,61 @@
+# Helpers, target lists and wildcard constraints shared by every rule file.
+import os
+import sys
+from pathlib import Path
+
+try:
+    import memristor_mat
+except ImportError:  # a checkout used without `pip install -e .` (e.g. jobs under --sdm conda)
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from memristor_mat import pipeline
+from memristor_mat.config import validate_config
+
+# Beyond the schema: names against the library's registries, checks across keys, strict integers.
+validate_config(config)
+
+ENV = "../envs/environment.yaml"
+# Found beside the workflow even when it runs in another directory (snakemake -d).
+NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
+
+
+wildcard_constraints:
+    task=r"[a-z][a-z0-9_]*",
+    method=r"vanilla|mat|mat_scratch|noisy_updates",
+    sigma=r"[0-9]+(\.[0-9]+)?",
+    seed=r"[0-9]+",
+
+
+def run_of(wildcards):
+    return pipeline.ModelRun.from_wildcards(
+        wildcards.task, wildcards.method, wildcards.sigma, wildcards.seed
+    )
+
+
+def pretrained_checkpoint(wildcards):
+    pretrained = pipeline.pretrained_run(run_of(wildcards))
+    return [] if pretrained is None else [pretrained.checkpoint]
+
+
+def task_resource(name):
+    return lambda wildcards: config["tasks"][wildcards.task]["resources"][name]
+
+
+def runs_of_task(wildcards, attribute, method=None):
+    return [
+        getattr(run, attribute)
+        for run in pipeline.model_runs(config, wildcards.task)
+        if method is None or run.method == method
+    ]
+
+
+def task_outputs(task):
+    return [
+        pipeline.task_results(task, "summary.csv"),
+        *pipeline.figure_files(task),
+        *pipeline.table_files(task),
+    ]
+
+
+def final_outputs():
+    return [path for task in config["tasks"] for path in task_outputs(task)]

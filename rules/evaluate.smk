@@ -1,0 +1,57 @@
+# Monte-Carlo evaluation: one job per model (all levels x draws loop inside the job), then
+# one aggregate per task that concatenates the shards into the tidy table.
+
+
+rule evaluate:
+    input:
+        model="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/model.pt",
+        data="results/prepared/{task}.npz",
+    output:
+        "results/evaluation/{task}/{method}/sigma~{sigma}/seed~{seed}.parquet",
+    params:
+        job=lambda wildcards: pipeline.evaluate_job(config),
+    log:
+        "results/logs/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=task_resource("evaluate_mem_mb"),
+        runtime=task_resource("evaluate_runtime"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        shards=lambda wildcards: runs_of_task(wildcards, "evaluation"),
+        metrics=lambda wildcards: runs_of_task(wildcards, "metrics"),
+    output:
+        accuracy="results/{task}/accuracy.parquet",
+        accuracy_csv="results/{task}/accuracy.csv",
+        summary="results/{task}/summary.parquet",
+        summary_csv="results/{task}/summary.csv",
+        summary_md="results/{task}/summary.md",
+        metrics="results/{task}/training_metrics.csv",
+    params:
+        label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+    log:
+        "results/logs/aggregate/{task}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="30m",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate.py"
+
+
+rule evaluate_all:
+    input:
+        [
+            pipeline.task_results(task, "summary.parquet")
+            for task in config["tasks"]
+        ],

@@ -1,0 +1,40 @@
+# Training: vanilla pretraining per seed, then each method x sigma_train x seed.
+# A killed job resumes from `<model>.resume` (end-of-epoch state) when it is rerun.
+
+
+rule train:
+    input:
+        data="results/prepared/{task}.npz",
+        pretrained=pretrained_checkpoint,
+    output:
+        model="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/model.pt",
+        metrics="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/metrics.csv",
+    params:
+        job=lambda wildcards: pipeline.train_job(config, run_of(wildcards)),
+    log:
+        "results/logs/train/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=task_resource("train_mem_mb"),
+        runtime=task_resource("train_runtime"),
+        gpu=task_resource("gpu"),
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
+rule pretrain_all:
+    input:
+        lambda wildcards: [
+            run.checkpoint
+            for run in pipeline.model_runs(config)
+            if run.method == "vanilla"
+        ],
+
+
+rule train_all:
+    input:
+        [run.checkpoint for run in pipeline.model_runs(config)],

@@ -1,0 +1,17 @@
+"""Snakemake script: Monte-Carlo evaluation of one model (rules/evaluate.smk)."""
+
+from _bootstrap import log_to
+
+from memristor_mat.evaluation import MonteCarloSettings
+from memristor_mat.runs import evaluate_model
+
+log_to(snakemake.log[0])
+job = snakemake.params.job
+evaluate_model(
+    snakemake.input.model,
+    MonteCarloSettings(**job["settings"]),
+    data_path=snakemake.input.data,
+    out_path=snakemake.output[0],
+    device=job["device"],
+    threads=snakemake.threads,
+)

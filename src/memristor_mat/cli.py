@@ -1,0 +1,109 @@
+"""Command line for single runs outside Snakemake: the same library calls the workflow makes.
+
+    memristor-mat validate --config config.yaml
+    memristor-mat list     --config config.yaml
+    memristor-mat prepare  --config config.yaml --task mnist --out results/prepared/mnist.npz
+    memristor-mat train    --config config.yaml --task mnist --method mat --sigma-train 0.2 --seed 14 \\
+                           --data results/prepared/mnist.npz --pretrained <vanilla model.pt> --out model.pt
+    memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
+                           --out accuracy.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__, pipeline, runs
+from .checkpoint import CheckpointError
+from .config import ConfigError, format_sigma, load_config
+from .data import DataError
+from .evaluation import MonteCarloSettings
+from .training import METHODS, TrainingSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memristor-mat", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", required=True, help="pipeline config (YAML), e.g. config.yaml")
+        return sub
+
+    command("validate", "check a config against the schema and the library")
+    command("list", "list every model the config asks for, with its checkpoint path")
+    prepare = command("prepare", "prepare one task's dataset (.npz)")
+    prepare.add_argument("--task", required=True)
+    prepare.add_argument("--out", required=True)
+    prepare.add_argument("--raw-dir", default="data/raw", help="where downloads go (default: data/raw)")
+
+    train = command("train", "train one model")
+    train.add_argument("--task", required=True)
+    train.add_argument("--method", required=True, choices=METHODS)
+    train.add_argument("--sigma-train", type=float, default=0.0, help="training noise level (mat, mat_scratch)")
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    train.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    train.add_argument("--metrics", help="per-epoch metrics CSV (default: beside --out)")
+    train.add_argument("--pretrained", help="vanilla checkpoint that mat fine-tunes")
+    train.add_argument("--threads", type=int, default=1)
+
+    evaluate = command("evaluate", "Monte-Carlo evaluation of one checkpoint -> Parquet")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    evaluate.add_argument("--out", required=True, help="Parquet table to write")
+    evaluate.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    if args.command == "validate":
+        print(f"{args.config}: valid; {len(pipeline.model_runs(config))} models")
+    elif args.command == "list":
+        for run in pipeline.model_runs(config):
+            print(f"{run.task}\t{run.method}\t{format_sigma(run.sigma_train)}\t{run.seed}\t{run.checkpoint}")
+    elif args.command == "prepare":
+        runs.prepare_data(config["tasks"][_task(config, args.task)]["dataset"], args.out, raw_dir=args.raw_dir)
+    elif args.command == "train":
+        run = pipeline.ModelRun(_task(config, args.task), args.method, args.sigma_train, args.seed)
+        job = pipeline.train_job(config, run)
+        runs.train_model(
+            run, TrainingSettings.from_dict(job["settings"]), job["model"],
+            data_path=args.data, out_path=args.out,
+            metrics_path=args.metrics or str(Path(args.out).with_name("metrics.csv")),
+            pretrained_path=args.pretrained, device=job["device"], threads=args.threads,
+        )
+    elif args.command == "evaluate":
+        job = pipeline.evaluate_job(config)
+        table = runs.evaluate_model(args.checkpoint, MonteCarloSettings(**job["settings"]), data_path=args.data,
+                                    out_path=args.out, device=job["device"], threads=args.threads)
+        print(table.groupby("sigma_inference")["accuracy"].agg(["mean", "median", "count"]).to_string())
+
+
+def _task(config: dict, task: str) -> str:
+    if task not in config["tasks"]:
+        raise ConfigError(f"task {task!r} is not in the config; it has {sorted(config['tasks'])}")
+    return task
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _run(args)
+    except (ConfigError, DataError, CheckpointError, ValueError) as error:
+        print(f"memristor-mat {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

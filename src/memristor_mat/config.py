@@ -1,0 +1,158 @@
+"""Pipeline configuration: schema validation (with defaults) and the checks a schema cannot express.
+
+The JSON schema ``config.schema.json`` (package data) is the single definition of what a config
+may hold; Snakemake validates against the same file when the workflow is parsed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import numpy as np
+import torch
+import yaml
+
+from .data import DATASETS
+from .models import ARCHITECTURES
+from .noise import NOISE_MODELS
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+SCHEMA_RESOURCE = "config.schema.json"
+
+
+def schema_path() -> str:
+    return str(resources.files("memristor_mat") / SCHEMA_RESOURCE)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads((resources.files("memristor_mat") / SCHEMA_RESOURCE).read_text())
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in schema defaults (the jsonschema FAQ recipe, as Snakemake does)
+    and, unlike plain JSON Schema, does not take 2.0 for an integer (epochs: 2.0 would pass)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+    strict_integers = validator_class.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(
+        validator_class, {"properties": set_defaults}, type_checker=strict_integers
+    )
+
+
+def key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def format_sigma(value: float) -> str:
+    """Canonical text of a noise level for paths and tables: '0.05', '0.2', '0' (no float noise)."""
+    return np.format_float_positional(float(value), trim="-", precision=8)
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate (and fill defaults in) ``config`` in place; raise ConfigError naming the key."""
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config key {key_path(error.absolute_path)}: {error.message}")
+    check_semantics(config)
+    return config
+
+
+def _check_name(value: str, known, key: str) -> None:
+    if value not in known:
+        raise ConfigError(f"config key {key}: unknown name {value!r}; expected one of {sorted(known)}")
+
+
+def _check_torch_class(name: str, module, base, key: str) -> None:
+    candidate = getattr(module, name, None)
+    if not (isinstance(candidate, type) and issubclass(candidate, base)) or candidate is base:
+        raise ConfigError(f"config key {key}: {name!r} is not a {module.__name__} class")
+
+
+def _check_levels(levels, key: str) -> None:
+    """Noise levels name files (sigma~0.05): each must have one exact, distinct text."""
+    texts = [format_sigma(level) for level in levels]
+    for level, text in zip(levels, texts):
+        if float(text) != float(level):
+            raise ConfigError(f"config key {key}: {level} has more than 8 decimals")
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"config key {key}: levels {list(levels)} are not distinct")
+
+
+def check_semantics(config: dict[str, Any]) -> None:
+    """Checks across keys and against the library's registries."""
+    _check_name(config["noise"]["model"], NOISE_MODELS, "noise.model")
+    _check_levels(config["evaluation"]["sigma_inference"], "evaluation.sigma_inference")
+    for task_name, task in config["tasks"].items():
+        prefix = f"tasks.{task_name}"
+        _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
+        _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")
+        methods = task["methods"]
+        if "mat" in methods and "vanilla" not in methods:
+            raise ConfigError(
+                f"config key {prefix}.methods: 'mat' fine-tunes the pretrained 'vanilla' models, "
+                "so 'vanilla' must be listed too"
+            )
+        for method, spec in methods.items():
+            noisy = method in ("mat", "mat_scratch")
+            if noisy and "sigma_train" not in spec:
+                raise ConfigError(f"config key {prefix}.methods.{method}.sigma_train: required for {method}")
+            if noisy:
+                _check_levels(spec["sigma_train"], f"{prefix}.methods.{method}.sigma_train")
+            if not noisy and "sigma_train" in spec:
+                raise ConfigError(
+                    f"config key {prefix}.methods.{method}.sigma_train: {method} trains without forward noise"
+                )
+        trainings = [(f"{prefix}.training", task["training"])] + [
+            (f"{prefix}.methods.{m}.training", s["training"]) for m, s in methods.items() if "training" in s
+        ]
+        for key, training in trainings:
+            if "optimizer" in training:
+                _check_torch_class(training["optimizer"]["name"], torch.optim, torch.optim.Optimizer,
+                                   f"{key}.optimizer.name")
+            if training.get("lr_scheduler"):
+                _check_torch_class(training["lr_scheduler"]["name"], torch.optim.lr_scheduler,
+                                   torch.optim.lr_scheduler.LRScheduler, f"{key}.lr_scheduler.name")
+        figures = task["figures"]
+        headline = figures["headline_method"]
+        if headline not in methods:
+            raise ConfigError(f"config key {prefix}.figures.headline_method: {headline!r} is not among the methods")
+        if headline in ("mat", "mat_scratch") and figures["headline_sigma_train"] not in methods[headline]["sigma_train"]:
+            raise ConfigError(
+                f"config key {prefix}.figures.headline_sigma_train: {figures['headline_sigma_train']} "
+                f"is not among {headline}'s sigma_train {methods[headline]['sigma_train']}"
+            )
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return validate_config(config)

@@ -1,0 +1,62 @@
+"""Network architectures, built by name so that a checkpoint can rebuild its own model."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network on flattened inputs (SPEC §3 MNIST: 784-128-10, no biases)."""
+
+    def __init__(
+        self,
+        input_size: int = 784,
+        hidden_sizes: Sequence[int] = (128,),
+        num_classes: int = 10,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if input_size < 1 or num_classes < 2 or any(h < 1 for h in hidden_sizes):
+            raise ValueError(
+                f"MLP sizes must be positive (input {input_size}, hidden {list(hidden_sizes)}, "
+                f"classes {num_classes}; at least 2 classes)"
+            )
+        sizes = [input_size, *hidden_sizes]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out, bias=bias), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes, bias=bias))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+#: Architectures by the name used in config files and checkpoints.
+ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {"mlp": MLP}
+
+
+def build_model(arch: str, **options) -> nn.Module:
+    try:
+        factory = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}") from None
+    try:
+        return factory(**options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for architecture {arch!r}: {error}") from None
+
+
+def architecture_options(arch: str, model_config: Mapping, input_shape: Sequence[int], num_classes: int) -> dict:
+    """Constructor options for ``arch`` from the task's model config and the data's shape."""
+    options = {k: v for k, v in model_config.items() if k != "arch"}
+    if arch == "mlp":
+        size = 1
+        for dim in input_shape:
+            size *= int(dim)
+        options.setdefault("input_size", size)
+        options["hidden_sizes"] = list(options.get("hidden_sizes", [128]))
+    options.setdefault("num_classes", num_classes)
+    return options

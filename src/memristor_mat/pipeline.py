@@ -1,0 +1,147 @@
+"""What the workflow runs and where its files go, derived from a validated config.
+
+Pure functions without Snakemake imports: the rules call them to build their target lists and
+paths, the command line calls them to run single jobs, and the tests check them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from .config import format_sigma
+from .evaluation import MonteCarloSettings
+from .training import FINE_TUNING_METHODS, NOISY_FORWARD_METHODS, NoisyUpdates, TrainingSettings
+
+RESULTS = PurePosixPath("results")
+FIGURES = PurePosixPath("figures")
+#: figure stems written by notebooks/figures.ipynb for every task
+FIGURE_STEMS = ("accuracy_vs_noise", "sigma_train_curves", "heatmap_sigma_train_inference")
+TABLE_STEMS = FIGURE_STEMS + ("published_comparison",)
+
+
+@dataclass(frozen=True, order=True)
+class ModelRun:
+    """One trained model: a task, a method, its training noise level and a training seed."""
+
+    task: str
+    method: str
+    sigma_train: float
+    seed: int
+
+    @property
+    def wildcards(self) -> dict[str, str]:
+        return {"task": self.task, "method": self.method, "sigma": format_sigma(self.sigma_train),
+                "seed": str(self.seed)}
+
+    @property
+    def model_dir(self) -> PurePosixPath:
+        w = self.wildcards
+        return RESULTS / "models" / w["task"] / w["method"] / f"sigma~{w['sigma']}" / f"seed~{w['seed']}"
+
+    @property
+    def checkpoint(self) -> str:
+        return str(self.model_dir / "model.pt")
+
+    @property
+    def metrics(self) -> str:
+        return str(self.model_dir / "metrics.csv")
+
+    @property
+    def evaluation(self) -> str:
+        w = self.wildcards
+        return str(RESULTS / "evaluation" / w["task"] / w["method"] / f"sigma~{w['sigma']}" / f"seed~{w['seed']}.parquet")
+
+    @classmethod
+    def from_wildcards(cls, task: str, method: str, sigma: str, seed: str) -> "ModelRun":
+        return cls(task, method, float(sigma), int(seed))
+
+
+def model_runs(config: dict[str, Any], task: str | None = None) -> list[ModelRun]:
+    """Every model the config asks for (vanilla and noisy_updates at sigma_train 0)."""
+    runs = []
+    for task_name, task_config in config["tasks"].items():
+        if task is not None and task_name != task:
+            continue
+        for method, spec in task_config["methods"].items():
+            for sigma in spec.get("sigma_train", [0.0]):
+                runs += [ModelRun(task_name, method, float(sigma), seed) for seed in task_config["seeds"]]
+    return sorted(runs)
+
+
+def pretrained_run(run: ModelRun) -> ModelRun | None:
+    """The vanilla model a fine-tuning run starts from (same seed), or None."""
+    if run.method in FINE_TUNING_METHODS:
+        return ModelRun(run.task, "vanilla", 0.0, run.seed)
+    return None
+
+
+def check_run(config: dict[str, Any], run: ModelRun) -> None:
+    if run not in model_runs(config, run.task):
+        raise ValueError(f"{run} is not one of the models the config asks for")
+
+
+def prepared_data(task: str) -> str:
+    return str(RESULTS / "prepared" / f"{task}.npz")
+
+
+def task_results(task: str, name: str) -> str:
+    return str(RESULTS / task / name)
+
+
+def figure_files(task: str) -> list[str]:
+    return [str(FIGURES / task / f"{stem}.{ext}") for stem in FIGURE_STEMS for ext in ("pdf", "png")]
+
+
+def table_files(task: str) -> list[str]:
+    return [str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in TABLE_STEMS for ext in ("csv", "md")]
+
+
+def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings:
+    """The task's training settings with the method's overrides (shallow, per key)."""
+    task = config["tasks"][run.task]
+    training = {**task["training"], **task["methods"][run.method].get("training", {})}
+    noise = config["noise"]
+    return TrainingSettings(
+        method=run.method,
+        epochs=training["epochs"],
+        batch_size=training["batch_size"],
+        optimizer=dict(training["optimizer"]),
+        seed=run.seed,
+        sigma_train=run.sigma_train if run.method in NOISY_FORWARD_METHODS else 0.0,
+        lr_scheduler=dict(training["lr_scheduler"]) if training.get("lr_scheduler") else None,
+        weight_clip_std=training.get("weight_clip_std"),
+        noise_model=noise["model"],
+        noise_options=dict(noise["options"]),
+        include_normalization=noise["include_normalization"],
+        noisy_updates=NoisyUpdates(**training.get("noisy_updates", {})),
+        **({"eval_batch_size": training["eval_batch_size"]} if "eval_batch_size" in training else {}),
+    )
+
+
+def monte_carlo_settings(config: dict[str, Any]) -> MonteCarloSettings:
+    evaluation, noise = config["evaluation"], config["noise"]
+    return MonteCarloSettings(
+        sigma_inference=tuple(float(s) for s in evaluation["sigma_inference"]),
+        draws=evaluation["draws"],
+        seed=evaluation["seed"],
+        noise_model=noise["model"],
+        noise_options=dict(noise["options"]),
+        include_normalization=noise["include_normalization"],
+        draws_per_chunk=evaluation["draws_per_chunk"],
+        batch_size=evaluation["batch_size"],
+    )
+
+
+def train_job(config: dict[str, Any], run: ModelRun) -> dict[str, Any]:
+    """Exactly what one training job depends on (Snakemake params: a change reruns only it)."""
+    check_run(config, run)
+    task = config["tasks"][run.task]
+    return {"settings": training_settings(config, run).as_dict(), "model": dict(task["model"]),
+            "device": config["device"]}
+
+
+def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
+    return {"settings": dataclasses.asdict(monte_carlo_settings(config)), "device": config["device"]}

@@ -1,0 +1,520 @@
+"""Publication figures of the accuracy summary (see :mod:`memristor_mat.summary`).
+
+Every plot function takes the summary table (accuracy statistics in percent) and returns
+``(figure, table)`` where ``table`` is a tidy DataFrame holding exactly the numbers drawn, to be
+written next to the figure. Figures are built on :class:`matplotlib.figure.Figure` directly (no
+pyplot state, nothing to close) inside the package style, so they look the same whether or not
+:func:`apply_style` was called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: before pyplot (imported by seaborn) is loaded
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from memristor_mat.io import atomic_path  # noqa: E402
+
+__all__ = [
+    "METHOD_LABELS",
+    "METHOD_COLORS",
+    "METHOD_MARKERS",
+    "STAT_LABELS",
+    "apply_style",
+    "style_context",
+    "method_label",
+    "method_color",
+    "curve_label",
+    "sampling_label",
+    "save_figure",
+    "plot_accuracy_vs_noise",
+    "plot_sigma_train_curves",
+    "plot_sigma_heatmap",
+]
+
+METHOD_LABELS: dict[str, str] = {
+    "vanilla": "Vanilla",
+    "mat": "MAT (fine-tuned)",
+    "mat_scratch": "MAT (from scratch)",
+    "noisy_updates": "Noisy updates",
+}
+
+_PALETTE = sns.color_palette("colorblind")  # 10 colour-blind-safe colours
+#: A fixed colour per method, the same in every figure.
+METHOD_COLORS: dict[str, tuple[float, float, float]] = {
+    "vanilla": _PALETTE[7],  # grey: the baseline
+    "mat": _PALETTE[0],  # blue
+    "mat_scratch": _PALETTE[2],  # green
+    "noisy_updates": _PALETTE[1],  # orange
+}
+_SPARE_COLORS = [_PALETTE[i] for i in (4, 3, 5, 6, 9, 8)]
+METHOD_MARKERS: dict[str, str] = {
+    "vanilla": "o",
+    "mat": "s",
+    "mat_scratch": "^",
+    "noisy_updates": "D",
+}
+
+#: How each summary statistic is described in legends.
+STAT_LABELS: dict[str, str] = {
+    "mean": "mean",
+    "median": "median",
+    "std": "standard deviation",
+    "q25": "25th percentile",
+    "q75": "75th percentile",
+    "p12": "12th percentile",
+    "p88": "88th percentile",
+    "ci95_low": "95% CI of the mean",
+    "ci95_high": "95% CI of the mean",
+}
+_BAND_LABELS: dict[tuple[str, str], str] = {
+    ("q25", "q75"): "interquartile range",
+    ("p12", "p88"): "12th–88th percentile",
+    ("ci95_low", "ci95_high"): "95% bootstrap CI of the mean",
+}
+
+NOISE_AXIS_LABEL = r"Inference noise $\sigma_\mathrm{inference}$ (%)"
+ACCURACY_AXIS_LABEL = "Test accuracy (%)"
+FIGSIZE = (7.4, 4.0)
+_SIGMA_ATOL = 1e-9
+
+
+def _style_rc() -> dict:
+    rc = {}
+    rc.update(sns.axes_style("whitegrid"))
+    rc.update(sns.plotting_context("paper", font_scale=1.2))
+    rc.update(
+        {
+            "axes.prop_cycle": matplotlib.cycler(color=_PALETTE),
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titleweight": "bold",
+            "axes.titlelocation": "left",
+            "grid.color": "#e3e3e3",
+            "legend.frameon": True,
+            "legend.framealpha": 0.9,
+            "legend.edgecolor": "#cccccc",
+            "lines.linewidth": 1.8,
+            "lines.markersize": 5,
+            "figure.dpi": 100,
+            "savefig.dpi": 200,
+            "savefig.bbox": "tight",
+            "savefig.pad_inches": 0.05,
+            "pdf.fonttype": 42,  # embed TrueType: editable text in the PDF
+            "ps.fonttype": 42,
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans", "Arial", "Liberation Sans", "sans-serif"],
+        }
+    )
+    return rc
+
+
+def apply_style() -> None:
+    """Set the package style globally (seaborn whitegrid, paper context, colour-blind palette)."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.2)
+    matplotlib.rcParams.update(_style_rc())
+
+
+@contextlib.contextmanager
+def style_context() -> Iterator[None]:
+    """The package style for the duration of a block, without changing global settings."""
+    with matplotlib.rc_context(_style_rc()):
+        yield
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def method_color(method: str) -> tuple[float, float, float]:
+    """The method's fixed colour; methods not in :data:`METHOD_COLORS` get a spare colour
+    chosen deterministically from their name."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _SPARE_COLORS[sum(method.encode("utf-8")) % len(_SPARE_COLORS)]
+
+
+def _fmt_pct(value: float) -> str:
+    return f"{float(value):g}%"
+
+
+def curve_label(method: str, sigma_train: float) -> str:
+    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%``; no sigma for ``sigma_train == 0``."""
+    label = method_label(method)
+    if not np.isclose(float(sigma_train), 0.0, atol=_SIGMA_ATOL):
+        label += f", σ_train = {_fmt_pct(100 * float(sigma_train))}"
+    return label
+
+
+def _band_label(band: Sequence[str] | None) -> str | None:
+    if band is None:
+        return None
+    low, high = band
+    return _BAND_LABELS.get((low, high), f"{STAT_LABELS.get(low, low)} – {STAT_LABELS.get(high, high)}")
+
+
+def sampling_label(summary: pd.DataFrame) -> str:
+    """``"5 models × 100 draws"`` (ranges such as ``"3–5 models"`` if they vary) for titles."""
+    if summary.empty:
+        return "no data"
+    models = summary["n_models"].astype(int)
+    draws = (summary["n_samples"] / summary["n_models"]).round().astype(int)
+
+    def span(series: pd.Series, noun: str) -> str:
+        lo, hi = int(series.min()), int(series.max())
+        count = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        return f"{count} {noun if hi != 1 else noun.rstrip('s')}"
+
+    return f"{span(models, 'models')} × {span(draws, 'draws')}"
+
+
+def save_figure(fig: Figure, directory: str | os.PathLike, stem: str) -> tuple[Path, Path]:
+    """Write ``<directory>/<stem>.pdf`` and ``.png`` (200 dpi), each atomically.
+
+    Returns ``(pdf_path, png_path)``. Output is reproducible: no creation date in the PDF,
+    no software tag in the PNG.
+    """
+    directory = Path(directory)
+    pdf_path = directory / f"{stem}.pdf"
+    png_path = directory / f"{stem}.png"
+    with style_context():
+        with atomic_path(pdf_path) as tmp:
+            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Creator": None,
+                                                      "Producer": None})
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=200, metadata={"Software": None})
+    return pdf_path, png_path
+
+
+# --------------------------------------------------------------------------------------------
+# selection helpers
+
+
+def _available_curves(summary: pd.DataFrame) -> list[tuple[str, float]]:
+    pairs = summary.loc[:, ["method", "sigma_train"]].drop_duplicates()
+    pairs = pairs.sort_values(["method", "sigma_train"])
+    return [(str(m), float(s)) for m, s in pairs.itertuples(index=False)]
+
+
+def _curve_rows(summary: pd.DataFrame, method: str, sigma_train: float) -> pd.DataFrame:
+    """The summary rows of one (method, sigma_train) curve, sorted by noise level."""
+    mask = (summary["method"] == method) & np.isclose(
+        summary["sigma_train"].astype(float), float(sigma_train), rtol=0.0, atol=_SIGMA_ATOL
+    )
+    rows = summary.loc[mask]
+    if rows.empty:
+        raise ValueError(
+            f"curve (method={method!r}, sigma_train={float(sigma_train):g}) is not in the "
+            f"summary; available (method, sigma_train): {_available_curves(summary)}"
+        )
+    duplicated = rows["sigma_inference"].duplicated()
+    if duplicated.any():
+        distinct = [
+            c for c in ("task", "dataset", "arch", "noise_model", "reference")
+            if c in rows.columns and rows[c].nunique() > 1
+        ]
+        raise ValueError(
+            f"curve (method={method!r}, sigma_train={float(sigma_train):g}) has several rows per "
+            f"sigma_inference (they differ in {distinct or 'no key column'}); filter the summary "
+            "to one task / dataset / arch / noise model / reference first"
+        )
+    return rows.sort_values("sigma_inference")
+
+
+def _check_stats(summary: pd.DataFrame, center: str, band: Sequence[str] | None) -> None:
+    wanted = [center] + (list(band) if band is not None else [])
+    if band is not None and len(band) != 2:
+        raise ValueError(f"band must be a pair of column names, got {band!r}")
+    missing = [c for c in wanted if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary has no column(s) {missing}; it has {list(summary.columns)}")
+    for col in ("method", "sigma_train", "sigma_inference", "noise_level_pct"):
+        if col not in summary.columns:
+            raise ValueError(f"summary has no column {col!r}")
+
+
+def _curve_table(
+    rows: pd.DataFrame, label: str, center: str, band: Sequence[str] | None
+) -> pd.DataFrame:
+    cols = ["method", "sigma_train", "sigma_inference", "noise_level_pct"]
+    cols += [c for c in ("n_models", "n_samples") if c in rows.columns]
+    stats = [center] + [b for b in (band or ()) if b != center]
+    table = rows.loc[:, cols + stats].copy()
+    table.insert(0, "label", label)
+    table.insert(0, "element", "curve")
+    table.insert(4, "sigma_train_pct", (100.0 * table["sigma_train"].astype(float)).round(6))
+    return table
+
+
+def _draw_curves(
+    ax,
+    summary: pd.DataFrame,
+    curves: Sequence[tuple[str, float]],
+    *,
+    labels: Sequence[str],
+    colors: Sequence,
+    center: str,
+    band: Sequence[str] | None,
+    clean_reference: tuple[str, float] | None,
+    legend_title: str | None,
+) -> pd.DataFrame:
+    tables = []
+    selected = [_curve_rows(summary, m, s) for m, s in curves]  # validate all before drawing
+    clean = None
+    if clean_reference is not None:
+        reference_rows = _curve_rows(summary, *clean_reference)
+        clean = reference_rows[
+            np.isclose(reference_rows["sigma_inference"].astype(float), 0.0, atol=_SIGMA_ATOL)
+        ]
+        if clean.empty:
+            raise ValueError(
+                f"clean reference {tuple(clean_reference)} has no sigma_inference = 0 row; "
+                f"its levels (%): {sorted(reference_rows['noise_level_pct'].tolist())}"
+            )
+    for (method, _sigma), rows, label, color in zip(curves, selected, labels, colors):
+        x = rows["noise_level_pct"].to_numpy(dtype=float)
+        y = rows[center].to_numpy(dtype=float)
+        if band is not None:
+            ax.fill_between(
+                x,
+                rows[band[0]].to_numpy(dtype=float),
+                rows[band[1]].to_numpy(dtype=float),
+                color=color,
+                alpha=0.18,
+                linewidth=0,
+            )
+        ax.plot(
+            x, y, color=color, marker=METHOD_MARKERS.get(method, "o"), label=label,
+            markeredgecolor="white", markeredgewidth=0.6,
+        )
+        tables.append(_curve_table(rows, label, center, band))
+
+    if clean is not None:
+        value = float(clean[center].iloc[0])
+        ref_label = f"{curve_label(*clean_reference)}, no noise ({value:.1f}%)"
+        ax.axhline(value, color="#444444", linestyle="-.", linewidth=1.1, label=ref_label,
+                   zorder=1)
+        ref_table = _curve_table(clean, ref_label, center, None)
+        ref_table["element"] = "clean_reference"
+        tables.append(ref_table)
+
+    ax.set_xlabel(NOISE_AXIS_LABEL)
+    ax.set_ylabel(ACCURACY_AXIS_LABEL)
+    all_x = pd.concat([t["noise_level_pct"] for t in tables if (t["element"] == "curve").any()])
+    x_lo, x_hi = float(all_x.min()), float(all_x.max())
+    pad = 0.025 * (x_hi - x_lo) if x_hi > x_lo else 1.0
+    ax.set_xlim(x_lo - pad, x_hi + pad)  # room for the end markers
+    ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
+    stat_line = f"Line: {STAT_LABELS.get(center, center)}"
+    if band is not None:
+        stat_line += f"\nBand: {_band_label(band)}"
+    title_text = f"{legend_title}\n{stat_line}" if legend_title else stat_line
+    # Outside the axes, right: never hides a curve, whatever the data.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              title=title_text, fontsize="small", title_fontsize="small", alignment="left")
+    table = pd.concat(tables, ignore_index=True)
+    return table
+
+
+def _new_figure(figsize=FIGSIZE) -> tuple[Figure, object]:
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    return fig, ax
+
+
+def plot_accuracy_vs_noise(
+    summary: pd.DataFrame,
+    *,
+    curves: Sequence[tuple[str, float]],
+    center: str = "mean",
+    band: Sequence[str] | None = ("p12", "p88"),
+    clean_reference: tuple[str, float] | None = ("vanilla", 0.0),
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """Accuracy (%) against inference noise level (%), one line per (method, sigma_train).
+
+    Each curve is the ``center`` statistic with a shaded ``band`` (a pair of summary columns,
+    e.g. ``("p12", "p88")`` or ``("q25", "q75")``; ``None`` for no band). A dash-dot line marks
+    the clean (sigma_inference = 0) accuracy of ``clean_reference`` (``None`` for none).
+
+    ``summary`` must hold one task / dataset / arch / noise model / reference per curve.
+    Returns ``(fig, table)``: the table has one row per plotted point (``element == "curve"``)
+    and one for the reference line (``element == "clean_reference"``), with the columns
+    ``label`` (legend label), method, sigma_train(_pct), sigma_inference, noise_level_pct,
+    n_models, n_samples and the plotted statistics under their own names.
+    Raises ``ValueError`` naming a requested curve that is not in the summary.
+    """
+    if not curves:
+        raise ValueError("curves is empty: give at least one (method, sigma_train) pair")
+    band = tuple(band) if band is not None else None
+    _check_stats(summary, center, band)
+    curves = [(str(m), float(s)) for m, s in curves]
+    with style_context():
+        fig, ax = _new_figure()
+        table = _draw_curves(
+            ax,
+            summary,
+            curves,
+            labels=[curve_label(m, s) for m, s in curves],
+            colors=[method_color(m) for m, _ in curves],
+            center=center,
+            band=band,
+            clean_reference=clean_reference,
+            legend_title=None,
+        )
+        if title:
+            ax.set_title(title, loc="left")
+    return fig, table
+
+
+def plot_sigma_train_curves(
+    summary: pd.DataFrame,
+    *,
+    method: str = "mat",
+    center: str = "mean",
+    band: Sequence[str] | None = ("p12", "p88"),
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """Accuracy against inference noise, one curve per ``sigma_train`` of ``method`` (shades of
+    a sequential palette, darker = larger sigma_train), plus vanilla (if present) for reference.
+
+    Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise` (labels are the legend's:
+    ``σ_train = 10%``, ``Vanilla``).
+    """
+    band = tuple(band) if band is not None else None
+    _check_stats(summary, center, band)
+    rows = summary[summary["method"] == method]
+    if rows.empty:
+        raise ValueError(
+            f"method {method!r} is not in the summary; available methods: "
+            f"{sorted(summary['method'].unique().tolist())}"
+        )
+    sigmas = sorted(float(s) for s in rows["sigma_train"].unique())
+    curves: list[tuple[str, float]] = []
+    labels: list[str] = []
+    colors: list = []
+    has_vanilla = method != "vanilla" and (summary["method"] == "vanilla").any()
+    if has_vanilla:
+        curves.append(("vanilla", 0.0))
+        labels.append(method_label("vanilla"))
+        colors.append(method_color("vanilla"))
+    shades = sns.blend_palette(
+        [sns.set_hls_values(method_color(method), l=0.62), method_color(method),
+         sns.set_hls_values(method_color(method), l=0.22)],
+        n_colors=max(len(sigmas), 2),
+    )
+    if len(sigmas) == 1:
+        shades = [method_color(method)]
+    for sigma, shade in zip(sigmas, shades):
+        curves.append((method, sigma))
+        labels.append(f"σ_train = {_fmt_pct(100 * sigma)}")
+        colors.append(shade)
+    with style_context():
+        fig, ax = _new_figure()
+        table = _draw_curves(
+            ax,
+            summary,
+            curves,
+            labels=labels,
+            colors=colors,
+            center=center,
+            band=band,
+            clean_reference=("vanilla", 0.0) if has_vanilla else None,
+            legend_title=method_label(method),
+        )
+        if title:
+            ax.set_title(title, loc="left")
+    return fig, table
+
+
+def plot_sigma_heatmap(
+    summary: pd.DataFrame,
+    *,
+    method: str = "mat",
+    stat: str = "mean",
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """Heatmap of accuracy (``stat``, default mean, %): rows sigma_train (%) of ``method``, with
+    vanilla as the sigma_train = 0 row on top (if present), columns the inference noise level (%).
+
+    Returns ``(fig, table)``; the table is the annotated pivot: columns ``method``,
+    ``sigma_train_pct`` and one column per noise level named by its percentage (``"0"``,
+    ``"5"``, ``"10"``, ...); missing cells are NaN (blank in the figure).
+    """
+    _check_stats(summary, stat, None)
+    rows = summary[summary["method"] == method]
+    if rows.empty:
+        raise ValueError(
+            f"method {method!r} is not in the summary; available methods: "
+            f"{sorted(summary['method'].unique().tolist())}"
+        )
+    parts = []
+    if method != "vanilla" and (summary["method"] == "vanilla").any():
+        parts.append(summary[summary["method"] == "vanilla"])
+    parts.append(rows)
+    data = pd.concat(parts, ignore_index=True)
+    data = data.assign(
+        _order=np.where(data["method"] == "vanilla", 0, 1),
+        sigma_train_pct=(100.0 * data["sigma_train"].astype(float)).round(6),
+    )
+    key = ["_order", "method", "sigma_train_pct", "noise_level_pct"]
+    if data.duplicated(key).any():
+        raise ValueError(
+            "several summary rows per (method, sigma_train, sigma_inference); filter the "
+            "summary to one task / dataset / arch / noise model / reference first"
+        )
+    pivot = data.pivot_table(
+        index=["_order", "method", "sigma_train_pct"], columns="noise_level_pct", values=stat,
+        aggfunc="first", dropna=False,
+    ).sort_index()
+    pivot = pivot.dropna(how="all")
+    levels = [float(c) for c in pivot.columns]
+    matrix = pivot.to_numpy(dtype=float)
+
+    row_labels = [
+        "Vanilla" if m == "vanilla" else _fmt_pct(s) for _o, m, s in pivot.index
+    ]
+    col_labels = [f"{lv:g}" for lv in levels]
+    table = pd.DataFrame(matrix, columns=col_labels)
+    table.columns.name = "noise_level_pct"
+    table.insert(0, "sigma_train_pct", [s for _o, _m, s in pivot.index])
+    table.insert(0, "method", [m for _o, m, _s in pivot.index])
+
+    n_rows, n_cols = matrix.shape
+    width = min(max(6.4, 1.0 + 0.75 * n_cols), 12.0)
+    height = min(max(3.0, 1.3 + 0.45 * n_rows), 9.0)
+    with style_context():
+        fig, ax = _new_figure((width, height))
+        sns.heatmap(
+            pd.DataFrame(matrix, index=row_labels, columns=col_labels),
+            ax=ax,
+            annot=True,
+            fmt=".1f",
+            cmap="viridis",
+            vmin=float(np.nanmin(matrix)) if np.isfinite(matrix).any() else None,
+            vmax=float(np.nanmax(matrix)) if np.isfinite(matrix).any() else None,
+            linewidths=0.6,
+            linecolor="white",
+            annot_kws={"fontsize": "small"},
+            cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
+        )
+        if row_labels and row_labels[0] == "Vanilla" and n_rows > 1:
+            ax.axhline(1, color="white", linewidth=3)
+        ax.set_xlabel(NOISE_AXIS_LABEL)
+        ax.set_ylabel(rf"{method_label(method)}: $\sigma_\mathrm{{train}}$")
+        ax.tick_params(axis="y", rotation=0)
+        ax.tick_params(axis="x", rotation=0)
+        ax.grid(False)
+        if title:
+            ax.set_title(title, loc="left")
+    return fig, table

@@ -1,0 +1,195 @@
+"""One job of the pipeline each: prepare data, train one model, evaluate one model, aggregate.
+
+The Snakemake scripts and the command line both call these, so a single run outside the
+workflow gives exactly the files the workflow would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from . import pipeline
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .data import load_prepared, prepare_dataset, save_prepared
+from .device import select_device
+from .evaluation import MonteCarloSettings, monte_carlo_accuracy
+from .io import atomic_path, write_text_atomic
+from .models import architecture_options, build_model
+from .pipeline import ModelRun
+from .provenance import provenance
+from .summary import summarise, write_table
+from .training import TrainingSettings, train
+
+log = logging.getLogger(__name__)
+
+#: columns of the tidy accuracy table, in order (one row per model x level x draw)
+ACCURACY_COLUMNS = [
+    "task", "dataset", "arch", "method", "sigma_train", "seed", "noise_model", "reference",
+    "sigma_inference", "draw", "eval_seed", "n_test", "n_correct", "accuracy",
+]
+
+
+def set_threads(threads: int) -> None:
+    """Use exactly the cores the scheduler granted (results depend on it only through float order)."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def prepare_data(dataset: dict[str, Any], out_path: str | os.PathLike, raw_dir: str | os.PathLike = "data/raw") -> None:
+    """Build a task's dataset (``{"name": ..., "options": {...}}``) once, as an .npz file."""
+    splits = prepare_dataset(dataset["name"], raw_dir, **dataset.get("options", {}))
+    save_prepared(splits, out_path)
+    log.info("prepared %s: %d train / %d test (%s)", dataset["name"], len(splits.y_train),
+             len(splits.y_test), splits.description)
+
+
+def _write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def train_model(
+    run: ModelRun,
+    settings: TrainingSettings,
+    model_config: dict[str, Any],
+    *,
+    data_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    pretrained_path: str | os.PathLike | None = None,
+    device: str = "auto",
+    threads: int = 1,
+) -> None:
+    """Train one model; resumable: its end-of-epoch state lives in ``<out>.resume`` until done."""
+    set_threads(threads)
+    torch_device = select_device(device)
+    data = load_prepared(data_path)
+    arch = model_config["arch"]
+    options = architecture_options(arch, model_config, data.input_shape, data.num_classes)
+    torch.manual_seed(run.seed)
+    model = build_model(arch, **options)
+    if pipeline.pretrained_run(run) is not None:
+        if pretrained_path is None:
+            raise ValueError(f"{run.method} fine-tunes a pretrained model: give its checkpoint")
+        pretrained = load_checkpoint(pretrained_path)
+        if (pretrained["arch"], pretrained["arch_options"]) != (arch, options):
+            raise CheckpointError(
+                f"pretrained checkpoint {pretrained_path} holds {pretrained['arch']} {pretrained['arch_options']}, "
+                f"but this run needs {arch} {options}"
+            )
+        model.load_state_dict(pretrained["state_dict"])
+    identity = {
+        "arch": arch, "arch_options": options, "task": run.task, "dataset": data.name,
+        "method": run.method, "sigma_train": run.sigma_train, "seed": run.seed,
+        "settings": settings.as_dict(),
+    }
+    resume_path = Path(str(out_path) + ".resume")
+    result = train(model, data, settings, device=torch_device, resume_path=resume_path, resume_extra=identity)
+    save_checkpoint(out_path, {
+        **identity,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "history": result.history,
+        "provenance": provenance({"settings": settings.as_dict(), "model": model_config}),
+    })
+    history = pd.DataFrame(result.history)
+    for key in ("seed", "sigma_train", "method", "task"):
+        history.insert(0, key, identity[key])
+    _write_csv(history, metrics_path)
+    resume_path.unlink(missing_ok=True)
+
+
+def evaluate_model(
+    checkpoint_path: str | os.PathLike,
+    settings: MonteCarloSettings,
+    *,
+    data_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    device: str = "auto",
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Monte-Carlo accuracy of one checkpoint at every inference level x draw -> Parquet shard."""
+    set_threads(threads)
+    torch_device = select_device(device)
+    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    model = model_from_checkpoint(checkpoint, checkpoint_path).to(torch_device)
+    data = load_prepared(data_path)
+    if checkpoint.get("dataset") != data.name:
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path} was trained on {checkpoint.get('dataset')!r}, "
+            f"but the test data {data_path} is {data.name!r}"
+        )
+    table = monte_carlo_accuracy(model, data.x_test, data.y_test, settings)
+    identity = {
+        "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
+        "method": checkpoint["method"], "sigma_train": float(checkpoint["sigma_train"]),
+        "seed": int(checkpoint["seed"]), "noise_model": settings.noise_model,
+        "reference": settings.noise_options.get("reference", ""), "eval_seed": settings.seed,
+    }
+    for key, value in identity.items():
+        table[key] = value
+    table = table[ACCURACY_COLUMNS]
+    write_parquet(table, out_path, {
+        **provenance(dataclasses.asdict(settings)),
+        "checkpoint": str(checkpoint_path),
+        "training_git_commit": checkpoint.get("provenance", {}).get("git_commit", "unknown"),
+    })
+    return table
+
+
+def write_parquet(table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Parquet with provenance in the file's key-value metadata."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    merged = {**(arrow.schema.metadata or {}), **{f"memristor_mat.{k}".encode(): str(v).encode()
+                                                 for k, v in metadata.items()}}
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(merged), tmp)
+
+
+def read_parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
+    raw = pq.read_schema(path).metadata or {}
+    prefix = b"memristor_mat."
+    return {k[len(prefix):].decode(): v.decode() for k, v in raw.items() if k.startswith(prefix)}
+
+
+def aggregate(
+    shard_paths: Sequence[str | os.PathLike],
+    metrics_paths: Sequence[str | os.PathLike],
+    *,
+    label: str,
+    accuracy_path: str | os.PathLike,
+    accuracy_csv_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    summary_stem: str | os.PathLike,
+    metrics_out_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """Concatenate one task's shards into the tidy table and its summary statistics."""
+    if not shard_paths:
+        raise ValueError("no evaluation shards to aggregate")
+    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    missing = [c for c in ACCURACY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"evaluation shards lack columns {missing}")
+    table = table.sort_values(["method", "sigma_train", "seed", "sigma_inference", "draw"], ignore_index=True)
+    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
+    meta = {
+        **provenance(sorted(m.get("config_hash", "") for m in shard_meta)),
+        "shard_config_hashes": ",".join(sorted({m.get("config_hash", "?") for m in shard_meta})),
+        "shard_git_commits": ",".join(sorted({m.get("git_commit", "unknown") for m in shard_meta})),
+        "label": label,
+    }
+    write_parquet(table, accuracy_path, meta)
+    _write_csv(table, accuracy_csv_path)
+    summary = summarise(table)
+    write_parquet(summary, summary_path, meta)
+    write_table(summary, summary_stem)
+    metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
+    _write_csv(metrics, metrics_out_path)
+    return summary

@@ -1,0 +1,261 @@
+"""Training methods of the study (SPEC §2): vanilla, mat, mat_scratch, noisy_updates.
+
+One loop serves every method; the method only decides whether the forward pass sees weight noise
+and whether permanent noise is added to the weights late in training. Every epoch ends with an
+atomic resume checkpoint, and the randomness of epoch ``k`` (data order, weight noise, dropout)
+is seeded from ``(seed, k)``, so a run killed after epoch ``k`` and resumed ends with exactly the
+weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DatasetSplits
+from .device import derive_seed, generator
+from .evaluation import clean_accuracy
+from .noise import NoisyModel, PrefetchedNormals, generated_normals, make_noise_model, noisy_parameter_names
+from .provenance import config_hash
+
+log = logging.getLogger(__name__)
+
+METHODS = ("vanilla", "mat", "mat_scratch", "noisy_updates")
+#: methods whose forward pass sees weight noise at sigma_train
+NOISY_FORWARD_METHODS = ("mat", "mat_scratch")
+#: methods that start from a pretrained vanilla checkpoint
+FINE_TUNING_METHODS = ("mat",)
+
+
+@dataclass(frozen=True)
+class NoisyUpdates:
+    """The original's "noisy grad": permanent noise sd = relative_sd * (max - min) added to every
+    tensor, every ``every_n_batches``-th batch of the last ``last_epochs`` epochs."""
+
+    last_epochs: int = 3
+    every_n_batches: int = 100
+    relative_sd: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    method: str
+    epochs: int
+    batch_size: int
+    optimizer: dict[str, Any]
+    seed: int
+    sigma_train: float = 0.0
+    lr_scheduler: dict[str, Any] | None = None
+    weight_clip_std: float | None = None
+    noise_model: str = "gaussian"
+    noise_options: dict[str, Any] = field(default_factory=lambda: {"reference": "2absmax"})
+    include_normalization: bool = False
+    noisy_updates: NoisyUpdates = field(default_factory=NoisyUpdates)
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown training method {self.method!r}; expected one of {list(METHODS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        if self.method in NOISY_FORWARD_METHODS and not self.sigma_train > 0:
+            raise ValueError(f"method {self.method!r} needs sigma_train > 0, got {self.sigma_train}")
+        if self.method not in NOISY_FORWARD_METHODS and self.sigma_train != 0:
+            raise ValueError(f"method {self.method!r} trains without forward noise: sigma_train must be 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainingSettings":
+        values = dict(values)
+        values["noisy_updates"] = NoisyUpdates(**values.get("noisy_updates", {}))
+        return cls(**values)
+
+
+@dataclass
+class TrainingResult:
+    model: nn.Module
+    history: list[dict[str, float]]
+    resumed_from_epoch: int
+
+
+def make_optimizer(spec: dict[str, Any], parameters) -> torch.optim.Optimizer:
+    options = dict(spec)
+    name = options.pop("name")
+    factory = getattr(torch.optim, name, None)
+    if not (isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer)):
+        raise ValueError(f"optimizer {name!r} is not a torch.optim optimizer")
+    try:
+        return factory(parameters, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for optimizer {name}: {error}") from None
+
+
+def make_lr_scheduler(spec: dict[str, Any] | None, optimizer):
+    """A per-epoch schedule (stepped once per epoch, never per batch: see SPEC §3 MNIST)."""
+    if spec is None:
+        return None
+    options = dict(spec)
+    name = options.pop("name")
+    factory = getattr(torch.optim.lr_scheduler, name, None)
+    if not (isinstance(factory, type) and issubclass(factory, torch.optim.lr_scheduler.LRScheduler)):
+        raise ValueError(f"lr_scheduler {name!r} is not a torch.optim.lr_scheduler schedule stepped per epoch")
+    try:
+        return factory(optimizer, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options {options} for lr_scheduler {name}: {error}") from None
+
+
+def loss_function(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy on logits unless the model defines its own ``training_loss``."""
+    return getattr(model, "training_loss", F.cross_entropy)
+
+
+@torch.no_grad()
+def clip_weights(parameters: list[torch.Tensor], k_std: float) -> None:
+    for w in parameters:
+        if w.numel() > 1:
+            bound = k_std * w.std()
+            w.clamp_(-bound, bound)
+
+
+@torch.no_grad()
+def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen: torch.Generator) -> None:
+    for w in parameters:
+        sd = relative_sd * (w.amax() - w.amin())
+        w.add_(torch.randn(w.shape, generator=gen, device=w.device) * sd)
+
+
+def _normals_for_epoch(shapes, normals_per_weight, gen, count, device, prefetch):
+    # On CPU, random numbers cost half a small model's step: make them on another core.
+    if prefetch and device.type == "cpu":
+        return PrefetchedNormals(shapes, normals_per_weight, gen, count)
+    return generated_normals(shapes, normals_per_weight, gen, device)
+
+
+def train(
+    model: nn.Module,
+    data: DatasetSplits,
+    settings: TrainingSettings,
+    *,
+    device: torch.device,
+    resume_path: str | os.PathLike | None = None,
+    resume_extra: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    prefetch_noise: bool = True,
+) -> TrainingResult:
+    """Train ``model`` (already initialised, or loaded from its pretrained checkpoint for ``mat``).
+
+    ``resume_path``: where the end-of-epoch state is written; if it exists, training continues
+    from it. ``resume_extra``: entries stored with that state (e.g. the model's architecture).
+    ``progress=None`` shows a progress bar only on a terminal. ``prefetch_noise``: on CPU, draw
+    the training noise on a background thread (same numbers, less wall time when a core is idle).
+    """
+    model.to(device)
+    settings_hash = config_hash(settings.as_dict())
+    names = noisy_parameter_names(model, settings.include_normalization)
+    named = dict(model.named_parameters())
+    memristor_params = [named[n] for n in names]
+    optimizer = make_optimizer(settings.optimizer, model.parameters())
+    scheduler = make_lr_scheduler(settings.lr_scheduler, optimizer)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+
+    if resume_path is not None and Path(resume_path).exists():
+        state = load_checkpoint(resume_path, map_location=device)
+        if state.get("settings_hash") != settings_hash:
+            raise CheckpointError(
+                f"resume checkpoint {resume_path} was written with other training settings; "
+                "delete it to start this run over"
+            )
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["lr_scheduler"])
+        history = list(state["history"])
+        start_epoch = int(state["epochs_done"])
+        log.info("resuming %s from epoch %d of %d", resume_path, start_epoch, settings.epochs)
+
+    noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
+    forward_noise = settings.method in NOISY_FORWARD_METHODS
+    loss_fn = loss_function(model)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    n_train = len(y_train)
+
+    for epoch in range(start_epoch, settings.epochs):
+        started = time.perf_counter()
+        torch.manual_seed(derive_seed(settings.seed, "torch", epoch))  # dropout etc.
+        order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
+        batches = order.to(device).split(settings.batch_size)
+        noise_gen = generator(derive_seed(settings.seed, "noise", epoch), device)
+        late = epoch >= settings.epochs - settings.noisy_updates.last_epochs
+        model.train()
+        forward: nn.Module = model
+        normals = None
+        compute_threads = torch.get_num_threads()
+        if forward_noise:
+            shapes = {n: named[n].shape for n in names}
+            normals = _normals_for_epoch(shapes, noise.normals_per_weight, noise_gen, len(batches), device,
+                                         prefetch_noise)
+            forward = NoisyModel(model, noise, normals=normals, include_normalization=settings.include_normalization)
+            if isinstance(normals, PrefetchedNormals) and compute_threads > 1:
+                torch.set_num_threads(compute_threads - 1)  # leave the noise thread a core of its own
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        try:
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
+                       disable=None if progress is None else not progress)
+            for index, batch in enumerate(bar):
+                xb, yb = x_train[batch], y_train[batch]
+                optimizer.zero_grad(set_to_none=True)
+                logits = forward(xb)
+                loss = loss_fn(logits, yb)
+                loss.backward()
+                optimizer.step()
+                if settings.weight_clip_std is not None:
+                    clip_weights(memristor_params, settings.weight_clip_std)
+                if (settings.method == "noisy_updates" and late
+                        and (index + 1) % settings.noisy_updates.every_n_batches == 0):
+                    add_permanent_noise(memristor_params, settings.noisy_updates.relative_sd, noise_gen)
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.detach().argmax(-1) == yb).sum()
+        finally:
+            if isinstance(normals, PrefetchedNormals):
+                normals.close()
+            torch.set_num_threads(compute_threads)
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        test_accuracy = clean_accuracy(model, data.x_test, data.y_test, batch_size=settings.eval_batch_size)
+        history.append({
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": float(loss_sum) / n_train,
+            "train_accuracy": float(correct) / n_train,
+            "test_accuracy_clean": test_accuracy,
+            "seconds": time.perf_counter() - started,
+        })
+        log.info("epoch %d/%d %s", epoch + 1, settings.epochs, history[-1])
+        if resume_path is not None:
+            save_checkpoint(resume_path, {
+                **(resume_extra or {}),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "history": history,
+                "epochs_done": epoch + 1,
+                "settings_hash": settings_hash,
+            })
+    return TrainingResult(model=model, history=history, resumed_from_epoch=start_epoch)

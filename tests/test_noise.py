@@ -1,0 +1,188 @@
+"""Noise injection (SPEC §1): statistics, straight-through gradient, isolation between models."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from memristor_mat.models import MLP
+from memristor_mat.noise import (
+    GaussianWeightNoise,
+    NoisyModel,
+    PrefetchedNormals,
+    draw_normals,
+    make_noise_model,
+    noisy_parameter_names,
+    weight_reference,
+)
+
+
+class Probe(nn.Module):
+    """Returns the weight it is given, so a forward pass exposes the noisy tensor."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x):
+        return self.weight * x
+
+
+def small_cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)
+    )
+
+
+@pytest.mark.parametrize("reference, expected", [("2absmax", 2 * 3.0), ("absmax", 3.0), ("range", 3.0 + 1.0)])
+def test_reference_ranges(reference, expected):
+    w = torch.tensor([[-1.0, 0.5], [3.0, 0.0]])
+    assert float(weight_reference(w, reference)) == pytest.approx(expected)
+
+
+def test_unknown_reference_and_model_are_rejected():
+    with pytest.raises(ValueError, match="reference 'max'"):
+        GaussianWeightNoise(0.1, reference="max")
+    with pytest.raises(ValueError, match="noise model 'pcm'"):
+        make_noise_model("pcm", 0.1)
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianWeightNoise(-0.1)
+
+
+@pytest.mark.parametrize("reference", ["2absmax", "absmax", "range"])
+def test_empirical_noise_std_is_sigma_times_reference(reference):
+    torch.manual_seed(0)
+    weight = torch.randn(400, 250) * 0.3 + 0.1
+    sigma = 0.07
+    model = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(sigma, reference),
+                       generator=torch.Generator().manual_seed(1))
+    noise = model(torch.ones(())) - weight
+    expected = sigma * float(weight_reference(weight, reference))
+    # 100,000 samples: the sample std is within 1% of the true std with overwhelming probability
+    assert float(noise.detach().std()) == pytest.approx(expected, rel=0.01)
+    assert abs(float(noise.detach().mean())) < 4 * expected / 100_000**0.5
+
+
+def test_fresh_draw_every_forward_pass():
+    model = NoisyModel(Probe(torch.ones(50)), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    first, second = model(torch.ones(())), model(torch.ones(()))
+    assert not torch.equal(first, second)
+
+
+def test_gradient_is_straight_through():
+    torch.manual_seed(0)
+    weight = torch.randn(30, 20)
+    probe = Probe(weight.clone())
+    model = NoisyModel(probe, GaussianWeightNoise(0.2), generator=torch.Generator().manual_seed(3))
+    upstream = torch.randn(30, 20)
+    (model(torch.ones(())) * upstream).sum().backward()
+    # d(W + s z)/dW = identity: no gradient through the noise or through max|W|
+    assert torch.equal(probe.weight.grad, upstream)
+
+
+def test_gradient_reaches_clean_weights_of_a_real_network():
+    torch.manual_seed(0)
+    mlp = MLP(input_size=12, hidden_sizes=[7], num_classes=3, bias=True)
+    model = NoisyModel(mlp, GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    model(torch.randn(5, 12)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
+
+
+@pytest.mark.parametrize("switch", ["disabled", "sigma0"])
+def test_no_noise_is_bitwise_the_plain_model(switch):
+    torch.manual_seed(0)
+    mlp = MLP(input_size=12, hidden_sizes=[7], num_classes=3)
+    noise = GaussianWeightNoise(0.0 if switch == "sigma0" else 0.3)
+    model = NoisyModel(mlp, noise, generator=torch.Generator().manual_seed(0))
+    model.enabled = switch != "disabled"
+    x = torch.randn(9, 12)
+    assert torch.equal(model(x), mlp(x))
+
+
+def test_two_models_with_different_sigma_do_not_interfere():
+    weight = torch.randn(200, 200)
+    low = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.01), generator=torch.Generator().manual_seed(0))
+    high = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.2), generator=torch.Generator().manual_seed(0))
+    high.enabled = True
+    low_noise = low(torch.ones(())) - weight
+    high_noise = high(torch.ones(())) - weight
+    # same draws, scaled by each model's own sigma: building the second changed nothing in the first
+    torch.testing.assert_close(high_noise, low_noise * 20, rtol=1e-4, atol=1e-5)
+    low.enabled = False
+    assert torch.equal(low(torch.ones(())), weight)
+    assert not torch.equal(high(torch.ones(())), weight)
+
+
+def test_conv_and_linear_weights_and_existing_biases_get_noise_batchnorm_optional():
+    model = small_cnn()
+    names = noisy_parameter_names(model)
+    assert names == ("0.weight", "0.bias", "4.weight", "4.bias")
+    with_bn = noisy_parameter_names(model, include_normalization=True)
+    assert set(with_bn) == set(names) | {"1.weight", "1.bias"}
+    mlp_names = noisy_parameter_names(MLP(bias=False))
+    assert all(name.endswith("weight") for name in mlp_names)  # a missing bias is never noised
+
+
+def test_every_noised_tensor_changes_in_forward_pass():
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    seen = {}
+
+    def capture(name):
+        def hook(module, args):
+            seen[name] = (module.weight.detach().clone(), module.bias.detach().clone())
+        return hook
+
+    model[0].register_forward_pre_hook(capture("conv"))
+    model[4].register_forward_pre_hook(capture("linear"))
+    noisy = NoisyModel(model, GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    noisy(torch.randn(2, 3, 8, 8))
+    assert not torch.equal(seen["conv"][0], model[0].weight)
+    assert not torch.equal(seen["conv"][1], model[0].bias)
+    assert not torch.equal(seen["linear"][0], model[4].weight)
+    assert not torch.equal(seen["linear"][1], model[4].bias)
+    # the clean parameters themselves are untouched
+    assert torch.equal(model[1].weight, torch.ones(4))
+
+
+def test_same_generator_seed_gives_same_noise():
+    weight = torch.randn(64)
+    a = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(5))
+    b = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a(torch.ones(())), b(torch.ones(())))
+
+
+def test_prefetched_normals_equal_a_plain_loop():
+    shapes = {"a": torch.Size([3, 4]), "b": torch.Size([5])}
+    prefetched = list(itertools.islice(PrefetchedNormals(shapes, 1, torch.Generator().manual_seed(9), 6), 10))
+    reference_generator = torch.Generator().manual_seed(9)
+    reference = [draw_normals(shapes, 1, reference_generator) for _ in range(6)]
+    assert len(prefetched) == 6
+    for got, expected in zip(prefetched, reference):
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in got)
+
+
+def test_prefetched_normals_stop_cleanly_when_closed_early():
+    stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 1000, depth=1)
+    next(stream)
+    stream.close()
+    assert not stream._thread.is_alive()
+
+
+def test_model_can_restrict_its_memristor_parameters():
+    class WithTimeConstants(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+            self.tau = nn.Parameter(torch.ones(3))
+
+        def memristor_parameter_names(self):
+            return ["w"]
+
+        def forward(self, x):
+            return self.w * self.tau * x
+
+    model = WithTimeConstants()
+    assert noisy_parameter_names(model) == ("w",)

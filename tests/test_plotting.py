@@ -1,0 +1,249 @@
+"""Tests of memristor_mat.plotting and of the papermill figures notebook."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memristor_mat.plotting import (
+    METHOD_LABELS,
+    curve_label,
+    plot_accuracy_vs_noise,
+    plot_sigma_heatmap,
+    plot_sigma_train_curves,
+    sampling_label,
+    save_figure,
+)
+from memristor_mat.summary import summarise
+
+REPO = Path(__file__).resolve().parents[1]
+LEVELS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.3]
+CONFIGS = [  # (method, sigma_train, noise level at which accuracy halves)
+    ("vanilla", 0.0, 0.15),
+    ("noisy_updates", 0.0, 0.16),
+    ("mat", 0.1, 0.25),
+    ("mat", 0.2, 0.35),
+    ("mat_scratch", 0.2, 0.4),
+]
+
+
+def synthetic_table(task: str = "mnist", n_models: int = 3, n_draws: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    records = []
+    for method, sigma_train, half in CONFIGS:
+        for seed in range(n_models):
+            for sigma_inference in LEVELS:
+                for draw in range(n_draws):
+                    clean = 0.97 - 0.1 * sigma_train
+                    acc = 0.1 + (clean - 0.1) / (1 + (sigma_inference / half) ** 4)
+                    acc = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
+                    records.append(dict(
+                        task=task, dataset=task, arch="mlp", method=method,
+                        sigma_train=sigma_train, seed=seed, noise_model="gaussian",
+                        reference="2absmax", sigma_inference=sigma_inference, draw=draw,
+                        eval_seed=100 * seed + draw, n_test=1000,
+                        n_correct=int(round(acc * 1000)), accuracy=acc,
+                    ))
+    return pd.DataFrame(records)
+
+
+@pytest.fixture(scope="module")
+def summary() -> pd.DataFrame:
+    return summarise(synthetic_table(), bootstrap_resamples=50, seed=0)
+
+
+def curve_lines(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_labels():
+    assert METHOD_LABELS["mat"] == "MAT (fine-tuned)"
+    assert METHOD_LABELS["mat_scratch"] == "MAT (from scratch)"
+    assert curve_label("mat", 0.2) == "MAT (fine-tuned), σ_train = 20%"
+    assert curve_label("vanilla", 0.0) == "Vanilla"
+    assert curve_label("new_method", 0.05) == "new_method, σ_train = 5%"
+
+
+def test_sampling_label(summary):
+    assert sampling_label(summary) == "3 models × 4 draws"
+
+
+def test_accuracy_vs_noise_table_is_what_is_plotted(summary):
+    curves = [("vanilla", 0.0), ("noisy_updates", 0.0), ("mat", 0.2)]
+    fig, table = plot_accuracy_vs_noise(summary, curves=curves, title="demo")
+    ax = fig.axes[0]
+    lines = curve_lines(ax)
+    points = table[table["element"] == "curve"]
+    assert list(dict.fromkeys(points["label"])) == [curve_label(m, s) for m, s in curves]
+    assert len(points) == 3 * len(LEVELS)
+    for label, part in points.groupby("label", sort=False):
+        line = lines[label]
+        np.testing.assert_array_equal(line.get_xdata(), part["noise_level_pct"].to_numpy())
+        np.testing.assert_array_equal(line.get_ydata(), part["mean"].to_numpy())
+    # the table holds the summary's numbers
+    mat = points[points["method"] == "mat"]
+    expected = summary[(summary["method"] == "mat") & np.isclose(summary["sigma_train"], 0.2)]
+    np.testing.assert_allclose(mat["mean"], expected.sort_values("sigma_inference")["mean"])
+    np.testing.assert_allclose(mat["p12"], expected.sort_values("sigma_inference")["p12"])
+    # shaded bands span exactly p12 .. p88
+    assert len(ax.collections) == 3
+    for collection, (_, part) in zip(ax.collections, points.groupby("label", sort=False)):
+        ys = np.concatenate([p.vertices[:, 1] for p in collection.get_paths()])
+        assert ys.min() == pytest.approx(part["p12"].min())
+        assert ys.max() == pytest.approx(part["p88"].max())
+    # clean reference: dash-dot line at vanilla's clean mean
+    ref = table[table["element"] == "clean_reference"]
+    assert len(ref) == 1
+    ref_line = lines[ref["label"].iloc[0]]
+    assert ref_line.get_linestyle() == "-."
+    clean = summary[(summary["method"] == "vanilla") & (summary["sigma_inference"] == 0.0)]
+    assert set(ref_line.get_ydata()) == {clean["mean"].iloc[0]} == {ref["mean"].iloc[0]}
+    assert "%" in ax.get_xlabel() and "%" in ax.get_ylabel()
+    assert ax.get_title(loc="left") == "demo"
+
+
+def test_accuracy_vs_noise_median_iqr_and_no_band(summary):
+    fig, table = plot_accuracy_vs_noise(
+        summary, curves=[("mat_scratch", 0.2)], center="median", band=("q25", "q75"),
+        clean_reference=None,
+    )
+    assert {"median", "q25", "q75"} <= set(table.columns) and "mean" not in table.columns
+    assert (table["element"] == "curve").all()
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_array_equal(line.get_ydata(), table["median"].to_numpy())
+    fig, table = plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0)], band=None)
+    assert len(fig.axes[0].collections) == 0
+    assert "p12" not in table.columns
+
+
+def test_missing_curve_names_it_and_lists_available(summary):
+    with pytest.raises(ValueError, match=r"'mat', sigma_train=0\.7.*available.*'mat', 0\.1"):
+        plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0), ("mat", 0.7)])
+    with pytest.raises(ValueError, match="nope"):
+        plot_accuracy_vs_noise(summary, curves=[("nope", 0.0)])
+    with pytest.raises(ValueError, match="clean reference|not in the summary"):
+        plot_accuracy_vs_noise(summary, curves=[("mat", 0.1)], clean_reference=("x", 0.0))
+    with pytest.raises(ValueError, match="available methods"):
+        plot_sigma_train_curves(summary, method="nope")
+    with pytest.raises(ValueError, match="available methods"):
+        plot_sigma_heatmap(summary, method="nope")
+    with pytest.raises(ValueError, match="no column"):
+        plot_accuracy_vs_noise(summary, curves=[("mat", 0.1)], center="average")
+
+
+def test_mixed_tasks_are_rejected(summary):
+    other = summary.assign(task="cifar10", dataset="cifar10")
+    both = pd.concat([summary, other], ignore_index=True)
+    with pytest.raises(ValueError, match="filter the summary"):
+        plot_accuracy_vs_noise(both, curves=[("vanilla", 0.0)])
+    with pytest.raises(ValueError, match="filter the summary"):
+        plot_sigma_heatmap(both, method="mat")
+
+
+def test_sigma_train_curves_table_is_what_is_plotted(summary):
+    fig, table = plot_sigma_train_curves(summary, method="mat", center="median", band=("q25", "q75"))
+    points = table[table["element"] == "curve"]
+    assert list(dict.fromkeys(points["label"])) == ["Vanilla", "σ_train = 10%", "σ_train = 20%"]
+    lines = curve_lines(fig.axes[0])
+    for label, part in points.groupby("label", sort=False):
+        np.testing.assert_array_equal(lines[label].get_xdata(), part["noise_level_pct"].to_numpy())
+        np.testing.assert_array_equal(lines[label].get_ydata(), part["median"].to_numpy())
+    assert (table["element"] == "clean_reference").sum() == 1
+
+
+def test_heatmap_table_is_what_is_plotted(summary):
+    fig, table = plot_sigma_heatmap(summary, method="mat")
+    assert list(table["method"]) == ["vanilla", "mat", "mat"]
+    assert list(table["sigma_train_pct"]) == [0.0, 10.0, 20.0]
+    level_cols = [f"{100 * s:g}" for s in LEVELS]
+    assert list(table.columns[2:]) == level_cols
+    values = table[level_cols].to_numpy(dtype=float)
+    ax = fig.axes[0]
+    mesh = ax.collections[0]
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(values.shape), values)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == [f"{v:.1f}" for v in values.ravel()]
+    expected = summary[
+        (summary["method"] == "mat") & np.isclose(summary["sigma_train"], 0.2)
+        & np.isclose(summary["sigma_inference"], 0.1)
+    ]["mean"].iloc[0]
+    assert table.loc[2, "10"] == expected
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Vanilla", "10%", "20%"]
+
+
+def test_save_figure_writes_pdf_and_png(tmp_path, summary):
+    fig, _ = plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0)])
+    pdf, png = save_figure(fig, tmp_path / "figs", "accuracy_vs_noise")
+    assert pdf == tmp_path / "figs" / "accuracy_vs_noise.pdf"
+    assert png == tmp_path / "figs" / "accuracy_vs_noise.png"
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert sorted(p.name for p in pdf.parent.iterdir()) == [pdf.name, png.name]
+    # reproducible output: the same figure built again is saved to the same bytes
+    again, _ = plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0)])
+    pdf2, png2 = save_figure(again, tmp_path / "again", "accuracy_vs_noise")
+    assert pdf2.read_bytes() == pdf.read_bytes() and png2.read_bytes() == png.read_bytes()
+
+
+def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    pytest.importorskip("ipykernel")
+    summary_path = tmp_path / "summary.parquet"
+    summarise(synthetic_table(n_models=2, n_draws=2), bootstrap_resamples=20).to_parquet(
+        summary_path
+    )
+    figures, tables = tmp_path / "figs", tmp_path / "tabs"
+    src = str(REPO / "src")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    ))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "figures.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters=dict(
+            summary_path=str(summary_path),
+            task="mnist",
+            figures_dir=str(figures),
+            tables_dir=str(tables),
+            headline_method="mat",
+            headline_sigma_train=0.2,
+            data_label="synthetic test data",
+        ),
+        kernel_name="python3",
+        cwd=str(tmp_path),
+        progress_bar=False,
+        execution_timeout=120,
+    )
+    stems = ["accuracy_vs_noise", "sigma_train_curves", "heatmap_sigma_train_inference"]
+    for stem in stems:
+        for suffix in (".pdf", ".png"):
+            assert (figures / f"{stem}{suffix}").stat().st_size > 0
+        for suffix in (".csv", ".md"):
+            assert (tables / f"{stem}{suffix}").stat().st_size > 0
+    comparison = pd.read_csv(tables / "published_comparison.csv")
+    assert set(comparison["method"]) == {"vanilla", "noisy_updates", "mat_scratch"}
+    assert (tables / "published_comparison.md").exists()
+    figure1 = pd.read_csv(tables / "accuracy_vs_noise.csv")
+    assert set(figure1["method"]) == {"vanilla", "noisy_updates", "mat"}
+
+
+def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    pytest.importorskip("ipykernel")
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "src"))
+    with pytest.raises(papermill.PapermillExecutionError, match="figure_dir"):
+        papermill.execute_notebook(
+            str(REPO / "notebooks" / "figures.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters=dict(figure_dir=str(tmp_path / "figs")),  # misspelt figures_dir
+            kernel_name="python3",
+            cwd=str(tmp_path),
+            progress_bar=False,
+            execution_timeout=60,
+        )
+    assert not (tmp_path / "figs").exists()
