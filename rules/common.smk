@@ -17,6 +17,8 @@ validate_config(config)
 ENV = "../envs/environment.yaml"
 # Found beside the workflow even when it runs in another directory (snakemake -d).
 NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
+COMPARISON_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "comparison.ipynb")
+TRACES_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "traces.ipynb")
 
 
 wildcard_constraints:
@@ -24,6 +26,7 @@ wildcard_constraints:
     method=r"vanilla|mat|mat_scratch|noisy_updates",
     sigma=r"[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
+    comparison=r"[a-z][a-z0-9_]*",
 
 
 def run_of(wildcards):
@@ -54,8 +57,16 @@ def task_outputs(task):
         pipeline.task_results(task, "summary.csv"),
         *pipeline.figure_files(task),
         *pipeline.table_files(task),
+        *pipeline.trace_figure_files(config, task),
     ]
 
 
+def comparison_parameters(name, summaries):
+    """The comparison notebook's parameters as one YAML (JSON) string for papermill -y."""
+    return pipeline.comparison_parameters(config, name, list(summaries))
+
+
 def final_outputs():
-    return [path for task in config["tasks"] for path in task_outputs(task)]
+    return [path for task in config["tasks"] for path in task_outputs(task)] + [
+        path for name in config["comparisons"] for path in pipeline.comparison_files(name)
+    ]

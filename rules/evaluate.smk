@@ -9,12 +9,12 @@ rule evaluate:
     output:
         "results/evaluation/{task}/{method}/sigma~{sigma}/seed~{seed}.parquet",
     params:
-        job=lambda wildcards: pipeline.evaluate_job(config),
+        job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
     log:
         "results/logs/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
     benchmark:
         "results/benchmarks/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
-    threads: 2
+    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),
         runtime=task_resource("evaluate_runtime"),

@@ -35,7 +35,7 @@ rule figures:
         " -p figures_dir figures/{wildcards.task} -p tables_dir results/{wildcards.task}/tables"
         " -p headline_method {params.figures[headline_method]}"
         " -p headline_sigma_train {params.figures[headline_sigma_train]}"
-        " -p center {params.figures[center]}"
+        " -p center {params.figures[center]} -p show_published {params.figures[show_published]}"
         " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"
         " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
 
@@ -43,3 +43,73 @@ rule figures:
 rule figures_all:
     input:
         [path for task in config["tasks"] for path in pipeline.figure_files(task)],
+
+
+rule compare_tasks:
+    input:
+        notebook=COMPARISON_NOTEBOOK,
+        summaries=lambda wildcards: [
+            pipeline.task_results(task, "summary.parquet")
+            for task in config["comparisons"][wildcards.comparison]["tasks"]
+        ],
+    output:
+        pipeline.comparison_files("{comparison}"),
+    params:
+        papermill=lambda wildcards, input: comparison_parameters(wildcards.comparison, input.summaries),
+    log:
+        notebook="results/notebooks/comparison_{comparison}.ipynb",
+        stderr="results/logs/compare_tasks/{comparison}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    conda:
+        ENV
+    shell:
+        "papermill {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        " -y {params.papermill:q} > {log.stderr:q} 2>&1"
+
+
+rule record_traces:
+    input:
+        models=lambda wildcards: [run.checkpoint for run in pipeline.trace_runs(config, wildcards.task)],
+        data="results/prepared/{task}.npz",
+    output:
+        "results/{task}/traces.parquet",
+    params:
+        dataset=lambda wildcards: config["tasks"][wildcards.task]["dataset"],
+        raw_dir="data/raw",
+    log:
+        "results/logs/record_traces/{task}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    conda:
+        ENV
+    script:
+        "../scripts/record_traces.py"
+
+
+rule heartbeat_figure:
+    input:
+        notebook=TRACES_NOTEBOOK,
+        traces="results/{task}/traces.parquet",
+    output:
+        multiext("figures/{task}/heartbeat_raster", ".pdf", ".png"),
+    params:
+        method=lambda wildcards: pipeline.trace_runs(config, wildcards.task)[-1].method,
+        title=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+    log:
+        notebook="results/notebooks/{task}_heartbeat.ipynb",
+        stderr="results/logs/heartbeat_figure/{task}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    conda:
+        ENV
+    shell:
+        "papermill {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        " -p traces_path {input.traces:q} -p method {params.method} -p title {params.title:q}"
+        " -p figure_stem figures/{wildcards.task}/heartbeat_raster > {log.stderr:q} 2>&1"

@@ -21,3 +21,10 @@ def log_to(path: str) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    sys.excepthook = _log_then_raise
+
+
+def _log_then_raise(kind, value, traceback) -> None:
+    """Keep a failing job's traceback in its log file too (Snakemake keeps logs of failed jobs)."""
+    logging.getLogger("memristor_mat").error("job failed", exc_info=(kind, value, traceback))
+    sys.__excepthook__(kind, value, traceback)

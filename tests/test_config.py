@@ -45,12 +45,14 @@ def test_demo_config_is_valid_and_complete():
     assert config["evaluation"]["draws_per_chunk"] == 16
     assert config["tasks"]["mnist"]["resources"]["gpu"] == 0
     assert config["device"] == "auto"
-    assert len(pipeline.model_runs(config)) == 30
+    # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); ecg: 2 seeds x 5; ecg_tanh: 1 x 3
+    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 5 + 1 * 3
 
 
 def test_defaults_are_filled_in(tmp_path, demo):
     del demo["noise"]
     del demo["device"]
+    del demo["comparisons"]
     for key in ("draws_per_chunk", "seed", "batch_size"):
         del demo["evaluation"][key]
     task = demo["tasks"]["mnist"]
@@ -66,10 +68,12 @@ def test_defaults_are_filled_in(tmp_path, demo):
     assert config["evaluation"]["seed"] == 2024
     assert config["evaluation"]["batch_size"] == 1000
     task = config["tasks"]["mnist"]
-    assert task["resources"] == {"gpu": 0, "train_mem_mb": 4000, "train_runtime": "1h",
+    assert task["resources"] == {"gpu": 0, "train_mem_mb": 4000, "train_runtime": "1h", "evaluate_threads": 2,
                                  "evaluate_mem_mb": 4000, "evaluate_runtime": "1h"}
     assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2,
-                               "center": "mean", "band": ["p12", "p88"]}
+                               "center": "mean", "band": ["p12", "p88"], "traces": False,
+                               "show_published": False}
+    assert config["comparisons"] == {}
     assert task["dataset"]["options"] == {}
 
 
@@ -347,3 +351,23 @@ def test_snakemake_rejects_bad_config_with_the_same_schema(tmp_path, demo):
     assert result.returncode != 0, output
     assert "epochs" in output
     assert "-3" in output
+
+
+@pytest.mark.parametrize("comparison, message", [
+    ({"tasks": ["mnist", "nope"], "curves": [{"method": "vanilla"}]}, "'nope' is not a task"),
+    ({"tasks": ["mnist", "mnist2"], "curves": [{"method": "vanilla"}], "panel_titles": ["one"]},
+     "one title per task"),
+    ({"tasks": ["mnist", "mnist2"], "curves": [{"method": "qat"}]}, "method 'qat' is in none"),
+])
+def test_bad_comparisons_are_rejected(demo, comparison, message):
+    demo["tasks"]["mnist2"] = copy.deepcopy(demo["tasks"]["mnist"])
+    demo["comparisons"] = {"side_by_side": comparison}
+    with pytest.raises(ConfigError, match=message) as info:
+        validate_config(demo)
+    assert "comparisons.side_by_side" in str(info.value)
+
+
+def test_traces_only_for_recurrent_networks(demo):
+    demo["tasks"]["mnist"]["figures"] = {"traces": True}
+    with pytest.raises(ConfigError, match="tasks.mnist.figures.traces"):
+        validate_config(demo)

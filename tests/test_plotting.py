@@ -213,6 +213,7 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
             headline_method="mat",
             headline_sigma_train=0.2,
             data_label="synthetic test data",
+            show_published=True,
         ),
         kernel_name="python3",
         cwd=str(tmp_path),
@@ -229,7 +230,11 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
     assert set(comparison["method"]) == {"vanilla", "noisy_updates", "mat_scratch"}
     assert (tables / "published_comparison.md").exists()
     figure1 = pd.read_csv(tables / "accuracy_vs_noise.csv")
-    assert set(figure1["method"]) == {"vanilla", "noisy_updates", "mat"}
+    # the headline (mat) and, at the same sigma_train, MAT from scratch
+    assert set(figure1["method"]) == {"vanilla", "noisy_updates", "mat", "mat_scratch"}
+    # show_published: the original's curves beside ours where it has them
+    published = figure1[figure1["element"] == "published"]
+    assert set(published["method"]) == {"vanilla", "noisy_updates", "mat_scratch"}
 
 
 def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
@@ -247,3 +252,39 @@ def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
             execution_timeout=60,
         )
     assert not (tmp_path / "figs").exists()
+
+
+def test_published_numbers_are_drawn_beside_ours(summary):
+    from memristor_mat.summary import published_numbers
+
+    published = published_numbers("mnist")
+    fig, table = plot_accuracy_vs_noise(
+        summary, curves=[("vanilla", 0.0), ("mat_scratch", 0.2), ("mat", 0.2)], published=published
+    )
+    drawn = table[table["element"] == "published"]
+    # the original has vanilla and mat_scratch 20% for MNIST, but no fine-tuned mat
+    assert set(drawn["method"]) == {"vanilla", "mat_scratch"}
+    vanilla = drawn[drawn["method"] == "vanilla"].sort_values("noise_level_pct")
+    assert vanilla["mean"].tolist() == [97.51, 97.47, 96.45, 89.72, 78.03, 63.39, 49.49]
+    lines = curve_lines(fig.axes[0])
+    line = lines[vanilla["label"].iloc[0]]
+    assert line.get_linestyle() == ":"
+    assert list(line.get_ydata()) == vanilla["mean"].tolist()
+
+
+def test_task_comparison_has_one_panel_per_task(summary):
+    from memristor_mat.plotting import plot_task_comparison
+
+    other = summary[summary["method"] != "mat_scratch"]
+    fig, table = plot_task_comparison(
+        [("Spiking", summary), ("Non-spiking", other)],
+        curves=[("vanilla", 0.0), ("mat_scratch", 0.2)], center="median", band=("q25", "q75"),
+    )
+    assert len(fig.axes) == 2
+    assert set(table["panel"]) == {"Spiking", "Non-spiking"}
+    # a curve a task lacks is left out of that panel only
+    assert set(table[table["panel"] == "Non-spiking"]["method"]) == {"vanilla"}
+    spiking = table[(table["panel"] == "Spiking") & (table["element"] == "curve")
+                    & (table["method"] == "mat_scratch")]
+    line = curve_lines(fig.axes[0])[spiking["label"].iloc[0]]
+    assert list(line.get_ydata()) == spiking["median"].tolist()

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def tiny_config():
         "mat_scratch": {"sigma_train": [0.1, 0.2]},
     }
     config["evaluation"].update({"sigma_inference": [0, 0.1, 0.2], "draws": 3})
+    config["tasks"] = {"mnist": task}
+    config["comparisons"] = {}
     return config
 
 
@@ -42,6 +45,13 @@ def snakemake(workdir, *args, timeout=600):
         [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
         capture_output=True, text=True, timeout=timeout, env=env,
     )
+
+
+def job_count(dry_run_output: str, rule: str) -> int:
+    """A rule's count in the 'Job stats' table of a dry run."""
+    match = re.search(rf"^{rule}\s+(\d+)$", dry_run_output, re.MULTILINE)
+    assert match, f"rule {rule} is not in the dry run's job stats"
+    return int(match.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +115,68 @@ def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     # 5 seeds x (vanilla + noisy_updates + 4 mat + 4 mat_scratch) models, each trained and evaluated
-    assert "train              50" in out and "evaluate           50" in out
+    assert job_count(out, "train") == 50 and job_count(out, "evaluate") == 50
 
 
 def test_lint_is_clean():
     result = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def tiny_ecg_config():
+    """The demo's two ECG tasks, shrunk: synthetic records, tiny network, one seed."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name in ("ecg", "ecg_tanh"):
+        task = config["tasks"][name]
+        task["dataset"]["options"]["beats_per_record"] = 160
+        task["model"]["hidden_size"] = 8
+        task["seeds"] = [3]
+        task["training"] = {**task["training"], "epochs": 1}
+        task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.1], "training": {"epochs": 1}}}
+        task["figures"].update(headline_method="mat", headline_sigma_train=0.1)
+        task["evaluation"] = {"draws": 2}
+    config["tasks"] = {name: config["tasks"][name] for name in ("ecg", "ecg_tanh")}
+    config["comparisons"]["ecg_spiking_vs_tanh"]["curves"] = [{"method": "vanilla"}, {"method": "mat", "sigma_train": 0.1}]
+    config["evaluation"].update({"sigma_inference": [0, 0.2], "draws": 50})
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_ecg_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ecg_workflow")
+    config_path = workdir / "tiny_ecg.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_ecg_config()))
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, config_path
+
+
+def test_ecg_branch_end_to_end(finished_ecg_run):
+    workdir, _ = finished_ecg_run
+    for task in ("ecg", "ecg_tanh"):
+        table = pd.read_parquet(workdir / f"results/{task}/accuracy.parquet")
+        # 2 models x 2 levels x 2 draws: the task's evaluation override (draws 2) applies
+        assert len(table) == 2 * 2 * 2
+        assert set(table.arch) == {"recurrent_snn"}
+        assert (workdir / f"figures/{task}/accuracy_vs_noise.png").stat().st_size > 0
+    assert (workdir / "figures/ecg/heartbeat_raster.png").stat().st_size > 0
+    assert not (workdir / "figures/ecg_tanh/heartbeat_raster.png").exists()  # traces only where asked
+    traces = pd.read_parquet(workdir / "results/ecg/traces.parquet")
+    assert set(traces.quantity) == {"signal", "event", "spike", "readout"}
+    assert set(traces.beat_label) == {"normal (N)", "abnormal"}
+    assert set(traces.dropna(subset=["method"]).method) == {"vanilla", "mat"}
+    assert traces[traces.quantity == "spike"].value.isin([0.0, 1.0]).all()
+    comparison = pd.read_csv(workdir / "results/comparisons/ecg_spiking_vs_tanh.csv")
+    assert set(comparison.panel) == {"Spiking network", "Non-spiking twin (tanh)"}
+    assert (workdir / "figures/comparisons/ecg_spiking_vs_tanh.png").stat().st_size > 0
+    # the records were written in the real WFDB format and read back through the MIT-BIH loader
+    assert list((workdir / "data/raw/ecg_synthetic").rglob("*.atr"))
+
+
+def test_paper_ecg_config_dry_run(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "4", "--configfile", str(REPO / "config/paper_ecg.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    # 2 networks x 5 seeds x (vanilla, noisy_updates, mat, mat_scratch)
+    assert job_count(out, "train") == 40 and job_count(out, "evaluate") == 40
+    assert job_count(out, "compare_tasks") == 1 and job_count(out, "record_traces") == 1

