@@ -54,14 +54,18 @@ def job_count(dry_run_output: str, rule: str) -> int:
     return int(match.group(1))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    config_path = workdir / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config()))
+def run_workflow(workdir, config):
+    """The whole workflow on ``config`` in ``workdir``; returns (workdir, config path)."""
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir, config_path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return run_workflow(tmp_path_factory.mktemp("workflow"), tiny_config())
 
 
 def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
@@ -143,12 +147,7 @@ def tiny_ecg_config():
 
 @pytest.fixture(scope="module")
 def finished_ecg_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ecg_workflow")
-    config_path = workdir / "tiny_ecg.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_ecg_config()))
-    result = snakemake(workdir, "--cores", "2", "--configfile", str(config_path))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir, config_path
+    return run_workflow(tmp_path_factory.mktemp("ecg_workflow"), tiny_ecg_config())
 
 
 def test_ecg_branch_end_to_end(finished_ecg_run):
