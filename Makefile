@@ -20,6 +20,7 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

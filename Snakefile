@@ -18,6 +18,9 @@ if not workflow.overwrite_configfiles:
 validate(config, "src/memristor_mat/config.schema.json")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

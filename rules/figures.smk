@@ -7,16 +7,28 @@ rule figures:
         notebook=NOTEBOOK,
         summary="results/{task}/summary.parquet",
     output:
-        figures=expand(
-            "figures/{{task}}/{stem}.{ext}",
-            stem=pipeline.FIGURE_STEMS,
-            ext=["pdf", "png"],
-        ),
-        tables=expand(
-            "results/{{task}}/tables/{stem}.{ext}",
-            stem=pipeline.TABLE_STEMS,
-            ext=["csv", "md"],
-        ),
+        pdfs=expand("figures/{{task}}/{stem}.pdf", stem=pipeline.FIGURE_STEMS),
+        pngs=[
+            report(
+                f"figures/{{task}}/{stem}.png",
+                caption="../report/task_figure.rst",
+                category="{task}",
+                subcategory="figures",
+                labels={"figure": stem},
+            )
+            for stem in pipeline.FIGURE_STEMS
+        ],
+        csvs=[
+            report(
+                f"results/{{task}}/tables/{stem}.csv",
+                caption="../report/task_table.rst",
+                category="{task}",
+                subcategory="tables",
+                labels={"table": stem},
+            )
+            for stem in pipeline.TABLE_STEMS
+        ],
+        markdown=expand("results/{{task}}/tables/{stem}.md", stem=pipeline.TABLE_STEMS),
     params:
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
@@ -53,7 +65,15 @@ rule compare_tasks:
             for task in config["comparisons"][wildcards.comparison]["tasks"]
         ],
     output:
-        pipeline.comparison_files("{comparison}"),
+        pdf="figures/comparisons/{comparison}.pdf",
+        png=report(
+            "figures/comparisons/{comparison}.png",
+            caption="../report/comparison.rst",
+            category="comparisons",
+            labels={"figure": "{comparison}"},
+        ),
+        csv="results/comparisons/{comparison}.csv",
+        markdown="results/comparisons/{comparison}.md",
     params:
         papermill=lambda wildcards, input: comparison_parameters(wildcards.comparison, input.summaries),
     log:
@@ -96,7 +116,14 @@ rule heartbeat_figure:
         notebook=TRACES_NOTEBOOK,
         traces="results/{task}/traces.parquet",
     output:
-        multiext("figures/{task}/heartbeat_raster", ".pdf", ".png"),
+        pdf="figures/{task}/heartbeat_raster.pdf",
+        png=report(
+            "figures/{task}/heartbeat_raster.png",
+            caption="../report/heartbeat.rst",
+            category="{task}",
+            subcategory="figures",
+            labels={"figure": "heartbeat_raster"},
+        ),
     params:
         method=lambda wildcards: pipeline.trace_runs(config, wildcards.task)[-1].method,
         title=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),

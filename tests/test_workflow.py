@@ -179,3 +179,15 @@ def test_paper_ecg_config_dry_run(tmp_path):
     # 2 networks x 5 seeds x (vanilla, noisy_updates, mat, mat_scratch)
     assert job_count(out, "train") == 40 and job_count(out, "evaluate") == 40
     assert job_count(out, "compare_tasks") == 1 and job_count(out, "record_traces") == 1
+
+
+def test_report_embeds_every_figure_and_table(finished_run):
+    workdir, config_path = finished_run
+    result = snakemake(workdir, "--configfile", str(config_path), "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    for stem in pipeline.FIGURE_STEMS:
+        assert f"{stem}.png" in html, stem
+    for stem in pipeline.TABLE_STEMS:
+        assert f"{stem}.csv" in html, stem
+    assert "device draws per" in html  # the captions say how many models x draws
