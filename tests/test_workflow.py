@@ -191,3 +191,17 @@ def test_report_embeds_every_figure_and_table(finished_run):
     for stem in pipeline.TABLE_STEMS:
         assert f"{stem}.csv" in html, stem
     assert "device draws per" in html  # the captions say how many models x draws
+
+
+def test_slurm_profile_dry_run_requests_gpus_for_training(tmp_path):
+    config = yaml.safe_load((REPO / "config/paper_mnist.yaml").read_text())
+    config["tasks"]["mnist"]["resources"]["gpu"] = 1
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"), "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    train_blocks = [block for block in out.split("\n\n") if "rule train:" in block]
+    evaluate_blocks = [block for block in out.split("\n\n") if "rule evaluate:" in block]
+    assert len(train_blocks) == 50 and all("gpu=1" in block for block in train_blocks)
+    assert evaluate_blocks and not any("gpu=" in block for block in evaluate_blocks)
