@@ -1,0 +1,214 @@
+"""The workflow on a real single-node SLURM, through profiles/slurm and the executor plugin.
+
+The fixture installs SLURM and munge with apt-get where they are missing (root only), writes a
+one-node configuration to /etc/slurm/slurm.conf (the plugin's job step drops SLURM_CONF, so the
+default path is the only one that works), starts munged, slurmctld and slurmd, and always stops
+the daemons it started, by pid. It skips, with the reason, only where SLURM cannot be installed
+or a SLURM configuration that is not ours already exists.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_data import make_mnist_raw
+from test_workflow import REPO, SNAKEMAKE, tiny_config
+
+pytestmark = pytest.mark.slow
+
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by memristor-mat tests/test_slurm.py"
+BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged", "munge")
+
+
+def run(command, timeout=60, **kwargs):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def install_slurm() -> str | None:
+    """None when SLURM is ready to use, else why it cannot be had here."""
+    if all(shutil.which(b) for b in BINARIES):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "SLURM is not installed, and installing it needs root and apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"]
+    result = run(install, timeout=900, env=env)
+    if result.returncode != 0:
+        run(["apt-get", "update", "-qq"], timeout=900, env=env)
+        result = run(install, timeout=900, env=env)
+    if result.returncode != 0 or not all(shutil.which(b) for b in BINARIES):
+        return f"apt-get install slurm-wlm munge failed: {result.stderr[-500:]}"
+    return None
+
+
+def slurm_conf(state: Path) -> str:
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 - 2048
+    return f"""{MARKER}
+ClusterName=memristor-mat-test
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+# squeue must still list finished jobs when the plugin polls (no accounting database here)
+MinJobAge=300
+ReturnToService=2
+StateSaveLocation={state}/state
+SlurmdSpoolDir={state}/spool
+SlurmctldPidFile={state}/slurmctld.pid
+SlurmdPidFile={state}/slurmd.pid
+SlurmctldLogFile={state}/slurmctld.log
+SlurmdLogFile={state}/slurmd.log
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def munge_works() -> bool:
+    encoded = run(["munge", "-n"], timeout=10)
+    return encoded.returncode == 0 and run(["unmunge"], input=encoded.stdout, timeout=10).returncode == 0
+
+
+def start_munge() -> int | None:
+    """Start munged unless one already answers; its pid, or None when it was not ours."""
+    if munge_works():
+        return None
+    key = Path("/etc/munge/munge.key")
+    for folder in ("/etc/munge", "/run/munge", "/var/lib/munge", "/var/log/munge"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    if not key.exists():
+        key.write_bytes(os.urandom(1024))
+    run(["chown", "-R", "munge:munge", "/etc/munge", "/run/munge", "/var/lib/munge", "/var/log/munge"])
+    key.chmod(0o400)
+    pid_file = Path("/run/munge/memristor-mat-test.pid")  # munged runs as munge: a folder it may write
+    run(["su", "-s", "/bin/sh", "munge", "-c", f"/usr/sbin/munged --pid-file={pid_file} --force"])
+    deadline = time.monotonic() + 20
+    while not munge_works():
+        if time.monotonic() > deadline:
+            pytest.fail("munged did not start")
+        time.sleep(0.2)
+    return int(pid_file.read_text()) if pid_file.exists() else None
+
+
+def stop(pid: int | None) -> None:
+    if pid is None:
+        return
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    reason = install_slurm()
+    if reason:
+        pytest.skip(reason)
+    if SLURM_CONF.exists() and MARKER not in SLURM_CONF.read_text():
+        pytest.skip(f"{SLURM_CONF} exists and is not this test's: not touching a real cluster's configuration")
+    state = tmp_path_factory.mktemp("slurm")
+    for folder in ("state", "spool"):
+        (state / folder).mkdir()
+    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SLURM_CONF.write_text(slurm_conf(state))
+    pids = [start_munge()]
+    try:
+        for daemon in (["slurmctld"], ["slurmd", "-N", "localhost"]):
+            result = run(daemon, timeout=30)
+            assert result.returncode == 0, f"{daemon[0]} did not start: {result.stderr}"
+        deadline = time.monotonic() + 30
+        while "idle" not in run(["sinfo", "-h", "-o", "%T"], timeout=10).stdout:
+            if time.monotonic() > deadline:
+                pytest.fail("the SLURM node never became idle:\n" + (state / "slurmctld.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield state
+    finally:
+        stop(read_pid(state / "slurmd.pid"))
+        stop(read_pid(state / "slurmctld.pid"))
+        for pid in pids:
+            stop(pid)
+        if SLURM_CONF.exists() and MARKER in SLURM_CONF.read_text():
+            SLURM_CONF.unlink()
+
+
+def small_config(with_broken_task: bool) -> dict:
+    config = tiny_config()
+    task = config["tasks"]["mnist"]
+    task["seeds"] = [14]
+    task["training"]["epochs"] = 1
+    task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
+    if with_broken_task:
+        # full MNIST, download forbidden and no files on disk: its prepare job fails
+        broken = yaml.safe_load(yaml.safe_dump(task))
+        broken["dataset"] = {"name": "mnist", "options": {"download": False}}
+        config["tasks"]["broken"] = broken
+    return config
+
+
+def snakemake(workdir: Path, config: dict, *args, timeout=900):
+    path = workdir / "run_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(path), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def on_slurm(workdir: Path, config: dict):
+    return snakemake(workdir, config, "--workflow-profile", str(REPO / "profiles/slurm"), "--slurm-no-account",
+                     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5")
+
+
+def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_cluster, tmp_path):
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir()
+    cluster.mkdir()
+    result = snakemake(local, small_config(with_broken_task=False), "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # One task's data is missing: its jobs fail, the workflow says so, the other task completes.
+    result = on_slurm(cluster, small_config(with_broken_task=True))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Error in rule prepare_data" in output and "broken" in output
+    ours = pd.read_parquet(cluster / "results/mnist/accuracy.parquet")
+    expected = pd.read_parquet(local / "results/mnist/accuracy.parquet")
+    pd.testing.assert_frame_equal(ours, expected)  # the same numbers as the local run
+    checkpoint = cluster / "results/models/mnist/mat/sigma~0.2/seed~14/model.pt"
+    finished_at = checkpoint.stat().st_mtime_ns
+
+    # With the data in place a rerun finishes the rest and leaves what was done alone.
+    make_mnist_raw(cluster / "data" / "raw")
+    result = on_slurm(cluster, small_config(with_broken_task=True))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert (cluster / "figures/broken/accuracy_vs_noise.png").stat().st_size > 0
+    assert checkpoint.stat().st_mtime_ns == finished_at
