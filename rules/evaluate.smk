@@ -35,6 +35,12 @@ rule aggregate:
         summary_csv="results/{task}/summary.csv",
         summary_md="results/{task}/summary.md",
         metrics="results/{task}/training_metrics.csv",
+        provenance=report(
+            "results/{task}/provenance.csv",
+            caption="../report/provenance.rst",
+            category="{task}",
+            subcategory="provenance",
+        ),
     params:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:

@@ -17,4 +17,5 @@ aggregate(
     summary_path=out.summary,
     summary_stem=Path(out.summary_csv).with_suffix(""),
     metrics_out_path=out.metrics,
+    provenance_path=out.provenance,
 )

@@ -205,3 +205,12 @@ def test_slurm_profile_dry_run_requests_gpus_for_training(tmp_path):
     evaluate_blocks = [block for block in out.split("\n\n") if "rule evaluate:" in block]
     assert len(train_blocks) == 50 and all("gpu=1" in block for block in train_blocks)
     assert evaluate_blocks and not any("gpu=" in block for block in evaluate_blocks)
+
+
+def test_provenance_table_is_in_the_report(finished_run):
+    workdir, config_path = finished_run
+    table = pd.read_csv(workdir / "results/mnist/provenance.csv")
+    assert {"config_hash", "git_commit", "torch_version", "library_version"} <= set(table.key)
+    result = snakemake(workdir, "--configfile", str(config_path), "--report", "report_provenance.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "provenance.csv" in (workdir / "report_provenance.html").read_text()

@@ -169,8 +169,10 @@ def aggregate(
     summary_path: str | os.PathLike,
     summary_stem: str | os.PathLike,
     metrics_out_path: str | os.PathLike,
+    provenance_path: str | os.PathLike,
 ) -> pd.DataFrame:
-    """Concatenate one task's shards into the tidy table and its summary statistics."""
+    """Concatenate one task's shards into the tidy table and its summary statistics; the
+    provenance also goes to a small (key, value) CSV that the report shows."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
     table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
@@ -192,4 +194,5 @@ def aggregate(
     write_table(summary, summary_stem)
     metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
     _write_csv(metrics, metrics_out_path)
+    _write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
     return summary
