@@ -21,6 +21,10 @@ def config_hash(section: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+#: what makes a result: the library, the workflow and its environment (not the results themselves)
+CODE_PATHS = ("src", "scripts", "rules", "notebooks", "envs", "Snakefile", "pyproject.toml")
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The commit of the checkout this library runs from, '+dirty' if it has changes."""
@@ -29,9 +33,13 @@ def git_commit() -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        # Only code counts: the pipeline rewrites committed results (figures, tables) while it runs.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            cwd=top, capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
