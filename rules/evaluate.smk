@@ -18,6 +18,7 @@ rule evaluate:
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),
         runtime=task_resource("evaluate_runtime"),
+        gpu=task_resource("evaluate_gpu"),
     conda:
         ENV
     script:

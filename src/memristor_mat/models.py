@@ -6,6 +6,7 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
+from .cnn import mobilenet_v2_cifar, resnet_cifar
 from .snn import RecurrentSNN
 
 
@@ -37,7 +38,12 @@ class MLP(nn.Module):
 
 
 #: Architectures by the name used in config files and checkpoints.
-ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {"mlp": MLP, "recurrent_snn": RecurrentSNN}
+ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "recurrent_snn": RecurrentSNN,
+    "mobilenet_v2_cifar": mobilenet_v2_cifar,
+    "resnet_cifar": resnet_cifar,
+}
 
 
 def build_model(arch: str, **options) -> nn.Module:
@@ -62,5 +68,12 @@ def architecture_options(arch: str, model_config: Mapping, input_shape: Sequence
         options["hidden_sizes"] = list(options.get("hidden_sizes", [128]))
     elif arch == "recurrent_snn":
         options.setdefault("n_inputs", int(input_shape[-1]))  # input_shape is (time steps, channels)
+    elif arch in ("mobilenet_v2_cifar", "resnet_cifar"):
+        if len(input_shape) != 3 or int(input_shape[0]) != 3:
+            raise ValueError(f"{arch} takes 3-channel images (C x H x W), but the data's samples are {tuple(input_shape)}")
+        # YAML gives lists; keep them lists so the options compare equal to a checkpoint's
+        for key in ("inverted_residual_setting", "widths", "input_mean", "input_std"):
+            if key in options:
+                options[key] = [list(v) if isinstance(v, (list, tuple)) else v for v in options[key]]
     options.setdefault("num_classes", num_classes)
     return options

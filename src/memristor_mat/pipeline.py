@@ -124,11 +124,16 @@ def trace_runs(config: dict[str, Any], task: str) -> list[ModelRun]:
     return runs
 
 
+def task_noise(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The top-level noise settings with the task's overrides (whole keys: ``options`` replaces)."""
+    return {**config["noise"], **config["tasks"][task].get("noise", {})}
+
+
 def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings:
     """The task's training settings with the method's overrides (shallow, per key)."""
     task = config["tasks"][run.task]
     training = {**task["training"], **task["methods"][run.method].get("training", {})}
-    noise = config["noise"]
+    noise = task_noise(config, run.task)
     return TrainingSettings(
         method=run.method,
         epochs=training["epochs"],
@@ -143,13 +148,15 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
         include_normalization=noise["include_normalization"],
         noisy_updates=NoisyUpdates(**training.get("noisy_updates", {})),
         **({"eval_batch_size": training["eval_batch_size"]} if "eval_batch_size" in training else {}),
+        augmentation=dict(training["augmentation"]) if training.get("augmentation") else None,
+        mixed_precision=training.get("mixed_precision"),
     )
 
 
 def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSettings:
     """The top-level evaluation settings with the task's overrides."""
     evaluation = {**config["evaluation"], **config["tasks"][task].get("evaluation", {})}
-    noise = config["noise"]
+    noise = task_noise(config, task)
     return MonteCarloSettings(
         sigma_inference=tuple(float(s) for s in evaluation["sigma_inference"]),
         draws=evaluation["draws"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -86,6 +87,17 @@ _BAND_LABELS: dict[tuple[str, str], str] = {
 }
 
 NOISE_AXIS_LABEL = r"Inference noise $\sigma_\mathrm{inference}$ (%)"
+#: R(W) of the noise reference (SPEC §1), as the axis states it
+_REFERENCE_LABELS = {"2absmax": r"2 max$|W|$", "absmax": r"max$|W|$", "range": r"max $W$ − min $W$"}
+
+
+def noise_axis_label(summary: pd.DataFrame) -> str:
+    """The noise axis, naming what sigma is a fraction of when the summary has one reference
+    (the original's CIFAR "10 %" is its MNIST "5 %": the axis must say which)."""
+    references = summary["reference"].dropna().unique() if "reference" in summary.columns else []
+    if len(references) == 1 and references[0] in _REFERENCE_LABELS:
+        return NOISE_AXIS_LABEL[:-1] + f" of {_REFERENCE_LABELS[references[0]]})"
+    return NOISE_AXIS_LABEL
 ACCURACY_AXIS_LABEL = "Test accuracy (%)"
 FIGSIZE = (7.4, 4.0)
 _SIGMA_ATOL = 1e-9
@@ -163,6 +175,11 @@ def _band_label(band: Sequence[str] | None) -> str | None:
         return None
     low, high = band
     return _BAND_LABELS.get((low, high), f"{STAT_LABELS.get(low, low)} – {STAT_LABELS.get(high, high)}")
+
+
+def wrap_title(title: str, width: int = 64) -> str:
+    """Break a long title into lines, so that it never sets the figure's width."""
+    return textwrap.fill(title, width=width, break_long_words=False)
 
 
 def sampling_label(summary: pd.DataFrame) -> str:
@@ -313,7 +330,7 @@ def _draw_curves(
         ref_table["element"] = "clean_reference"
         tables.append(ref_table)
 
-    ax.set_xlabel(NOISE_AXIS_LABEL)
+    ax.set_xlabel(noise_axis_label(summary))
     ax.set_ylabel(ACCURACY_AXIS_LABEL)
     all_x = pd.concat([t["noise_level_pct"] for t in tables if (t["element"] == "curve").any()])
     x_lo, x_hi = float(all_x.min()), float(all_x.max())
@@ -402,7 +419,7 @@ def plot_accuracy_vs_noise(
             published=published,
         )
         if title:
-            ax.set_title(title, loc="left")
+            ax.set_title(wrap_title(title), loc="left")
     return fig, table
 
 
@@ -462,7 +479,7 @@ def plot_sigma_train_curves(
             legend_title=method_label(method),
         )
         if title:
-            ax.set_title(title, loc="left")
+            ax.set_title(wrap_title(title), loc="left")
     return fig, table
 
 
@@ -539,13 +556,13 @@ def plot_sigma_heatmap(
         )
         if row_labels and row_labels[0] == "Vanilla" and n_rows > 1:
             ax.axhline(1, color="white", linewidth=3)
-        ax.set_xlabel(NOISE_AXIS_LABEL)
+        ax.set_xlabel(noise_axis_label(summary))
         ax.set_ylabel(rf"{method_label(method)}: $\sigma_\mathrm{{train}}$")
         ax.tick_params(axis="y", rotation=0)
         ax.tick_params(axis="x", rotation=0)
         ax.grid(False)
         if title:
-            ax.set_title(title, loc="left")
+            ax.set_title(wrap_title(title), loc="left")
     return fig, table
 
 

@@ -27,7 +27,7 @@ from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
 from .summary import summarise, write_table
-from .training import TrainingSettings, train
+from .training import TrainingSettings, split_threads, train
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ def train_model(
     threads: int = 1,
 ) -> None:
     """Train one model; resumable: its end-of-epoch state lives in ``<out>.resume`` until done."""
-    set_threads(threads)
     torch_device = select_device(device)
+    compute_threads, data_workers = split_threads(threads, torch_device, settings.augmentation is not None)
+    set_threads(compute_threads)
     data = load_prepared(data_path)
     arch = model_config["arch"]
     options = architecture_options(arch, model_config, data.input_shape, data.num_classes)
@@ -92,7 +93,8 @@ def train_model(
         "settings": settings.as_dict(),
     }
     resume_path = Path(str(out_path) + ".resume")
-    result = train(model, data, settings, device=torch_device, resume_path=resume_path, resume_extra=identity)
+    result = train(model, data, settings, device=torch_device, resume_path=resume_path, resume_extra=identity,
+                   data_workers=data_workers)
     save_checkpoint(out_path, {
         **identity,
         "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .augmentation import augmented_batches, make_augmentation
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .device import derive_seed, generator
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 METHODS = ("vanilla", "mat", "mat_scratch", "noisy_updates")
 #: methods whose forward pass sees weight noise at sigma_train
 NOISY_FORWARD_METHODS = ("mat", "mat_scratch")
+#: reduced-precision compute types for ``mixed_precision`` (CUDA only; float16 uses loss scaling)
+MIXED_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 #: methods that start from a pretrained vanilla checkpoint
 FINE_TUNING_METHODS = ("mat",)
 
@@ -63,6 +66,10 @@ class TrainingSettings:
     include_normalization: bool = False
     noisy_updates: NoisyUpdates = field(default_factory=NoisyUpdates)
     eval_batch_size: int = 1000
+    #: ``{horizontal_flip, rotation_degrees, crop_padding}`` (see memristor_mat.augmentation)
+    augmentation: dict[str, Any] | None = None
+    #: None (float32), "bfloat16" or "float16": autocast on CUDA, ignored elsewhere
+    mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -73,6 +80,10 @@ class TrainingSettings:
             raise ValueError(f"method {self.method!r} needs sigma_train > 0, got {self.sigma_train}")
         if self.method not in NOISY_FORWARD_METHODS and self.sigma_train != 0:
             raise ValueError(f"method {self.method!r} trains without forward noise: sigma_train must be 0")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be null or one of {sorted(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +149,28 @@ def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen:
         w.add_(torch.randn(w.shape, generator=gen, device=w.device) * sd)
 
 
+def autocast_dtype(mixed_precision: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast type for ``mixed_precision`` on ``device``: None (float32) off CUDA."""
+    if mixed_precision is None:
+        return None
+    if device.type != "cuda":
+        log.warning("mixed_precision %r applies on CUDA only; training in float32 on %s", mixed_precision, device)
+        return None
+    return MIXED_PRECISION[mixed_precision]
+
+
+def split_threads(threads: int, device: torch.device, augmenting: bool) -> tuple[int, int]:
+    """(compute threads, DataLoader workers) for a job granted ``threads``. Augmenting an image
+    costs about 0.2 ms: on a CPU the network is far slower, one worker keeps up; on a GPU the
+    network is fast and every thread but the feeding one augments."""
+    threads = max(1, int(threads))
+    if not augmenting:
+        return threads, 0
+    if device.type == "cpu":
+        return (threads - 1, 1) if threads >= 2 else (1, 0)
+    return 1, threads - 1
+
+
 def _normals_for_epoch(shapes, normals_per_weight, gen, count, device, prefetch):
     # On CPU, random numbers cost half a small model's step: make them on another core.
     if prefetch and device.type == "cpu":
@@ -155,6 +188,7 @@ def train(
     resume_extra: dict[str, Any] | None = None,
     progress: bool | None = None,
     prefetch_noise: bool = True,
+    data_workers: int = 0,
 ) -> TrainingResult:
     """Train ``model`` (already initialised, or loaded from its pretrained checkpoint for ``mat``).
 
@@ -162,6 +196,8 @@ def train(
     from it. ``resume_extra``: entries stored with that state (e.g. the model's architecture).
     ``progress=None`` shows a progress bar only on a terminal. ``prefetch_noise``: on CPU, draw
     the training noise on a background thread (same numbers, less wall time when a core is idle).
+    ``data_workers``: DataLoader processes that augment the training images (0: this process;
+    the numbers do not depend on it).
     """
     model.to(device)
     settings_hash = config_hash(settings.as_dict())
@@ -170,6 +206,9 @@ def train(
     memristor_params = [named[n] for n in names]
     optimizer = make_optimizer(settings.optimizer, model.parameters())
     scheduler = make_lr_scheduler(settings.lr_scheduler, optimizer)
+    amp_dtype = autocast_dtype(settings.mixed_precision, device)
+    # loss scaling keeps float16 gradients from underflowing; a no-op otherwise
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: list[dict[str, float]] = []
     start_epoch = 0
 
@@ -184,6 +223,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["lr_scheduler"])
+        scaler.load_state_dict(state.get("grad_scaler") or {})
         history = list(state["history"])
         start_epoch = int(state["epochs_done"])
         log.info("resuming %s from epoch %d of %d", resume_path, start_epoch, settings.epochs)
@@ -191,14 +231,25 @@ def train(
     noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
     forward_noise = settings.method in NOISY_FORWARD_METHODS
     loss_fn = loss_function(model)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    augmentation = None
+    if settings.augmentation is not None:
+        if data.x_train.ndim != 4:
+            raise ValueError(f"augmentation needs images (N x C x H x W), but {data.name} holds "
+                             f"samples of shape {data.input_shape}")
+        augmentation = make_augmentation(settings.augmentation, data.input_shape[-2:])
+    # without augmentation the whole training set lives on the device and batches are slices
+    if augmentation is None:
+        x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    else:
+        x_train, y_train = data.x_train, data.y_train
     n_train = len(y_train)
 
     for epoch in range(start_epoch, settings.epochs):
         started = time.perf_counter()
         torch.manual_seed(derive_seed(settings.seed, "torch", epoch))  # dropout etc.
         order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
-        batches = order.to(device).split(settings.batch_size)
+        batches = EpochBatches(x_train, y_train, order.split(settings.batch_size), augmentation, settings.seed,
+                               epoch, data_workers, device)
         noise_gen = generator(derive_seed(settings.seed, "noise", epoch), device)
         late = epoch >= settings.epochs - settings.noisy_updates.last_epochs
         model.train()
@@ -215,15 +266,16 @@ def train(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         try:
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
+            bar = tqdm(batches, total=len(batches), desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
                        disable=None if progress is None else not progress)
-            for index, batch in enumerate(bar):
-                xb, yb = x_train[batch], y_train[batch]
+            for index, (xb, yb) in enumerate(bar):
                 optimizer.zero_grad(set_to_none=True)
-                logits = forward(xb)
-                loss = loss_fn(logits, yb)
-                loss.backward()
-                optimizer.step()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = forward(xb)
+                    loss = loss_fn(logits, yb)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 if settings.weight_clip_std is not None:
                     clip_weights(memristor_params, settings.weight_clip_std)
                 if (settings.method == "noisy_updates" and late
@@ -254,8 +306,32 @@ def train(
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
                 "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "grad_scaler": scaler.state_dict(),
                 "history": history,
                 "epochs_done": epoch + 1,
                 "settings_hash": settings_hash,
             })
     return TrainingResult(model=model, history=history, resumed_from_epoch=start_epoch)
+
+
+class EpochBatches:
+    """One epoch's (inputs, labels) on ``device``, in the order of ``index_batches``: slices of
+    the device-resident training set, or augmented copies made by DataLoader workers."""
+
+    def __init__(self, x, y, index_batches, augmentation, seed, epoch, workers, device) -> None:
+        self._length = len(index_batches)
+        if augmentation is None:
+            self._iterator = ((x[b], y[b]) for b in (b.to(device) for b in index_batches))
+        else:
+            # started here, before any noise-prefetching thread exists: workers are forked
+            loader = augmented_batches(x, y, index_batches, augmentation, seed=seed, epoch=epoch,
+                                       workers=workers, pin_memory=device.type == "cuda")
+            self._iterator = ((xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+                              for xb, yb in loader)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self):
+        return self._iterator
+

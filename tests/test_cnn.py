@@ -1,0 +1,229 @@
+"""CIFAR networks (SPEC §3 CIFAR, §7): torchvision's MobileNetV2 as "cifar_specs", ResNet-20, noise
+on every convolution, BatchNorm statistics, Monte-Carlo evaluation, a two-phase run."""
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import MobileNetV2
+from torchvision.models.resnet import BasicBlock
+
+from memristor_mat import runs
+from memristor_mat.checkpoint import load_checkpoint, model_from_checkpoint
+from memristor_mat.cnn import CIFAR_MEAN, CIFAR_STD, ImageClassifier, mobilenet_v2_cifar, resnet_cifar
+from memristor_mat.data import DatasetSplits, save_prepared
+from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy
+from memristor_mat.models import architecture_options, build_model
+from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
+from memristor_mat.pipeline import ModelRun
+from memristor_mat.training import TrainingSettings, train
+
+CPU = torch.device("cpu")
+#: a MobileNetV2 small enough for unit tests: stride-2 stem, two one-block stages
+TINY_MOBILENET = dict(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]], stem_stride=2)
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("classes, expected", [(10, 502_538), (100, 617_828)])
+def test_mobilenet_cifar_specs_parameter_counts(classes, expected):
+    assert n_parameters(mobilenet_v2_cifar(num_classes=classes)) == expected
+
+
+def test_mobilenet_is_torchvisions_class_with_stride_one_stem_and_batchnorm():
+    model = mobilenet_v2_cifar()
+    assert isinstance(model.network, MobileNetV2)
+    assert model.network.features[0][0].stride == (1, 1)
+    assert model.network.last_channel == 1280
+    assert model.network.classifier[0].p == 0.2
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.track_running_stats for m in norms)
+    # stride-1 stem: 32 x 32 reaches the classifier as 8 x 8 (two stride-2 stages), not 4 x 4
+    features = model.network.features(torch.rand(2, 3, 32, 32))
+    assert features.shape[-2:] == (8, 8)
+
+
+@pytest.mark.parametrize("classes, expected", [(10, 272_474), (100, 278_324)])
+def test_resnet20_parameter_counts(classes, expected):
+    model = resnet_cifar(depth=20, num_classes=classes)
+    assert n_parameters(model) == expected
+    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 9  # 3 stages x 3 basic blocks
+    assert [stage[0].conv1.out_channels for stage in model.network.stages] == [16, 32, 64]
+
+
+@pytest.mark.parametrize("depth", [19, 2, 21])
+def test_resnet_rejects_depths_that_are_not_6n_plus_2(depth):
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        resnet_cifar(depth=depth)
+
+
+def test_model_standardises_its_own_input():
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET).eval()
+    x = torch.rand(4, 3, 32, 32)
+    mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(3, 1, 1)
+    torch.testing.assert_close(model(x), model.network((x - mean) / std))
+    with pytest.raises(ValueError, match="3 channels"):
+        model(torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="one entry per channel"):
+        ImageClassifier(nn.Identity(), [0.5, 0.5], [0.2])
+
+
+def test_architecture_options_need_three_channel_images():
+    options = architecture_options("mobilenet_v2_cifar", {"arch": "mobilenet_v2_cifar",
+                                                          "inverted_residual_setting": [(1, 8, 1, 1)]}, (3, 32, 32), 10)
+    assert options["num_classes"] == 10 and options["inverted_residual_setting"] == [[1, 8, 1, 1]]
+    with pytest.raises(ValueError, match="3-channel images"):
+        architecture_options("resnet_cifar", {"arch": "resnet_cifar"}, (1, 28, 28), 10)
+
+
+@pytest.mark.parametrize("factory", [lambda: mobilenet_v2_cifar(**TINY_MOBILENET), lambda: resnet_cifar(depth=8)])
+def test_noise_reaches_every_convolution_and_linear_weight(factory):
+    torch.manual_seed(0)
+    model = factory()
+    names = set(noisy_parameter_names(model))
+    expected = {f"{module_name}.{param}" for module_name, module in model.named_modules()
+                if isinstance(module, (nn.Conv2d, nn.Linear)) for param, _ in module.named_parameters(recurse=False)}
+    assert names == expected
+    norm_params = {f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)
+                   for p, _ in m.named_parameters(recurse=False)}
+    assert norm_params and not names & norm_params
+    assert norm_params <= set(noisy_parameter_names(model, include_normalization=True))
+
+    # during a noisy forward pass, every crossbar layer computes with perturbed weights
+    with torch.no_grad():  # torchvision starts biases at 0, and 0 has no noise (s = sigma * max|b|)
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.bias.uniform_(-0.1, 0.1)
+    clean = {name: p.detach().clone() for name, p in model.named_parameters()}
+    seen = {}
+
+    def record(module, _inputs):
+        for attribute in ("weight", "bias"):
+            value = getattr(module, attribute, None)
+            if value is not None:
+                seen[f"{module_names[module]}.{attribute}"] = value.detach().clone()
+
+    module_names = {m: n for n, m in model.named_modules()}
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    NoisyModel(model, GaussianWeightNoise(0.05, reference="absmax")).eval()(torch.rand(2, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    assert set(seen) == expected
+    for name in expected:
+        difference = (seen[name] - clean[name]).abs()
+        assert difference.max() > 0, f"{name} was not perturbed"
+        assert difference.max() <= 6 * 0.05 * clean[name].abs().max(), name  # s = sigma * max|W|
+
+
+def test_mat_step_updates_batchnorm_statistics_and_passes_gradients_straight_through():
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET).train()
+    norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    before = norm.running_mean.clone()
+    noisy = NoisyModel(model, GaussianWeightNoise(0.1))
+    loss = nn.functional.cross_entropy(noisy(torch.rand(8, 3, 32, 32)), torch.randint(0, 10, (8,)))
+    loss.backward()
+    assert not torch.equal(norm.running_mean, before)  # statistics of the noisy forward pass
+    for name in noisy_parameter_names(model):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_batched_draws_equal_one_draw_at_a_time():
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET)
+    model.train()
+    model(torch.rand(32, 3, 32, 32))  # non-trivial running statistics
+    x, y = torch.rand(40, 3, 32, 32), torch.randint(0, 10, (40,))
+    common = dict(sigma_inference=(0.0, 0.1), draws=4, seed=5, noise_options={"reference": "absmax"})
+    one_at_a_time = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=1, batch_size=40))
+    vmapped = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=4, batch_size=16))
+    assert one_at_a_time["n_correct"].tolist() == vmapped["n_correct"].tolist()
+    assert not model.training  # evaluated in eval mode (running statistics)
+
+
+def standin_splits(n_train=96, n_test=48) -> DatasetSplits:
+    """Tiny 3 x 32 x 32 data with a learnable rule: the class is the brighter half of the image."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        y = torch.randint(0, 2, (n,), generator=g)
+        x = torch.rand((n, 3, 32, 32), generator=g) * 0.5
+        x[y == 1, :, :, 16:] += 0.5
+        x[y == 0, :, :, :16] += 0.5
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return DatasetSplits("standin", x_train, y_train, x_test, y_test, 2, "tiny images for tests")
+
+
+def cnn_settings(method="vanilla", **overrides):
+    values = dict(method=method, epochs=2, batch_size=32, seed=3,
+                  optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+                  lr_scheduler={"name": "CosineAnnealingLR", "T_max": 2},
+                  sigma_train=0.05 if method in ("mat", "mat_scratch") else 0.0,
+                  noise_options={"reference": "absmax"},
+                  augmentation={"horizontal_flip": True, "rotation_degrees": 10, "crop_padding": 2},
+                  eval_batch_size=48)
+    values.update(overrides)
+    return TrainingSettings(**values)
+
+
+def test_two_phase_run_pretrains_then_fine_tunes_from_the_pretrained_weights(tmp_path):
+    data_path = tmp_path / "standin.npz"
+    save_prepared(standin_splits(), data_path)
+    model_config = {"arch": "mobilenet_v2_cifar", **TINY_MOBILENET}
+    vanilla = ModelRun("standin", "vanilla", 0.0, 3)
+    mat = ModelRun("standin", "mat", 0.05, 3)
+    vanilla_path, mat_path = tmp_path / "vanilla.pt", tmp_path / "mat.pt"
+    runs.train_model(vanilla, cnn_settings(), model_config, data_path=data_path, out_path=vanilla_path,
+                     metrics_path=tmp_path / "vanilla.csv", device="cpu", threads=1)
+    runs.train_model(mat, cnn_settings("mat", epochs=1), model_config, data_path=data_path, out_path=mat_path,
+                     metrics_path=tmp_path / "mat.csv", pretrained_path=vanilla_path, device="cpu", threads=1)
+    pretrained, fine_tuned = load_checkpoint(vanilla_path), load_checkpoint(mat_path)
+    assert fine_tuned["arch"] == "mobilenet_v2_cifar" and fine_tuned["method"] == "mat"
+    assert fine_tuned["settings"]["augmentation"]["rotation_degrees"] == 10
+    # fine-tuning moved the pretrained weights a little, not back to a random initialisation
+    for name, value in pretrained["state_dict"].items():
+        if value.dtype.is_floating_point and name.endswith("weight"):
+            drift = (fine_tuned["state_dict"][name] - value).norm() / value.norm()
+            assert 0 < drift < 0.5, name
+    rebuilt = model_from_checkpoint(fine_tuned)
+    assert isinstance(rebuilt, ImageClassifier)
+    assert not (tmp_path / "mat.pt.resume").exists()
+
+
+def test_interrupted_cnn_run_with_augmentation_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from memristor_mat import training
+
+    def model():
+        torch.manual_seed(1)
+        return build_model("resnet_cifar", depth=8, widths=[4, 8, 8], num_classes=2)
+
+    data, config = standin_splits(), cnn_settings("mat_scratch", epochs=3, lr_scheduler=None)
+    identity = {"arch": "resnet_cifar", "arch_options": {}}
+    uninterrupted = train(model(), data, config, device=CPU, resume_path=tmp_path / "a.resume", resume_extra=identity)
+
+    real_accuracy, calls = training.clean_accuracy, {"n": 0}
+
+    def killed_after_two_epochs(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(training, "clean_accuracy", killed_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train(model(), data, config, device=CPU, resume_path=tmp_path / "b.resume", resume_extra=identity)
+    monkeypatch.setattr(training, "clean_accuracy", real_accuracy)
+    # resumed with two DataLoader workers: the augmented batches do not depend on them
+    resumed = train(model(), data, config, device=CPU, resume_path=tmp_path / "b.resume", resume_extra=identity,
+                    data_workers=2)
+    assert resumed.resumed_from_epoch == 2
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key  # BatchNorm statistics included
