@@ -34,3 +34,4 @@ dry-run: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_mlp.py
 	$(BIN)/python benchmarks/bench_snn.py
+	$(BIN)/python benchmarks/bench_cnn.py

@@ -53,7 +53,11 @@ def runs_of_task(wildcards, attribute, method=None):
 
 
 def task_outputs(task):
+    # the tidy table and the provenance are not committed (.gitignore), so a fresh clone, which
+    # has the committed figures, still recomputes everything instead of "nothing to be done"
     return [
+        pipeline.task_results(task, "accuracy.parquet"),
+        pipeline.task_results(task, "provenance.csv"),
         pipeline.task_results(task, "summary.csv"),
         *pipeline.figure_files(task),
         *pipeline.table_files(task),

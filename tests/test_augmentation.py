@@ -122,7 +122,7 @@ def test_requested_but_missing_device_is_an_error(monkeypatch):
 
 @pytest.mark.parametrize("threads, device, augmenting, expected", [
     (1, "cpu", False, (1, 0)), (4, "cpu", False, (4, 0)),
-    (1, "cpu", True, (1, 0)), (2, "cpu", True, (1, 1)), (8, "cpu", True, (7, 1)),
+    (1, "cpu", True, (1, 0)), (2, "cpu", True, (2, 0)), (8, "cpu", True, (8, 0)),
     (1, "cuda", True, (1, 0)), (8, "cuda", True, (1, 7)),
 ])
 def test_threads_are_split_between_compute_and_data_workers(threads, device, augmenting, expected):

@@ -14,8 +14,6 @@ import io
 import pickle
 import struct
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +30,9 @@ PER_BATCH = 3  # images per written batch (the originals hold 10,000)
 
 
 @pytest.fixture(autouse=True)
-def url_calls(monkeypatch):
-    """Make every download fail as if offline; the list records the URLs tried."""
-    calls: list[str] = []
-
-    def offline_urlopen(request, *args, **kwargs):
-        calls.append(getattr(request, "full_url", str(request)))
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
-    return calls
+def no_network(url_calls):
+    """Every test of this module runs offline (see conftest.url_calls)."""
+    return url_calls
 
 
 class _Python2Pickler(pickle._Pickler):

@@ -15,7 +15,8 @@ from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.pipeline import ModelRun
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.models import MLP
+from memristor_mat.training import TrainingSettings, noise_share, train
 
 CPU = torch.device("cpu")
 #: a MobileNetV2 small enough for unit tests: stride-2 stem, two one-block stages
@@ -227,3 +228,14 @@ def test_interrupted_cnn_run_with_augmentation_resumes_to_the_same_weights(tmp_p
     assert resumed.resumed_from_epoch == 2
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key  # BatchNorm statistics included
+
+
+def test_noise_thread_gets_a_core_only_where_random_numbers_matter():
+    mlp = MLP()  # 101,632 weights, 2 FLOPs per weight and sample: drawing the noise is a third of a step
+    assert noise_share(mlp, torch.rand(1, 28, 28), 32, 101_632) > 0.1
+    cnn = mobilenet_v2_cifar().train()
+    norm = next(m for m in cnn.modules() if isinstance(m, nn.BatchNorm2d))
+    before = norm.running_mean.clone()
+    share = noise_share(cnn, torch.rand(3, 32, 32), 128, n_parameters(cnn))
+    assert share < 0.01  # convolutions reuse each weight at every pixel
+    assert cnn.training and torch.equal(norm.running_mean, before)  # the probe left no trace

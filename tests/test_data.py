@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +29,9 @@ from memristor_mat.data import (
 
 
 @pytest.fixture(autouse=True)
-def url_calls(monkeypatch):
-    """Make every download fail as if offline; the list records the URLs tried."""
-    calls: list[str] = []
-
-    def offline_urlopen(request, *args, **kwargs):
-        calls.append(getattr(request, "full_url", str(request)))
-        raise urllib.error.URLError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
-    return calls
+def no_network(url_calls):
+    """Every test of this module runs offline (see conftest.url_calls)."""
+    return url_calls
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

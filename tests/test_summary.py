@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -285,3 +286,19 @@ def test_write_table_empty_frame(tmp_path):
     csv_path, md_path = write_table(pd.DataFrame(columns=["a", "b"]), tmp_path / "empty")
     assert csv_path.read_text().strip() == "a,b"
     assert "no rows" in md_path.read_text()
+
+
+def test_paper_cifar_config_names_its_tasks_as_the_published_curves():
+    """figures.show_published looks the curves up by task name: the paper CIFAR config's
+    MobileNetV2 tasks must be the published ones, on the published axis (R = max|W|)."""
+    from memristor_mat.config import load_config
+    from memristor_mat.pipeline import task_noise
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config/paper_cifar.yaml")
+    for task in ("cifar10", "cifar100"):
+        published = published_numbers(task)
+        assert config["tasks"][task]["figures"]["show_published"]
+        assert set(zip(published.method, published.sigma_train)) == {("vanilla", 0.0), ("mat", 0.05)}
+        assert set(published.sigma_inference) <= set(config["evaluation"]["sigma_inference"])
+        assert task_noise(config, task)["options"]["reference"] == "absmax"
+        assert published.note.str.contains("absmax").all()

@@ -60,6 +60,13 @@ def job_count(dry_run_output: str, rule: str) -> int:
     return int(match.group(1))
 
 
+def dry_run(workdir, config_path, *args) -> str:
+    """The output of a successful dry run of ``config_path`` (with ``args``, e.g. a profile)."""
+    result = snakemake(workdir, "-n", *(args or ("--cores", "4")), "--configfile", str(config_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
 def run_workflow(workdir, config):
     """The whole workflow on ``config`` in ``workdir``; returns (workdir, config path)."""
     config_path = workdir / "config.yaml"
@@ -121,6 +128,22 @@ def test_rerun_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_fresh_clone_with_committed_figures_recomputes_everything(tmp_path):
+    """A clone has the committed figures, tables and summaries but none of the ignored files
+    (models, shards, the tidy table): `make demo` must still recompute, not find nothing to do."""
+    config = tiny_config()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    committed = [path for task in config["tasks"] for path in
+                 pipeline.figure_files(task) + pipeline.table_files(task) + [pipeline.task_results(task, "summary.csv")]]
+    for path in committed:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("committed")
+    out = dry_run(tmp_path, config_path, "--cores", "2")
+    assert job_count(out, "train") == len(pipeline.model_runs(load_config(config_path)))
+    assert job_count(out, "figures") == len(config["tasks"])
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     config = tiny_config()
     config["tasks"]["mnist"]["training"]["batch_size"] = 0
@@ -133,9 +156,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
-    result = snakemake(tmp_path, "-n", "--cores", "4", "--configfile", str(REPO / "config/paper_mnist.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout + result.stderr
+    out = dry_run(tmp_path, REPO / "config/paper_mnist.yaml")
     # 5 seeds x (vanilla + noisy_updates + 4 mat + 4 mat_scratch) models, each trained and evaluated
     assert job_count(out, "train") == 50 and job_count(out, "evaluate") == 50
 
@@ -191,9 +212,7 @@ def test_ecg_branch_end_to_end(finished_ecg_run):
 
 
 def test_paper_ecg_config_dry_run(tmp_path):
-    result = snakemake(tmp_path, "-n", "--cores", "4", "--configfile", str(REPO / "config/paper_ecg.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout + result.stderr
+    out = dry_run(tmp_path, REPO / "config/paper_ecg.yaml")
     # 2 networks x 5 seeds x (vanilla, noisy_updates, mat, mat_scratch)
     assert job_count(out, "train") == 40 and job_count(out, "evaluate") == 40
     assert job_count(out, "compare_tasks") == 1 and job_count(out, "record_traces") == 1
@@ -216,9 +235,7 @@ def rule_blocks(dry_run_output: str, rule: str) -> list[str]:
 
 
 def test_paper_cifar_config_dry_run(tmp_path):
-    result = snakemake(tmp_path, "-n", "--cores", "16", "--configfile", str(REPO / "config/paper_cifar.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout + result.stderr
+    out = dry_run(tmp_path, REPO / "config/paper_cifar.yaml", "--cores", "16")
     # (CIFAR-10, CIFAR-100) x MobileNetV2 + CIFAR-10 x ResNet-20, 3 seeds x (vanilla, mat)
     assert job_count(out, "train") == 18 and job_count(out, "evaluate") == 18
     assert job_count(out, "figures") == 3 and job_count(out, "prepare_data") == 3
@@ -230,19 +247,15 @@ def test_paper_cifar_config_dry_run(tmp_path):
 
 
 def test_slurm_profile_dry_run_requests_gpus_and_threads(tmp_path):
-    result = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
-                       "--configfile", str(REPO / "config/paper_cifar.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout + result.stderr
+    profile = ("--workflow-profile", str(REPO / "profiles/slurm"))
+    out = dry_run(tmp_path, REPO / "config/paper_cifar.yaml", *profile)
     train_blocks, evaluate_blocks = rule_blocks(out, "train"), rule_blocks(out, "evaluate")
     assert len(train_blocks) == 18 and all("gpu=1" in block for block in train_blocks)
     assert len(evaluate_blocks) == 18 and all("gpu=1" in block for block in evaluate_blocks)
     # no cpus_per_task default: the executor plugin then asks SLURM for each job's threads
     assert not any("cpus_per_task" in block for block in train_blocks)
-    mnist = snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"),
-                      "--configfile", str(REPO / "config/paper_mnist.yaml"))
-    assert mnist.returncode == 0, mnist.stderr[-3000:]
-    assert all("gpu=0" in block for block in rule_blocks(mnist.stdout + mnist.stderr, "train"))
+    mnist = dry_run(tmp_path, REPO / "config/paper_mnist.yaml", *profile)
+    assert all("gpu=0" in block for block in rule_blocks(mnist, "train"))
 
 
 def test_provenance_table_is_in_the_report(finished_run):

@@ -9,13 +9,15 @@ them, and a run resumed at epoch ``k`` sees exactly the batches of an uninterrup
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from .device import derive_seed
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 #: accepted keys of a task's ``training.augmentation`` (the config schema mirrors them)
 AUGMENTATION_KEYS = ("horizontal_flip", "rotation_degrees", "crop_padding")
@@ -25,6 +27,9 @@ def make_augmentation(spec: Mapping[str, Any] | None, image_size: Sequence[int])
     """torchvision transforms for ``{horizontal_flip, rotation_degrees, crop_padding}``; None if
     ``spec`` is None or asks for nothing. Rotation fills the corners with black (0), the crop
     pads with zeros and crops back to ``image_size`` (height, width)."""
+    # imported here: every pipeline job imports this module, few augment, torchvision costs 1 s
+    from torchvision.transforms import v2
+
     if spec is None:
         return None
     unknown = sorted(set(spec) - set(AUGMENTATION_KEYS))

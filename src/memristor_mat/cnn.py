@@ -14,6 +14,9 @@
   the family of the PCM study. torchvision's ResNet class cannot be configured to this
   ImageNet-free layout (7 x 7 stem, max pooling, 64-512 channels are fixed).
 
+torchvision is imported when a network is built, not with this module: every pipeline job
+imports the model registry, and torchvision costs a second to import.
+
 Both take pixels in [0, 1] and standardise them per channel themselves (mean and std are
 architecture options, CIFAR's by default): the model owns its input normalisation, so training,
 Monte-Carlo evaluation and a checkpoint reloaded elsewhere all feed it the same pixels. Every
@@ -27,9 +30,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torchvision.models import MobileNetV2
-from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
-from torchvision.transforms.v2 import functional as TF
 
 #: per-channel mean and standard deviation of the CIFAR-10 training images (SPEC §3)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -52,7 +52,9 @@ class ImageClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-3] != len(self.mean):
             raise ValueError(f"expected images with {len(self.mean)} channels, got shape {tuple(x.shape)}")
-        return self.network(TF.normalize(x, self.mean, self.std))
+        from torchvision.transforms.v2.functional import normalize
+
+        return self.network(normalize(x, self.mean, self.std))
 
 
 def mobilenet_v2_cifar(
@@ -65,6 +67,8 @@ def mobilenet_v2_cifar(
     input_std: Sequence[float] = CIFAR_STD,
 ) -> ImageClassifier:
     """MobileNetV2 "cifar_specs" (SPEC §3) by default; other widths and block tables for demos."""
+    from torchvision.models import MobileNetV2
+
     if stem_stride not in (1, 2):
         raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
     network = MobileNetV2(
@@ -82,6 +86,8 @@ class CifarResNet(nn.Module):
     """ResNet for 32 x 32 images (He et al. 2016, §4.2): 6n + 2 layers."""
 
     def __init__(self, depth: int = 20, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64)) -> None:
+        from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
+
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, ...), got {depth}")
