@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules."""
 
+import contextlib
 import urllib.error
 import urllib.request
 
@@ -17,3 +18,24 @@ def url_calls(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline_urlopen)
     return calls
+
+
+@contextlib.contextmanager
+def killed_in_epoch(monkeypatch, epoch: int):
+    """Within the block, ``training.train`` is killed (KeyboardInterrupt) at the end of epoch
+    ``epoch`` (1-based), just before it would write that epoch's resume state."""
+    from memristor_mat import training
+
+    real_accuracy, calls = training.clean_accuracy, {"n": 0}
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise KeyboardInterrupt("killed")
+        return real_accuracy(*args, **kwargs)
+
+    monkeypatch.setattr(training, "clean_accuracy", killed)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(training, "clean_accuracy", real_accuracy)

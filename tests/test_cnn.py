@@ -7,6 +7,8 @@ from torch import nn
 from torchvision.models import MobileNetV2
 from torchvision.models.resnet import BasicBlock
 
+from conftest import killed_in_epoch
+
 from memristor_mat import runs
 from memristor_mat.checkpoint import load_checkpoint, model_from_checkpoint
 from memristor_mat.cnn import CIFAR_MEAN, CIFAR_STD, ImageClassifier, mobilenet_v2_cifar, resnet_cifar
@@ -200,8 +202,6 @@ def test_two_phase_run_pretrains_then_fine_tunes_from_the_pretrained_weights(tmp
 
 
 def test_interrupted_cnn_run_with_augmentation_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from memristor_mat import training
-
     def model():
         torch.manual_seed(1)
         return build_model("resnet_cifar", depth=8, widths=[4, 8, 8], num_classes=2)
@@ -210,18 +210,8 @@ def test_interrupted_cnn_run_with_augmentation_resumes_to_the_same_weights(tmp_p
     identity = {"arch": "resnet_cifar", "arch_options": {}}
     uninterrupted = train(model(), data, config, device=CPU, resume_path=tmp_path / "a.resume", resume_extra=identity)
 
-    real_accuracy, calls = training.clean_accuracy, {"n": 0}
-
-    def killed_after_two_epochs(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real_accuracy(*args, **kwargs)
-
-    monkeypatch.setattr(training, "clean_accuracy", killed_after_two_epochs)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
         train(model(), data, config, device=CPU, resume_path=tmp_path / "b.resume", resume_extra=identity)
-    monkeypatch.setattr(training, "clean_accuracy", real_accuracy)
     # resumed with two DataLoader workers: the augmented batches do not depend on them
     resumed = train(model(), data, config, device=CPU, resume_path=tmp_path / "b.resume", resume_extra=identity,
                     data_workers=2)

@@ -5,6 +5,8 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import killed_in_epoch
+
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
 from memristor_mat.data import DatasetSplits
@@ -92,21 +94,10 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     uninterrupted = train(model(), toy_data(), config, device=CPU, resume_path=tmp_path / "a.resume",
                           resume_extra=IDENTITY)
 
-    real_accuracy = training.clean_accuracy
-    calls = {"n": 0}
-
-    def killed_during_epoch_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real_accuracy(*args, **kwargs)
-
-    monkeypatch.setattr(training, "clean_accuracy", killed_during_epoch_three)
     resume = tmp_path / "b.resume"
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_epoch(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
         train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     assert resume.exists()
-    monkeypatch.setattr(training, "clean_accuracy", real_accuracy)
     resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     assert resumed.resumed_from_epoch == 2
     for key, value in uninterrupted.model.state_dict().items():

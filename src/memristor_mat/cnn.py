@@ -46,15 +46,16 @@ class ImageClassifier(nn.Module):
         super().__init__()
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError(f"input_mean {list(mean)} and input_std {list(std)} need one entry per channel, std > 0")
+        from torchvision.transforms.v2.functional import normalize
+
         self.network = network
         self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        self._normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-3] != len(self.mean):
             raise ValueError(f"expected images with {len(self.mean)} channels, got shape {tuple(x.shape)}")
-        from torchvision.transforms.v2.functional import normalize
-
-        return self.network(normalize(x, self.mean, self.std))
+        return self.network(self._normalize(x, self.mean, self.std))
 
 
 def mobilenet_v2_cifar(

@@ -84,6 +84,11 @@ def correct_with_stacked_weights(
 
     batched = torch.vmap(logits, in_dims=(0, None), randomness="error")
     draws = next(iter(stacked.values())).shape[0]
+    if draws == 1:
+        # a plain call: vmap's batching rules cost twice the convolutions' and batch norms'
+        # time on a CPU (measured on MobileNetV2)
+        single = {name: weights[0] for name, weights in stacked.items()}
+        return torch.tensor([correct_with_weights(model, single, x, y, batch_size)], device=device)
     correct = torch.zeros(draws, dtype=torch.long, device=device)
     for xb, yb in _test_batches(x, y, batch_size, device):
         correct += (batched(stacked, xb).argmax(-1) == yb).sum(-1)
@@ -130,13 +135,7 @@ def monte_carlo_accuracy(
         for level in noisy_levels:
             level_noise = noise.with_sigma(level)
             stacked = {n: level_noise.perturb(clean[n], normals[n]) for n in names}
-            if len(chunk) == 1:
-                # one draw per chunk: plain calls (vmap's batching rules cost twice the
-                # convolutions' and batch norms' time on a CPU, measured on MobileNetV2)
-                single = {n: w[0] for n, w in stacked.items()}
-                correct = [correct_with_weights(model, single, x, y, settings.batch_size)]
-            else:
-                correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
+            correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
             rows += [(float(level), d, c) for d, c in zip(chunk, correct)]
     table = pd.DataFrame(rows, columns=["sigma_inference", "draw", "n_correct"])
     table["n_test"] = len(y)
