@@ -1,7 +1,10 @@
 # Helpers, target lists and wildcard constraints shared by every rule file.
 import os
+import shlex
 import sys
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 try:
     import memristor_mat
@@ -15,6 +18,10 @@ from memristor_mat.config import validate_config
 validate_config(config)
 
 ENV = "../envs/environment.yaml"
+# papermill through an interpreter, never from PATH: the one running Snakemake (found even when
+# its venv is not activated), or under --sdm conda the job environment's own python.
+_CONDA_JOBS = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PAPERMILL = ("python" if _CONDA_JOBS else shlex.quote(sys.executable)) + " -m papermill"
 # Found beside the workflow even when it runs in another directory (snakemake -d).
 NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
 COMPARISON_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "comparison.ipynb")

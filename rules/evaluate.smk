@@ -36,6 +36,8 @@ rule aggregate:
         summary_csv="results/{task}/summary.csv",
         summary_md="results/{task}/summary.md",
         metrics="results/{task}/training_metrics.csv",
+        per_model_csv="results/{task}/tables/per_model.csv",
+        per_model_md="results/{task}/tables/per_model.md",
         provenance=report(
             "results/{task}/provenance.csv",
             caption="../report/provenance.rst",

@@ -30,6 +30,7 @@ rule figures:
         ],
         markdown=expand("results/{{task}}/tables/{stem}.md", stem=pipeline.TABLE_STEMS),
     params:
+        runner=PAPERMILL,
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:
@@ -42,7 +43,7 @@ rule figures:
     conda:
         ENV
     shell:
-        "papermill {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -p summary_path {input.summary:q} -p task {wildcards.task}"
         " -p figures_dir figures/{wildcards.task} -p tables_dir results/{wildcards.task}/tables"
         " -p headline_method {params.figures[headline_method]}"
@@ -75,6 +76,7 @@ rule compare_tasks:
         csv="results/comparisons/{comparison}.csv",
         markdown="results/comparisons/{comparison}.md",
     params:
+        runner=PAPERMILL,
         papermill=lambda wildcards, input: comparison_parameters(wildcards.comparison, input.summaries),
     log:
         notebook="results/notebooks/comparison_{comparison}.ipynb",
@@ -86,7 +88,7 @@ rule compare_tasks:
     conda:
         ENV
     shell:
-        "papermill {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -y {params.papermill:q} > {log.stderr:q} 2>&1"
 
 
@@ -125,6 +127,7 @@ rule heartbeat_figure:
             labels={"figure": "heartbeat_raster"},
         ),
     params:
+        runner=PAPERMILL,
         method=lambda wildcards: pipeline.trace_runs(config, wildcards.task)[-1].method,
         title=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:
@@ -137,6 +140,6 @@ rule heartbeat_figure:
     conda:
         ENV
     shell:
-        "papermill {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -p traces_path {input.traces:q} -p method {params.method} -p title {params.title:q}"
         " -p figure_stem figures/{wildcards.task}/heartbeat_raster > {log.stderr:q} 2>&1"

@@ -16,6 +16,7 @@ aggregate(
     accuracy_csv_path=out.accuracy_csv,
     summary_path=out.summary,
     summary_stem=Path(out.summary_csv).with_suffix(""),
+    per_model_stem=Path(out.per_model_csv).with_suffix(""),
     metrics_out_path=out.metrics,
     provenance_path=out.provenance,
 )

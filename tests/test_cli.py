@@ -31,6 +31,7 @@ def tiny_config() -> dict:
     task["seeds"] = [14]
     task["training"]["epochs"] = 1
     task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
+    task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
     config["evaluation"]["draws"] = 2
     config["evaluation"]["sigma_inference"] = [0, 0.1]
     return config
@@ -68,14 +69,14 @@ def test_validate_demo_config(capsys):
     assert main(["validate", "--config", str(DEMO_CONFIG)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out
-    assert "43 models" in out  # mnist 3 x 8, cifar_standin 2 x 3, ecg 2 x 5, ecg_tanh 1 x 3
+    assert "45 models" in out  # mnist 3 x 8, cifar_standin 2 x 3, ecg 2 x 5, ecg_tanh 1 x 2, ecg_improved 1 x 3
 
 
 def test_list_prints_one_line_per_model(capsys):
     assert main(["list", "--config", str(DEMO_CONFIG)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 43
-    assert len(set(lines)) == 43
+    assert len(lines) == 45
+    assert len(set(lines)) == 45
     rows = [line.split("\t") for line in lines]
     assert all(len(row) == 5 for row in rows)
     assert ["mnist", "mat", "0.2", "14", "results/models/mnist/mat/sigma~0.2/seed~14/model.pt"] in rows
@@ -169,8 +170,8 @@ def test_end_to_end_prepare_train_evaluate(workspace, capsys):
     assert "sigma_inference" in capsys.readouterr().out
     table = pd.read_parquet(shard)
     assert list(table.columns) == ACCURACY_COLUMNS
-    assert len(table) == 4
-    assert sorted(zip(table["sigma_inference"], table["draw"])) == [(0.0, 0), (0.0, 1), (0.1, 0), (0.1, 1)]
+    assert len(table) == 3  # the noise-free level once, 2 draws at 10 %
+    assert sorted(zip(table["sigma_inference"], table["draw"])) == [(0.0, 0), (0.1, 0), (0.1, 1)]
     assert set(table["task"]) == {"mnist"}
     assert set(table["method"]) == {"mat"}
     assert set(table["sigma_train"]) == {0.2}

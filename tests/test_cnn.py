@@ -229,3 +229,25 @@ def test_noise_thread_gets_a_core_only_where_random_numbers_matter():
     share = noise_share(cnn, torch.rand(3, 32, 32), 128, n_parameters(cnn))
     assert share < 0.01  # convolutions reuse each weight at every pixel
     assert cnn.training and torch.equal(norm.running_mean, before)  # the probe left no trace
+
+
+def test_batchnorm_without_running_statistics_as_the_original():
+    # SPEC §3 CIFAR: the original's BatchNorm kept no running statistics, so it normalises with
+    # the batch's own statistics in evaluation too; the vmapped Monte-Carlo path must agree
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET, batchnorm_running_stats=False)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(m.track_running_stats for m in norms)
+    assert all(m.running_mean is None for m in norms)
+    model.eval()
+    x = torch.rand(8, 3, 32, 32)
+    # batch statistics in eval mode: an image's logits depend on the rest of its batch
+    alone = model(x[:4])
+    assert not torch.allclose(alone, model(torch.cat([x[:4], 3 * x[4:]]))[:4])
+    y = torch.randint(0, 10, (8,))
+    common = dict(sigma_inference=(0.1,), draws=3, seed=5, noise_options={"reference": "absmax"}, batch_size=8)
+    one = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=1))
+    stacked = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=3))
+    assert one["n_correct"].tolist() == stacked["n_correct"].tolist()
+    with pytest.raises(ValueError, match="batchnorm_running_stats"):
+        mobilenet_v2_cifar(batchnorm_running_stats="no")

@@ -46,8 +46,8 @@ def test_demo_config_is_valid_and_complete():
     assert config["tasks"]["mnist"]["resources"]["gpu"] == 0
     assert config["device"] == "auto"
     # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); cifar_standin: 2 seeds x
-    # (vanilla, 2 mat); ecg: 2 seeds x 5; ecg_tanh: 1 x 3
-    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 3
+    # (vanilla, 2 mat); ecg (original): 2 seeds x 5; ecg_tanh: 1 x 2; ecg_improved: 1 x 3
+    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 2 + 1 * 3
 
 
 def test_defaults_are_filled_in(tmp_path, demo):

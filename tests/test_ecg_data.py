@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import wfdb
+from sklearn.model_selection import train_test_split
 
 from memristor_mat import ecg
 from memristor_mat.data import DATASETS, DataError, DatasetUnavailableError, prepare_dataset
@@ -40,6 +41,8 @@ ANNOTATIONS = [
     (2876, "V", ""),  # window would end at 3001: dropped
 ]
 KEPT = [(125, "A", 1), (1000, "N", 0), (1500, "V", 1), (2875, "N", 0)]
+# annotations="all": the non-beat annotations whose window fits are kept too (label 1: not 'N').
+KEPT_ALL = [(125, "A", 1), (700, "~", 1), (1000, "N", 0), (1500, "V", 1), (2000, "+", 1), (2875, "N", 0)]
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +93,19 @@ def reference_delta_modulate(signal, threshold):
     return up, down
 
 
+def reference_original_modulate(signal, threshold):
+    """The original rule (SPEC §3.1) for one lead, step by step: (UP, DN, reference after each step)."""
+    up, down, references = [], [], []
+    reference = -100.0
+    for sample in signal:
+        up.append(int(sample - reference > threshold))
+        down.append(int(sample - reference < -threshold))
+        if up[-1] or down[-1]:
+            reference = sample
+        references.append(reference)
+    return up, down, references
+
+
 # --------------------------------------------------------------------------- loader
 
 
@@ -106,6 +122,38 @@ def test_windows_are_exact_slices_of_beats_that_fit(tmp_path):
     assert windows.dtype == np.float32 and windows.shape == (len(KEPT), 2, 250)
     for window, s in zip(windows, samples):
         np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T.astype(np.float32))
+
+
+def test_all_annotations_keep_non_beat_windows(tmp_path):
+    path, signal = write_record(tmp_path)
+    windows, symbols, samples = read_beat_windows(path, annotations="all")
+    # '+' at 10 and the beats at 124 / 2876 still do not fit; '~' at 700 and '+' at 2000 do.
+    assert symbols == [symbol for _, symbol, _ in KEPT_ALL]
+    np.testing.assert_array_equal(samples, [s for s, _, _ in KEPT_ALL])
+    for window, s in zip(windows, samples):
+        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T.astype(np.float32))
+    assert read_beat_windows(path, annotations="beats")[1] == [symbol for _, symbol, _ in KEPT]
+    with pytest.raises(ValueError, match=r"annotations must be one of \['all', 'beats'\], got 'rhythm'"):
+        read_beat_windows(path, annotations="rhythm")
+
+
+@pytest.mark.parametrize("annotations, kept", [("beats", KEPT), ("all", KEPT_ALL)])
+def test_annotations_option_labels_windows(tmp_path, annotations, kept):
+    write_record(tmp_path / "mitdb", name="100")
+    windows = ecg_windows("mitbih", tmp_path, records=[100], download=False, annotations=annotations)
+    by_sample = {s: (symbol, label) for s, symbol, label in kept}
+    samples = np.concatenate([windows["train_samples"], windows["test_samples"]])
+    assert sorted(samples.tolist()) == sorted(by_sample)
+    for part in ("train", "test"):
+        for s, symbol, label in zip(windows[f"{part}_samples"], windows[f"{part}_symbols"], windows[f"y_{part}"]):
+            assert (symbol, label) == by_sample[s]
+    description = windows["description"]
+    if annotations == "all":
+        assert "6 annotation windows" in description and "every annotation" in description
+        assert "4 other annotations (label 1)" in description
+    else:
+        assert "4 beat windows" in description and "non-beat annotations" in description
+        assert "2 other beats (label 1)" in description
 
 
 def test_labels_split_and_train_only_thresholds(tmp_path):
@@ -200,7 +248,102 @@ def test_float_rounding_does_not_create_events():
     assert events.sum() == 0
 
 
+def test_grid_is_the_default_rule():
+    rng = np.random.default_rng(2)
+    signals = np.cumsum(rng.normal(0.0, 1.0, size=(5, 2, 250)), axis=-1)
+    thresholds = np.array([0.5, 1.1])
+    default = delta_modulate(signals, thresholds)
+    np.testing.assert_array_equal(default, delta_modulate(signals, thresholds, rule="grid"))
+    assert not np.array_equal(default, delta_modulate(signals, thresholds, rule="original"))
+
+
+def test_original_delta_modulation_hand_example():
+    # SPEC §3.1: reference starts at -100; UP when x - ref > thr, DN when x - ref < -thr; on an
+    # event ref := x. Worked by hand, "ref" is the reference after the step.
+    # Window 0, lead 1, threshold 0.5:
+    #   t  x     x - ref before          event  ref
+    #   0  0.0   0.0 - (-100) = 100.0    UP     0.0   (the first sample fires)
+    #   1  0.2   0.2 - 0.0 = 0.2         -      0.0
+    #   2  0.8   0.8 - 0.0 = 0.8         UP     0.8   (set to the sample, not to 0.5)
+    #   3  1.2   1.2 - 0.8 = 0.4         -      0.8   (the grid rule, ref 0.5, would fire UP)
+    #   4  0.1   0.1 - 0.8 = -0.7        DN     0.1
+    #   5  -0.5  -0.5 - 0.1 = -0.6       DN     -0.5
+    #   6  -0.4  -0.4 - (-0.5) = 0.1     -      -0.5
+    #   7  0.6   0.6 - (-0.5) = 1.1      UP     0.6   (two thresholds: still one event)
+    # Window 0, lead 2, threshold 2.0:
+    #   0  -100.0  -100 - (-100) = 0.0   -      -100.0 (first sample <= -100 + thr: no event)
+    #   1  -99.0   1.0                   -      -100.0
+    #   2  -97.5   2.5                   UP     -97.5
+    #   3  -97.0   0.5                   -      -97.5
+    #   4  -99.5   -2.0 (= -thr)         -      -97.5  (strict comparison: no event)
+    #   5  -99.4   -1.9                  -      -97.5
+    #   6  -96.0   1.5                   -      -97.5
+    #   7  -101.0  -3.5                  DN     -101.0
+    # Window 1 (the reference restarts at -100), lead 1, threshold 0.5:
+    #   0  -99.5   0.5 (= thr)           -      -100.0 (first sample does not fire: tie)
+    #   1  -99.4   0.6                   UP     -99.4
+    #   2  -99.4   0.0                   -      -99.4
+    #   3  -98.8   0.6                   UP     -98.8
+    #   4-6 -98.8  0.0                   -      -98.8
+    #   7  0.0     98.8                  UP     0.0
+    # Window 1, lead 2, threshold 2.0:
+    #   0  -103.0  -3.0                  DN     -103.0 (the first sample can fire DN)
+    #   1  -103.0  0.0                   -      -103.0
+    #   2  -100.0  3.0                   UP     -100.0
+    #   3-7 -100.0 0.0                   -      -100.0
+    signals = np.array([
+        [[0.0, 0.2, 0.8, 1.2, 0.1, -0.5, -0.4, 0.6],
+         [-100.0, -99.0, -97.5, -97.0, -99.5, -99.4, -96.0, -101.0]],
+        [[-99.5, -99.4, -99.4, -98.8, -98.8, -98.8, -98.8, 0.0],
+         [-103.0, -103.0, -100.0, -100.0, -100.0, -100.0, -100.0, -100.0]],
+    ])
+    thresholds = np.array([0.5, 2.0])
+    expected_up = [[[1, 0, 1, 0, 0, 0, 0, 1], [0, 0, 1, 0, 0, 0, 0, 0]],
+                   [[0, 1, 0, 1, 0, 0, 0, 1], [0, 0, 1, 0, 0, 0, 0, 0]]]
+    expected_down = [[[0, 0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]],
+                     [[0, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]]]
+    expected_reference = [
+        [[0.0, 0.0, 0.8, 0.8, 0.1, -0.5, -0.5, 0.6], [-100.0, -100.0, -97.5, -97.5, -97.5, -97.5, -97.5, -101.0]],
+        [[-100.0, -99.4, -99.4, -98.8, -98.8, -98.8, -98.8, 0.0], [-103.0, -103.0] + [-100.0] * 6],
+    ]
+    # The step-by-step reading of the rule agrees with the hand working ...
+    for n in range(2):
+        for lead in range(2):
+            up, down, references = reference_original_modulate(signals[n, lead], thresholds[lead])
+            assert (up, down) == (expected_up[n][lead], expected_down[n][lead])
+            np.testing.assert_array_equal(references, expected_reference[n][lead])
+    # ... and so does the vectorised modulator, in channel order (lead 1 UP, lead 1 DN, lead 2 UP, lead 2 DN).
+    events = delta_modulate(signals, thresholds, rule="original")
+    assert events.dtype == np.float32 and events.shape == (2, 8, 4)
+    expected = np.stack([expected_up, expected_down], axis=2).reshape(2, 4, 8).transpose(0, 2, 1)
+    np.testing.assert_array_equal(events, expected.astype(np.float32))
+    np.testing.assert_array_equal(events[0, :, 0], [1, 0, 1, 0, 0, 0, 0, 1])  # lead 1 UP, spelled out
+    np.testing.assert_array_equal(events[1, :, 3], [1, 0, 0, 0, 0, 0, 0, 0])  # lead 2 DN, spelled out
+    # The grid rule on the same window differs: no event at t = 0, and an UP at t = 3 of lead 1.
+    grid = delta_modulate(signals[:1, :1], thresholds[:1])
+    np.testing.assert_array_equal(grid[0, :, 0], [0, 0, 1, 1, 0, 0, 0, 1])
+
+
+def test_original_delta_modulation_matches_step_by_step_rule():
+    rng = np.random.default_rng(3)
+    signals = np.cumsum(rng.normal(0.0, 1.0, size=(12, 2, 250)) * (rng.random((12, 2, 250)) < 0.7), axis=-1)
+    thresholds = np.array([0.37, 1.3])
+    events = delta_modulate(signals, thresholds, rule="original")
+    for n in range(len(signals)):
+        for lead in range(2):
+            up, down, _ = reference_original_modulate(signals[n, lead], thresholds[lead])
+            np.testing.assert_array_equal(events[n, :, 2 * lead], up)
+            np.testing.assert_array_equal(events[n, :, 2 * lead + 1], down)
+    assert events[:, 0, [0, 2]].all() and events.sum() > 1000
+    # Quantised samples that differ by exactly one threshold do not fire (as in the grid rule),
+    # though 0.8 - 0.7 is 0.10000000000000009 in floats: 0.7 fires (reference 0.7), 0.8 does not.
+    events = delta_modulate(np.array([[[0.7, 0.8]]]), np.array([0.1]), rule="original")
+    np.testing.assert_array_equal(events[0], [[1, 0], [0, 0]])
+
+
 def test_delta_inputs_are_checked():
+    with pytest.raises(ValueError, match=r"rule must be one of \['grid', 'original'\], got 'foo'"):
+        delta_modulate(np.zeros((1, 2, 5)), np.array([0.1, 0.1]), rule="foo")
     with pytest.raises(ValueError, match="thresholds"):
         delta_modulate(np.zeros((1, 2, 5)), np.array([0.1, 0.0]))
     with pytest.raises(DataError, match="flat"):
@@ -215,6 +358,77 @@ def test_split_is_stratified_and_seeded():
     np.testing.assert_array_equal(train, again)
     with pytest.raises(DataError, match="stratified"):
         split_windows(np.array([0, 0, 0, 1]))
+
+
+def test_unstratified_split_is_the_originals_plain_split():
+    labels = np.array([0] * 30 + [1] * 10)
+    train, test = split_windows(labels, test_fraction=0.5, split_seed=42, stratify=False)
+    sk_train, sk_test = train_test_split(np.arange(40), test_size=0.5, random_state=42)
+    np.testing.assert_array_equal(train, sk_train)
+    np.testing.assert_array_equal(test, sk_test)
+    stratified, _ = split_windows(labels, test_fraction=0.5, split_seed=42)
+    assert not np.array_equal(train, stratified)
+    # It depends on the number of windows only, and does not force the class proportions.
+    np.testing.assert_array_equal(split_windows(labels[::-1], split_seed=42, stratify=False)[0], train)
+    tests = [split_windows(labels, split_seed=seed, stratify=False)[1] for seed in range(20)]
+    abnormal_in_test = {int(labels[test].sum()) for test in tests}
+    assert abnormal_in_test != {5}
+    # A single window of a class splits fine unstratified.
+    assert len(split_windows(np.array([0, 0, 0, 1]), stratify=False)[1]) == 2
+    with pytest.raises(ValueError, match=r"stratify must be one of \[False, True\], got 'no'"):
+        split_windows(labels, stratify="no")
+
+
+def test_original_options_end_to_end(tmp_path):
+    write_record(tmp_path / "mitdb", name="100")
+    options = dict(records=[100], download=False, stratify=False, annotations="all", delta_rule="original")
+    splits = prepare_dataset("mitbih", tmp_path, **options)
+    windows = ecg_windows("mitbih", tmp_path, **options)
+    # Split: sklearn's unstratified split of the 6 windows (record order), seed 42.
+    sk_train, sk_test = train_test_split(np.arange(len(KEPT_ALL)), test_size=0.5, random_state=42)
+    all_samples = np.array([s for s, _, _ in KEPT_ALL])
+    np.testing.assert_array_equal(windows["train_samples"], all_samples[sk_train])
+    np.testing.assert_array_equal(windows["test_samples"], all_samples[sk_test])
+    labels = np.array([label for _, _, label in KEPT_ALL])
+    torch.testing.assert_close(splits.y_test, torch.from_numpy(labels[sk_test]))
+    # Events: the original rule with the training split's thresholds.
+    for part in ("train", "test"):
+        expected = delta_modulate(windows[f"{part}_signals"], windows["thresholds"], rule="original")
+        torch.testing.assert_close(getattr(splits, f"x_{part}"), torch.from_numpy(expected))
+    assert splits.x_test[:, 0, [0, 2]].eq(1).all()  # every window's first sample fires UP on both leads
+    description = splits.description
+    assert "unstratified split 3 train / 3 test" in description and "original rule" in description
+    assert "6 annotation windows" in description
+    default = prepare_dataset("mitbih", tmp_path, records=[100], download=False)
+    assert "; stratified split" in default.description and "original rule" not in default.description
+    assert default.x_test[:, 0].eq(0).all()  # the grid rule never fires at the first step
+
+
+def test_explicit_defaults_equal_the_defaults(tmp_path):
+    write_record(tmp_path / "mitdb", name="100")
+    default = prepare_dataset("mitbih", tmp_path, records=[100], download=False)
+    explicit = prepare_dataset(
+        "mitbih", tmp_path, records=[100], download=False, stratify=True, annotations="beats", delta_rule="grid"
+    )
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        torch.testing.assert_close(getattr(explicit, key), getattr(default, key))
+    assert explicit.description == default.description
+
+
+@pytest.mark.parametrize("name", ["mitbih", "ecg_synthetic"])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("delta_rule", "foo", r"delta_rule must be one of \['grid', 'original'\], got 'foo'"),
+        ("annotations", "beat", r"annotations must be one of \['all', 'beats'\], got 'beat'"),
+        ("stratify", 1, r"stratify must be one of \[False, True\], got 1"),
+        ("stratify", "false", r"stratify must be one of \[False, True\], got 'false'"),
+    ],
+)
+def test_bad_option_values_name_the_option(tmp_path, offline, name, option, value, message):
+    with pytest.raises(ValueError, match=message):
+        prepare_dataset(name, tmp_path, **{option: value})
+    assert offline == [] and not (tmp_path / "ecg_synthetic").exists()  # checked before any record work
 
 
 # --------------------------------------------------------------------------- download
@@ -290,6 +504,29 @@ def test_synthetic_demo_dataset(synthetic_demo):
     train_abnormal, test_abnormal = splits.y_train.sum().item(), splits.y_test.sum().item()
     assert train_abnormal > 0 and test_abnormal > 0 and abs(train_abnormal - test_abnormal) <= 1
     assert abs((train_abnormal + test_abnormal) / (n_train + n_test) - 0.25) <= 0.05
+
+
+def test_synthetic_demo_with_the_originals_options(synthetic_demo, monkeypatch):
+    raw_dir, splits = synthetic_demo
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("records were regenerated although present")
+
+    monkeypatch.setattr(ecg, "write_synthetic_records", must_not_run)
+    original = prepare_dataset("ecg_synthetic", raw_dir, stratify=False, annotations="all", delta_rule="original")
+    # The one non-beat annotation ('+' at sample 0) does not fit a window: the same windows ...
+    record = next((raw_dir / "ecg_synthetic").glob("*/synthetic_000.hea")).with_suffix("")
+    _, symbols, samples = read_beat_windows(record)
+    n = len(samples)
+    assert len(original.y_train) + len(original.y_test) == len(splits.y_train) + len(splits.y_test) == n
+    # ... split as sklearn's unstratified call on np.arange(n) with seed 42 splits them.
+    _, sk_test = train_test_split(np.arange(n), test_size=0.5, random_state=42)
+    labels = (np.array(symbols) != "N").astype(np.int64)
+    torch.testing.assert_close(original.y_test, torch.from_numpy(labels[sk_test]))
+    assert not torch.equal(original.y_test, splits.y_test)
+    assert original.x_train.shape[1:] == (250, 4) and set(torch.unique(original.x_train).tolist()) == {0.0, 1.0}
+    assert original.x_train[:, 0, [0, 2]].eq(1).all() and splits.x_train[:, 0].eq(0).all()
+    assert "unstratified" in original.description and "original rule" in original.description
 
 
 def test_synthetic_records_are_reused(synthetic_demo, monkeypatch):

@@ -51,7 +51,7 @@ def test_batched_draws_equal_one_draw_at_a_time(make_model):
     shapes = {n: params[n].shape for n in names}
     for level in LEVELS:
         noise = GaussianWeightNoise(level)
-        for draw in range(7):
+        for draw in (range(7) if level > 0 else [0]):
             normals = standard_normal_draws(shapes, 1, 11, [draw])
             weights = {n: noise.perturb(params[n].detach(), normals[n][0]) for n in names}
             expected = correct_with_weights(model, weights, x, y, batch_size=1000)
@@ -64,10 +64,12 @@ def test_table_layout_and_level_zero_is_the_clean_model():
     x, y = data()
     table = monte_carlo_accuracy(model, x, y, settings())
     assert list(table.columns) == ["sigma_inference", "draw", "n_correct", "n_test", "accuracy"]
-    assert len(table) == len(LEVELS) * 7
+    # the noise-free level is one row per model (draw 0), the noisy ones one row per draw
+    assert len(table) == 1 + (len(LEVELS) - 1) * 7
     assert (table.n_test == len(y)).all()
     clean = table[table.sigma_inference == 0]
-    assert (clean.accuracy == clean_accuracy(model, x, y)).all()
+    assert clean.draw.tolist() == [0]
+    assert clean.accuracy.item() == clean_accuracy(model, x, y)
     noisy = table[table.sigma_inference == 0.2]
     assert noisy.accuracy.nunique() > 1  # draws differ from one another
 
@@ -120,3 +122,34 @@ def test_bad_settings_are_rejected():
         settings(draws=0)
     with pytest.raises(ValueError, match="levels"):
         settings(sigma_inference=(-0.1,))
+
+
+def test_draws_are_made_on_cpu_generators_whatever_the_device(monkeypatch):
+    # CUDA's generator gives other numbers than the CPU's for one seed: draws must come from CPU
+    # generators and be moved, so a GPU job sees draw d exactly as a CPU job does (SPEC §4).
+    import memristor_mat.evaluation as evaluation
+
+    seen_devices = []
+    real_generator = evaluation.generator
+    monkeypatch.setattr(evaluation, "generator",
+                        lambda seed, device="cpu": (seen_devices.append(str(device)), real_generator(seed, device))[1])
+    shapes = {"w": torch.Size([4, 5]), "b": torch.Size([3])}
+    on_cpu = standard_normal_draws(shapes, 1, 3, [0, 1])
+    # the "meta" device stands for an accelerator: the transfer runs, the generation stays on CPU
+    moved = standard_normal_draws(shapes, 1, 3, [0, 1], device="meta")
+    assert set(seen_devices) == {"cpu"}
+    for name, shape in shapes.items():
+        assert moved[name].device.type == "meta" and moved[name].shape == (2, 1, *shape)
+        expected = torch.stack([torch.randn((1, *shape), generator=torch.Generator().manual_seed(
+            evaluation.derive_seed(3, "monte-carlo", d))) for d in (0, 1)])
+        if name == "b":  # "w" is drawn first from each draw's generator, then "b"
+            expected = torch.stack([_second_tensor(shapes, d) for d in (0, 1)])
+        assert torch.equal(on_cpu[name], expected)
+
+
+def _second_tensor(shapes, draw):
+    from memristor_mat.evaluation import derive_seed
+
+    g = torch.Generator().manual_seed(derive_seed(3, "monte-carlo", draw))
+    torch.randn((1, *shapes["w"]), generator=g)
+    return torch.randn((1, *shapes["b"]), generator=g)

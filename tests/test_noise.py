@@ -42,8 +42,8 @@ def test_reference_ranges(reference, expected):
 
 
 def test_unknown_reference_and_model_are_rejected():
-    with pytest.raises(ValueError, match="reference 'max'"):
-        GaussianWeightNoise(0.1, reference="max")
+    with pytest.raises(ValueError, match="reference 'median'"):
+        GaussianWeightNoise(0.1, reference="median")
     with pytest.raises(ValueError, match="noise model 'pcm'"):
         make_noise_model("pcm", 0.1)
     with pytest.raises(ValueError, match="sigma"):

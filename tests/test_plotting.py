@@ -32,16 +32,23 @@ CONFIGS = [  # (method, sigma_train, noise level at which accuracy halves)
 ]
 
 
-def synthetic_table(task: str = "mnist", n_models: int = 3, n_draws: int = 4) -> pd.DataFrame:
+def synthetic_table(
+    task: str = "mnist", n_models: int = 3, n_draws: int = 4, clean_copies: bool = False
+) -> pd.DataFrame:
+    """One row per model x level x draw; at the noise-free level one row per model, or (with
+    ``clean_copies``, as older evaluations wrote it) that row copied once per draw."""
     rng = np.random.default_rng(0)
     records = []
     for method, sigma_train, half in CONFIGS:
         for seed in range(n_models):
             for sigma_inference in LEVELS:
-                for draw in range(n_draws):
+                clean_acc = None
+                for draw in range(n_draws if sigma_inference > 0 or clean_copies else 1):
                     clean = 0.97 - 0.1 * sigma_train
                     acc = 0.1 + (clean - 0.1) / (1 + (sigma_inference / half) ** 4)
                     acc = float(np.clip(acc + rng.normal(0, 0.01), 0, 1))
+                    if sigma_inference == 0:
+                        clean_acc = acc = clean_acc if clean_acc is not None else acc
                     records.append(dict(
                         task=task, dataset=task, arch="mlp", method=method,
                         sigma_train=sigma_train, seed=seed, noise_model="gaussian",
@@ -87,7 +94,24 @@ def test_long_titles_are_wrapped(summary):
 
 
 def test_sampling_label(summary):
+    # the noise-free level (one evaluation per model) does not count as "1 draw"
+    assert set(summary.loc[summary["sigma_inference"] == 0, "n_draws"]) == {1}
     assert sampling_label(summary) == "3 models × 4 draws"
+    old_shape = summarise(synthetic_table(clean_copies=True), bootstrap_resamples=10)
+    assert set(old_shape.loc[old_shape["sigma_inference"] == 0, "n_draws"]) == {1}
+    assert sampling_label(old_shape) == "3 models × 4 draws"
+    assert sampling_label(summarise(synthetic_table(n_models=1, n_draws=7), bootstrap_resamples=10)) == (
+        "1 model × 7 draws"
+    )
+    clean_only = summary[summary["sigma_inference"] == 0]
+    assert sampling_label(clean_only) == "3 models × 1 draw"
+    # summaries written before n_draws existed
+    legacy = summary.drop(columns="n_draws").assign(n_samples=summary["n_models"] * summary["n_draws"])
+    assert sampling_label(legacy) == "3 models × 4 draws"
+    mixed = summary.copy()
+    mixed.loc[mixed["method"] == "mat", "n_models"] = 5
+    mixed.loc[mixed["method"] == "mat", "n_draws"] = 100
+    assert sampling_label(mixed) == "3–5 models × 4–100 draws"
 
 
 def test_accuracy_vs_noise_table_is_what_is_plotted(summary):
@@ -107,6 +131,9 @@ def test_accuracy_vs_noise_table_is_what_is_plotted(summary):
     expected = summary[(summary["method"] == "mat") & np.isclose(summary["sigma_train"], 0.2)]
     np.testing.assert_allclose(mat["mean"], expected.sort_values("sigma_inference")["mean"])
     np.testing.assert_allclose(mat["p12"], expected.sort_values("sigma_inference")["p12"])
+    np.testing.assert_array_equal(mat["n_models"], [3] * len(LEVELS))
+    np.testing.assert_array_equal(mat["n_draws"], [1] + [4] * (len(LEVELS) - 1))
+    assert "n_samples" not in points.columns
     # shaded bands span exactly p12 .. p88
     assert len(ax.collections) == 3
     for collection, (_, part) in zip(ax.collections, points.groupby("label", sort=False)):
@@ -306,3 +333,22 @@ def test_task_comparison_has_one_panel_per_task(summary):
                     & (table["method"] == "mat_scratch")]
     line = curve_lines(fig.axes[0])[spiking["label"].iloc[0]]
     assert list(line.get_ydata()) == spiking["median"].tolist()
+
+
+def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():
+    from memristor_mat.plotting import curve_colors, method_color
+
+    curves = [("vanilla", 0.0), ("mat", 0.2), ("mat", 0.1), ("mat_scratch", 0.1)]
+    colors = curve_colors(curves)
+    assert len({tuple(c) if not isinstance(c, str) else c for c in colors}) == 4
+    assert colors[0] == method_color("vanilla") and colors[3] == method_color("mat_scratch")
+    # darker = larger sigma_train
+    import colorsys
+    lightness = [colorsys.rgb_to_hls(*matplotlib_rgb(c))[1] for c in colors[1:3]]
+    assert lightness[0] < lightness[1]
+
+
+def matplotlib_rgb(color):
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(color)

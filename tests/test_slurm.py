@@ -165,6 +165,7 @@ def small_config(with_broken_task: bool) -> dict:
     task["seeds"] = [14]
     task["training"]["epochs"] = 1
     task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
+    task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
     if with_broken_task:
         # full MNIST, download forbidden and no files on disk: its prepare job fails
         broken = yaml.safe_load(yaml.safe_dump(task))

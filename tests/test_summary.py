@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from memristor_mat.summary import (
+    PER_MODEL_COLUMNS,
     PUBLISHED_COLUMNS,
     SUMMARY_COLUMNS,
     compare_with_published,
+    per_model_summary,
     published_numbers,
     summarise,
     write_table,
@@ -73,10 +75,13 @@ def test_statistics_match_hand_computation(small_table):
     assert len(s) == 3
     a = row(s, "vanilla", 0.0, 0.1)
     # values 90, 80, 70, 60 (percent)
-    assert a["n_models"] == 2 and a["n_samples"] == 4
+    assert a["n_models"] == 2 and a["n_draws"] == 2
     assert a["mean"] == pytest.approx(75.0)
     assert a["median"] == pytest.approx(75.0)
     assert a["std"] == pytest.approx(math.sqrt((15**2 + 5**2 + 5**2 + 15**2) / 3))
+    # model means 85 and 65; draws 5 points either side of their model's mean
+    assert a["between_model_sd"] == pytest.approx(math.sqrt(2 * 10**2 / 1))
+    assert a["within_model_sd"] == pytest.approx(math.sqrt(4 * 5**2 / 2))
     # linear interpolation on sorted [60, 70, 80, 90]: position p * 3
     assert a["q25"] == pytest.approx(67.5)
     assert a["q75"] == pytest.approx(82.5)
@@ -86,13 +91,17 @@ def test_statistics_match_hand_computation(small_table):
     assert a["sigma_train_pct"] == pytest.approx(0.0)
 
     b = row(s, "vanilla", 0.0, 0.0)
-    assert b["n_models"] == 1 and b["n_samples"] == 1
+    assert b["n_models"] == 1 and b["n_draws"] == 1
     assert b["mean"] == pytest.approx(95.0)
     assert math.isnan(b["std"])
-    assert b["ci95_low"] == pytest.approx(95.0) and b["ci95_high"] == pytest.approx(95.0)
+    assert math.isnan(b["between_model_sd"]) and math.isnan(b["within_model_sd"])
+    # one model: no interval over models (see summarise's docstring)
+    assert math.isnan(b["ci95_low"]) and math.isnan(b["ci95_high"])
 
     c = row(s, "mat", 0.2, 0.1)
-    assert c["n_models"] == 3 and c["n_samples"] == 3
+    assert c["n_models"] == 3 and c["n_draws"] == 1
+    assert c["between_model_sd"] == pytest.approx(math.sqrt((10**2 + 10**2 + 20**2) / 2))
+    assert math.isnan(c["within_model_sd"])
     assert c["mean"] == pytest.approx(60.0)
     assert c["median"] == pytest.approx(50.0)
     assert c["sigma_train_pct"] == pytest.approx(20.0)
@@ -111,8 +120,10 @@ def test_bootstrap_ci_contains_mean_and_is_deterministic(small_table):
     s1 = summarise(small_table, bootstrap_resamples=500, seed=11)
     s2 = summarise(small_table, bootstrap_resamples=500, seed=11)
     pd.testing.assert_frame_equal(s1, s2)
-    assert (s1["ci95_low"] <= s1["mean"]).all()
-    assert (s1["mean"] <= s1["ci95_high"]).all()
+    with_ci = s1[s1["n_models"] > 1]
+    assert len(with_ci) == 2
+    assert (with_ci["ci95_low"] <= with_ci["mean"]).all()
+    assert (with_ci["mean"] <= with_ci["ci95_high"]).all()
     a = row(s1, "vanilla", 0.0, 0.1)
     assert a["ci95_low"] < a["mean"] < a["ci95_high"]
     assert 60.0 <= a["ci95_low"] and a["ci95_high"] <= 90.0
@@ -138,13 +149,201 @@ def test_bootstrap_ci_of_a_group_does_not_depend_on_other_groups(small_table):
     assert a_full["ci95_high"] == a_alone["ci95_high"]
 
 
-def test_bootstrap_ci_width_shrinks_like_standard_error():
+def simulated(values: np.ndarray, *, sigma_inference: float = 0.1, keys=None) -> pd.DataFrame:
+    """Tidy table from an array of accuracies (fractions) of shape (studies, models, draws);
+    study ``i`` is its own group (task ``s0000`` ...)."""
+    studies, models, draws = values.shape
+    s, m, d = np.meshgrid(np.arange(studies), np.arange(models), np.arange(draws), indexing="ij")
+    return pd.DataFrame(
+        dict(
+            task=[f"s{i:04d}" for i in s.ravel()], dataset="mnist", arch="mlp", method="vanilla",
+            sigma_train=0.0, noise_model="gaussian", reference="2absmax",
+            sigma_inference=sigma_inference, seed=m.ravel(), draw=d.ravel(),
+            accuracy=values.ravel(),
+        )
+    )
+
+
+def row_bootstrap_width(values_pct: np.ndarray, resamples: int, seed: int = 0) -> float:
+    """Width of the 95% percentile interval of the old estimator: all rows resampled as if
+    they were independent."""
+    flat = values_pct.ravel()
+    idx = np.random.default_rng(seed).integers(0, flat.size, size=(resamples, flat.size))
+    low, high = np.quantile(flat[idx].mean(axis=1), [0.025, 0.975])
+    return float(high - low)
+
+
+def test_ci_reflects_between_model_spread():
+    # 3 models with means 80, 85, 90% and tiny draw noise (0.1 points), 100 draws each.
     rng = np.random.default_rng(0)
-    acc = np.clip(rng.normal(0.8, 0.05, size=400), 0, 1)
-    table = tidy([("vanilla", 0.0, i % 5, 0.1, i, a) for i, a in enumerate(acc)])
+    values = np.array([0.80, 0.85, 0.90])[None, :, None] + 0.001 * rng.standard_normal((1, 3, 100))
+    s = summarise(simulated(values), bootstrap_resamples=2000, seed=0).iloc[0]
+    assert s["n_models"] == 3 and s["n_draws"] == 100
+    assert s["mean"] == pytest.approx(85.0, abs=0.05)
+    assert s["between_model_sd"] == pytest.approx(5.0, abs=0.05)
+    assert s["within_model_sd"] == pytest.approx(0.1, abs=0.02)
+    width = s["ci95_high"] - s["ci95_low"]
+    # Resampling 3 models: the mean of 3 picks from {80, 85, 90} is 80 or 90 with chance 1/27
+    # each (> 2.5%), so the interval is close to [80, 90].
+    assert 9.0 < width < 11.0
+    assert s["ci95_low"] == pytest.approx(80.0, abs=0.5)
+    assert s["ci95_high"] == pytest.approx(90.0, abs=0.5)
+    # At least the normal-approximation between-model interval of the same estimator
+    # (2 * 1.96 * sqrt((K-1)/K) * sd / sqrt(K) = 9.05 points) ...
+    assert width > 0.95 * 2 * 1.96 * math.sqrt(2 / 3) * s["between_model_sd"] / math.sqrt(3)
+    # ... while the old row bootstrap treated the 300 rows as independent: < 1 point wide.
+    old = row_bootstrap_width(100 * values, resamples=2000)
+    assert old < 1.0
+    assert width > 9 * old
+
+
+def test_ci_coverage_of_the_true_grand_mean():
+    # 400 simulated studies: 30 models per study whose true accuracies scatter around 70% with
+    # between-model sd 2 points; 20 draws per model with within-model sd 2 points. Count how
+    # often the nominal 95% interval covers 70%.
+    #
+    # The percentile bootstrap has variance (K-1)/K of the between-model part and no
+    # t-correction, so with few models it undercovers: measured with 1500-2000 studies in this
+    # setting, about 0.77 for 3 models, 0.87 for 5, 0.89 for 8, 0.93 for 16 and 0.925 for 30
+    # (0.925 for these 400 studies). So the assertion needs many models to be honest: 30
+    # models, expected coverage ~0.925, about two binomial standard errors above 0.90.
+    rng = np.random.default_rng(2024)
+    studies, models, draws = 400, 30, 20
+    truth = 0.70
+    model_means = truth + 0.02 * rng.standard_normal((studies, models, 1))
+    values = model_means + 0.02 * rng.standard_normal((studies, models, draws))
+    s = summarise(simulated(values), bootstrap_resamples=1000, seed=1)
+    assert len(s) == studies
+    covered = (s["ci95_low"] <= 100 * truth) & (100 * truth <= s["ci95_high"])
+    coverage = covered.mean()
+    assert 0.90 <= coverage <= 0.99, coverage
+
+
+def test_ci_with_independent_draws_is_conservative_by_the_second_stage():
+    # No between-model spread at all: 40 models x 10 i.i.d. draws. Resampling draws within
+    # models too counts their variance about twice: the interval is wider than the i.i.d.
+    # one by sqrt((K-1)/K + (n-1)/n) (documented in summarise).
+    rng = np.random.default_rng(3)
+    models, draws = 40, 10
+    values = np.clip(0.8 + 0.05 * rng.standard_normal((1, models, draws)), 0, 1)
+    s = summarise(simulated(values), bootstrap_resamples=4000, seed=0).iloc[0]
+    se = s["std"] / math.sqrt(models * draws)
+    inflation = math.sqrt((models - 1) / models + (draws - 1) / draws)
+    assert (s["ci95_high"] - s["ci95_low"]) == pytest.approx(2 * 1.96 * se * inflation, rel=0.15)
+
+
+def test_noise_free_copies_count_once_per_model():
+    # Old tables copied the noise-free accuracy once per draw; new tables hold one row per
+    # model. Both must give the same summary: n_draws 1, 3 models.
+    clean = {0: 0.97, 1: 0.95, 2: 0.90}
+    noisy = [("vanilla", 0.0, m, 0.1, d, 0.8 + 0.01 * m + 0.001 * d) for m in clean for d in range(5)]
+    new = tidy([("vanilla", 0.0, m, 0.0, 0, a) for m, a in clean.items()] + noisy)
+    old = tidy([("vanilla", 0.0, m, 0.0, d, a) for m, a in clean.items() for d in range(5)] + noisy)
+    s_new = summarise(new, bootstrap_resamples=500, seed=4)
+    s_old = summarise(old, bootstrap_resamples=500, seed=4)
+    pd.testing.assert_frame_equal(s_old, s_new)
+    r = row(s_old, "vanilla", 0.0, 0.0)
+    assert r["n_models"] == 3 and r["n_draws"] == 1
+    assert r["mean"] == pytest.approx(94.0)
+    assert math.isnan(r["within_model_sd"])
+    assert r["ci95_high"] - r["ci95_low"] > 2.0  # spread of 90..97 over 3 models, not 15 rows
+    assert row(s_old, "vanilla", 0.0, 0.1)["n_draws"] == 5
+    pd.testing.assert_frame_equal(per_model_summary(old), per_model_summary(new))
+
+
+def test_only_exact_copies_at_the_noise_free_level_are_merged():
+    table = tidy(
+        [
+            ("vanilla", 0.0, 0, 0.0, 0, 0.9),
+            ("vanilla", 0.0, 0, 0.0, 1, 0.9),
+            ("vanilla", 0.0, 0, 0.0, 2, 0.8),  # a different value: kept
+            ("vanilla", 0.0, 1, 0.0, 0, 0.9),  # same value, other model: kept
+            ("vanilla", 0.0, 0, 0.1, 0, 0.5),  # equal draws at a noisy level are real draws
+            ("vanilla", 0.0, 0, 0.1, 1, 0.5),
+            ("vanilla", 0.0, 1, 0.1, 0, 0.6),
+            ("vanilla", 0.0, 1, 0.1, 1, 0.6),
+        ]
+    )
+    s = summarise(table, bootstrap_resamples=50)
+    clean = row(s, "vanilla", 0.0, 0.0)
+    assert clean["n_models"] == 2 and clean["n_draws"] == 1  # minimum of 2 and 1 draws
+    assert clean["mean"] == pytest.approx((85.0 + 90.0) / 2)
+    noisy = row(s, "vanilla", 0.0, 0.1)
+    assert noisy["n_draws"] == 2 and noisy["mean"] == pytest.approx(55.0)
+    per_model = per_model_summary(table)
+    assert per_model["n_draws"].tolist() == [2, 1, 2, 2]
+
+
+def test_unequal_draw_counts_weight_models_equally():
+    # model 0: one draw of 90%; model 1: three draws of 50%. Equal weight per model: 70%.
+    table = tidy(
+        [("vanilla", 0.0, 0, 0.1, 0, 0.9)] + [("vanilla", 0.0, 1, 0.1, d, 0.5) for d in range(3)]
+    )
     s = summarise(table, bootstrap_resamples=2000, seed=0).iloc[0]
-    se = s["std"] / math.sqrt(400)
-    assert (s["ci95_high"] - s["ci95_low"]) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert s["n_models"] == 2 and s["n_draws"] == 1
+    assert s["mean"] == pytest.approx(70.0)
+    assert s["median"] == pytest.approx(50.0)  # quantiles pool the rows
+    # resampled model pairs: (0,0) 90, (0,1)/(1,0) 70, (1,1) 50, each with chance >= 1/4
+    assert s["ci95_low"] == pytest.approx(50.0) and s["ci95_high"] == pytest.approx(90.0)
+
+
+def test_single_model_interval_is_optional():
+    table = tidy([("vanilla", 0.0, 0, 0.1, d, a) for d, a in enumerate([0.80, 0.82, 0.84, 0.86])])
+    default = summarise(table, bootstrap_resamples=500).iloc[0]
+    assert default["n_models"] == 1 and default["n_draws"] == 4
+    assert math.isnan(default["ci95_low"]) and math.isnan(default["ci95_high"])
+    draws_only = summarise(table, bootstrap_resamples=500, min_models_for_ci=1).iloc[0]
+    assert 80.0 <= draws_only["ci95_low"] < 83.0 < draws_only["ci95_high"] <= 86.0
+    with pytest.raises(ValueError, match="min_models_for_ci"):
+        summarise(table, min_models_for_ci=0)
+
+
+def test_bootstrap_chunks_do_not_change_the_interval(monkeypatch):
+    import memristor_mat.summary as summary_module
+
+    rng = np.random.default_rng(5)
+    values = np.clip(0.8 + 0.03 * rng.standard_normal((1, 4, 7)), 0, 1)
+    unequal = simulated(values).iloc[:-2]  # last model has 5 draws: the unequal path
+    for table in (simulated(values), unequal):
+        whole = summarise(table, bootstrap_resamples=300, seed=2)
+        monkeypatch.setattr(summary_module, "_BOOTSTRAP_CHUNK_ELEMENTS", 50)
+        chunked = summarise(table, bootstrap_resamples=300, seed=2)
+        monkeypatch.undo()
+        # chunks draw the same streams in another order: the interval changes a little only
+        assert chunked["ci95_low"].iloc[0] == pytest.approx(whole["ci95_low"].iloc[0], abs=1.0)
+        assert chunked["ci95_high"].iloc[0] == pytest.approx(whole["ci95_high"].iloc[0], abs=1.0)
+        assert chunked["ci95_low"].iloc[0] < chunked["mean"].iloc[0] < chunked["ci95_high"].iloc[0]
+
+
+def test_per_model_summary_by_hand(small_table):
+    pm = per_model_summary(small_table)
+    assert list(pm.columns) == list(PER_MODEL_COLUMNS)
+    assert len(pm) == 3 + 2 + 1  # mat: 3 models; vanilla 10%: 2 models; vanilla 0%: 1 model
+    assert list(pm["method"]) == ["mat"] * 3 + ["vanilla"] * 3
+    assert list(pm["seed"]) == [0, 1, 2, 0, 0, 1]
+    v = pm[(pm["method"] == "vanilla") & (pm["sigma_inference"] == 0.1)].set_index("seed")
+    assert v.loc[0, "n_draws"] == 2 and v.loc[1, "n_draws"] == 2
+    assert v.loc[0, "mean"] == pytest.approx(85.0) and v.loc[1, "mean"] == pytest.approx(65.0)
+    assert v.loc[0, "median"] == pytest.approx(85.0)
+    assert v.loc[0, "std"] == pytest.approx(math.sqrt(50.0))  # 90, 80: ddof=1
+    assert v.loc[1, "min"] == pytest.approx(60.0) and v.loc[1, "max"] == pytest.approx(70.0)
+    assert (v["noise_level_pct"] == 10.0).all() and (v["sigma_train_pct"] == 0.0).all()
+    single = pm[(pm["method"] == "vanilla") & (pm["sigma_inference"] == 0.0)].iloc[0]
+    assert single["n_draws"] == 1 and single["mean"] == pytest.approx(95.0)
+    assert math.isnan(single["std"])
+    assert single["min"] == single["max"] == pytest.approx(95.0)
+    # consistent with summarise: the mean over models of the per-model means
+    s = summarise(small_table, bootstrap_resamples=10)
+    by_group = pm.groupby(["method", "sigma_train", "sigma_inference"])["mean"].mean()
+    for _, r in s.iterrows():
+        assert r["mean"] == pytest.approx(by_group[(r["method"], r["sigma_train"], r["sigma_inference"])])
+
+
+def test_per_model_summary_validates(small_table):
+    with pytest.raises(ValueError, match="seed"):
+        per_model_summary(small_table.drop(columns=["seed"]))
+    with pytest.raises(ValueError, match="empty"):
+        per_model_summary(small_table.iloc[0:0])
 
 
 def test_float_noise_in_sigma_does_not_split_groups():
@@ -278,8 +477,15 @@ def test_write_table_writes_csv_and_markdown(tmp_path, small_table):
     assert md.splitlines()[0].startswith("|") and "mean" in md.splitlines()[0]
     assert "75.00" in md  # floats with 2 decimals
     assert len(md.splitlines()) == 2 + len(s)
+    header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    assert header == list(SUMMARY_COLUMNS)
+    assert "14.14" in md  # between_model_sd of group A: sqrt(200)
     # no temporary files left behind
     assert sorted(p.name for p in stem.parent.iterdir()) == [csv_path.name, md_path.name]
+
+    pm_csv, pm_md = write_table(per_model_summary(small_table), tmp_path / "tables" / "per_model")
+    assert list(pd.read_csv(pm_csv).columns) == list(PER_MODEL_COLUMNS)
+    assert len(pm_md.read_text().splitlines()) == 2 + 6
 
 
 def test_write_table_empty_frame(tmp_path):

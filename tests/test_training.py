@@ -150,3 +150,117 @@ def test_prefetched_noise_gives_the_same_weights_as_synchronous_noise():
     a = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=True).model
     b = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=False).model
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+# --------------------------------------------------------------------------- the original's recipe (SPEC §2.1)
+
+
+def test_original_injection_batches_of_the_papers_mnist_and_ecg_runs():
+    # MNIST: 60,000 / 32 = 1,875 batches per epoch, index % 100 == 0 -> 0, 100, ..., 1800: 19 per
+    # epoch, 57 over the last 3 epochs; this project's interval_end timing gives 18 (99, ..., 1799)
+    original = NoisyUpdates(last_epochs=3, every_n_batches=100, timing="original")
+    assert [i for i in range(1875) if original.injects_at(i)] == list(range(0, 1801, 100))
+    assert 3 * sum(map(original.injects_at, range(1875))) == 57
+    ours = NoisyUpdates(last_epochs=3, every_n_batches=100)
+    assert [i for i in range(1875) if ours.injects_at(i)] == list(range(99, 1800, 100))
+    # ECG: every 25 batches from batch 0
+    ecg = NoisyUpdates(last_epochs=2, every_n_batches=25, relative_sd=0.1, timing="original", reference="max")
+    assert [i for i in range(80) if ecg.injects_at(i)] == [0, 25, 50, 75]
+
+
+def _event_log(monkeypatch):
+    """Patch clipping and injection to log ("clip" | "noise") per call: each clip ends a batch."""
+    events = []
+    clip, noise = training.clip_weights, training.add_permanent_noise
+    monkeypatch.setattr(training, "clip_weights", lambda *a: (events.append("clip"), clip(*a)))
+    monkeypatch.setattr(training, "add_permanent_noise", lambda *a: (events.append("noise"), noise(*a)))
+    return events
+
+
+def _injected_batches(events, noise_first):
+    """Global batch indices that got an injection, from the event log."""
+    batches, batch = [], 0
+    for event in events:
+        if event == "clip":
+            batch += 1
+        else:
+            batches.append(batch if noise_first else batch - 1)
+    return batches
+
+
+@pytest.mark.parametrize("timing, order, expected", [
+    # 16 batches per epoch, epochs 1 and 2 of 0..2 are late, every 4th batch
+    ("original", "noise_then_clip", [16, 20, 24, 28, 32, 36, 40, 44]),
+    ("interval_end", "clip_then_noise", [19, 23, 27, 31, 35, 39, 43, 47]),
+])
+def test_injections_at_the_right_batches_and_in_the_right_order(monkeypatch, timing, order, expected):
+    events = _event_log(monkeypatch)
+    updates = NoisyUpdates(last_epochs=2, every_n_batches=4, relative_sd=0.05, timing=timing, order=order)
+    train(model(), toy_data(), settings("noisy_updates", epochs=3, weight_clip_std=2.5, noisy_updates=updates),
+          device=CPU)
+    assert events.count("clip") == 48
+    assert _injected_batches(events, order == "noise_then_clip") == expected
+    # the order within a batch: the noise comes before (after) that batch's clipping
+    first = events.index("noise")
+    assert events[first + 1 if order == "noise_then_clip" else first - 1] == "clip"
+    if order == "noise_then_clip":
+        assert events[first - 1] == "clip"  # the previous batch's clip, then this batch's noise
+
+
+def test_injection_scale_max_is_the_absolute_value_of_the_largest_weight():
+    # W all negative: max(W) = -1, so sd = 0.1 * |max(W)| = 0.1 (max|W| would give 0.3, range 0.2)
+    w = torch.tensor([-3.0, -1.0, -2.0, -1.5])
+    expected = w + 0.1 * torch.randn(4, generator=torch.Generator().manual_seed(5))
+    training.add_permanent_noise([w], 0.1, torch.Generator().manual_seed(5), reference="max")
+    assert torch.allclose(w, expected)
+    v = torch.tensor([-3.0, -1.0, -2.0, -1.5])
+    expected_range = v + 0.1 * 2.0 * torch.randn(4, generator=torch.Generator().manual_seed(5))
+    training.add_permanent_noise([v], 0.1, torch.Generator().manual_seed(5))  # default: range
+    assert torch.allclose(v, expected_range)
+
+
+def test_per_batch_schedule_steps_after_every_optimizer_step(monkeypatch):
+    # The original's MultiStepLR([100, 150, 200], 0.5) stepped every batch (SPEC §2.1), scaled
+    # down: milestones 5, 20, 40 over 3 epochs of 16 batches
+    rates = []
+    make = training.make_optimizer
+
+    def recording_optimizer(spec, parameters):
+        optimizer = make(spec, parameters)
+        optimizer.register_step_pre_hook(lambda opt, *_: rates.append(opt.param_groups[0]["lr"]))
+        return optimizer
+
+    monkeypatch.setattr(training, "make_optimizer", recording_optimizer)
+    schedule = {"name": "MultiStepLR", "milestones": [5, 20, 40], "gamma": 0.5, "interval": "batch"}
+    result = train(model(), toy_data(), settings(epochs=3, lr_scheduler=schedule), device=CPU)
+    expected = [0.01] * 5 + [0.005] * 15 + [0.0025] * 20 + [0.00125] * 8
+    assert rates == pytest.approx(expected)
+    # the history gives the rate of each epoch's last batch (indices 15, 31, 47)
+    assert [row["lr"] for row in result.history] == pytest.approx([0.005, 0.0025, 0.00125])
+
+
+def test_bad_schedule_interval_and_injection_options_are_rejected():
+    with pytest.raises(ValueError, match="interval"):
+        training.make_lr_scheduler({"name": "StepLR", "step_size": 1, "interval": "step"},
+                                   training.make_optimizer({"name": "SGD", "lr": 0.1}, model().parameters()))
+    for option in ("timing", "order", "reference"):
+        with pytest.raises(ValueError, match=f"noisy_updates.{option}"):
+            NoisyUpdates(**{option: "sometimes"})
+
+
+def test_resume_with_a_per_batch_schedule_and_original_injections_is_bit_identical(tmp_path, monkeypatch):
+    config = settings("noisy_updates", epochs=3, weight_clip_std=2.5,
+                      lr_scheduler={"name": "MultiStepLR", "milestones": [5, 20, 40], "gamma": 0.5,
+                                    "interval": "batch"},
+                      noisy_updates=NoisyUpdates(last_epochs=2, every_n_batches=4, relative_sd=0.05,
+                                                 timing="original", order="noise_then_clip"))
+    uninterrupted = train(model(), toy_data(), config, device=CPU, resume_path=tmp_path / "a.resume",
+                          resume_extra=IDENTITY)
+    resume = tmp_path / "b.resume"
+    with killed_in_epoch(monkeypatch, 3), pytest.raises(KeyboardInterrupt):
+        train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    assert resumed.resumed_from_epoch == 2
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in uninterrupted.history]

@@ -66,17 +66,28 @@ def mobilenet_v2_cifar(
     dropout: float = 0.2,
     input_mean: Sequence[float] = CIFAR_MEAN,
     input_std: Sequence[float] = CIFAR_STD,
+    batchnorm_running_stats: bool = True,
 ) -> ImageClassifier:
-    """MobileNetV2 "cifar_specs" (SPEC §3) by default; other widths and block tables for demos."""
+    """MobileNetV2 "cifar_specs" (SPEC §3) by default; other widths and block tables for demos.
+
+    ``batchnorm_running_stats=False`` builds BatchNorm layers that keep no running statistics
+    (``track_running_stats=False``), as the original's did (SPEC §3 CIFAR): they normalise with
+    the statistics of the batch at hand in evaluation too, so test accuracy then depends on the
+    test batch size (the original's was 128)."""
+    from functools import partial
+
     from torchvision.models import MobileNetV2
 
     if stem_stride not in (1, 2):
         raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
+    if not isinstance(batchnorm_running_stats, bool):
+        raise ValueError(f"batchnorm_running_stats must be true or false, got {batchnorm_running_stats!r}")
     network = MobileNetV2(
         num_classes=num_classes,
         width_mult=width_mult,
         inverted_residual_setting=[list(block) for block in inverted_residual_setting],
         dropout=dropout,
+        norm_layer=None if batchnorm_running_stats else partial(nn.BatchNorm2d, track_running_stats=False),
     )
     stem = network.features[0][0]
     stem.stride = (stem_stride, stem_stride)

@@ -44,11 +44,17 @@ def _range(w: torch.Tensor) -> torch.Tensor:
     return high - low
 
 
+def _abs_of_max(w: torch.Tensor) -> torch.Tensor:
+    # |max(W)|: the original's ECG noisy updates (SPEC §2.1), not max|W|
+    return w.max().abs()
+
+
 #: How the noise standard deviation scales with a tensor: s = sigma * R(W) (SPEC §1).
 REFERENCES: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "2absmax": _two_absmax,
     "absmax": _absmax,
     "range": _range,
+    "max": _abs_of_max,
 }
 
 

@@ -162,6 +162,31 @@ def _fmt_pct(value: float) -> str:
     return f"{float(value):g}%"
 
 
+def method_shades(method: str, count: int) -> list:
+    """``count`` shades of the method's colour, light to dark (darker = larger sigma_train);
+    the method's own colour when ``count`` is 1."""
+    if count <= 1:
+        return [method_color(method)]
+    color = method_color(method)
+    return sns.blend_palette(
+        [sns.set_hls_values(color, l=0.62), color, sns.set_hls_values(color, l=0.22)], n_colors=count
+    )
+
+
+def curve_colors(curves: Sequence[tuple[str, float]]) -> list:
+    """One colour per (method, sigma_train) curve: the method's colour, or shades of it ordered
+    by sigma_train where one method has several curves (so no two curves share a colour)."""
+    sigmas: dict[str, list[float]] = {}
+    for method, sigma in curves:
+        sigmas.setdefault(method, []).append(float(sigma))
+    shade_of = {
+        (method, sigma): shade
+        for method, levels in sigmas.items()
+        for sigma, shade in zip(sorted(set(levels)), method_shades(method, len(set(levels))))
+    }
+    return [shade_of[(method, float(sigma))] for method, sigma in curves]
+
+
 def curve_label(method: str, sigma_train: float) -> str:
     """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%``; no sigma for ``sigma_train == 0``."""
     label = method_label(method)
@@ -183,11 +208,22 @@ def wrap_title(title: str, width: int = 64) -> str:
 
 
 def sampling_label(summary: pd.DataFrame) -> str:
-    """``"5 models × 100 draws"`` (ranges such as ``"3–5 models"`` if they vary) for titles."""
+    """``"5 models × 100 draws"`` (ranges such as ``"3–5 models"`` if they vary) for titles.
+
+    Draws are the ``n_draws`` (noise draws per model) of the noisy levels
+    (``sigma_inference > 0``): the noise-free level has one evaluation per model, not draws,
+    and is left out of the count unless the summary has no other level. Summaries written
+    before ``n_draws`` existed fall back to ``n_samples / n_models``.
+    """
     if summary.empty:
         return "no data"
+    noisy = summary["sigma_inference"].astype(float) > _SIGMA_ATOL
+    rows = summary.loc[noisy] if noisy.any() else summary
     models = summary["n_models"].astype(int)
-    draws = (summary["n_samples"] / summary["n_models"]).round().astype(int)
+    if "n_draws" in rows.columns:
+        draws = rows["n_draws"].astype(int)
+    else:
+        draws = (rows["n_samples"] / rows["n_models"]).round().astype(int)
 
     def span(series: pd.Series, noun: str) -> str:
         lo, hi = int(series.min()), int(series.max())
@@ -266,7 +302,7 @@ def _curve_table(
     rows: pd.DataFrame, label: str, center: str, band: Sequence[str] | None
 ) -> pd.DataFrame:
     cols = ["method", "sigma_train", "sigma_inference", "noise_level_pct"]
-    cols += [c for c in ("n_models", "n_samples") if c in rows.columns]
+    cols += [c for c in ("n_models", "n_draws", "n_samples") if c in rows.columns]
     stats = [center] + [b for b in (band or ()) if b != center]
     table = rows.loc[:, cols + stats].copy()
     table.insert(0, "label", label)
@@ -396,7 +432,7 @@ def plot_accuracy_vs_noise(
     Returns ``(fig, table)``: the table has one row per plotted point (``element == "curve"``)
     and one for the reference line (``element == "clean_reference"``), with the columns
     ``label`` (legend label), method, sigma_train(_pct), sigma_inference, noise_level_pct,
-    n_models, n_samples and the plotted statistics under their own names.
+    n_models, n_draws and the plotted statistics under their own names.
     Raises ``ValueError`` naming a requested curve that is not in the summary.
     """
     if not curves:
@@ -411,7 +447,7 @@ def plot_accuracy_vs_noise(
             summary,
             curves,
             labels=[curve_label(m, s) for m, s in curves],
-            colors=[method_color(m) for m, _ in curves],
+            colors=curve_colors(curves),
             center=center,
             band=band,
             clean_reference=clean_reference,
@@ -454,14 +490,7 @@ def plot_sigma_train_curves(
         curves.append(("vanilla", 0.0))
         labels.append(method_label("vanilla"))
         colors.append(method_color("vanilla"))
-    shades = sns.blend_palette(
-        [sns.set_hls_values(method_color(method), l=0.62), method_color(method),
-         sns.set_hls_values(method_color(method), l=0.22)],
-        n_colors=max(len(sigmas), 2),
-    )
-    if len(sigmas) == 1:
-        shades = [method_color(method)]
-    for sigma, shade in zip(sigmas, shades):
+    for sigma, shade in zip(sigmas, method_shades(method, len(sigmas))):
         curves.append((method, sigma))
         labels.append(f"σ_train = {_fmt_pct(100 * sigma)}")
         colors.append(shade)
@@ -583,6 +612,8 @@ def plot_task_comparison(
         raise ValueError("panels is empty: give at least one (title, summary) pair")
     band = tuple(band) if band is not None else None
     tables = []
+    requested = [(m, float(s)) for m, s in curves]
+    color_of = dict(zip(requested, curve_colors(requested)))  # the same colours in every panel
     with style_context():
         fig = Figure(figsize=(3.6 * len(panels) + 3.2, 4.0), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
@@ -594,7 +625,7 @@ def plot_task_comparison(
             table = _draw_curves(
                 ax, summary, present,
                 labels=[curve_label(m, s) for m, s in present],
-                colors=[method_color(m) for m, _ in present],
+                colors=[color_of[curve] for curve in present],
                 center=center, band=band,
                 clean_reference=("vanilla", 0.0) if ("vanilla", 0.0) in present else None,
                 legend_title=None,

@@ -26,7 +26,7 @@ from .io import atomic_path, write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
-from .summary import summarise, write_table
+from .summary import per_model_summary, summarise, write_table
 from .training import TrainingSettings, split_threads, train
 
 log = logging.getLogger(__name__)
@@ -170,11 +170,13 @@ def aggregate(
     accuracy_csv_path: str | os.PathLike,
     summary_path: str | os.PathLike,
     summary_stem: str | os.PathLike,
+    per_model_stem: str | os.PathLike,
     metrics_out_path: str | os.PathLike,
     provenance_path: str | os.PathLike,
 ) -> pd.DataFrame:
-    """Concatenate one task's shards into the tidy table and its summary statistics; the
-    provenance also goes to a small (key, value) CSV that the report shows."""
+    """Concatenate one task's shards into the tidy table, its summary statistics (models as the
+    independent units, SPEC §4) and a table per model; the provenance also goes to a small
+    (key, value) CSV that the report shows."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
     table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
@@ -194,6 +196,7 @@ def aggregate(
     summary = summarise(table)
     write_parquet(summary, summary_path, meta)
     write_table(summary, summary_stem)
+    write_table(per_model_summary(table), per_model_stem)
     metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
     _write_csv(metrics, metrics_out_path)
     _write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)

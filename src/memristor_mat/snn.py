@@ -8,26 +8,44 @@ as any other: :class:`~memristor_mat.noise.NoisyModel` replaces its weights thro
 ``torch.func.functional_call``, Monte-Carlo evaluation runs it under ``torch.vmap``, and the
 training loop uses its own :meth:`RecurrentSNN.training_loss` (NLL plus spike regularisers).
 
-Design choices (where the original left a choice or had one we do not copy):
+Two dynamics, chosen with ``dynamics=``:
 
-* **Membrane update** ``mem = beta * mem + (1 - beta) * syn`` (a normalised low-pass filter).
-  The original's ``mem = beta * mem + syn`` has a steady-state gain ``1 / (1 - beta)`` that
-  depends on each neuron's drawn ``tau_mem`` (x2.4 to x28 within two sigma of the spread), so
-  variability would also scale every neuron's input weights; with the normalised form the
-  variability changes only the neuron's dynamics, and the membrane lives on the scale of the
-  synaptic current, comparable with the threshold of 1. The synaptic current itself is
-  ``syn = alpha * syn + input`` as in the original.
+``"original"``: the original study's network exactly as SPEC §3.1 states it. Per step t, from
+zero state, with ``V`` the recurrent matrix with a zero diagonal:
+
+* ``h_t = x_t W_in + h_{t-1} V``: the recurrence runs on the summed input current itself (a
+  linear system that spikes never enter);
+* ``out_t = spike(mem_{t-1} - threshold)`` or ``tanh(mem_{t-1} - threshold)``, and in both
+  variants the reset ``reset_t = 1[mem_{t-1} > threshold]`` (no gradient through it);
+* ``syn_t = alpha syn_{t-1} + h_t``; ``mem_t = beta mem_{t-1} + syn_{t-1} - threshold reset_t``
+  (unnormalised, and the membrane takes the previous step's current; SPEC's threshold is 1);
+* readout ``y_t = out_t W_out``, ``flt_t = alpha_o flt_{t-1} + y_t``, ``o_t = beta_o o_{t-1} +
+  flt_{t-1}`` (one step behind the filter), logits ``max over t of o_t``;
+* per-neuron time constants drawn for the hidden **and** the output neurons;
+* weights uniform in ``0.001 +- 1 / sqrt(fan_in)`` (fan-in ``n_inputs`` for ``W_in``, H for ``V``
+  and ``W_out``).
+
+``"normalised"`` (the default, which every model trained before the option existed used): a
+variant that keeps the original's neuron model and readout structure but changes what made the
+original depend on its drawn time constants and on analogue values a crossbar never carries:
+
+* **Membrane update** ``mem = beta * mem + (1 - beta) * syn`` (a normalised low-pass filter of
+  the current step's synaptic current ``syn = alpha * syn + input``). The original's ``mem = beta *
+  mem + syn`` has a steady-state gain ``1 / (1 - beta)`` that depends on each neuron's drawn
+  ``tau_mem`` (x2.4 to x28 within two sigma of the spread), so variability would also scale every
+  neuron's input weights; with the normalised form the variability changes only the neuron's
+  dynamics, and the membrane lives on the scale of the synaptic current, comparable with the
+  threshold of 1.
 * **Reset** by subtraction, ``mem -= threshold * spike``, with the spike detached in the reset
   (as snntorch does by default, and as Zenke & Vogels 2021 recommend): the surrogate gradient
   flows through the spike's effect on the network, not through its own reset. Subtraction keeps
   the charge above threshold, so strong inputs map to higher rates.
-* **Recurrence** ``"spikes"`` by default: the recurrent crossbar receives the hidden layer's
-  binary spikes of the previous step, ``spike_{t-1} @ W_rec``, which is what a memristive
+* **Recurrence** ``recurrence="spikes"`` by default: the recurrent crossbar receives the hidden
+  layer's binary spikes of the previous step, ``spike_{t-1} @ W_rec``, which is what a memristive
   recurrent layer physically receives (read voltages gated by spikes) and what makes weight
-  noise on ``W_rec`` act as in hardware. The original recurred on the synaptic currents
-  (``syn_{t-1} @ W_rec``, analogue values a crossbar never sees); ``recurrence="currents"``
-  reproduces it. ``W_rec`` is always used with a zero diagonal (a buffer mask multiplied in every
-  forward, so even a noise-perturbed ``W_rec`` has no self-connections).
+  noise on ``W_rec`` act as in hardware. ``recurrence="currents"`` recurs on the synaptic
+  currents, ``syn_{t-1} @ W_rec`` (the original recurred on the unfiltered current h instead:
+  use ``dynamics="original"`` for that).
 * **Non-spiking twin** ``neuron="tanh"``: the hidden output is ``tanh(mem - threshold)`` and there
   is no reset (subtracting a graded, possibly negative activation would not be a reset); all the
   rest, the recurrence included, is identical.
@@ -50,16 +68,29 @@ Design choices (where the original left a choice or had one we do not copy):
   hidden layer active at every step give logits of order 2; ten times larger initial logits made
   the tanh twin collapse to a constant output at lr 3e-3.
 * **Readout** ``out_syn = alpha_o * out_syn + spike @ W_out``, ``out_mem = beta_o * out_mem +
-  out_syn`` with the nominal constants; it is linear, so it is computed after the time loop as
-  one matrix product with its (T x T) impulse-response matrix (same values up to rounding,
-  fewer operations per step). The logits are ``max over time of out_mem``.
+  out_syn`` with the nominal constants (no delay), logits ``max over time of out_mem``.
+
+Common to both:
+
+* **Surrogate gradient**: Heaviside forward, fast-sigmoid surrogate of scale 10 (Zenke & Ganguli
+  2018; :func:`spike`).
+* **Masked recurrence**: ``W_rec`` is always used with a zero diagonal (a buffer mask multiplied
+  in every forward, so even a noise-perturbed ``W_rec`` has no self-connections).
+* **Time constants**: each hidden neuron's ``tau_syn`` and ``tau_mem`` (and, for the original,
+  each output neuron's) drawn log-normal around the nominal values with sigma
+  :func:`lognormal_spread`, either from ``variability_seed`` alone or, with
+  ``variability_seed=None``, from torch's global RNG at construction as the original did (a
+  fresh draw per model, reproducible when the caller seeds the global RNG).
+* **Readout after the loop**: the readout is linear, so it is computed after the time loop as
+  one product with its (T x T) impulse-response matrix (per output neuron for the original; same
+  values up to rounding, fewer operations per step).
 * **Two time loops, one dynamics**: training (autograd on) runs a loop that keeps what autograd
   needs anyway; evaluation (no autograd, under ``torch.vmap`` over weight draws) runs a lean loop
   whose memory is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
-  give the same logits, for both neurons and both recurrences.
-* **Regulariser** (SPEC; the form of the SpyTorch tutorials): ``spike_count_weight * sum of all spikes of
-  the batch + spike_rate_weight * mean over neurons of (spikes per neuron in the batch)^2``; for
-  the tanh twin the activity is ``|tanh(.)|``.
+  give the same logits, for both dynamics, both neurons and both recurrences.
+* **Regulariser** (SPEC; the form of the SpyTorch tutorials): ``spike_count_weight * sum of all
+  spikes of the batch + spike_rate_weight * mean over neurons of (spikes per neuron in the
+  batch)^2``; for the tanh twin the activity is ``|tanh(.)|``.
 """
 
 from __future__ import annotations
@@ -70,8 +101,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+DYNAMICS = ("normalised", "original")
 NEURONS = ("spiking", "tanh")
-RECURRENCES = ("spikes", "currents")
+RECURRENCES = ("spikes", "currents")  # of the normalised dynamics; the original recurs on h
 
 
 def lognormal_spread(tau: float) -> float:
@@ -114,6 +146,32 @@ def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_opt
     return kernel.to(**tensor_options)
 
 
+def delayed_double_integrator_kernels(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch.Tensor:
+    """(n, steps, steps) float64 lower-triangular matrices K_c, one per output neuron c of the
+    per-neuron constants ``alpha``, ``beta`` (n,), with ``o[:, c] = K_c @ y[:, c]`` for the
+    readout of SPEC §3.1, ``flt[t] = alpha_c flt[t-1] + y[t]``, ``o[t] = beta_c o[t-1] +
+    flt[t-1]``, from zero state: ``K_c[t, s] = r_c(t - 1 - s)`` for ``s < t`` (zero diagonal: o
+    reads the previous step's flt), ``r(n) = sum_{j=0}^{n} alpha^j beta^(n-j)``.
+
+    r is symmetric in alpha and beta, so with ``m = max``, ``q = min / max`` it is ``m^n (1 + q +
+    ... + q^n)``: a cumulative sum of terms <= 1, exact for ``alpha == beta`` and free of the
+    cancellation of ``(alpha^(n+1) - beta^(n+1)) / (alpha - beta)`` when they are close."""
+    alpha, beta = alpha.detach().double(), beta.detach().double()
+    larger = torch.maximum(alpha, beta)[:, None]
+    ratio = torch.minimum(alpha, beta)[:, None] / larger
+    lag = torch.arange(steps, dtype=torch.float64, device=alpha.device)
+    response = larger**lag * torch.cumsum(ratio**lag, dim=-1)  # (n, steps): r(0), r(1), ...
+    delay = lag[:, None] - lag[None, :] - 1  # t - 1 - s
+    return torch.where(delay >= 0, response[:, delay.clamp(min=0).long()], 0.0)
+
+
+def _uniform_init(rows: int, cols: int, fan_in: int) -> torch.Tensor:
+    """The original's initialisation (SPEC §3.1): uniform in 0.001 +- 1 / sqrt(fan_in), from the
+    global RNG."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return torch.empty(rows, cols).uniform_(0.001 - bound, 0.001 + bound)
+
+
 def _check_number(name: str, value, positive: bool) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or value < 0 or (positive and value == 0)):
@@ -124,10 +182,15 @@ class RecurrentSNN(nn.Module):
     """4 -> H recurrent LIF -> 2 spiking network on event sequences ``(batch, T, n_inputs)``;
     ``forward`` returns logits ``(batch, num_classes)`` (max over time of the readout membrane).
 
-    See the module docstring for the dynamics and the choices made. ``time_constant_variability``
-    draws each hidden neuron's ``tau_syn`` and ``tau_mem`` once, log-normal around the nominal
-    values with sigma :func:`lognormal_spread`, from ``variability_seed`` alone (not from the
-    global RNG, so models of different training seeds share one "chip" unless told otherwise).
+    See the module docstring for the two ``dynamics`` and the choices made. ``recurrence``
+    (``"spikes"``, the default, or ``"currents"``), ``input_gain`` (default 3) and
+    ``recurrent_gain`` (default 0.3) belong to the normalised dynamics; the original has its own
+    recurrence and initialisation, so giving them with ``dynamics="original"`` is an error.
+    ``time_constant_variability`` draws each hidden neuron's ``tau_syn`` and ``tau_mem`` once
+    (and each output neuron's, for the original), log-normal around the nominal values with
+    sigma :func:`lognormal_spread`: from ``variability_seed`` alone if it is an int (models of
+    different training seeds then share one "chip"), or from torch's global RNG at construction,
+    after the weights, if it is None (a fresh draw per model, as the original did).
     """
 
     def __init__(
@@ -136,17 +199,18 @@ class RecurrentSNN(nn.Module):
         hidden_size: int = 100,
         num_classes: int = 2,
         *,
+        dynamics: str = "normalised",
         neuron: str = "spiking",
-        recurrence: str = "spikes",
+        recurrence: str | None = None,
         dt: float = 1 / 360,
         tau_syn: float = 5e-3,
         tau_mem: float = 20e-3,
         time_constant_variability: bool = True,
-        variability_seed: int = 0,
+        variability_seed: int | None = 0,
         surrogate_scale: float = 10.0,
         threshold: float = 1.0,
-        input_gain: float = 3.0,
-        recurrent_gain: float = 0.3,
+        input_gain: float | None = None,
+        recurrent_gain: float | None = None,
         spike_count_weight: float = 1e-7,
         spike_rate_weight: float = 1e-7,
     ) -> None:
@@ -156,67 +220,103 @@ class RecurrentSNN(nn.Module):
                 f"RecurrentSNN sizes must be positive (n_inputs {n_inputs}, hidden_size {hidden_size}, "
                 f"num_classes {num_classes}; at least 2 classes)"
             )
+        if dynamics not in DYNAMICS:
+            raise ValueError(f"unknown dynamics {dynamics!r}; expected one of {list(DYNAMICS)}")
         if neuron not in NEURONS:
             raise ValueError(f"unknown neuron {neuron!r}; expected one of {list(NEURONS)}")
-        if recurrence not in RECURRENCES:
-            raise ValueError(f"unknown recurrence {recurrence!r}; expected one of {list(RECURRENCES)}")
+        original = dynamics == "original"
+        if original:
+            given = [f"{name}={value!r}" for name, value in (("recurrence", recurrence), ("input_gain", input_gain),
+                                                              ("recurrent_gain", recurrent_gain)) if value is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: recurrence, input_gain and recurrent_gain are options of "
+                    "dynamics='normalised'; dynamics='original' recurs on the summed input current h and "
+                    "initialises uniformly (SPEC §3.1), so leave them unset"
+                )
+        else:
+            recurrence = "spikes" if recurrence is None else recurrence
+            input_gain = 3.0 if input_gain is None else input_gain
+            recurrent_gain = 0.3 if recurrent_gain is None else recurrent_gain
+            if recurrence not in RECURRENCES:
+                raise ValueError(f"unknown recurrence {recurrence!r}; expected one of {list(RECURRENCES)}")
+            _check_number("input_gain", input_gain, positive=True)
+            _check_number("recurrent_gain", recurrent_gain, positive=False)
         for name, value in (("dt", dt), ("tau_syn", tau_syn), ("tau_mem", tau_mem),
-                            ("surrogate_scale", surrogate_scale), ("threshold", threshold),
-                            ("input_gain", input_gain)):
+                            ("surrogate_scale", surrogate_scale), ("threshold", threshold)):
             _check_number(name, value, positive=True)
-        for name, value in (("recurrent_gain", recurrent_gain), ("spike_count_weight", spike_count_weight),
-                            ("spike_rate_weight", spike_rate_weight)):
+        for name, value in (("spike_count_weight", spike_count_weight), ("spike_rate_weight", spike_rate_weight)):
             _check_number(name, value, positive=False)
         if not isinstance(time_constant_variability, bool):
             raise ValueError(f"time_constant_variability must be true or false, got {time_constant_variability!r}")
-        if isinstance(variability_seed, bool) or not isinstance(variability_seed, int):
-            raise ValueError(f"variability_seed must be an int, got {variability_seed!r}")
+        if variability_seed is not None and (isinstance(variability_seed, bool)
+                                             or not isinstance(variability_seed, int)):
+            raise ValueError(f"variability_seed must be an int or None (global RNG), got {variability_seed!r}")
 
         self.n_inputs, self.hidden_size, self.num_classes = n_inputs, hidden_size, num_classes
-        self.neuron, self.recurrence = neuron, recurrence
+        self.dynamics, self.neuron, self.recurrence = dynamics, neuron, recurrence  # recurrence None: original
         self.dt, self.tau_syn, self.tau_mem = float(dt), float(tau_syn), float(tau_mem)
         self.time_constant_variability, self.variability_seed = time_constant_variability, variability_seed
         self.surrogate_scale, self.threshold = float(surrogate_scale), float(threshold)
         self.spike_count_weight, self.spike_rate_weight = float(spike_count_weight), float(spike_rate_weight)
 
+        # the nominal readout constants (the normalised readout's; the original draws per output neuron)
         self.readout_alpha = math.exp(-self.dt / self.tau_syn)
         self.readout_beta = math.exp(-self.dt / self.tau_mem)
-        readout_gain = 1.0 / ((1.0 - self.readout_alpha) * (1.0 - self.readout_beta))
         # drawn from the global RNG in this order (seeded by the caller, like any torch module)
-        self.w_in = nn.Parameter(torch.randn(n_inputs, hidden_size) * (input_gain / math.sqrt(n_inputs)))
-        self.w_rec = nn.Parameter(
-            torch.randn(hidden_size, hidden_size) * (recurrent_gain / math.sqrt(hidden_size)))
-        self.w_out = nn.Parameter(
-            torch.randn(hidden_size, num_classes) * (2.0 / (readout_gain * math.sqrt(hidden_size))))
+        if original:
+            self.w_in = nn.Parameter(_uniform_init(n_inputs, hidden_size, fan_in=n_inputs))
+            self.w_rec = nn.Parameter(_uniform_init(hidden_size, hidden_size, fan_in=hidden_size))
+            self.w_out = nn.Parameter(_uniform_init(hidden_size, num_classes, fan_in=hidden_size))
+        else:
+            readout_gain = 1.0 / ((1.0 - self.readout_alpha) * (1.0 - self.readout_beta))
+            self.w_in = nn.Parameter(torch.randn(n_inputs, hidden_size) * (input_gain / math.sqrt(n_inputs)))
+            self.w_rec = nn.Parameter(
+                torch.randn(hidden_size, hidden_size) * (recurrent_gain / math.sqrt(hidden_size)))
+            self.w_out = nn.Parameter(
+                torch.randn(hidden_size, num_classes) * (2.0 / (readout_gain * math.sqrt(hidden_size))))
         with torch.no_grad():
             self.w_rec.fill_diagonal_(0.0)  # masked anyway; keeps the stored matrix honest
         self.register_buffer("recurrent_mask", 1.0 - torch.eye(hidden_size))
 
-        tau_syn_i, tau_mem_i = self._neuron_time_constants()
-        self.register_buffer("tau_syn_per_neuron", tau_syn_i)
-        self.register_buffer("tau_mem_per_neuron", tau_mem_i)
-        self.register_buffer("alpha", torch.exp(-self.dt / tau_syn_i))
-        self.register_buffer("beta", torch.exp(-self.dt / tau_mem_i))
+        taus = self._neuron_time_constants()
+        self.register_buffer("tau_syn_per_neuron", taus[0])
+        self.register_buffer("tau_mem_per_neuron", taus[1])
+        self.register_buffer("alpha", torch.exp(-self.dt / taus[0]))
+        self.register_buffer("beta", torch.exp(-self.dt / taus[1]))
+        if original:
+            # only here, so that the state dict of a normalised model keeps the keys it always had
+            self.register_buffer("readout_tau_syn_per_neuron", taus[2])
+            self.register_buffer("readout_tau_mem_per_neuron", taus[3])
+            self.register_buffer("readout_alpha_per_neuron", torch.exp(-self.dt / taus[2]))
+            self.register_buffer("readout_beta_per_neuron", torch.exp(-self.dt / taus[3]))
         # hidden activity of the last training forward pass, for the regulariser (see forward)
         self._activity: torch.Tensor | None = None
         self._activity_batch: int | None = None
 
-    def _neuron_time_constants(self) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self.hidden_size
+    def _neuron_time_constants(self) -> tuple[torch.Tensor, ...]:
+        """``(tau_syn, tau_mem)`` of the hidden neurons (H,), followed for the original dynamics
+        by those of the output neurons (num_classes,), drawn in that order."""
+        sizes = (self.hidden_size, self.num_classes) if self.dynamics == "original" else (self.hidden_size,)
         if not self.time_constant_variability:
-            return torch.full((size,), self.tau_syn), torch.full((size,), self.tau_mem)
-        gen = torch.Generator().manual_seed(self.variability_seed)
-        z = torch.randn((2, size), generator=gen, dtype=torch.float64)
-        tau_syn = self.tau_syn * torch.exp(lognormal_spread(self.tau_syn) * z[0])
-        tau_mem = self.tau_mem * torch.exp(lognormal_spread(self.tau_mem) * z[1])
-        return tau_syn.float(), tau_mem.float()
+            return tuple(torch.full((size,), tau) for size in sizes for tau in (self.tau_syn, self.tau_mem))
+        # None: the global RNG, which the caller seeds per model (the original's fresh draw per model)
+        gen = None if self.variability_seed is None else torch.Generator().manual_seed(self.variability_seed)
+        taus = []
+        for size in sizes:  # hidden first: an int seed gives the hidden neurons the same draw in both dynamics
+            z = torch.randn((2, size), generator=gen, dtype=torch.float64)
+            taus.append((self.tau_syn * torch.exp(lognormal_spread(self.tau_syn) * z[0])).float())
+            taus.append((self.tau_mem * torch.exp(lognormal_spread(self.tau_mem) * z[1])).float())
+        return tuple(taus)
 
     def memristor_parameter_names(self) -> tuple[str, ...]:
         return ("w_in", "w_rec", "w_out")
 
     def extra_repr(self) -> str:
-        return (f"{self.n_inputs} -> {self.hidden_size} -> {self.num_classes}, neuron={self.neuron}, "
-                f"recurrence={self.recurrence}, time_constant_variability={self.time_constant_variability}")
+        recurrence = "input current h" if self.recurrence is None else self.recurrence
+        return (f"{self.n_inputs} -> {self.hidden_size} -> {self.num_classes}, dynamics={self.dynamics}, "
+                f"neuron={self.neuron}, recurrence={recurrence}, "
+                f"time_constant_variability={self.time_constant_variability}")
 
     def forward(self, x: torch.Tensor, *, record: bool = False):
         """Logits ``(batch, num_classes)``; with ``record=True`` the dict of :meth:`record`
@@ -232,9 +332,7 @@ class RecurrentSNN(nn.Module):
             projected = hidden @ self.w_out
         else:
             hidden, projected = None, self._projected_activity(x, w_rec)
-        kernel = double_integrator_kernel(self.readout_alpha, self.readout_beta, x.shape[1],
-                                          dtype=projected.dtype, device=projected.device)
-        readout = kernel @ projected  # (batch, T, classes): the readout membrane at every step
+        readout = self._readout(projected)  # (batch, T, classes): the readout membrane at every step
         logits = readout.amax(dim=-2)
         if record:
             return {
@@ -250,6 +348,16 @@ class RecurrentSNN(nn.Module):
             self._activity_batch = x.shape[0]
         return logits
 
+    def _readout(self, projected: torch.Tensor) -> torch.Tensor:
+        """The readout membrane ``(batch, T, classes)`` from ``hidden @ w_out``: linear, so one
+        product with its impulse-response matrix (one per output neuron for the original)."""
+        steps, options = projected.shape[-2], dict(dtype=projected.dtype, device=projected.device)
+        if self.dynamics == "normalised":
+            return double_integrator_kernel(self.readout_alpha, self.readout_beta, steps, **options) @ projected
+        kernels = delayed_double_integrator_kernels(self.readout_alpha_per_neuron, self.readout_beta_per_neuron,
+                                                    steps).to(**options)
+        return torch.einsum("cts,...sc->...tc", kernels, projected)
+
     def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # 0-dim tensors: a Python number costs a tensor conversion in every op that takes it
         return tuple(torch.tensor(value, dtype=x.dtype, device=x.device)
@@ -259,6 +367,8 @@ class RecurrentSNN(nn.Module):
                          membranes: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden spikes (or tanh activations) ``(batch, T, H)``, differentiable: the time loop
         of training. Appends each step's membrane (before the reset) to ``membranes`` if given."""
+        if self.dynamics == "original":
+            return self._original_hidden_activity(x, w_rec, membranes)
         batch, steps, _ = x.shape
         alpha, beta = self.alpha, self.beta
         threshold, scale = self._constants(x)
@@ -292,6 +402,8 @@ class RecurrentSNN(nn.Module):
         recurrence, gets the readout projection of step t - 1 from the recurrent product of
         step t (``out @ [W_rec | W_out]``: a two-column product alone costs half as much as the
         whole recurrent one). Same dynamics as :meth:`_hidden_activity`, which the tests check."""
+        if self.dynamics == "original":
+            return self._original_projected_activity(x, w_rec)
         batch, steps, _ = x.shape
         size, w_in, w_out = self.hidden_size, self.w_in, self.w_out
         alpha, beta = self.alpha, self.beta
@@ -321,6 +433,58 @@ class RecurrentSNN(nn.Module):
                 projected.append(out @ w_out)
         if on_spikes:
             projected.append(out @ w_out)
+        return torch.stack(projected, dim=-2)
+
+    def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
+                                  membranes: list[torch.Tensor] | None) -> torch.Tensor:
+        """:meth:`_hidden_activity` of the original dynamics (SPEC §3.1, module docstring)."""
+        batch, steps, _ = x.shape
+        alpha, beta = self.alpha, self.beta
+        threshold, scale = self._constants(x)
+        spiking = self.neuron == "spiking"
+        drive = (x @ self.w_in).unbind(dim=-2)  # as in _hidden_activity: one product, unbound once
+        h = x.new_zeros((batch, self.hidden_size))
+        syn = torch.zeros_like(h)
+        mem = torch.zeros_like(h)
+        outputs = []
+        for t in range(steps):
+            h = torch.addmm(drive[t], h, w_rec)  # h_t = x_t W_in + h_{t-1} V: spikes never enter
+            if membranes is not None:
+                membranes.append(mem)  # mem_{t-1}, the value compared with the threshold at step t
+            if spiking:
+                out = spike(mem, threshold, scale)
+                reset = out.detach()  # the step itself (spike's forward value), without gradient
+            else:
+                out = torch.tanh(mem - threshold)
+                reset = torch.gt(mem, threshold).to(mem.dtype)  # the original resets the tanh neuron too
+            outputs.append(out)
+            # mem_t takes syn_{t-1}: update mem before syn
+            mem = torch.sub(torch.addcmul(syn, beta, mem), reset, alpha=self.threshold)
+            syn = torch.addcmul(h, alpha, syn)
+        return torch.stack(outputs, dim=-2)
+
+    def _original_projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
+        """:meth:`_projected_activity` of the original dynamics: the same lean loop (O(batch x H)
+        memory per draw, inputs projected step by step). The output feeds nothing back, so each
+        step's readout projection is a product of its own."""
+        batch, steps, _ = x.shape
+        w_in, w_out = self.w_in, self.w_out
+        alpha, beta = self.alpha, self.beta
+        threshold, _ = self._constants(x)
+        spiking = self.neuron == "spiking"
+        h = x.new_zeros((batch, self.hidden_size))
+        syn = torch.zeros_like(h)
+        mem = torch.zeros_like(h)
+        projected = []
+        for t in range(steps):
+            h = torch.addmm(x[:, t] @ w_in, h, w_rec)
+            reset = torch.gt(mem, threshold).to(mem.dtype)
+            out = reset if spiking else torch.sub(mem, threshold).tanh_()
+            projected.append(out @ w_out)
+            # in place only on addcmul's fresh result: under vmap it is batched whenever reset is
+            # (both derive from mem), which an in-place update requires
+            mem = torch.addcmul(syn, beta, mem).sub_(reset, alpha=self.threshold)
+            syn = torch.addcmul(h, alpha, syn)
         return torch.stack(projected, dim=-2)
 
     @torch.no_grad()

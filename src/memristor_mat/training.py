@@ -27,7 +27,8 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .device import derive_seed, generator
 from .evaluation import clean_accuracy
-from .noise import NoisyModel, PrefetchedNormals, generated_normals, make_noise_model, noisy_parameter_names
+from .noise import (NoisyModel, PrefetchedNormals, generated_normals, make_noise_model, noisy_parameter_names,
+                    weight_reference)
 from .provenance import config_hash
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,49 @@ MIXED_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 FINE_TUNING_METHODS = ("mat",)
 
 
+#: when, within an epoch, ``noisy_updates`` injects: batch ``index`` (0-based) such that ...
+INJECTION_TIMINGS = {
+    # index % n == 0: batches 0, n, 2n, ... (the original's code, SPEC §2.1)
+    "original": lambda index, n: index % n == 0,
+    # (index + 1) % n == 0: after every n full batches, never on an epoch's first batch
+    "interval_end": lambda index, n: (index + 1) % n == 0,
+}
+#: where the injection sits relative to the +-k std clipping of the same batch
+INJECTION_ORDERS = ("noise_then_clip", "clip_then_noise")
+#: the scale R(W) of an injection, sd = relative_sd * R(W) (see memristor_mat.noise.REFERENCES)
+INJECTION_REFERENCES = ("range", "max", "absmax", "2absmax")
+
+
 @dataclass(frozen=True)
 class NoisyUpdates:
-    """The original's "noisy grad": permanent noise sd = relative_sd * (max - min) added to every
-    tensor, every ``every_n_batches``-th batch of the last ``last_epochs`` epochs."""
+    """The original's "noisy grad" (SPEC §2, §2.1): permanent noise N(0, (relative_sd * R(W))^2)
+    added in place to every memristor tensor W after the optimiser step of selected batches of
+    the last ``last_epochs`` epochs, every ``every_n_batches`` batches.
+
+    ``timing``, ``order`` and ``reference`` say which batches, whether the noise comes before or
+    after the weight clipping, and what R(W) is. The original (SPEC §2.1): ``timing="original"``
+    (index % n == 0), ``order="noise_then_clip"``, ``reference="range"`` (max - min) for MNIST and
+    ``"max"`` (|max(W)|, the absolute value of the largest signed weight) with relative_sd 0.1
+    for ECG. The defaults are this project's: ``interval_end``, ``clip_then_noise``, ``range``.
+    """
 
     last_epochs: int = 3
     every_n_batches: int = 100
     relative_sd: float = 0.01
+    timing: str = "interval_end"
+    order: str = "clip_then_noise"
+    reference: str = "range"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("timing", self.timing, sorted(INJECTION_TIMINGS)),
+                                     ("order", self.order, list(INJECTION_ORDERS)),
+                                     ("reference", self.reference, list(INJECTION_REFERENCES))):
+            if value not in allowed:
+                raise ValueError(f"noisy_updates.{name} must be one of {allowed}, got {value!r}")
+
+    def injects_at(self, index: int) -> bool:
+        """Whether batch ``index`` (0-based within its epoch) of a late epoch gets an injection."""
+        return INJECTION_TIMINGS[self.timing](index, self.every_n_batches)
 
 
 @dataclass(frozen=True)
@@ -114,15 +150,32 @@ def make_optimizer(spec: dict[str, Any], parameters) -> torch.optim.Optimizer:
         raise ValueError(f"bad options {options} for optimizer {name}: {error}") from None
 
 
+#: when a learning-rate schedule steps: once per epoch, or after every optimiser step
+LR_INTERVALS = ("epoch", "batch")
+
+
+def lr_interval(spec: dict[str, Any] | None) -> str:
+    """``spec["interval"]``: ``"epoch"`` (default) or ``"batch"``."""
+    interval = (spec or {}).get("interval", "epoch")
+    if interval not in LR_INTERVALS:
+        raise ValueError(f"lr_scheduler.interval must be one of {list(LR_INTERVALS)}, got {interval!r}")
+    return interval
+
+
 def make_lr_scheduler(spec: dict[str, Any] | None, optimizer):
-    """A per-epoch schedule (stepped once per epoch, never per batch: see SPEC §3 MNIST)."""
+    """A torch.optim.lr_scheduler built from ``{name, interval, **options}``. ``interval``
+    ``"epoch"`` (default) steps it once per epoch; ``"batch"`` after every optimiser step,
+    counting batches across epochs, which is how the original stepped its
+    ``MultiStepLR([100, 150, 200], 0.5)`` (SPEC §2.1: lr 1e-3, 5e-4 from batch 100, 2.5e-4 from
+    150, 1.25e-4 from 200 on)."""
     if spec is None:
         return None
-    options = dict(spec)
+    lr_interval(spec)
+    options = {k: v for k, v in spec.items() if k != "interval"}
     name = options.pop("name")
     factory = getattr(torch.optim.lr_scheduler, name, None)
     if not (isinstance(factory, type) and issubclass(factory, torch.optim.lr_scheduler.LRScheduler)):
-        raise ValueError(f"lr_scheduler {name!r} is not a torch.optim.lr_scheduler schedule stepped per epoch")
+        raise ValueError(f"lr_scheduler {name!r} is not a torch.optim.lr_scheduler class")
     try:
         return factory(optimizer, **options)
     except TypeError as error:
@@ -143,9 +196,11 @@ def clip_weights(parameters: list[torch.Tensor], k_std: float) -> None:
 
 
 @torch.no_grad()
-def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen: torch.Generator) -> None:
+def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen: torch.Generator,
+                        reference: str = "range") -> None:
+    """W += N(0, (relative_sd * R(W))^2) in place, R from :func:`memristor_mat.noise.weight_reference`."""
     for w in parameters:
-        sd = relative_sd * (w.amax() - w.amin())
+        sd = relative_sd * weight_reference(w, reference)
         w.add_(torch.randn(w.shape, generator=gen, device=w.device) * sd)
 
 
@@ -231,6 +286,8 @@ def train(
     memristor_params = [named[n] for n in names]
     optimizer = make_optimizer(settings.optimizer, model.parameters())
     scheduler = make_lr_scheduler(settings.lr_scheduler, optimizer)
+    per_batch_schedule = lr_interval(settings.lr_scheduler) == "batch"
+    injection = settings.noisy_updates
     amp_dtype = autocast_dtype(settings.mixed_precision, device)
     # loss scaling keeps float16 gradients from underflowing; a no-op otherwise
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -307,19 +364,23 @@ def train(
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                lr = optimizer.param_groups[0]["lr"]  # the rate this batch was trained with
+                if per_batch_schedule:
+                    scheduler.step()
+                inject = settings.method == "noisy_updates" and late and injection.injects_at(index)
+                if inject and injection.order == "noise_then_clip":
+                    add_permanent_noise(memristor_params, injection.relative_sd, noise_gen, injection.reference)
                 if settings.weight_clip_std is not None:
                     clip_weights(memristor_params, settings.weight_clip_std)
-                if (settings.method == "noisy_updates" and late
-                        and (index + 1) % settings.noisy_updates.every_n_batches == 0):
-                    add_permanent_noise(memristor_params, settings.noisy_updates.relative_sd, noise_gen)
+                if inject and injection.order == "clip_then_noise":
+                    add_permanent_noise(memristor_params, injection.relative_sd, noise_gen, injection.reference)
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.detach().argmax(-1) == yb).sum()
         finally:
             if isinstance(normals, PrefetchedNormals):
                 normals.close()
             torch.set_num_threads(compute_threads)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
+        if scheduler is not None and not per_batch_schedule:
             scheduler.step()
         test_accuracy = clean_accuracy(model, data.x_test, data.y_test, batch_size=settings.eval_batch_size)
         history.append({
