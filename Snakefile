@@ -21,6 +21,21 @@ validate(config, "src/memristor_mat/config.schema.json")
 report: "report/workflow.rst"
 
 
+# Light jobs run in the submitting process: on a cluster only data preparation, training and
+# evaluation become batch jobs (one sbatch per table or figure would mostly wait in the queue).
+localrules:
+    all,
+    pretrain_all,
+    train_all,
+    evaluate_all,
+    figures_all,
+    aggregate,
+    figures,
+    compare_tasks,
+    record_traces,
+    heartbeat_figure,
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

@@ -48,6 +48,8 @@ rule aggregate:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:
         "results/logs/aggregate/{task}.log",
+    benchmark:
+        "results/benchmarks/aggregate/{task}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -36,6 +36,8 @@ rule figures:
     log:
         notebook="results/notebooks/{task}_figures.ipynb",
         stderr="results/logs/figures/{task}.log",
+    benchmark:
+        "results/benchmarks/figures/{task}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -81,6 +83,8 @@ rule compare_tasks:
     log:
         notebook="results/notebooks/comparison_{comparison}.ipynb",
         stderr="results/logs/compare_tasks/{comparison}.log",
+    benchmark:
+        "results/benchmarks/compare_tasks/{comparison}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -103,6 +107,8 @@ rule record_traces:
         raw_dir="data/raw",
     log:
         "results/logs/record_traces/{task}.log",
+    benchmark:
+        "results/benchmarks/record_traces/{task}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -133,6 +139,8 @@ rule heartbeat_figure:
     log:
         notebook="results/notebooks/{task}_heartbeat.ipynb",
         stderr="results/logs/heartbeat_figure/{task}.log",
+    benchmark:
+        "results/benchmarks/heartbeat_figure/{task}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

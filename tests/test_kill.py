@@ -1,0 +1,101 @@
+"""A real `kill -9` of the whole workflow (Snakemake and its jobs) at several points, then the
+same command again: the rerun finishes with exactly the numbers of an uninterrupted run, keeps
+what had finished, and leaves no partial file. After a hard kill Snakemake's lock stays behind;
+the documented way past it is `snakemake --unlock` (it only removes the lock), then the same
+command."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_workflow import REPO, SNAKEMAKE, path_without_venv
+
+pytestmark = pytest.mark.slow
+
+
+def kill_config() -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    task = config["tasks"]["mnist"]
+    task["seeds"] = [14]
+    task["training"]["epochs"] = 3
+    task["methods"] = {"vanilla": {}, "mat_scratch": {"sigma_train": [0.2]}}
+    task["figures"].update(headline_method="mat_scratch", headline_sigma_train=0.2)
+    config["tasks"] = {"mnist": task}
+    config["comparisons"] = {}
+    config["evaluation"].update(sigma_inference=[0, 0.1, 0.2], draws=40, draws_per_chunk=4)
+    return config
+
+
+def command(workdir: Path, config_path: Path) -> list[str]:
+    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+            "--configfile", str(config_path)]
+
+
+def run(argv, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": path_without_venv()})
+
+
+def start_and_kill_when(argv, ready, timeout=600) -> None:
+    """Start the workflow in its own process group; SIGKILL the whole group once ``ready()``."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PATH": path_without_venv()}, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert process.poll() is None, "the workflow ended before the kill point"
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    config = kill_config()
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    paths = {}
+    for workdir in (reference_dir, killed_dir):
+        workdir.mkdir()
+        paths[workdir] = workdir / "config.yaml"
+        paths[workdir].write_text(yaml.safe_dump(config))
+    reference = run(command(reference_dir, paths[reference_dir]))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    argv = command(killed_dir, paths[killed_dir])
+    vanilla = killed_dir / "results/models/mnist/vanilla/sigma~0/seed~14"
+    kill_points = {
+        "data preparation": lambda: (killed_dir / "results/logs/prepare_data/mnist.log").exists(),
+        "mid-training, after an epoch": lambda: (vanilla / "model.pt.resume").exists(),
+        "evaluation": lambda: any((killed_dir / "results/logs/evaluate").rglob("*.log")),
+        "a notebook": lambda: (killed_dir / "results/notebooks/mnist_figures.ipynb").exists(),
+    }
+    for point, ready in kill_points.items():
+        start_and_kill_when(argv, ready)
+        # the same command stops at the killed run's stale lock, before any job, and says how
+        blocked = run(argv)
+        assert blocked.returncode != 0 and "--unlock" in blocked.stdout + blocked.stderr, point
+        assert run([*argv, "--unlock"]).returncode == 0
+    final = run(argv)
+    assert final.returncode == 0, final.stderr[-3000:]
+    # nothing finished was redone: the vanilla model continued from its last epoch
+    assert "resuming" in (killed_dir / "results/logs/train/mnist/vanilla/sigma~0/seed~14.log").read_text()
+
+    # identical numbers: every Monte-Carlo count, every training metric but wall seconds
+    ours = pd.read_parquet(killed_dir / "results/mnist/accuracy.parquet")
+    theirs = pd.read_parquet(reference_dir / "results/mnist/accuracy.parquet")
+    assert ours.equals(theirs)
+    metrics = [pd.read_csv(d / "results/mnist/training_metrics.csv").drop(columns="seconds")
+               for d in (killed_dir, reference_dir)]
+    assert metrics[0].equals(metrics[1])
+    assert (killed_dir / "figures/mnist/accuracy_vs_noise.png").stat().st_size > 0
+    # no partial file left behind, no resume state of a finished model
+    leftovers = [p for p in (killed_dir / "results").rglob("*") if p.name.startswith(".") and p.is_file()]
+    assert not leftovers, leftovers
+    assert not list((killed_dir / "results/models").rglob("*.resume"))
