@@ -186,7 +186,8 @@ def snakemake(workdir: Path, config: dict, *args, timeout=900):
 
 def on_slurm(workdir: Path, config: dict):
     return snakemake(workdir, config, "--workflow-profile", str(REPO / "profiles/slurm"), "--slurm-no-account",
-                     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5")
+                     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5",
+                     "--slurm-keep-successful-logs")  # the logs name the rules that went to the queue
 
 
 def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_cluster, tmp_path):
@@ -213,3 +214,8 @@ def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_clu
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert (cluster / "figures/broken/accuracy_vs_noise.png").stat().st_size > 0
     assert checkpoint.stat().st_mtime_ns == finished_at
+    # only heavy jobs went to the queue (the plugin logs each sbatch job under rule_<name>);
+    # tables and figures are localrules and ran on the submitting node
+    submitted = {path.name for path in (cluster / ".snakemake/slurm_logs").iterdir()}
+    assert {"rule_prepare_data", "rule_train", "rule_evaluate"} <= submitted, submitted
+    assert not submitted & {"rule_aggregate", "rule_figures", "rule_compare_tasks"}, submitted
