@@ -31,6 +31,7 @@ localrules:
     figures_all,
     aggregate,
     figures,
+    method_figure,
     compare_tasks,
     record_traces,
     heartbeat_figure,

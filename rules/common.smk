@@ -11,7 +11,7 @@ try:
 except ImportError:  # a checkout used without `pip install -e .` (e.g. jobs under --sdm conda)
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from memristor_mat import pipeline
+from memristor_mat import methods, pipeline
 from memristor_mat.config import validate_config
 
 # Beyond the schema: names against the library's registries, checks across keys, strict integers.
@@ -26,19 +26,21 @@ PAPERMILL = ("python" if _CONDA_JOBS else shlex.quote(sys.executable)) + " -m pa
 NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
 COMPARISON_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "comparison.ipynb")
 TRACES_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "traces.ipynb")
+METHOD_FIGURE_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "method_figure.ipynb")
 
 
 wildcard_constraints:
     task=r"[a-z][a-z0-9_]*",
-    method=r"vanilla|mat|mat_scratch|noisy_updates",
-    sigma=r"[0-9]+(\.[0-9]+)?",
+    method="|".join(methods.method_names()),
+    # the method's swept setting as a folder: sigma~0.2, levels~4, noise_sd~0.001
+    setting="(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
     comparison=r"[a-z][a-z0-9_]*",
 
 
 def run_of(wildcards):
     return pipeline.ModelRun.from_wildcards(
-        wildcards.task, wildcards.method, wildcards.sigma, wildcards.seed
+        wildcards.task, wildcards.method, wildcards.setting, wildcards.seed
     )
 
 
@@ -69,6 +71,7 @@ def task_outputs(task):
         *pipeline.figure_files(task),
         *pipeline.table_files(task),
         *pipeline.trace_figure_files(config, task),
+        *pipeline.method_figure_files(config, task),
     ]
 
 

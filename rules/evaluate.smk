@@ -4,16 +4,16 @@
 
 rule evaluate:
     input:
-        model="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/model.pt",
+        model="results/models/{task}/{method}/{setting}/seed~{seed}/model.pt",
         data="results/prepared/{task}.npz",
     output:
-        "results/evaluation/{task}/{method}/sigma~{sigma}/seed~{seed}.parquet",
+        "results/evaluation/{task}/{method}/{setting}/seed~{seed}.parquet",
     params:
         job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
     log:
-        "results/logs/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
+        "results/logs/evaluate/{task}/{method}/{setting}/seed~{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
+        "results/benchmarks/evaluate/{task}/{method}/{setting}/seed~{seed}.tsv"
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),

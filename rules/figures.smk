@@ -55,9 +55,53 @@ rule figures:
         " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
 
 
+# A figure that a method adds to its task (the registry's `figures`, e.g. QAT's accuracy
+# against the number of levels): only for tasks that train that method.
+rule method_figure:
+    input:
+        notebook=METHOD_FIGURE_NOTEBOOK,
+        summary="results/{task}/summary.parquet",
+    output:
+        pdf="figures/{task}/{method_figure}.pdf",
+        png=report(
+            "figures/{task}/{method_figure}.png",
+            caption="../report/task_figure.rst",
+            category="{task}",
+            subcategory="figures",
+            labels={"figure": "{method_figure}"},
+        ),
+        csv="results/{task}/tables/{method_figure}.csv",
+        markdown="results/{task}/tables/{method_figure}.md",
+    wildcard_constraints:
+        method_figure="|".join(stem for m in methods.METHODS.values() for stem in m.figures),
+    params:
+        runner=PAPERMILL,
+        figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
+        label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+    log:
+        notebook="results/notebooks/{task}_{method_figure}.ipynb",
+        stderr="results/logs/figures/{task}_{method_figure}.log",
+    benchmark:
+        "results/benchmarks/figures/{task}_{method_figure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    conda:
+        ENV
+    shell:
+        "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        " -p summary_path {input.summary:q} -p task {wildcards.task} -p figure {wildcards.method_figure}"
+        " -p figures_dir figures/{wildcards.task} -p tables_dir results/{wildcards.task}/tables"
+        " -p center {params.figures[center]} -p show_published {params.figures[show_published]}"
+        " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"
+        " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
+
+
 rule figures_all:
     input:
         [path for task in config["tasks"] for path in pipeline.figure_files(task)],
+        [path for task in config["tasks"] for path in pipeline.method_figure_files(config, task)],
 
 
 rule compare_tasks:

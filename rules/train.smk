@@ -1,4 +1,4 @@
-# Training: vanilla pretraining per seed, then each method x sigma_train x seed.
+# Training: vanilla pretraining per seed, then each method x setting (sigma~0.2, levels~4, ...) x seed.
 # A killed job resumes from `<model>.resume` (end-of-epoch state) when it is rerun.
 
 
@@ -7,14 +7,14 @@ rule train:
         data="results/prepared/{task}.npz",
         pretrained=pretrained_checkpoint,
     output:
-        model="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/model.pt",
-        metrics="results/models/{task}/{method}/sigma~{sigma}/seed~{seed}/metrics.csv",
+        model="results/models/{task}/{method}/{setting}/seed~{seed}/model.pt",
+        metrics="results/models/{task}/{method}/{setting}/seed~{seed}/metrics.csv",
     params:
         job=lambda wildcards: pipeline.train_job(config, run_of(wildcards)),
     log:
-        "results/logs/train/{task}/{method}/sigma~{sigma}/seed~{seed}.log",
+        "results/logs/train/{task}/{method}/{setting}/seed~{seed}.log",
     benchmark:
-        "results/benchmarks/train/{task}/{method}/sigma~{sigma}/seed~{seed}.tsv"
+        "results/benchmarks/train/{task}/{method}/{setting}/seed~{seed}.tsv"
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
     resources:
         mem_mb=task_resource("train_mem_mb"),

@@ -9,7 +9,7 @@ from memristor_mat.training import TrainingSettings
 log_to(snakemake.log[0])
 w, job = snakemake.wildcards, snakemake.params.job
 train_model(
-    ModelRun.from_wildcards(w.task, w.method, w.sigma, w.seed),
+    ModelRun.from_wildcards(w.task, w.method, w.setting, w.seed),
     TrainingSettings.from_dict(job["settings"]),
     job["model"],
     data_path=snakemake.input.data,

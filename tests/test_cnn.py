@@ -18,7 +18,8 @@ from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.pipeline import ModelRun
 from memristor_mat.models import MLP
-from memristor_mat.training import TrainingSettings, noise_share, train
+from memristor_mat.methods.mat import noise_share
+from memristor_mat.training import TrainingSettings, train
 
 CPU = torch.device("cpu")
 #: a MobileNetV2 small enough for unit tests: stride-2 stem, two one-block stages

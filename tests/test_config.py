@@ -47,8 +47,9 @@ def test_demo_config_is_valid_and_complete():
     assert config["tasks"]["mnist"]["resources"]["gpu"] == 0
     assert config["device"] == "auto"
     # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); cifar_standin: 2 seeds x
-    # (vanilla, 2 mat); ecg (original): 2 seeds x 5; ecg_tanh: 1 x 2; ecg_improved: 1 x 3
-    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 2 + 1 * 3
+    # (vanilla, 2 mat); ecg (original): 2 seeds x 5; ecg_tanh: 1 x 2; ecg_improved: 1 x 3; QAT with
+    # seeds of its own: 2 seeds x (3 level counts + 1 qat_noise setting)
+    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 2 + 1 * 3 + 2 * (3 + 1)
 
 
 def test_defaults_are_filled_in(tmp_path, demo):
@@ -175,6 +176,42 @@ def _mat_without_sigma(c):
 
 def _vanilla_with_sigma(c):
     _task(c)["methods"]["vanilla"]["sigma_train"] = [0.1]
+
+
+def _qat_without_levels(c):
+    del _task(c)["methods"]["qat"]["levels"]
+
+
+def _qat_one_level(c):
+    _task(c)["methods"]["qat"]["levels"] = [1, 4]
+
+
+def _qat_fractional_levels(c):
+    _task(c)["methods"]["qat"]["levels"] = [4.5]
+
+
+def _qat_noise_without_levels(c):
+    del _task(c)["methods"]["qat_noise"]["levels"]
+
+
+def _qat_noise_negative_sd(c):
+    _task(c)["methods"]["qat_noise"]["noise_sd"] = [-0.01]
+
+
+def _qat_with_sigma(c):
+    _task(c)["methods"]["qat"]["sigma_train"] = [0.1]
+
+
+def _mat_seed_without_vanilla(c):
+    _task(c)["methods"]["mat"]["seeds"] = [14, 99]
+
+
+def _method_seeds_duplicate(c):
+    _task(c)["methods"]["qat"]["seeds"] = [14, 14]
+
+
+def _headline_is_qat(c):
+    _task(c)["figures"]["headline_method"] = "qat"
 
 
 def _headline_sigma_missing(c):
@@ -420,6 +457,15 @@ BAD_CONFIGS = [
     pytest.param(_mat_without_vanilla, "tasks.mnist.methods", id="mat-without-vanilla"),
     pytest.param(_mat_without_sigma, "tasks.mnist.methods.mat.sigma_train", id="mat-without-sigma-train"),
     pytest.param(_vanilla_with_sigma, "tasks.mnist.methods.vanilla.sigma_train", id="vanilla-with-sigma-train"),
+    pytest.param(_qat_without_levels, "tasks.mnist.methods.qat.levels", id="qat-without-levels"),
+    pytest.param(_qat_one_level, "tasks.mnist.methods.qat.levels.0", id="qat-one-level"),
+    pytest.param(_qat_fractional_levels, "tasks.mnist.methods.qat.levels.0", id="qat-fractional-levels"),
+    pytest.param(_qat_noise_without_levels, "tasks.mnist.methods.qat_noise.levels", id="qat-noise-without-levels"),
+    pytest.param(_qat_noise_negative_sd, "tasks.mnist.methods.qat_noise.noise_sd.0", id="qat-noise-negative-sd"),
+    pytest.param(_qat_with_sigma, "tasks.mnist.methods.qat.sigma_train", id="qat-with-sigma-train"),
+    pytest.param(_mat_seed_without_vanilla, "tasks.mnist.methods.mat.seeds", id="mat-seed-without-vanilla-model"),
+    pytest.param(_method_seeds_duplicate, "tasks.mnist.methods.qat.seeds", id="method-seeds-duplicate"),
+    pytest.param(_headline_is_qat, "tasks.mnist.figures.headline_method", id="headline-is-qat"),
     pytest.param(_headline_sigma_missing, "tasks.mnist.figures.headline_sigma_train",
                  id="headline-sigma-not-trained"),
     pytest.param(_runtime_without_units, "tasks.mnist.resources.train_runtime", id="runtime-without-units"),
@@ -719,7 +765,7 @@ def test_snakemake_rejects_a_bad_component_option(tmp_path, demo):
     ({"tasks": ["mnist", "nope"], "curves": [{"method": "vanilla"}]}, "'nope' is not a task"),
     ({"tasks": ["mnist", "mnist2"], "curves": [{"method": "vanilla"}], "panel_titles": ["one"]},
      "one title per task"),
-    ({"tasks": ["mnist", "mnist2"], "curves": [{"method": "qat"}]}, "method 'qat' is in none"),
+    ({"tasks": ["mnist", "mnist2"], "curves": [{"method": "nope"}]}, "method 'nope' is in none"),
 ])
 def test_bad_comparisons_are_rejected(demo, comparison, message):
     demo["tasks"]["mnist2"] = copy.deepcopy(demo["tasks"]["mnist"])

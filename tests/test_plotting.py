@@ -175,7 +175,7 @@ def test_missing_curve_names_it_and_lists_available(summary):
     with pytest.raises(ValueError, match="available methods"):
         plot_sigma_train_curves(summary, method="nope")
     with pytest.raises(ValueError, match="available methods"):
-        plot_sigma_heatmap(summary, method="nope")
+        plot_sigma_heatmap(summary, methods=["nope"])
     with pytest.raises(ValueError, match="no column"):
         plot_accuracy_vs_noise(summary, curves=[("mat", 0.1)], center="average")
 
@@ -186,7 +186,7 @@ def test_mixed_tasks_are_rejected(summary):
     with pytest.raises(ValueError, match="filter the summary"):
         plot_accuracy_vs_noise(both, curves=[("vanilla", 0.0)])
     with pytest.raises(ValueError, match="filter the summary"):
-        plot_sigma_heatmap(both, method="mat")
+        plot_sigma_heatmap(both, methods=["mat"])
 
 
 def test_sigma_train_curves_table_is_what_is_plotted(summary):
@@ -201,11 +201,11 @@ def test_sigma_train_curves_table_is_what_is_plotted(summary):
 
 
 def test_heatmap_table_is_what_is_plotted(summary):
-    fig, table = plot_sigma_heatmap(summary, method="mat")
+    fig, table = plot_sigma_heatmap(summary, methods=["mat"])
     assert list(table["method"]) == ["vanilla", "mat", "mat"]
     assert list(table["sigma_train_pct"]) == [0.0, 10.0, 20.0]
     level_cols = [f"{100 * s:g}" for s in LEVELS]
-    assert list(table.columns[2:]) == level_cols
+    assert list(table.columns[-len(level_cols):]) == level_cols
     values = table[level_cols].to_numpy(dtype=float)
     ax = fig.axes[0]
     mesh = ax.collections[0]
@@ -217,7 +217,22 @@ def test_heatmap_table_is_what_is_plotted(summary):
         & np.isclose(summary["sigma_inference"], 0.1)
     ]["mean"].iloc[0]
     assert table.loc[2, "10"] == expected
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["Vanilla", "10%", "20%"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "Vanilla", "MAT (fine-tuned), σ_train = 10%", "MAT (fine-tuned), σ_train = 20%"]
+
+
+def test_heatmap_has_a_row_per_trained_configuration_of_every_method(summary):
+    # QAT models appear as their own rows (one per number of levels), after the MAT rows
+    qat = summary[summary["method"] == "vanilla"].assign(method="qat", levels=4)
+    qat8 = qat.assign(levels=8, mean=qat["mean"] - 1.0)
+    both = pd.concat([summary.assign(levels=0), qat, qat8], ignore_index=True)
+    fig, table = plot_sigma_heatmap(both)
+    expected = [("vanilla", 0)] + [(m, 0) for m in ("noisy_updates", "mat", "mat_scratch")
+                                   for _ in both.loc[both["method"] == m, "sigma_train"].unique()]
+    assert list(zip(table["method"], table["levels"])) == expected + [("qat", 4), ("qat", 8)]
+    assert list(table["label"])[-2:] == ["QAT, 4 levels", "QAT, 8 levels"]
+    np.testing.assert_allclose(table.iloc[-1, -len(LEVELS):].to_numpy(dtype=float),
+                               qat8.sort_values("sigma_inference")["mean"].to_numpy())
 
 
 def test_save_figure_writes_pdf_and_png(tmp_path, summary):

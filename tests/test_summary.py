@@ -381,6 +381,18 @@ def test_empty_table_is_rejected(small_table):
 def test_published_numbers_transcription():
     pub = published_numbers()
     assert list(pub.columns) == list(PUBLISHED_COLUMNS)
+    quantised = pub["method"].isin(["qat", "qat_noise"])
+    # SPEC §5: QAT at 2/4/8/16/32 levels and QAT + noise (4 levels) at 9 noise sds, all noise-free
+    qat = pub[quantised]
+    assert sorted(qat.loc[qat["method"] == "qat", "levels"]) == [2, 4, 8, 16, 32]
+    assert (qat.loc[qat["method"] == "qat_noise", "levels"] == 4).all()
+    assert sorted(qat.loc[qat["method"] == "qat_noise", "noise_sd"]) == [
+        0, 1e-5, 1e-4, 1e-3, 2.5e-3, 1e-2, 2.5e-2, 5e-2, 1e-1]
+    assert (qat["sigma_inference"] == 0).all() and (qat["task"] == "mnist").all()
+    assert qat.set_index(["method", "levels", "noise_sd"])["accuracy_pct"].loc[("qat", 16, 0.0)] == 97.62
+    assert qat.set_index(["method", "levels", "noise_sd"])["accuracy_pct"].loc[("qat_noise", 4, 1e-3)] == 97.21
+    pub = pub[~quantised]
+    assert (pub[["levels", "noise_sd"]] == 0).all().all()
     combos = pub.groupby(["task", "method", "sigma_train"]).size()
     assert len(combos) == 12
     assert set(pub["task"]) == {"mnist", "cifar10", "cifar100", "ecg"}
@@ -419,7 +431,7 @@ def test_published_numbers_transcription():
 
 def test_published_numbers_task_filter():
     assert set(published_numbers("cifar100")["task"]) == {"cifar100"}
-    assert len(published_numbers("mnist")) == 42
+    assert len(published_numbers("mnist")) == 42 + 5 + 9
     assert published_numbers("no_such_task").empty
 
 

@@ -11,7 +11,9 @@ from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
 from memristor_mat.data import DatasetSplits
 from memristor_mat.models import MLP
-from memristor_mat.training import NoisyUpdates, TrainingSettings, train
+from memristor_mat.methods import noisy_updates
+from memristor_mat.methods.noisy_updates import NoisyUpdates
+from memristor_mat.training import TrainingSettings, train
 
 CPU = torch.device("cpu")
 
@@ -74,8 +76,8 @@ def test_methods_differ_from_vanilla():
 
 def test_noisy_updates_only_in_the_last_epochs(monkeypatch):
     calls = []
-    original = training.add_permanent_noise
-    monkeypatch.setattr(training, "add_permanent_noise", lambda *a: (calls.append(1), original(*a)))
+    original = noisy_updates.add_permanent_noise
+    monkeypatch.setattr(noisy_updates, "add_permanent_noise", lambda *a: (calls.append(1), original(*a)))
     train(model(), toy_data(), settings("noisy_updates", epochs=3), device=CPU)
     # 256/16 = 16 batches per epoch, every 4th batch, last 2 epochs
     assert len(calls) == 2 * 4
@@ -171,9 +173,9 @@ def test_original_injection_batches_of_the_papers_mnist_and_ecg_runs():
 def _event_log(monkeypatch):
     """Patch clipping and injection to log ("clip" | "noise") per call: each clip ends a batch."""
     events = []
-    clip, noise = training.clip_weights, training.add_permanent_noise
+    clip, noise = training.clip_weights, noisy_updates.add_permanent_noise
     monkeypatch.setattr(training, "clip_weights", lambda *a: (events.append("clip"), clip(*a)))
-    monkeypatch.setattr(training, "add_permanent_noise", lambda *a: (events.append("noise"), noise(*a)))
+    monkeypatch.setattr(noisy_updates, "add_permanent_noise", lambda *a: (events.append("noise"), noise(*a)))
     return events
 
 
@@ -211,11 +213,11 @@ def test_injection_scale_max_is_the_absolute_value_of_the_largest_weight():
     # W all negative: max(W) = -1, so sd = 0.1 * |max(W)| = 0.1 (max|W| would give 0.3, range 0.2)
     w = torch.tensor([-3.0, -1.0, -2.0, -1.5])
     expected = w + 0.1 * torch.randn(4, generator=torch.Generator().manual_seed(5))
-    training.add_permanent_noise([w], 0.1, torch.Generator().manual_seed(5), reference="max")
+    noisy_updates.add_permanent_noise([w], 0.1, torch.Generator().manual_seed(5), reference="max")
     assert torch.allclose(w, expected)
     v = torch.tensor([-3.0, -1.0, -2.0, -1.5])
     expected_range = v + 0.1 * 2.0 * torch.randn(4, generator=torch.Generator().manual_seed(5))
-    training.add_permanent_noise([v], 0.1, torch.Generator().manual_seed(5))  # default: range
+    noisy_updates.add_permanent_noise([v], 0.1, torch.Generator().manual_seed(5))  # default: range
     assert torch.allclose(v, expected_range)
 
 

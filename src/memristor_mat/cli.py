@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 
 from . import __version__, pipeline, runs
+from . import methods as registry
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, format_sigma, load_config
+from .config import ConfigError, load_config
 from .data import DataError
 from .evaluation import MonteCarloSettings
-from .training import METHODS, TrainingSettings
+from .training import TrainingSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
     train = command("train", "train one model")
     train.add_argument("--task", required=True)
-    train.add_argument("--method", required=True, choices=METHODS)
-    train.add_argument("--sigma-train", type=float, default=0.0, help="training noise level (mat, mat_scratch)")
+    train.add_argument("--method", required=True, choices=registry.method_names())
+    for setting in registry.SETTINGS.values():  # the value of the method's swept setting
+        users = ", ".join(m.name for m in registry.METHODS.values() if m.sweep == setting.name)
+        train.add_argument(f"--{setting.name.replace('_', '-')}", type=int if setting.integer else float,
+                           help=f"the model's {setting.name} ({users})")
     train.add_argument("--seed", type=int, required=True)
     train.add_argument("--data", required=True, help="prepared dataset (.npz)")
     train.add_argument("--out", required=True, help="checkpoint to write (.pt)")
@@ -69,11 +73,15 @@ def _run(args: argparse.Namespace) -> None:
         print(f"{args.config}: valid; {len(pipeline.model_runs(config))} models")
     elif args.command == "list":
         for run in pipeline.model_runs(config):
-            print(f"{run.task}\t{run.method}\t{format_sigma(run.sigma_train)}\t{run.seed}\t{run.checkpoint}")
+            print(f"{run.task}\t{run.method}\t{run.setting_dir}\t{run.seed}\t{run.checkpoint}")
     elif args.command == "prepare":
         runs.prepare_data(config["tasks"][_task(config, args.task)]["dataset"], args.out, raw_dir=args.raw_dir)
     elif args.command == "train":
-        run = pipeline.ModelRun(_task(config, args.task), args.method, args.sigma_train, args.seed)
+        sweep = registry.method(args.method).sweep
+        value = 0.0 if sweep is None else getattr(args, sweep)
+        if value is None:
+            raise ConfigError(f"{args.method} models differ by {sweep}: give --{sweep.replace('_', '-')}")
+        run = pipeline.ModelRun(_task(config, args.task), args.method, float(value), args.seed)
         job = pipeline.train_job(config, run)
         runs.train_model(
             run, TrainingSettings.from_dict(job["settings"]), job["model"],

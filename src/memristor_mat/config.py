@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import yaml
 
+from . import methods as registry
 from .data import DATASET_OPTIONS, DATASETS
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
 from .noise import NOISE_MODELS
@@ -137,6 +138,9 @@ def _check_options(options, option_schema: dict, prefix: str, owner: str, from_d
             f"config key {key_path([*path, unknown[0]])}: {owner} has no option{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted))}"
         )
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        raise ConfigError(f"config key {key_path([*path, missing[0]])}: required for {owner}")
     message = error.message
     if error.validator == "type" and isinstance(error.instance, float) and not math.isfinite(error.instance):
         message = f"{error.instance} is not a finite number"
@@ -174,21 +178,7 @@ def check_semantics(config: dict[str, Any]) -> None:
         _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")
         _check_component_options(task, prefix)
         methods = task["methods"]
-        if "mat" in methods and "vanilla" not in methods:
-            raise ConfigError(
-                f"config key {prefix}.methods: 'mat' fine-tunes the pretrained 'vanilla' models, "
-                "so 'vanilla' must be listed too"
-            )
-        for method, spec in methods.items():
-            noisy = method in ("mat", "mat_scratch")
-            if noisy and "sigma_train" not in spec:
-                raise ConfigError(f"config key {prefix}.methods.{method}.sigma_train: required for {method}")
-            if noisy:
-                _check_levels(spec["sigma_train"], f"{prefix}.methods.{method}.sigma_train")
-            if not noisy and "sigma_train" in spec:
-                raise ConfigError(
-                    f"config key {prefix}.methods.{method}.sigma_train: {method} trains without forward noise"
-                )
+        _check_methods(methods, task["seeds"], prefix)
         trainings = [(f"{prefix}.training", task["training"])] + [
             (f"{prefix}.methods.{m}.training", s["training"]) for m, s in methods.items() if "training" in s
         ]
@@ -205,11 +195,41 @@ def check_semantics(config: dict[str, Any]) -> None:
         headline = figures["headline_method"]
         if headline not in methods:
             raise ConfigError(f"config key {prefix}.figures.headline_method: {headline!r} is not among the methods")
-        if headline in ("mat", "mat_scratch") and figures["headline_sigma_train"] not in methods[headline]["sigma_train"]:
+        if registry.method(headline).sweep not in (None, "sigma_train"):
+            raise ConfigError(
+                f"config key {prefix}.figures.headline_method: the headline is a curve against inference "
+                f"noise of vanilla or a method that sweeps sigma_train; {headline!r} sweeps "
+                f"{registry.method(headline).sweep}"
+            )
+        if registry.method(headline).sweep == "sigma_train" and figures["headline_sigma_train"] not in methods[headline]["sigma_train"]:
             raise ConfigError(
                 f"config key {prefix}.figures.headline_sigma_train: {figures['headline_sigma_train']} "
                 f"is not among {headline}'s sigma_train {methods[headline]['sigma_train']}"
             )
+
+
+def _check_methods(methods: dict[str, Any], task_seeds: list[int], prefix: str) -> None:
+    """Each method against its registry entry: its name, its own keys, what it starts from."""
+    for name, spec in methods.items():
+        key = f"{prefix}.methods.{name}"
+        _check_name(name, registry.METHODS, f"{prefix}.methods")
+        entry = registry.method(name)
+        _check_options(spec, entry.config_schema(), key, f"method {name!r}")
+        if entry.sweep is not None and not registry.SETTINGS[entry.sweep].integer:
+            _check_levels(spec[entry.sweep], f"{key}.{entry.sweep}")
+        if entry.starts_from is not None and entry.starts_from not in methods:
+            raise ConfigError(
+                f"config key {prefix}.methods: {name!r} fine-tunes the trained {entry.starts_from!r} models, "
+                f"so {entry.starts_from!r} must be listed too"
+            )
+        if entry.starts_from is not None:
+            own = spec.get("seeds", task_seeds)
+            start = methods[entry.starts_from].get("seeds", task_seeds)
+            if not set(own) <= set(start):
+                raise ConfigError(
+                    f"config key {key}.seeds: {name!r} fine-tunes the {entry.starts_from!r} model of the same "
+                    f"seed, but {entry.starts_from!r} has no seed(s) {sorted(set(own) - set(start))}"
+                )
 
 
 def _check_comparisons(config: dict[str, Any]) -> None:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from . import methods as registry
 from .config import format_sigma
 from .evaluation import MonteCarloSettings
-from .training import FINE_TUNING_METHODS, NOISY_FORWARD_METHODS, NoisyUpdates, TrainingSettings
+from .methods.noisy_updates import NoisyUpdates
+from .training import TrainingSettings
 
 RESULTS = PurePosixPath("results")
 FIGURES = PurePosixPath("figures")
@@ -25,22 +27,34 @@ TABLE_STEMS = FIGURE_STEMS + ("published_comparison",)
 
 @dataclass(frozen=True, order=True)
 class ModelRun:
-    """One trained model: a task, a method, its training noise level and a training seed."""
+    """One trained model: a task, a method, the value of the method's swept setting (its
+    training noise level for MAT, its number of levels for QAT, ...; 0 for a method that sweeps
+    none, see :mod:`memristor_mat.methods`) and a training seed."""
 
     task: str
     method: str
-    sigma_train: float
+    setting: float
     seed: int
 
     @property
+    def sigma_train(self) -> float:
+        """The training forward-noise level (0 for a method trained without forward noise)."""
+        return float(self.setting) if registry.method(self.method).sweep == "sigma_train" else 0.0
+
+    @property
+    def setting_dir(self) -> str:
+        """The folder of the setting: ``sigma~0.2`` (MAT), ``levels~4`` (QAT), ``sigma~0`` (vanilla)."""
+        sweep = registry.method(self.method).sweep
+        key = registry.SETTINGS[sweep].path_key if sweep is not None else registry.SETTINGS["sigma_train"].path_key
+        return f"{key}~{format_sigma(self.setting)}"
+
+    @property
     def wildcards(self) -> dict[str, str]:
-        return {"task": self.task, "method": self.method, "sigma": format_sigma(self.sigma_train),
-                "seed": str(self.seed)}
+        return {"task": self.task, "method": self.method, "setting": self.setting_dir, "seed": str(self.seed)}
 
     @property
     def model_dir(self) -> PurePosixPath:
-        w = self.wildcards
-        return RESULTS / "models" / w["task"] / w["method"] / f"sigma~{w['sigma']}" / f"seed~{w['seed']}"
+        return RESULTS / "models" / self.task / self.method / self.setting_dir / f"seed~{self.seed}"
 
     @property
     def checkpoint(self) -> str:
@@ -52,31 +66,46 @@ class ModelRun:
 
     @property
     def evaluation(self) -> str:
-        w = self.wildcards
-        return str(RESULTS / "evaluation" / w["task"] / w["method"] / f"sigma~{w['sigma']}" / f"seed~{w['seed']}.parquet")
+        return str(RESULTS / "evaluation" / self.task / self.method / self.setting_dir / f"seed~{self.seed}.parquet")
 
     @classmethod
-    def from_wildcards(cls, task: str, method: str, sigma: str, seed: str) -> "ModelRun":
-        return cls(task, method, float(sigma), int(seed))
+    def from_wildcards(cls, task: str, method: str, setting: str, seed: str) -> "ModelRun":
+        """The run of a path's wildcards; ``setting`` is the folder name (``levels~4``)."""
+        key, _, value = setting.partition("~")
+        run = cls(task, method, float(value), int(seed))
+        if run.setting_dir.partition("~")[0] != key:
+            raise ValueError(f"{method} models live in {run.setting_dir.partition('~')[0]}~<value> folders, not {setting!r}")
+        return run
 
 
 def model_runs(config: dict[str, Any], task: str | None = None) -> list[ModelRun]:
-    """Every model the config asks for (vanilla and noisy_updates at sigma_train 0)."""
+    """Every model the config asks for: one per seed and value of the method's swept setting."""
     runs = []
     for task_name, task_config in config["tasks"].items():
         if task is not None and task_name != task:
             continue
         for method, spec in task_config["methods"].items():
-            for sigma in spec.get("sigma_train", [0.0]):
-                runs += [ModelRun(task_name, method, float(sigma), seed) for seed in task_config["seeds"]]
+            sweep = registry.method(method).sweep
+            for value in (spec[sweep] if sweep is not None else [0.0]):
+                runs += [ModelRun(task_name, method, float(value), seed) for seed in method_seeds(task_config, method)]
     return sorted(runs)
 
 
+def method_seeds(task_config: dict[str, Any], method: str) -> list[int]:
+    """The training seeds of one method: its own ``seeds`` or the task's (the original trained
+    3 QAT models per level count beside 5 of every other method)."""
+    return list(task_config["methods"][method].get("seeds", task_config["seeds"]))
+
+
 def pretrained_run(run: ModelRun) -> ModelRun | None:
-    """The vanilla model a fine-tuning run starts from (same seed), or None."""
-    if run.method in FINE_TUNING_METHODS:
-        return ModelRun(run.task, "vanilla", 0.0, run.seed)
-    return None
+    """The model a fine-tuning run starts from (same task and seed), or None."""
+    start = registry.method(run.method).starts_from
+    return None if start is None else ModelRun(run.task, start, 0.0, run.seed)
+
+
+def run_settings(config: dict[str, Any], run: ModelRun) -> dict[str, float]:
+    """Every setting of the run's model (sigma_train, levels, noise_sd, ...), 0 where not applied."""
+    return registry.run_settings(run.method, run.setting, config["tasks"][run.task]["methods"][run.method])
 
 
 def check_run(config: dict[str, Any], run: ModelRun) -> None:
@@ -100,6 +129,19 @@ def table_files(task: str) -> list[str]:
     return [str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in TABLE_STEMS for ext in ("csv", "md")]
 
 
+def method_figures(config: dict[str, Any], task: str) -> dict[str, str]:
+    """The figures the task's methods add (registry ``figures``: stem -> plotting function),
+    e.g. ``accuracy_vs_levels`` for ``qat``."""
+    return {stem: function for method in config["tasks"][task]["methods"]
+            for stem, function in registry.method(method).figures.items()}
+
+
+def method_figure_files(config: dict[str, Any], task: str) -> list[str]:
+    stems = method_figures(config, task)
+    return [str(FIGURES / task / f"{stem}.{ext}") for stem in stems for ext in ("pdf", "png")] + [
+        str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in stems for ext in ("csv", "md")]
+
+
 def comparison_files(name: str) -> list[str]:
     return [str(FIGURES / "comparisons" / f"{name}.{ext}") for ext in ("pdf", "png")] + [
         str(RESULTS / "comparisons" / f"{name}.{ext}") for ext in ("csv", "md")]
@@ -115,10 +157,11 @@ def trace_runs(config: dict[str, Any], task: str) -> list[ModelRun]:
     """The models whose activity the heartbeat figure shows: vanilla and the headline method at
     the headline sigma_train, first seed."""
     task_config = config["tasks"][task]
-    figures, seed = task_config["figures"], task_config["seeds"][0]
-    runs = [ModelRun(task, "vanilla", 0.0, seed)] if "vanilla" in task_config["methods"] else []
+    figures = task_config["figures"]
     headline = figures["headline_method"]
-    sigma = figures["headline_sigma_train"] if headline in NOISY_FORWARD_METHODS else 0.0
+    seed = method_seeds(task_config, headline)[0]
+    runs = [ModelRun(task, "vanilla", 0.0, seed)] if "vanilla" in task_config["methods"] else []
+    sigma = figures["headline_sigma_train"] if registry.method(headline).sweep == "sigma_train" else 0.0
     if headline != "vanilla":
         runs.append(ModelRun(task, headline, float(sigma), seed))
     return runs
@@ -134,13 +177,17 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
     task = config["tasks"][run.task]
     training = {**task["training"], **task["methods"][run.method].get("training", {})}
     noise = task_noise(config, run.task)
+    entry = registry.method(run.method)
+    settings = run_settings(config, run)
     return TrainingSettings(
         method=run.method,
         epochs=training["epochs"],
         batch_size=training["batch_size"],
         optimizer=dict(training["optimizer"]),
         seed=run.seed,
-        sigma_train=run.sigma_train if run.method in NOISY_FORWARD_METHODS else 0.0,
+        sigma_train=run.sigma_train,
+        method_options={name: settings[name] for name in (entry.sweep, *entry.fixed)
+                        if name not in (None, "sigma_train")},
         lr_scheduler=dict(training["lr_scheduler"]) if training.get("lr_scheduler") else None,
         weight_clip_std=training.get("weight_clip_std"),
         noise_model=noise["model"],

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from memristor_mat import methods as registry  # noqa: E402
 from memristor_mat.io import atomic_path  # noqa: E402
 
 __all__ = [
@@ -45,28 +46,15 @@ __all__ = [
     "plot_heartbeat_traces",
 ]
 
-METHOD_LABELS: dict[str, str] = {
-    "vanilla": "Vanilla",
-    "mat": "MAT (fine-tuned)",
-    "mat_scratch": "MAT (from scratch)",
-    "noisy_updates": "Noisy updates",
-}
-
+#: Label, colour and marker of each method, from the method registry (memristor_mat.methods).
+METHOD_LABELS: dict[str, str] = {name: m.label for name, m in registry.METHODS.items()}
 _PALETTE = sns.color_palette("colorblind")  # 10 colour-blind-safe colours
 #: A fixed colour per method, the same in every figure.
 METHOD_COLORS: dict[str, tuple[float, float, float]] = {
-    "vanilla": _PALETTE[7],  # grey: the baseline
-    "mat": _PALETTE[0],  # blue
-    "mat_scratch": _PALETTE[2],  # green
-    "noisy_updates": _PALETTE[1],  # orange
+    name: matplotlib.colors.to_rgb(m.color) for name, m in registry.METHODS.items()
 }
-_SPARE_COLORS = [_PALETTE[i] for i in (4, 3, 5, 6, 9, 8)]
-METHOD_MARKERS: dict[str, str] = {
-    "vanilla": "o",
-    "mat": "s",
-    "mat_scratch": "^",
-    "noisy_updates": "D",
-}
+_SPARE_COLORS = [_PALETTE[i] for i in (5, 6, 9, 8)]
+METHOD_MARKERS: dict[str, str] = {name: m.marker for name, m in registry.METHODS.items()}
 
 #: How each summary statistic is described in legends.
 STAT_LABELS: dict[str, str] = {
@@ -187,11 +175,19 @@ def curve_colors(curves: Sequence[tuple[str, float]]) -> list:
     return [shade_of[(method, float(sigma))] for method, sigma in curves]
 
 
-def curve_label(method: str, sigma_train: float) -> str:
-    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%``; no sigma for ``sigma_train == 0``."""
+def _setting_column(method: str) -> str | None:
+    """The summary column that tells the method's curves apart (its swept setting)."""
+    setting = registry.curve_setting(method)
+    return None if setting is None else setting.name
+
+
+def curve_label(method: str, value: float) -> str:
+    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%`` or ``QAT, 4 levels``: the method and
+    the value of its swept setting (nothing for a method that sweeps none, or sigma_train 0)."""
     label = method_label(method)
-    if not np.isclose(float(sigma_train), 0.0, atol=_SIGMA_ATOL):
-        label += f", σ_train = {_fmt_pct(100 * float(sigma_train))}"
+    setting = registry.curve_setting(method)
+    if setting is not None and not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL):
+        label += f", {setting.label(value)}"
     return label
 
 
@@ -256,21 +252,27 @@ def save_figure(fig: Figure, directory: str | os.PathLike, stem: str) -> tuple[P
 
 
 def _available_curves(summary: pd.DataFrame) -> list[tuple[str, float]]:
-    pairs = summary.loc[:, ["method", "sigma_train"]].drop_duplicates()
-    pairs = pairs.sort_values(["method", "sigma_train"])
-    return [(str(m), float(s)) for m, s in pairs.itertuples(index=False)]
+    curves = {(str(row["method"]), _curve_value(row)) for _, row in summary.iterrows()}
+    return sorted(curves)
 
 
-def _curve_rows(summary: pd.DataFrame, method: str, sigma_train: float) -> pd.DataFrame:
-    """The summary rows of one (method, sigma_train) curve, sorted by noise level."""
-    mask = (summary["method"] == method) & np.isclose(
-        summary["sigma_train"].astype(float), float(sigma_train), rtol=0.0, atol=_SIGMA_ATOL
-    )
+def _curve_value(row) -> float:
+    column = _setting_column(str(row["method"]))
+    return 0.0 if column is None or column not in row else float(row[column])
+
+
+def _curve_rows(summary: pd.DataFrame, method: str, value: float) -> pd.DataFrame:
+    """The summary rows of one (method, setting value) curve, sorted by noise level; the value is
+    the method's swept setting (sigma_train for MAT, levels for QAT, ...)."""
+    column = _setting_column(method)
+    mask = summary["method"] == method
+    if column is not None and column in summary.columns:
+        mask &= np.isclose(summary[column].astype(float), float(value), rtol=0.0, atol=_SIGMA_ATOL)
     rows = summary.loc[mask]
+    what = f"curve (method={method!r}, {column or 'sigma_train'}={float(value):g})"
     if rows.empty:
         raise ValueError(
-            f"curve (method={method!r}, sigma_train={float(sigma_train):g}) is not in the "
-            f"summary; available (method, sigma_train): {_available_curves(summary)}"
+            f"{what} is not in the summary; available (method, setting): {_available_curves(summary)}"
         )
     duplicated = rows["sigma_inference"].duplicated()
     if duplicated.any():
@@ -279,7 +281,7 @@ def _curve_rows(summary: pd.DataFrame, method: str, sigma_train: float) -> pd.Da
             if c in rows.columns and rows[c].nunique() > 1
         ]
         raise ValueError(
-            f"curve (method={method!r}, sigma_train={float(sigma_train):g}) has several rows per "
+            f"{what} has several rows per "
             f"sigma_inference (they differ in {distinct or 'no key column'}); filter the summary "
             "to one task / dataset / arch / noise model / reference first"
         )
@@ -301,7 +303,8 @@ def _check_stats(summary: pd.DataFrame, center: str, band: Sequence[str] | None)
 def _curve_table(
     rows: pd.DataFrame, label: str, center: str, band: Sequence[str] | None
 ) -> pd.DataFrame:
-    cols = ["method", "sigma_train", "sigma_inference", "noise_level_pct"]
+    cols = ["method", "sigma_train"] + [c for c in registry.SETTING_COLUMNS[1:] if c in rows.columns]
+    cols += ["sigma_inference", "noise_level_pct"]
     cols += [c for c in ("n_models", "n_draws", "n_samples") if c in rows.columns]
     stats = [center] + [b for b in (band or ()) if b != center]
     table = rows.loc[:, cols + stats].copy()
@@ -386,8 +389,9 @@ def _draw_curves(
 
 def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float, label: str, color) -> list:
     """The original study's numbers for one curve, dotted with hollow markers (none: nothing)."""
+    column = _setting_column(method) or "sigma_train"
     rows = published[(published["method"] == method)
-                     & np.isclose(published["sigma_train"].astype(float), sigma_train, atol=_SIGMA_ATOL)]
+                     & np.isclose(published[column].astype(float), sigma_train, atol=_SIGMA_ATOL)]
     if rows.empty:
         return []
     rows = rows.sort_values("sigma_inference")
@@ -515,59 +519,54 @@ def plot_sigma_train_curves(
 def plot_sigma_heatmap(
     summary: pd.DataFrame,
     *,
-    method: str = "mat",
+    methods: Sequence[str] | None = None,
     stat: str = "mean",
     title: str | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
-    """Heatmap of accuracy (``stat``, default mean, %): rows sigma_train (%) of ``method``, with
-    vanilla as the sigma_train = 0 row on top (if present), columns the inference noise level (%).
+    """Heatmap of accuracy (``stat``, default mean, %): one row per trained configuration
+    (method and the value of its swept setting: MAT's sigma_train, QAT's levels, ...), vanilla
+    on top, then the methods in registry order; columns the inference noise level (%).
 
-    Returns ``(fig, table)``; the table is the annotated pivot: columns ``method``,
-    ``sigma_train_pct`` and one column per noise level named by its percentage (``"0"``,
-    ``"5"``, ``"10"``, ...); missing cells are NaN (blank in the figure).
+    ``methods``: the methods to show (default: every method in the summary). Returns
+    ``(fig, table)``; the table is the annotated matrix: columns ``method``, ``label``,
+    ``sigma_train_pct``, the other settings of the registry (``levels``, ``noise_sd``) and one
+    column per noise level named by its percentage (``"0"``, ``"5"``, ...); missing cells are
+    NaN (blank in the figure).
     """
     _check_stats(summary, stat, None)
-    rows = summary[summary["method"] == method]
-    if rows.empty:
-        raise ValueError(
-            f"method {method!r} is not in the summary; available methods: "
-            f"{sorted(summary['method'].unique().tolist())}"
-        )
-    parts = []
-    if method != "vanilla" and (summary["method"] == "vanilla").any():
-        parts.append(summary[summary["method"] == "vanilla"])
-    parts.append(rows)
-    data = pd.concat(parts, ignore_index=True)
-    data = data.assign(
-        _order=np.where(data["method"] == "vanilla", 0, 1),
-        sigma_train_pct=(100.0 * data["sigma_train"].astype(float)).round(6),
-    )
-    key = ["_order", "method", "sigma_train_pct", "noise_level_pct"]
-    if data.duplicated(key).any():
-        raise ValueError(
-            "several summary rows per (method, sigma_train, sigma_inference); filter the "
-            "summary to one task / dataset / arch / noise model / reference first"
-        )
-    pivot = data.pivot_table(
-        index=["_order", "method", "sigma_train_pct"], columns="noise_level_pct", values=stat,
-        aggfunc="first", dropna=False,
-    ).sort_index()
-    pivot = pivot.dropna(how="all")
-    levels = [float(c) for c in pivot.columns]
-    matrix = pivot.to_numpy(dtype=float)
+    present = summary["method"].unique().tolist()
+    order = list(registry.METHODS) + sorted(m for m in present if m not in registry.METHODS)
+    wanted = [m for m in order if m in present] if methods is None else list(methods)
+    missing = [m for m in wanted if m not in present]
+    if missing or not wanted:
+        raise ValueError(f"method(s) {missing or wanted} not in the summary; available methods: {sorted(present)}")
+    if methods is not None and "vanilla" not in wanted and "vanilla" in present:
+        wanted.insert(0, "vanilla")
+    settings = [c for c in registry.SETTING_COLUMNS[1:] if c in summary.columns]
+    curves = []  # (method, value) in display order
+    for method in wanted:
+        values = sorted({_curve_value(row) for _, row in summary[summary["method"] == method].iterrows()})
+        curves += [(method, value) for value in values]
+    levels = sorted(summary.loc[summary["method"].isin(wanted), "noise_level_pct"].astype(float).unique())
+    matrix = np.full((len(curves), len(levels)), np.nan)
+    records = []
+    for i, (method, value) in enumerate(curves):
+        rows = _curve_rows(summary, method, value)
+        for level, cell in zip(rows["noise_level_pct"].astype(float), rows[stat].astype(float)):
+            matrix[i, levels.index(level)] = cell
+        first = rows.iloc[0]
+        records.append({"method": method, "label": curve_label(method, value),
+                        "sigma_train_pct": round(100.0 * float(first["sigma_train"]), 6),
+                        **{c: first[c] for c in settings}})
 
-    row_labels = [
-        "Vanilla" if m == "vanilla" else _fmt_pct(s) for _o, m, s in pivot.index
-    ]
+    row_labels = [r["label"] for r in records]
     col_labels = [f"{lv:g}" for lv in levels]
-    table = pd.DataFrame(matrix, columns=col_labels)
+    table = pd.concat([pd.DataFrame(records), pd.DataFrame(matrix, columns=col_labels)], axis=1)
     table.columns.name = "noise_level_pct"
-    table.insert(0, "sigma_train_pct", [s for _o, _m, s in pivot.index])
-    table.insert(0, "method", [m for _o, m, _s in pivot.index])
 
     n_rows, n_cols = matrix.shape
-    width = min(max(6.4, 1.0 + 0.75 * n_cols), 12.0)
-    height = min(max(3.0, 1.3 + 0.45 * n_rows), 9.0)
+    width = min(max(6.4, 3.0 + 0.75 * n_cols), 14.0)
+    height = min(max(3.0, 1.3 + 0.42 * n_rows), 12.0)
     with style_context():
         fig, ax = _new_figure((width, height))
         sns.heatmap(
@@ -583,10 +582,12 @@ def plot_sigma_heatmap(
             annot_kws={"fontsize": "small"},
             cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
         )
-        if row_labels and row_labels[0] == "Vanilla" and n_rows > 1:
-            ax.axhline(1, color="white", linewidth=3)
+        # white rules between methods
+        for i in range(1, n_rows):
+            if curves[i][0] != curves[i - 1][0]:
+                ax.axhline(i, color="white", linewidth=3)
         ax.set_xlabel(noise_axis_label(summary))
-        ax.set_ylabel(rf"{method_label(method)}: $\sigma_\mathrm{{train}}$")
+        ax.set_ylabel("Training method")
         ax.tick_params(axis="y", rotation=0)
         ax.tick_params(axis="x", rotation=0)
         ax.grid(False)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from . import methods as registry
 from . import pipeline
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import load_prepared, prepare_dataset, save_prepared
@@ -31,9 +32,10 @@ from .training import TrainingSettings, split_threads, train
 
 log = logging.getLogger(__name__)
 
-#: columns of the tidy accuracy table, in order (one row per model x level x draw)
+#: columns of the tidy accuracy table, in order (one row per model x level x draw); every
+#: setting of the method registry (sigma_train, levels, noise_sd) is a column, 0 where not applied
 ACCURACY_COLUMNS = [
-    "task", "dataset", "arch", "method", "sigma_train", "seed", "noise_model", "reference",
+    "task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "noise_model", "reference",
     "sigma_inference", "draw", "eval_seed", "n_test", "n_correct", "accuracy",
 ]
 
@@ -90,6 +92,7 @@ def train_model(
     identity = {
         "arch": arch, "arch_options": options, "task": run.task, "dataset": data.name,
         "method": run.method, "sigma_train": run.sigma_train, "seed": run.seed,
+        "method_settings": registry.run_settings(run.method, run.setting, settings.method_options),
         "settings": settings.as_dict(),
     }
     resume_path = Path(str(out_path) + ".resume")
@@ -102,8 +105,9 @@ def train_model(
         "provenance": provenance({"settings": settings.as_dict(), "model": model_config}),
     })
     history = pd.DataFrame(result.history)
-    for key in ("seed", "sigma_train", "method", "task"):
-        history.insert(0, key, identity[key])
+    for key, value in reversed([("task", run.task), ("method", run.method), *identity["method_settings"].items(),
+                                ("seed", run.seed)]):
+        history.insert(0, key, value)
     _write_csv(history, metrics_path)
     resume_path.unlink(missing_ok=True)
 
@@ -129,9 +133,11 @@ def evaluate_model(
             f"but the test data {data_path} is {data.name!r}"
         )
     table = monte_carlo_accuracy(model, data.x_test, data.y_test, settings)
+    method_settings = registry.unapplied_settings() | {
+        "sigma_train": float(checkpoint["sigma_train"]), **checkpoint.get("method_settings", {})}
     identity = {
         "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
-        "method": checkpoint["method"], "sigma_train": float(checkpoint["sigma_train"]),
+        "method": checkpoint["method"], **method_settings,
         "seed": int(checkpoint["seed"]), "noise_model": settings.noise_model,
         "reference": settings.noise_options.get("reference", ""), "eval_seed": settings.seed,
     }
@@ -183,7 +189,8 @@ def aggregate(
     missing = [c for c in ACCURACY_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"evaluation shards lack columns {missing}")
-    table = table.sort_values(["method", "sigma_train", "seed", "sigma_inference", "draw"], ignore_index=True)
+    table = table.sort_values(["method", *registry.SETTING_COLUMNS, "seed", "sigma_inference", "draw"],
+                              ignore_index=True)
     shard_meta = [read_parquet_metadata(p) for p in shard_paths]
     meta = {
         **provenance(sorted(m.get("config_hash", "") for m in shard_meta)),

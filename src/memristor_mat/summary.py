@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from memristor_mat.io import atomic_path, write_text_atomic
+from memristor_mat.methods import SETTING_COLUMNS, unapplied_settings
 
 __all__ = [
     "GROUP_KEYS",
@@ -47,7 +48,7 @@ GROUP_KEYS: tuple[str, ...] = (
     "dataset",
     "arch",
     "method",
-    "sigma_train",
+    *SETTING_COLUMNS,
     "noise_model",
     "reference",
     "sigma_inference",
@@ -95,7 +96,7 @@ PER_MODEL_COLUMNS: tuple[str, ...] = GROUP_KEYS + (
 PUBLISHED_COLUMNS: tuple[str, ...] = (
     "task",
     "method",
-    "sigma_train",
+    *SETTING_COLUMNS,
     "sigma_inference",
     "statistic",
     "accuracy_pct",
@@ -121,8 +122,13 @@ def _pct(fraction: pd.Series) -> pd.Series:
 def _group_seed(seed: int, key: tuple) -> np.random.SeedSequence:
     """A random stream per group that depends only on ``seed`` and the group's key.
 
-    So a group's bootstrap CI does not change when other groups are added or removed.
+    So a group's bootstrap CI does not change when other groups are added or removed. Method
+    settings that do not apply (0) beyond ``sigma_train`` are left out of the key, so adding a
+    setting to the method registry changes no existing group's stream.
     """
+    named = dict(zip(GROUP_KEYS, key))
+    key = tuple(value for name, value in named.items()
+                if not (name in SETTING_COLUMNS[1:] and float(value) == 0.0))
     digest = zlib.crc32(repr(tuple(str(k) for k in key)).encode("utf-8"))
     return np.random.SeedSequence([int(seed), digest])
 
@@ -132,6 +138,8 @@ def _prepare(table: pd.DataFrame) -> pd.DataFrame:
     rounded to group keys, and the noise-free copies removed (see :func:`summarise`)."""
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    # tables written before a setting existed did not apply it
+    table = table.assign(**{name: value for name, value in unapplied_settings().items() if name not in table.columns})
     _check_columns(table, REQUIRED_COLUMNS, "accuracy table")
     if table.empty:
         raise ValueError("accuracy table is empty")
@@ -148,8 +156,9 @@ def _prepare(table: pd.DataFrame) -> pd.DataFrame:
 
     data = table.loc[:, list(REQUIRED_COLUMNS)].copy()
     data["accuracy"] = accuracy.astype(float) * 100.0
-    for col in ("sigma_train", "sigma_inference"):
+    for col in ("sigma_train", "noise_sd", "sigma_inference"):
         data[col] = data[col].astype(float).round(_SIGMA_DECIMALS)
+    data["levels"] = data["levels"].astype(int)
     # Noise-free level: one evaluation per model. Tables that copied it once per draw hold
     # identical accuracies; count each distinct accuracy of a model once.
     copies = (data["sigma_inference"] == 0.0) & data.duplicated(
@@ -394,6 +403,8 @@ def published_numbers(task: str | None = None) -> pd.DataFrame:
             "task": str,
             "method": str,
             "sigma_train": float,
+            "levels": int,
+            "noise_sd": float,
             "sigma_inference": float,
             "statistic": str,
             "accuracy_pct": float,
@@ -411,9 +422,9 @@ def published_numbers(task: str | None = None) -> pd.DataFrame:
 def compare_with_published(summary: pd.DataFrame, task: str) -> pd.DataFrame:
     """Our accuracy beside the published one, for ``task``.
 
-    One row per summary row of ``task`` whose (method, sigma_train, sigma_inference) the
+    One row per summary row of ``task`` whose (method, settings, sigma_inference) the
     published study reports (an inner join: configurations only one side has are left out).
-    Columns: task, method, sigma_train, sigma_inference, noise_level_pct, dataset, arch,
+    Columns: task, method, sigma_train, levels, noise_sd, sigma_inference, noise_level_pct, dataset, arch,
     noise_model, reference, n_models, n_draws, ``mean``, ``median`` (ours, percent),
     ``statistic`` (the published statistic: mean or median), ``ours`` (our value of that
     statistic), ``published``, ``difference`` (ours - published, percentage points), ``note``.
@@ -424,25 +435,27 @@ def compare_with_published(summary: pd.DataFrame, task: str) -> pd.DataFrame:
     )
     _check_columns(summary, needed, "summary")
     ours = summary[summary["task"] == task].copy()
+    ours = ours.assign(**{name: value for name, value in unapplied_settings().items() if name not in ours.columns})
     pub = published_numbers(task).rename(columns={"accuracy_pct": "published"})
+    keys = [*SETTING_COLUMNS, "sigma_inference"]
     for frame in (ours, pub):
-        frame["_st"] = frame["sigma_train"].astype(float).round(_SIGMA_DECIMALS)
-        frame["_si"] = frame["sigma_inference"].astype(float).round(_SIGMA_DECIMALS)
+        for column in keys:
+            frame[f"_{column}"] = frame[column].astype(float).round(_SIGMA_DECIMALS)
     merged = ours.merge(
-        pub.drop(columns=["task", "sigma_train", "sigma_inference"]),
-        on=["method", "_st", "_si"],
+        pub.drop(columns=["task", *keys]),
+        on=["method", *(f"_{column}" for column in keys)],
         how="inner",
     )
     merged["ours"] = np.where(merged["statistic"] == "median", merged["median"], merged["mean"])
     merged["difference"] = merged["ours"] - merged["published"]
     merged["noise_level_pct"] = _pct(merged["sigma_inference"])
-    columns = ["task", "method", "sigma_train", "sigma_inference", "noise_level_pct"]
+    columns = ["task", "method", *SETTING_COLUMNS, "sigma_inference", "noise_level_pct"]
     columns += [c for c in ("dataset", "arch", "noise_model", "reference") if c in merged.columns]
     columns += [
         "n_models", "n_draws", "mean", "median", "statistic", "ours", "published",
         "difference", "note",
     ]
-    sort_keys = ["method", "sigma_train"]
+    sort_keys = ["method", *SETTING_COLUMNS]
     sort_keys += [c for c in ("dataset", "arch", "noise_model", "reference") if c in merged]
     sort_keys += ["sigma_inference"]
     merged = merged.sort_values(sort_keys, kind="mergesort")

@@ -1,10 +1,10 @@
-"""Training methods of the study (SPEC §2): vanilla, mat, mat_scratch, noisy_updates.
+"""One training loop for every method of the registry (:mod:`memristor_mat.methods`).
 
-One loop serves every method; the method only decides whether the forward pass sees weight noise
-and whether permanent noise is added to the weights late in training. Every epoch ends with an
-atomic resume checkpoint, and the randomness of epoch ``k`` (data order, weight noise, dropout)
-is seeded from ``(seed, k)``, so a run killed after epoch ``k`` and resumed ends with exactly the
-weights of an uninterrupted run.
+The loop never tests a method's name: it calls the method's hooks (forward wrapper, before and
+after the optimiser step, after the weight clipping). Every epoch ends with an atomic resume
+checkpoint (with the hooks' own state), and the randomness of epoch ``k`` (data order, weight
+noise, dropout) is seeded from ``(seed, k)``, so a run killed after epoch ``k`` and resumed ends
+with exactly the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -22,69 +22,22 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import methods as registry
 from .augmentation import augmented_batches, make_augmentation
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DatasetSplits
 from .device import derive_seed, generator
 from .evaluation import clean_accuracy
-from .noise import (NoisyModel, PrefetchedNormals, generated_normals, make_noise_model, noisy_parameter_names,
-                    weight_reference)
+from .methods.hooks import EpochContext, TrainingHooks
+from .methods.mat import ForwardNoiseHooks
+from .methods.noisy_updates import NoisyUpdates
+from .noise import noisy_parameter_names
 from .provenance import config_hash
 
 log = logging.getLogger(__name__)
 
-METHODS = ("vanilla", "mat", "mat_scratch", "noisy_updates")
-#: methods whose forward pass sees weight noise at sigma_train
-NOISY_FORWARD_METHODS = ("mat", "mat_scratch")
 #: reduced-precision compute types for ``mixed_precision`` (CUDA only; float16 uses loss scaling)
 MIXED_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-#: methods that start from a pretrained vanilla checkpoint
-FINE_TUNING_METHODS = ("mat",)
-
-
-#: when, within an epoch, ``noisy_updates`` injects: batch ``index`` (0-based) such that ...
-INJECTION_TIMINGS = {
-    # index % n == 0: batches 0, n, 2n, ... (the original's code, SPEC §2.1)
-    "original": lambda index, n: index % n == 0,
-    # (index + 1) % n == 0: after every n full batches, never on an epoch's first batch
-    "interval_end": lambda index, n: (index + 1) % n == 0,
-}
-#: where the injection sits relative to the +-k std clipping of the same batch
-INJECTION_ORDERS = ("noise_then_clip", "clip_then_noise")
-#: the scale R(W) of an injection, sd = relative_sd * R(W) (see memristor_mat.noise.REFERENCES)
-INJECTION_REFERENCES = ("range", "max", "absmax", "2absmax")
-
-
-@dataclass(frozen=True)
-class NoisyUpdates:
-    """The original's "noisy grad" (SPEC §2, §2.1): permanent noise N(0, (relative_sd * R(W))^2)
-    added in place to every memristor tensor W after the optimiser step of selected batches of
-    the last ``last_epochs`` epochs, every ``every_n_batches`` batches.
-
-    ``timing``, ``order`` and ``reference`` say which batches, whether the noise comes before or
-    after the weight clipping, and what R(W) is. The original (SPEC §2.1): ``timing="original"``
-    (index % n == 0), ``order="noise_then_clip"``, ``reference="range"`` (max - min) for MNIST and
-    ``"max"`` (|max(W)|, the absolute value of the largest signed weight) with relative_sd 0.1
-    for ECG. The defaults are this project's: ``interval_end``, ``clip_then_noise``, ``range``.
-    """
-
-    last_epochs: int = 3
-    every_n_batches: int = 100
-    relative_sd: float = 0.01
-    timing: str = "interval_end"
-    order: str = "clip_then_noise"
-    reference: str = "range"
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("timing", self.timing, sorted(INJECTION_TIMINGS)),
-                                     ("order", self.order, list(INJECTION_ORDERS)),
-                                     ("reference", self.reference, list(INJECTION_REFERENCES))):
-            if value not in allowed:
-                raise ValueError(f"noisy_updates.{name} must be one of {allowed}, got {value!r}")
-
-    def injects_at(self, index: int) -> bool:
-        """Whether batch ``index`` (0-based within its epoch) of a late epoch gets an injection."""
-        return INJECTION_TIMINGS[self.timing](index, self.every_n_batches)
 
 
 @dataclass(frozen=True)
@@ -106,16 +59,23 @@ class TrainingSettings:
     augmentation: dict[str, Any] | None = None
     #: None (float32), "bfloat16" or "float16": autocast on CUDA, ignored elsewhere
     mixed_precision: str | None = None
+    #: the method's settings other than sigma_train (e.g. ``{"levels": 4}`` for ``qat``)
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown training method {self.method!r}; expected one of {list(METHODS)}")
+        entry = registry.method(self.method)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
-        if self.method in NOISY_FORWARD_METHODS and not self.sigma_train > 0:
+        if entry.sweep == "sigma_train" and not self.sigma_train > 0:
             raise ValueError(f"method {self.method!r} needs sigma_train > 0, got {self.sigma_train}")
-        if self.method not in NOISY_FORWARD_METHODS and self.sigma_train != 0:
+        if entry.sweep != "sigma_train" and self.sigma_train != 0:
             raise ValueError(f"method {self.method!r} trains without forward noise: sigma_train must be 0")
+        wanted = {name for name in (entry.sweep, *entry.fixed) if name not in (None, "sigma_train")}
+        if set(self.method_options) != wanted:
+            raise ValueError(f"method {self.method!r} takes the options {sorted(wanted)}, "
+                             f"got {sorted(self.method_options)}")
+        for name, value in self.method_options.items():
+            registry.SETTINGS[name].check(value)
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"mixed_precision must be null or one of {sorted(MIXED_PRECISION)}, got {self.mixed_precision!r}"
@@ -195,15 +155,6 @@ def clip_weights(parameters: list[torch.Tensor], k_std: float) -> None:
             w.clamp_(-bound, bound)
 
 
-@torch.no_grad()
-def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen: torch.Generator,
-                        reference: str = "range") -> None:
-    """W += N(0, (relative_sd * R(W))^2) in place, R from :func:`memristor_mat.noise.weight_reference`."""
-    for w in parameters:
-        sd = relative_sd * weight_reference(w, reference)
-        w.add_(torch.randn(w.shape, generator=gen, device=w.device) * sd)
-
-
 def autocast_dtype(mixed_precision: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast type for ``mixed_precision`` on ``device``: None (float32) off CUDA."""
     if mixed_precision is None:
@@ -224,38 +175,6 @@ def split_threads(threads: int, device: torch.device, augmenting: bool) -> tuple
     if not augmenting or device.type == "cpu":
         return threads, 0
     return 1, threads - 1
-
-
-#: cost of one standard normal in floating-point operations of a training step (measured on
-#: this project's CPU: randn of the MLP's 101,632 weights takes 0.35 ms, 53 % of a 0.67 ms step
-#: of 19.5 MFLOP)
-_FLOPS_PER_NORMAL = 100
-
-
-@torch.no_grad()
-def noise_share(model: nn.Module, sample: torch.Tensor, batch_size: int, normals_per_step: int) -> float:
-    """Estimated share of a training step spent drawing the forward noise's random numbers: the
-    step's matrix-multiply and convolution FLOPs (counted by torch's FlopCounterMode on one
-    sample, x 3 for the backward pass) against the normals drawn. Deterministic, unlike a
-    timing: the thread layout it decides must not depend on the machine's load."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()  # no BatchNorm statistics or dropout from this probe
-    counter = FlopCounterMode(display=False)
-    with counter:
-        model(sample.unsqueeze(0))
-    model.train(was_training)
-    step_flops = 3 * counter.get_total_flops() * batch_size
-    noise_flops = _FLOPS_PER_NORMAL * normals_per_step
-    return noise_flops / (noise_flops + step_flops)
-
-
-def _normals_for_epoch(shapes, normals_per_weight, gen, count, device, prefetch):
-    # On CPU, random numbers cost half a small model's step: make them on another core.
-    if prefetch and device.type == "cpu":
-        return PrefetchedNormals(shapes, normals_per_weight, gen, count)
-    return generated_normals(shapes, normals_per_weight, gen, device)
 
 
 def train(
@@ -281,16 +200,15 @@ def train(
     """
     model.to(device)
     settings_hash = config_hash(settings.as_dict())
-    names = noisy_parameter_names(model, settings.include_normalization)
     named = dict(model.named_parameters())
-    memristor_params = [named[n] for n in names]
+    memristor_params = {n: named[n] for n in noisy_parameter_names(model, settings.include_normalization)}
     optimizer = make_optimizer(settings.optimizer, model.parameters())
     scheduler = make_lr_scheduler(settings.lr_scheduler, optimizer)
     per_batch_schedule = lr_interval(settings.lr_scheduler) == "batch"
-    injection = settings.noisy_updates
     amp_dtype = autocast_dtype(settings.mixed_precision, device)
     # loss scaling keeps float16 gradients from underflowing; a no-op otherwise
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    hooks = method_hooks(model, memristor_params, settings, device, prefetch_noise=prefetch_noise)
     history: list[dict[str, float]] = []
     start_epoch = 0
 
@@ -306,19 +224,12 @@ def train(
         if scheduler is not None:
             scheduler.load_state_dict(state["lr_scheduler"])
         scaler.load_state_dict(state.get("grad_scaler") or {})
+        hooks.load_state_dict(state.get("method_state") or {})
         history = list(state["history"])
         start_epoch = int(state["epochs_done"])
         log.info("resuming %s from epoch %d of %d", resume_path, start_epoch, settings.epochs)
 
-    noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
-    forward_noise = settings.method in NOISY_FORWARD_METHODS
     loss_fn = loss_function(model)
-    reserve_noise_core = False
-    if forward_noise and prefetch_noise and device.type == "cpu" and torch.get_num_threads() > 1:
-        normals_per_step = noise.normals_per_weight * sum(named[n].numel() for n in names)
-        # a core of its own pays for small networks (MLP: a third of a step), not for CNNs (0.1 %)
-        share = noise_share(model, data.x_train[0].to(device), settings.batch_size, normals_per_step)
-        reserve_noise_core = share > 0.1
     augmentation = None
     if settings.augmentation is not None:
         if data.x_train.ndim != 4:
@@ -331,6 +242,7 @@ def train(
     else:
         x_train, y_train = data.x_train, data.y_train
     n_train = len(y_train)
+    clip = settings.weight_clip_std
 
     for epoch in range(start_epoch, settings.epochs):
         started = time.perf_counter()
@@ -338,22 +250,16 @@ def train(
         order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
         batches = EpochBatches(x_train, y_train, order.split(settings.batch_size), augmentation, settings.seed,
                                epoch, data_workers, device)
-        noise_gen = generator(derive_seed(settings.seed, "noise", epoch), device)
-        late = epoch >= settings.epochs - settings.noisy_updates.last_epochs
+        context = EpochContext(
+            epoch=epoch, generator=generator(derive_seed(settings.seed, "noise", epoch), device),
+            batches=len(batches), late=epoch >= settings.epochs - settings.noisy_updates.last_epochs,
+            sample=data.x_train[0],
+        )
         model.train()
-        forward: nn.Module = model
-        normals = None
-        compute_threads = torch.get_num_threads()
-        if forward_noise:
-            shapes = {n: named[n].shape for n in names}
-            normals = _normals_for_epoch(shapes, noise.normals_per_weight, noise_gen, len(batches), device,
-                                         prefetch_noise)
-            forward = NoisyModel(model, noise, normals=normals, include_normalization=settings.include_normalization)
-            if isinstance(normals, PrefetchedNormals) and reserve_noise_core:
-                torch.set_num_threads(compute_threads - 1)  # leave the noise thread a core of its own
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         try:
+            forward = hooks.epoch_forward(context)
             bar = tqdm(batches, total=len(batches), desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
                        disable=None if progress is None else not progress)
             for index, (xb, yb) in enumerate(bar):
@@ -362,24 +268,20 @@ def train(
                     logits = forward(xb)
                     loss = loss_fn(logits, yb)
                 scaler.scale(loss).backward()
+                hooks.before_step(index, context)
                 scaler.step(optimizer)
                 scaler.update()
                 lr = optimizer.param_groups[0]["lr"]  # the rate this batch was trained with
                 if per_batch_schedule:
                     scheduler.step()
-                inject = settings.method == "noisy_updates" and late and injection.injects_at(index)
-                if inject and injection.order == "noise_then_clip":
-                    add_permanent_noise(memristor_params, injection.relative_sd, noise_gen, injection.reference)
-                if settings.weight_clip_std is not None:
-                    clip_weights(memristor_params, settings.weight_clip_std)
-                if inject and injection.order == "clip_then_noise":
-                    add_permanent_noise(memristor_params, injection.relative_sd, noise_gen, injection.reference)
+                hooks.after_step(index, context)
+                if clip is not None:
+                    clip_weights(memristor_params.values(), clip)
+                hooks.after_clip(index, context)
                 loss_sum += loss.detach() * len(yb)
                 correct += (logits.detach().argmax(-1) == yb).sum()
         finally:
-            if isinstance(normals, PrefetchedNormals):
-                normals.close()
-            torch.set_num_threads(compute_threads)
+            hooks.end_epoch()
         if scheduler is not None and not per_batch_schedule:
             scheduler.step()
         test_accuracy = clean_accuracy(model, data.x_test, data.y_test, batch_size=settings.eval_batch_size)
@@ -399,11 +301,22 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "grad_scaler": scaler.state_dict(),
+                "method_state": hooks.state_dict(),
                 "history": history,
                 "epochs_done": epoch + 1,
                 "settings_hash": settings_hash,
             })
     return TrainingResult(model=model, history=history, resumed_from_epoch=start_epoch)
+
+
+def method_hooks(model: nn.Module, parameters: dict[str, nn.Parameter], settings: TrainingSettings,
+                 device: torch.device, *, prefetch_noise: bool = True) -> TrainingHooks:
+    """The hooks of ``settings.method`` from the registry (plain training if it has none)."""
+    hook_class = registry.method(settings.method).hook_class() or TrainingHooks
+    hooks = hook_class(model, parameters, settings, device)
+    if isinstance(hooks, ForwardNoiseHooks):
+        hooks.prefetch = prefetch_noise
+    return hooks
 
 
 class EpochBatches:

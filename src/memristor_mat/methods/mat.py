@@ -1,0 +1,89 @@
+"""``mat`` and ``mat_scratch``: fresh weight noise in every forward pass (SPEC §2).
+
+The forward pass of every batch sees W + sigma_train * R(W) * z with new normals z; the backward
+pass is straight-through, so the optimiser updates the clean weights. ``mat`` starts from the
+vanilla model of the same seed, ``mat_scratch`` from random initialisation (the registry says
+which); the hooks are the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..noise import NoisyModel, PrefetchedNormals, generated_normals, make_noise_model
+from .hooks import EpochContext, TrainingHooks
+
+#: cost of one standard normal in floating-point operations of a training step (measured on
+#: this project's CPU: randn of the MLP's 101,632 weights takes 0.35 ms, 53 % of a 0.67 ms step
+#: of 19.5 MFLOP)
+_FLOPS_PER_NORMAL = 100
+
+
+@torch.no_grad()
+def noise_share(model: nn.Module, sample: torch.Tensor, batch_size: int, normals_per_step: int) -> float:
+    """Estimated share of a training step spent drawing the forward noise's random numbers: the
+    step's matrix-multiply and convolution FLOPs (counted by torch's FlopCounterMode on one
+    sample, x 3 for the backward pass) against the normals drawn. Deterministic, unlike a
+    timing: the thread layout it decides must not depend on the machine's load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics or dropout from this probe
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(sample.unsqueeze(0))
+    model.train(was_training)
+    step_flops = 3 * counter.get_total_flops() * batch_size
+    noise_flops = _FLOPS_PER_NORMAL * normals_per_step
+    return noise_flops / (noise_flops + step_flops)
+
+
+class ForwardNoiseHooks(TrainingHooks):
+    """Wraps the model in a :class:`~memristor_mat.noise.NoisyModel` for each epoch. On a CPU
+    the epoch's normals are drawn by a background thread (the same numbers as drawing them in
+    line), which gets a core of its own where random numbers are a large share of a step."""
+
+    #: draw the normals on a background thread on CPU (switched off by ``train(prefetch_noise=False)``)
+    prefetch = True
+
+    def __init__(self, model, parameters, settings, device) -> None:
+        super().__init__(model, parameters, settings, device)
+        self.noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
+        self._normals = None
+        self._threads = None
+        self._reserve_core: bool | None = None
+
+    def _reserve_noise_core(self, context: EpochContext) -> bool:
+        if self._reserve_core is None:
+            self._reserve_core = False
+            if self.prefetch and self.device.type == "cpu" and torch.get_num_threads() > 1:
+                normals_per_step = self.noise.normals_per_weight * sum(p.numel() for p in self.parameters.values())
+                # a core of its own pays for small networks (MLP: a third of a step), not for CNNs (0.1 %)
+                share = noise_share(self.model, context.sample.to(self.device), self.settings.batch_size,
+                                    normals_per_step)
+                self._reserve_core = share > 0.1
+        return self._reserve_core
+
+    def epoch_forward(self, context: EpochContext) -> nn.Module:
+        reserve = self._reserve_noise_core(context)
+        shapes = {name: p.shape for name, p in self.parameters.items()}
+        if self.prefetch and self.device.type == "cpu":
+            # On CPU, random numbers cost half a small model's step: make them on another core.
+            self._normals = PrefetchedNormals(shapes, self.noise.normals_per_weight, context.generator,
+                                              context.batches)
+            if reserve:
+                self._threads = torch.get_num_threads()
+                torch.set_num_threads(self._threads - 1)  # leave the noise thread a core of its own
+        else:
+            self._normals = generated_normals(shapes, self.noise.normals_per_weight, context.generator, self.device)
+        return NoisyModel(self.model, self.noise, normals=self._normals,
+                          include_normalization=self.settings.include_normalization)
+
+    def end_epoch(self) -> None:
+        if isinstance(self._normals, PrefetchedNormals):
+            self._normals.close()
+        self._normals = None
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+            self._threads = None

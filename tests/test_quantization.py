@@ -1,0 +1,391 @@
+"""Quantisation-aware training (SPEC §2, §2.1): the quantiser against golden values computed by
+hand, and ``qat`` / ``qat_noise`` in real ``train()`` runs against a hand-written loop of the
+seven steps of SPEC §2.1."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import killed_in_epoch
+
+from memristor_mat import training
+from memristor_mat.checkpoint import load_checkpoint
+from memristor_mat.data import DatasetSplits
+from memristor_mat.device import derive_seed, generator
+from memristor_mat.methods.qat import QuantizationHooks
+from memristor_mat.models import MLP
+from memristor_mat.quantization import quantization_levels, quantize
+from memristor_mat.training import TrainingSettings, train
+
+CPU = torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- the quantiser
+
+
+def test_levels_of_101_evenly_spaced_values():
+    # v_i = i, i = 0..100 (n = 101). torch.quantile: q(p) = v_k + (p (n-1) - k)(v_{k+1} - v_k),
+    # k = floor(p (n-1)): p = 0.01 -> 0.01 * 100 = 1 -> q01 = v_1 = 1; p = 0.99 -> 99 -> q99 = 99.
+    # 5 levels: linspace(1, 99, 5), step (99 - 1) / 4 = 24.5 -> 1, 25.5, 50, 74.5, 99
+    v = torch.arange(101, dtype=torch.float32)
+    assert quantization_levels(v, 5).tolist() == [1.0, 25.5, 50.0, 74.5, 99.0]
+    # 2 levels: just the two percentiles
+    assert quantization_levels(v, 2).tolist() == [1.0, 99.0]
+    # 3 levels: 1, (1 + 99) / 2 = 50, 99
+    assert quantization_levels(v, 3).tolist() == [1.0, 50.0, 99.0]
+
+
+def test_quantize_101_evenly_spaced_values():
+    # levels 1, 25.5, 50, 74.5, 99; boundaries at the mid-points
+    # (1 + 25.5)/2 = 13.25, (25.5 + 50)/2 = 37.75, (50 + 74.5)/2 = 62.25, (74.5 + 99)/2 = 86.75;
+    # no integer lies on a boundary, so 0..13 -> 1, 14..37 -> 25.5, 38..62 -> 50, 63..86 -> 74.5,
+    # 87..100 -> 99 (0 and 100 lie outside [q01, q99] = [1, 99] and snap to the end levels)
+    v = torch.arange(101, dtype=torch.float32)
+    expected = torch.tensor([1.0] * 14 + [25.5] * 24 + [50.0] * 25 + [74.5] * 24 + [99.0] * 14)
+    assert len(expected) == 101
+    assert torch.equal(quantize(v, 5), expected)
+
+
+def test_percentiles_interpolate_linearly():
+    # v_i = i, i = 0..10 (n = 11): p = 0.01 -> 0.01 * 10 = 0.1, k = 0 -> q01 = 0 + 0.1 * (1 - 0) = 0.1;
+    # p = 0.99 -> 9.9, k = 9 -> q99 = 9 + 0.9 * (10 - 9) = 9.9; 3 levels: 0.1, 5.0, 9.9
+    levels = quantization_levels(torch.arange(11, dtype=torch.float32), 3)
+    assert levels.tolist() == pytest.approx([0.1, 5.0, 9.9], rel=1e-6)
+
+
+def _boundary_tensor():
+    """101 values whose 1st / 99th percentiles are exactly 1 and 99 (sorted: v_1 = 1, v_99 = 99),
+    holding values on, just below and just above each boundary of the 5 levels."""
+    probes = []
+    for boundary in (13.25, 37.75, 62.25, 86.75):
+        probes += [boundary - 0.01, boundary, boundary + 0.01]
+    middle = probes + [50.0] * (97 - len(probes))
+    # 0 and 100: outside [q01, q99]; 1 and 99: the percentiles themselves
+    return torch.tensor([0.0, 1.0, *middle, 99.0, 100.0]), probes
+
+
+def test_boundaries_and_ties_go_to_the_lower_level():
+    values, probes = _boundary_tensor()
+    # the percentiles are 1 and 99 (k = 1 and k = 99, no interpolation), so the levels and
+    # boundaries are those of the evenly spaced tensor
+    assert quantization_levels(values, 5).tolist() == [1.0, 25.5, 50.0, 74.5, 99.0]
+    result = quantize(values, 5)
+    assert result[0] == 1.0 and result[-1] == 99.0  # outside: snapped to the end levels
+    assert result[1] == 1.0 and result[-2] == 99.0  # the percentiles are the end levels
+    got = result[2:2 + len(probes)].tolist()
+    # probes: (boundary - 0.01, boundary, boundary + 0.01) per boundary; on it: the lower level
+    expected = [1.0, 1.0, 25.5,       # 13.24, 13.25, 13.26
+                25.5, 25.5, 50.0,     # 37.74, 37.75, 37.76
+                50.0, 50.0, 74.5,     # 62.24, 62.25, 62.26
+                74.5, 74.5, 99.0]     # 86.74, 86.75, 86.76
+    assert got == expected
+    assert (result[2 + len(probes):-2] == 50.0).all()
+
+
+def test_far_outliers_snap_to_the_end_levels():
+    # an outlier moves the percentile only through the interpolation weight (here ~1e-6 of the
+    # gap), but every value beyond the percentiles goes to an end level, however far
+    v = torch.arange(101, dtype=torch.float32)
+    v[0], v[100] = -1e6, 1e6
+    levels = quantization_levels(v, 4)
+    result = quantize(v, 4)
+    assert result[0] == levels[0] and result[100] == levels[-1]
+    assert levels[0].item() == pytest.approx(1.0, abs=0.01) and levels[-1].item() == pytest.approx(99.0, abs=1.0)
+    assert set(result.tolist()) <= set(levels.tolist())
+
+
+def test_two_levels():
+    # v_i = i, 0..100: levels 1 and 99, one boundary at 50; 50 is on it -> lower level
+    v = torch.arange(101, dtype=torch.float32)
+    expected = torch.tensor([1.0] * 51 + [99.0] * 50)
+    assert torch.equal(quantize(v, 2), expected)
+
+
+def test_shape_dtype_and_input_are_preserved():
+    w = torch.arange(60, dtype=torch.float64).reshape(3, 4, 5)
+    before = w.clone()
+    q = quantize(w, 4)
+    assert q.shape == (3, 4, 5) and q.dtype == torch.float64
+    assert torch.equal(w, before)  # a new tensor; the input is untouched
+    assert len(q.unique()) == 4
+    # the same numbers as the flattened float32 tensor
+    assert torch.equal(q.float().reshape(-1), quantize(w.float().reshape(-1), 4))
+
+
+def test_fewer_than_two_levels_are_rejected():
+    for n in (1, 0, -3):
+        with pytest.raises(ValueError, match="at least 2 levels"):
+            quantization_levels(torch.arange(10.0), n)
+        with pytest.raises(ValueError, match="at least 2 levels"):
+            quantize(torch.arange(10.0), n)
+
+
+# --------------------------------------------------------------------------- QAT in train()
+
+
+def toy_data(n_train=128, n_test=64, seed=0):
+    """Two classes told apart by the mean brightness of the left half of a 4x4 image
+    (as tests/test_training.py)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        x = torch.rand((n, 1, 4, 4), generator=g)
+        y = (x[:, :, :, :2].mean(dim=(1, 2, 3)) > x[:, :, :, 2:].mean(dim=(1, 2, 3))).long()
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")
+
+
+def model(seed=0, hidden=12):
+    torch.manual_seed(seed)
+    return MLP(input_size=16, hidden_sizes=[hidden], num_classes=2, bias=True)
+
+
+def settings(method="qat", levels=4, noise_sd=None, **overrides):
+    options = {"levels": levels} if noise_sd is None else {"levels": levels, "noise_sd": noise_sd}
+    values = dict(method=method, epochs=2, batch_size=16, optimizer={"name": "SGD", "lr": 0.1}, seed=3,
+                  eval_batch_size=64, method_options=options)
+    values.update(overrides)
+    return TrainingSettings(**values)
+
+
+IDENTITY = {"arch": "mlp", "arch_options": {"input_size": 16, "hidden_sizes": [12], "num_classes": 2, "bias": True}}
+
+
+def distinct(tensor):
+    return len(torch.unique(tensor))
+
+
+def reference_qat(net, data, *, seed, epochs, batch_size, lr, levels, noise_sd=0.0, clip=None):
+    """SPEC §2.1 written out by hand: the seven steps per batch, plain SGD, the data order and
+    the noise stream of train() (seeded from (seed, "order" | "noise", epoch))."""
+    params = list(net.parameters())  # the MLP's memristor tensors, in module order
+    full = [p.detach().clone() for p in params]  # step 0: the full-precision copy
+    optimizer = torch.optim.SGD(params, lr=lr)
+    x, y = data.x_train, data.y_train
+    for epoch in range(epochs):
+        order = torch.randperm(len(y), generator=generator(derive_seed(seed, "order", epoch)))
+        noise = generator(derive_seed(seed, "noise", epoch))
+        for batch in order.split(batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x[batch]), y[batch]).backward()      # (1) at the current weights
+            with torch.no_grad():
+                for p, f in zip(params, full):
+                    p.copy_(f)                                         # (2) full precision back
+            optimizer.step()                                           # (3) straight-through step
+            with torch.no_grad():
+                for p, f in zip(params, full):
+                    if clip is not None and p.numel() > 1:            # (4) clip to +-k std
+                        bound = clip * p.std()
+                        p.clamp_(-bound, bound)
+                    f.copy_(p)                                         # (5) store full precision
+                    p.copy_(quantize(p, levels))                       # (6) quantise
+                    if noise_sd > 0:                                   # (7) absolute noise
+                        p.add_(torch.randn(p.shape, generator=noise), alpha=noise_sd)
+    return net, full
+
+
+def assert_same_weights(a, b):
+    for (name, x), y in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(x, y), name
+
+
+def test_qat_with_clipping_equals_the_hand_written_seven_steps():
+    config = settings(weight_clip_std=2.5, epochs=2)
+    trained = train(model(), toy_data(), config, device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4, clip=2.5)
+    assert_same_weights(trained, expected)
+    for name, p in trained.named_parameters():  # the deployed weights are quantised
+        assert distinct(p) <= 4, name
+    assert distinct(trained.layers[1].weight) == 4
+
+
+def test_qat_without_clipping_equals_the_hand_written_seven_steps():
+    trained = train(model(), toy_data(), settings(levels=2, epochs=1), device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=1, batch_size=16, lr=0.1, levels=2)
+    assert_same_weights(trained, expected)
+
+
+def test_qat_noise_equals_the_hand_written_seven_steps():
+    config = settings("qat_noise", levels=4, noise_sd=0.01, weight_clip_std=2.5)
+    trained = train(model(), toy_data(), config, device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4,
+                                   noise_sd=0.01, clip=2.5)
+    assert_same_weights(trained, expected)
+    # the deployed weights are quantised + noise: no longer on 4 levels
+    assert distinct(trained.layers[1].weight) > 4
+
+
+def test_qat_noise_with_zero_noise_is_qat():
+    plain = train(model(), toy_data(), settings("qat", levels=4, weight_clip_std=2.5), device=CPU).model
+    zero = train(model(), toy_data(), settings("qat_noise", levels=4, noise_sd=0.0, weight_clip_std=2.5),
+                 device=CPU).model
+    assert_same_weights(plain, zero)
+
+
+def test_qat_noise_is_absolute_gaussian_noise_about_the_quantised_weights(tmp_path):
+    # a hidden layer of 16 x 128 = 2048 weights; noise_sd 0.02, a fraction of the level spacing
+    noise_sd = 0.02
+    resume = tmp_path / "run.resume"
+    config = settings("qat_noise", levels=4, noise_sd=noise_sd, epochs=1)
+    identity = {"arch": "mlp", "arch_options": {**IDENTITY["arch_options"], "hidden_sizes": [128]}}
+    trained = train(model(hidden=128), toy_data(), config, device=CPU, resume_path=resume,
+                    resume_extra=identity).model
+    full = load_checkpoint(resume)["method_state"]["full_precision"]
+    w = trained.layers[1].weight.detach()
+    deviation = w - quantize(full["layers.1.weight"], 4)
+    # N(0, noise_sd^2), not scaled by the weights: sd of 2048 samples within a few % of noise_sd
+    assert deviation.std().item() == pytest.approx(noise_sd, rel=0.1)
+    assert abs(deviation.mean().item()) < 4 * noise_sd / 2048 ** 0.5
+    # the same sd for small and large weights (absolute, not relative, noise)
+    levels = quantization_levels(full["layers.1.weight"], 4)
+    low = deviation[quantize(full["layers.1.weight"], 4).abs() <= levels.abs().min()]
+    assert low.numel() > 100
+    assert low.std().item() == pytest.approx(noise_sd, rel=0.2)
+    # and it is exactly the epoch's noise stream, scaled by noise_sd, after quantising
+    noise = generator(derive_seed(3, "noise", 0))
+    batches = 128 // 16
+    draws = None
+    for _ in range(batches):  # one draw per tensor per batch, in parameter order; the last one stays
+        draws = {name: torch.randn(p.shape, generator=noise) for name, p in trained.named_parameters()}
+    for name, p in trained.named_parameters():
+        assert torch.equal(p.detach(), quantize(full[name], 4).add(draws[name], alpha=noise_sd)), name
+
+
+def _record_events(monkeypatch):
+    """Log every training-mode forward, before_step, optimiser step, clip and after_clip, with
+    the weights each one sees."""
+    events = []
+    before, after = QuantizationHooks.before_step, QuantizationHooks.after_clip
+
+    def snapshot(net):
+        return {name: p.detach().clone() for name, p in net.named_parameters()}
+
+    def before_step(self, index, context):
+        events.append(("before_step", index, snapshot(self.model)))
+        before(self, index, context)
+
+    def after_clip(self, index, context):
+        after(self, index, context)
+        events.append(("after_clip", index, snapshot(self.model),
+                       {name: w.clone() for name, w in self.full_precision.items()}))
+
+    monkeypatch.setattr(QuantizationHooks, "before_step", before_step)
+    monkeypatch.setattr(QuantizationHooks, "after_clip", after_clip)
+    clip = training.clip_weights
+    monkeypatch.setattr(training, "clip_weights", lambda *a: (events.append(("clip",)), clip(*a)))
+    make = training.make_optimizer
+
+    def recording_optimizer(spec, parameters):
+        optimizer = make(spec, parameters)
+        params = optimizer.param_groups[0]["params"]
+        optimizer.register_step_pre_hook(
+            lambda opt, *_: events.append(("step", [p.detach().clone() for p in params])))
+        return optimizer
+
+    monkeypatch.setattr(training, "make_optimizer", recording_optimizer)
+    return events, snapshot
+
+
+def test_step_order_and_what_each_step_sees(monkeypatch):
+    events, snapshot = _record_events(monkeypatch)
+    net = model()
+    initial = snapshot(net)
+    forwards = []
+    net.register_forward_pre_hook(lambda m, _: forwards.append(snapshot(m)) if m.training else None)
+    trained = train(net, toy_data(), settings(levels=3, weight_clip_std=2.5, epochs=2), device=CPU).model
+
+    batches = 2 * 128 // 16
+    # per batch: before_step, optimiser step, clip, after_clip (the forward comes before them)
+    assert [e[0] for e in events] == ["before_step", "step", "clip", "after_clip"] * batches
+    assert len(forwards) == batches
+    names = list(initial)
+    quantised_prev, full_prev = initial, initial  # before the first batch: the initial weights
+    for b in range(batches):
+        before_step, step, _, after_clip = events[4 * b: 4 * b + 4]
+        # (1) the forward (and the weights when the gradients exist) are the previous batch's
+        # quantised weights; on the very first batch the initial, unquantised ones
+        for name in names:
+            assert torch.equal(forwards[b][name], quantised_prev[name]), (b, name)
+            assert torch.equal(before_step[2][name], quantised_prev[name]), (b, name)
+        if b == 0:
+            assert distinct(forwards[0]["layers.1.weight"]) > 3
+        else:
+            assert all(distinct(w) <= 3 for w in forwards[b].values())
+        # (2)-(3) the optimiser steps from the full-precision values
+        for name, value in zip(names, step[1]):
+            assert torch.equal(value, full_prev[name]), (b, name)
+        # (5)-(6) the stored copy is the stepped + clipped weights, the model holds them quantised
+        for name in names:
+            assert torch.equal(after_clip[2][name], quantize(after_clip[3][name], 3)), (b, name)
+        quantised_prev, full_prev = after_clip[2], after_clip[3]
+    # the full-precision copy moved away from the levels (it is not the quantised model)
+    assert distinct(full_prev["layers.1.weight"]) > 3
+    for name, p in trained.named_parameters():
+        assert torch.equal(p.detach(), quantised_prev[name]), name
+        assert distinct(p) <= 3, name
+
+
+def test_interrupted_and_resumed_qat_run_is_bit_identical(tmp_path, monkeypatch):
+    config = settings("qat", levels=4, weight_clip_std=2.5, epochs=3)
+    uninterrupted = train(model(), toy_data(), config, device=CPU, resume_path=tmp_path / "a.resume",
+                          resume_extra=IDENTITY)
+    resume = tmp_path / "b.resume"
+    with killed_in_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
+        train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    state = load_checkpoint(resume)
+    assert state["epochs_done"] == 1
+    # the checkpoint holds the full-precision copy beside the quantised model
+    full = state["method_state"]["full_precision"]
+    assert set(full) == set(state["state_dict"])
+    assert distinct(full["layers.1.weight"]) > 4 and distinct(state["state_dict"]["layers.1.weight"]) <= 4
+    resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    assert resumed.resumed_from_epoch == 1
+    assert_same_weights(uninterrupted.model, resumed.model)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in uninterrupted.history]
+
+
+def test_resume_without_the_full_precision_copy_would_differ(tmp_path, monkeypatch):
+    # the control of the test above: if the copy were not restored, the resumed run would
+    # continue from other full-precision values and end elsewhere
+    config = settings("qat", levels=4, weight_clip_std=2.5, epochs=2)
+    uninterrupted = train(model(), toy_data(), config, device=CPU).model
+    resume = tmp_path / "run.resume"
+    with killed_in_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
+        train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    monkeypatch.setattr(QuantizationHooks, "load_state_dict", lambda self, state: None)
+    resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    assert not torch.equal(uninterrupted.layers[1].weight, resumed.model.layers[1].weight)
+
+
+def test_resume_state_of_another_model_is_refused():
+    hooks = QuantizationHooks(model(), dict(model().named_parameters()), settings(), CPU)
+    with pytest.raises(ValueError, match="full-precision copies"):
+        hooks.load_state_dict({"full_precision": {"other.weight": torch.zeros(2)}})
+
+
+@pytest.mark.parametrize("method, options, sigma_train, message", [
+    ("qat", {}, 0.0, "takes the options"),                                     # no levels
+    ("qat", {"levels": 4, "noise_sd": 0.01}, 0.0, "takes the options"),         # qat has no noise
+    ("qat_noise", {"levels": 4}, 0.0, "takes the options"),                     # no noise_sd
+    ("qat_noise", {"noise_sd": 0.01}, 0.0, "takes the options"),                # no levels
+    ("qat", {"levels": 4}, 0.1, "must be 0"),                                   # no forward noise
+    ("qat_noise", {"levels": 4, "noise_sd": 0.01}, 0.2, "must be 0"),
+    ("vanilla", {"levels": 4}, 0.0, "takes the options"),                       # not a QAT method
+])
+def test_bad_qat_settings_are_rejected(method, options, sigma_train, message):
+    values = dataclasses.asdict(settings())
+    values.update(method=method, method_options=options, sigma_train=sigma_train)
+    with pytest.raises(ValueError, match=message):
+        TrainingSettings.from_dict(values)
+
+
+def test_qat_settings_round_trip_through_a_dict():
+    original = settings("qat_noise", levels=4, noise_sd=0.0025)
+    assert TrainingSettings.from_dict(original.as_dict()) == original
