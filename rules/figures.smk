@@ -31,6 +31,7 @@ rule figures:
         markdown=expand("results/{{task}}/tables/{stem}.md", stem=pipeline.TABLE_STEMS),
     params:
         runner=PAPERMILL,
+        caption=lambda wildcards: pipeline.caption_values(config, wildcards.task),
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:
@@ -76,6 +77,7 @@ rule method_figure:
         method_figure="|".join(stem for m in methods.METHODS.values() for stem in m.figures),
     params:
         runner=PAPERMILL,
+        caption=lambda wildcards: pipeline.caption_values(config, wildcards.task),
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:

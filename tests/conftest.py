@@ -39,3 +39,21 @@ def killed_in_epoch(monkeypatch, epoch: int):
         yield
     finally:
         monkeypatch.setattr(training, "clean_accuracy", real_accuracy)
+
+
+def toy_data(n_train=256, n_test=128, seed=0):
+    """Two classes told apart by the mean brightness of the left half of a 4x4 image."""
+    import torch
+
+    from memristor_mat.data import DatasetSplits
+
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        x = torch.rand((n, 1, 4, 4), generator=g)
+        y = (x[:, :, :, :2].mean(dim=(1, 2, 3)) > x[:, :, :, 2:].mean(dim=(1, 2, 3))).long()
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")

@@ -800,3 +800,14 @@ def test_cnn_training_settings_reach_the_training_job(demo):
     assert settings["optimizer"]["name"] == "SGD" and settings["epochs"] == 3  # the method's override
     assert settings["mixed_precision"] is None
     assert pipeline.train_job(demo, pipeline.ModelRun("mnist", "vanilla", 0.0, 14))["settings"]["augmentation"] is None
+
+
+def test_caption_values_state_the_task_noise_and_each_methods_models(demo):
+    # the CIFAR stand-in overrides the noise reference: its captions must say absmax, not the
+    # top-level 2absmax; QAT trains other seeds than the task's
+    assert pipeline.caption_values(demo, "cifar_standin")["noise"] == "gaussian (reference absmax)"
+    assert pipeline.caption_values(demo, "mnist")["noise"] == "gaussian (reference 2absmax)"
+    models = pipeline.caption_values(demo, "mnist")["models"]
+    assert "mat: 3 models per configuration (seeds 14, 15, 16)" in models
+    assert "qat, qat_noise: 2 models per configuration (seeds 14, 15)" in models
+    assert pipeline.caption_values(demo, "ecg")["draws"] == "15"

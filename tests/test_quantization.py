@@ -10,11 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import killed_in_epoch
+from conftest import killed_in_epoch, toy_data
 
 from memristor_mat import training
 from memristor_mat.checkpoint import load_checkpoint
-from memristor_mat.data import DatasetSplits
 from memristor_mat.device import derive_seed, generator
 from memristor_mat.methods.qat import QuantizationHooks
 from memristor_mat.models import MLP
@@ -127,21 +126,6 @@ def test_fewer_than_two_levels_are_rejected():
 # --------------------------------------------------------------------------- QAT in train()
 
 
-def toy_data(n_train=128, n_test=64, seed=0):
-    """Two classes told apart by the mean brightness of the left half of a 4x4 image
-    (as tests/test_training.py)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def split(n):
-        x = torch.rand((n, 1, 4, 4), generator=g)
-        y = (x[:, :, :, :2].mean(dim=(1, 2, 3)) > x[:, :, :, 2:].mean(dim=(1, 2, 3))).long()
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")
-
-
 def model(seed=0, hidden=12):
     torch.manual_seed(seed)
     return MLP(input_size=16, hidden_sizes=[hidden], num_classes=2, bias=True)
@@ -198,8 +182,8 @@ def assert_same_weights(a, b):
 
 def test_qat_with_clipping_equals_the_hand_written_seven_steps():
     config = settings(weight_clip_std=2.5, epochs=2)
-    trained = train(model(), toy_data(), config, device=CPU).model
-    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4, clip=2.5)
+    trained = train(model(), toy_data(128, 64), config, device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(128, 64), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4, clip=2.5)
     assert_same_weights(trained, expected)
     for name, p in trained.named_parameters():  # the deployed weights are quantised
         assert distinct(p) <= 4, name
@@ -207,15 +191,15 @@ def test_qat_with_clipping_equals_the_hand_written_seven_steps():
 
 
 def test_qat_without_clipping_equals_the_hand_written_seven_steps():
-    trained = train(model(), toy_data(), settings(levels=2, epochs=1), device=CPU).model
-    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=1, batch_size=16, lr=0.1, levels=2)
+    trained = train(model(), toy_data(128, 64), settings(levels=2, epochs=1), device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(128, 64), seed=3, epochs=1, batch_size=16, lr=0.1, levels=2)
     assert_same_weights(trained, expected)
 
 
 def test_qat_noise_equals_the_hand_written_seven_steps():
     config = settings("qat_noise", levels=4, noise_sd=0.01, weight_clip_std=2.5)
-    trained = train(model(), toy_data(), config, device=CPU).model
-    expected, _ = reference_qat(model(), toy_data(), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4,
+    trained = train(model(), toy_data(128, 64), config, device=CPU).model
+    expected, _ = reference_qat(model(), toy_data(128, 64), seed=3, epochs=2, batch_size=16, lr=0.1, levels=4,
                                    noise_sd=0.01, clip=2.5)
     assert_same_weights(trained, expected)
     # the deployed weights are quantised + noise: no longer on 4 levels
@@ -223,8 +207,8 @@ def test_qat_noise_equals_the_hand_written_seven_steps():
 
 
 def test_qat_noise_with_zero_noise_is_qat():
-    plain = train(model(), toy_data(), settings("qat", levels=4, weight_clip_std=2.5), device=CPU).model
-    zero = train(model(), toy_data(), settings("qat_noise", levels=4, noise_sd=0.0, weight_clip_std=2.5),
+    plain = train(model(), toy_data(128, 64), settings("qat", levels=4, weight_clip_std=2.5), device=CPU).model
+    zero = train(model(), toy_data(128, 64), settings("qat_noise", levels=4, noise_sd=0.0, weight_clip_std=2.5),
                  device=CPU).model
     assert_same_weights(plain, zero)
 
@@ -235,7 +219,7 @@ def test_qat_noise_is_absolute_gaussian_noise_about_the_quantised_weights(tmp_pa
     resume = tmp_path / "run.resume"
     config = settings("qat_noise", levels=4, noise_sd=noise_sd, epochs=1)
     identity = {"arch": "mlp", "arch_options": {**IDENTITY["arch_options"], "hidden_sizes": [128]}}
-    trained = train(model(hidden=128), toy_data(), config, device=CPU, resume_path=resume,
+    trained = train(model(hidden=128), toy_data(128, 64), config, device=CPU, resume_path=resume,
                     resume_extra=identity).model
     full = load_checkpoint(resume)["method_state"]["full_precision"]
     w = trained.layers[1].weight.detach()
@@ -299,7 +283,7 @@ def test_step_order_and_what_each_step_sees(monkeypatch):
     initial = snapshot(net)
     forwards = []
     net.register_forward_pre_hook(lambda m, _: forwards.append(snapshot(m)) if m.training else None)
-    trained = train(net, toy_data(), settings(levels=3, weight_clip_std=2.5, epochs=2), device=CPU).model
+    trained = train(net, toy_data(128, 64), settings(levels=3, weight_clip_std=2.5, epochs=2), device=CPU).model
 
     batches = 2 * 128 // 16
     # per batch: before_step, optimiser step, clip, after_clip (the forward comes before them)
@@ -334,18 +318,18 @@ def test_step_order_and_what_each_step_sees(monkeypatch):
 
 def test_interrupted_and_resumed_qat_run_is_bit_identical(tmp_path, monkeypatch):
     config = settings("qat", levels=4, weight_clip_std=2.5, epochs=3)
-    uninterrupted = train(model(), toy_data(), config, device=CPU, resume_path=tmp_path / "a.resume",
+    uninterrupted = train(model(), toy_data(128, 64), config, device=CPU, resume_path=tmp_path / "a.resume",
                           resume_extra=IDENTITY)
     resume = tmp_path / "b.resume"
     with killed_in_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
-        train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+        train(model(), toy_data(128, 64), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     state = load_checkpoint(resume)
     assert state["epochs_done"] == 1
     # the checkpoint holds the full-precision copy beside the quantised model
     full = state["method_state"]["full_precision"]
     assert set(full) == set(state["state_dict"])
     assert distinct(full["layers.1.weight"]) > 4 and distinct(state["state_dict"]["layers.1.weight"]) <= 4
-    resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    resumed = train(model(seed=99), toy_data(128, 64), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     assert resumed.resumed_from_epoch == 1
     assert_same_weights(uninterrupted.model, resumed.model)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in uninterrupted.history]
@@ -355,12 +339,12 @@ def test_resume_without_the_full_precision_copy_would_differ(tmp_path, monkeypat
     # the control of the test above: if the copy were not restored, the resumed run would
     # continue from other full-precision values and end elsewhere
     config = settings("qat", levels=4, weight_clip_std=2.5, epochs=2)
-    uninterrupted = train(model(), toy_data(), config, device=CPU).model
+    uninterrupted = train(model(), toy_data(128, 64), config, device=CPU).model
     resume = tmp_path / "run.resume"
     with killed_in_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
-        train(model(), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+        train(model(), toy_data(128, 64), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     monkeypatch.setattr(QuantizationHooks, "load_state_dict", lambda self, state: None)
-    resumed = train(model(seed=99), toy_data(), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    resumed = train(model(seed=99), toy_data(128, 64), config, device=CPU, resume_path=resume, resume_extra=IDENTITY)
     assert not torch.equal(uninterrupted.layers[1].weight, resumed.model.layers[1].weight)
 
 

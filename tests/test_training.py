@@ -5,31 +5,16 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import killed_in_epoch
+from conftest import killed_in_epoch, toy_data
 
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
-from memristor_mat.data import DatasetSplits
 from memristor_mat.models import MLP
 from memristor_mat.methods import noisy_updates
 from memristor_mat.methods.noisy_updates import NoisyUpdates
 from memristor_mat.training import TrainingSettings, train
 
 CPU = torch.device("cpu")
-
-
-def toy_data(n_train=256, n_test=128, seed=0):
-    """Two classes told apart by the mean brightness of the left half of a 4x4 image."""
-    g = torch.Generator().manual_seed(seed)
-
-    def split(n):
-        x = torch.rand((n, 1, 4, 4), generator=g)
-        y = (x[:, :, :, :2].mean(dim=(1, 2, 3)) > x[:, :, :, 2:].mean(dim=(1, 2, 3))).long()
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")
 
 
 def model(seed=0):

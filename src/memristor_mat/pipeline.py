@@ -243,3 +243,31 @@ def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list
         "figure_stem": str(FIGURES / "comparisons" / name),
         "table_stem": str(RESULTS / "comparisons" / name),
     })
+
+
+def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
+    """What a task's report captions state, computed here rather than re-derived from the raw
+    config in the caption template (where task overrides, per-method seeds and defaults are
+    easy to get wrong): models per configuration, draws, statistics, data, model, noise."""
+    task_config = config["tasks"][task]
+    by_seeds: dict[tuple[int, ...], list[str]] = {}
+    for method in task_config["methods"]:
+        by_seeds.setdefault(tuple(method_seeds(task_config, method)), []).append(method)
+    models = "; ".join(
+        f"{', '.join(methods)}: {len(seeds)} model{'s' if len(seeds) > 1 else ''} per configuration "
+        f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)})"
+        for seeds, methods in by_seeds.items())
+    noise = task_noise(config, task)
+    evaluation = monte_carlo_settings(config, task)
+    figures = task_config["figures"]
+    options = ", ".join(f"{k} {v}" for k, v in sorted(noise["options"].items()))
+    return {
+        "label": task_config.get("label", task),
+        "models": models,
+        "draws": str(evaluation.draws),
+        "center": figures["center"],
+        "band": "-".join(figures["band"]),
+        "dataset": task_config["dataset"]["name"],
+        "arch": task_config["model"]["arch"],
+        "noise": f"{noise['model']}" + (f" ({options})" if options else ""),
+    }
