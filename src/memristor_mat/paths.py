@@ -1,0 +1,71 @@
+"""Every file the workflow reads or writes: one pattern each, with Snakemake's ``{wildcard}`` fields.
+
+The rules take their inputs, outputs, logs and benchmarks from here, the library formats the
+same patterns for the paths of one job (:class:`memristor_mat.pipeline.ModelRun`), and the
+notebooks receive the figure names as parameters: a file is named in one place. Torch-free
+(read when the workflow is parsed).
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+FIGURES = "figures"
+
+# --- one dataset, one model ------------------------------------------------------------------
+PREPARED = "results/prepared/{task}.npz"
+#: one model's folder; ``{setting}`` is its method's swept setting, e.g. ``sigma~0.2``, ``levels~4``
+MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"
+MODEL = MODEL_DIR + "/model.pt"
+METRICS = MODEL_DIR + "/metrics.csv"
+EVALUATION = "results/evaluation/{task}/{method}/{setting}/seed~{seed}.parquet"
+#: how a per-model job names its log and benchmark files
+MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
+
+# --- one task -------------------------------------------------------------------------------
+TASK_DIR = "results/{task}"
+ACCURACY = TASK_DIR + "/accuracy.parquet"
+ACCURACY_CSV = TASK_DIR + "/accuracy.csv"
+SUMMARY = TASK_DIR + "/summary.parquet"
+SUMMARY_CSV = TASK_DIR + "/summary.csv"
+SUMMARY_MD = TASK_DIR + "/summary.md"
+TRAINING_METRICS = TASK_DIR + "/training_metrics.csv"
+PROVENANCE = TASK_DIR + "/provenance.csv"
+TRACES = TASK_DIR + "/traces.parquet"
+TABLES_DIR = TASK_DIR + "/tables"
+FIGURES_DIR = "figures/{task}"
+#: a figure (``ext`` pdf or png) and the table of its numbers (``ext`` csv or md)
+FIGURE = FIGURES_DIR + "/{stem}.{ext}"
+TABLE = TABLES_DIR + "/{stem}.{ext}"
+
+# --- across tasks ---------------------------------------------------------------------------
+COMPARISON_FIGURE = "figures/comparisons/{comparison}.{ext}"
+COMPARISON_TABLE = "results/comparisons/{comparison}.{ext}"
+REPORT = "results/report.html"
+
+#: the figures notebooks/figures.ipynb draws for every task, by role (the notebook's parameters)
+TASK_FIGURES = {
+    "accuracy": "accuracy_vs_noise",
+    "sigma_train": "sigma_train_curves",
+    "heatmap": "heatmap_sigma_train_inference",
+}
+#: the tables it writes beside them: one per figure, and ours against the published numbers
+PUBLISHED_TABLE = "published_comparison"
+PER_MODEL_TABLE = "per_model"
+HEARTBEAT_FIGURE = "heartbeat_raster"
+FIGURE_EXTENSIONS = ("pdf", "png")
+TABLE_EXTENSIONS = ("csv", "md")
+
+
+def log(rule: str, job: str) -> str:
+    """The log of one job of ``rule`` (``job``: e.g. :data:`MODEL_JOB` or ``"{task}"``)."""
+    return f"results/logs/{rule}/{job}.log"
+
+
+def benchmark(rule: str, job: str) -> str:
+    """The Snakemake benchmark file of one job of ``rule`` (read by benchmarks/demo_time.py)."""
+    return f"results/benchmarks/{rule}/{job}.tsv"
+
+
+def executed_notebook(name: str) -> str:
+    """Where papermill keeps an executed notebook (a log, kept when the notebook fails)."""
+    return f"results/notebooks/{name}.ipynb"
