@@ -22,11 +22,12 @@ import time
 
 import torch
 
-from memristor_mat.cnn import mobilenet_v2_cifar
-from memristor_mat.data import DatasetSplits, prepare_dataset
+from memristor_mat.datasets import DatasetSplits, prepare_dataset
 from memristor_mat.device import select_device
-from memristor_mat.evaluation import MonteCarloSettings, clean_accuracy, monte_carlo_accuracy
-from memristor_mat.training import TrainingSettings, split_threads, train
+from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
+from memristor_mat.models.cnn import mobilenet_v2_cifar
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.training import split_threads, train
 
 AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 10}
 

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memristor_mat.data import prepare_dataset
-from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy, standard_normal_draws
-from memristor_mat.models import MLP
+from memristor_mat.datasets import prepare_dataset
+from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import draw_normals, noisy_parameter_names
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.training import train
 
 
 def best_of(function, repeats: int) -> float:

@@ -18,10 +18,11 @@ import time
 
 import torch
 
-from memristor_mat.data import DatasetSplits
-from memristor_mat.evaluation import MonteCarloSettings, clean_accuracy, monte_carlo_accuracy
-from memristor_mat.snn import RecurrentSNN
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.datasets import DatasetSplits
+from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
+from memristor_mat.models.snn import RecurrentSNN
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.training import train
 
 STEPS, CHANNELS, HIDDEN, BATCH = 250, 4, 100, 16
 

@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from memristor_mat.cnn import mobilenet_v2_cifar
-from memristor_mat.data import DatasetSplits, prepare_dataset
-from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy, standard_normal_draws
-from memristor_mat.models import MLP
-from memristor_mat.snn import RecurrentSNN
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.datasets import DatasetSplits, prepare_dataset
+from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.models.cnn import mobilenet_v2_cifar
+from memristor_mat.models.mlp import MLP
+from memristor_mat.models.snn import RecurrentSNN
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,10 +29,11 @@ import torch
 
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
-from memristor_mat.data import DatasetSplits, prepare_dataset
+from memristor_mat.datasets import DatasetSplits, prepare_dataset
 from memristor_mat.evaluation import monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.settings import TrainingSettings
+from memristor_mat.training import train
 
 N_TRAIN, N_TEST = 60_000, 10_000
 

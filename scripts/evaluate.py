@@ -2,8 +2,8 @@
 
 from _bootstrap import log_to
 
-from memristor_mat.evaluation import MonteCarloSettings
 from memristor_mat.runs import evaluate_model
+from memristor_mat.settings import MonteCarloSettings
 
 log_to(snakemake.log[0])
 job = snakemake.params.job

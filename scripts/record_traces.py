@@ -2,7 +2,7 @@
 
 from _bootstrap import log_to
 
-from memristor_mat.data import load_prepared
+from memristor_mat.datasets import load_prepared
 from memristor_mat.runs import write_parquet
 from memristor_mat.traces import heartbeat_traces
 

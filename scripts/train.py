@@ -4,7 +4,7 @@ from _bootstrap import log_to
 
 from memristor_mat.pipeline import ModelRun
 from memristor_mat.runs import train_model
-from memristor_mat.training import TrainingSettings
+from memristor_mat.settings import TrainingSettings
 
 log_to(snakemake.log[0])
 w, job = snakemake.wildcards, snakemake.params.job

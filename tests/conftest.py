@@ -45,7 +45,7 @@ def toy_data(n_train=256, n_test=128, seed=0):
     """Two classes told apart by the mean brightness of the left half of a 4x4 image."""
     import torch
 
-    from memristor_mat.data import DatasetSplits
+    from memristor_mat.datasets import DatasetSplits
 
     g = torch.Generator().manual_seed(seed)
 

@@ -8,7 +8,8 @@ import torch
 from memristor_mat import device as device_module
 from memristor_mat.augmentation import augmented_batches, make_augmentation
 from memristor_mat.device import select_device
-from memristor_mat.training import TrainingSettings, autocast_dtype, split_threads
+from memristor_mat.settings import TrainingSettings
+from memristor_mat.training import autocast_dtype, split_threads
 
 CPU = torch.device("cpu")
 

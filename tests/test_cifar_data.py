@@ -1,4 +1,4 @@
-"""Tests for memristor_mat.cifar: CIFAR-10/100 read by torchvision from files in the real layout.
+"""Tests for memristor_mat.datasets.cifar: CIFAR-10/100 read by torchvision from files in the real layout.
 
 Nothing is downloaded: an autouse fixture replaces ``urllib.request.urlopen`` (which torchvision's
 downloader calls). The tests write tiny batches in the format of the original release (Python 2
@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from memristor_mat import cifar
-from memristor_mat.data import DataError, DatasetUnavailableError
+from memristor_mat.datasets import DataError, DatasetUnavailableError, cifar
 
 PER_BATCH = 3  # images per written batch (the originals hold 10,000)
 

@@ -11,15 +11,16 @@ from conftest import killed_in_epoch
 
 from memristor_mat import runs
 from memristor_mat.checkpoint import load_checkpoint, model_from_checkpoint
-from memristor_mat.cnn import CIFAR_MEAN, CIFAR_STD, ImageClassifier, mobilenet_v2_cifar, resnet_cifar
-from memristor_mat.data import DatasetSplits, save_prepared
-from memristor_mat.evaluation import MonteCarloSettings, monte_carlo_accuracy
+from memristor_mat.datasets import DatasetSplits, save_prepared
+from memristor_mat.evaluation import monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.pipeline import ModelRun
-from memristor_mat.models import MLP
+from memristor_mat.models.cnn import CIFAR_MEAN, CIFAR_STD, ImageClassifier, mobilenet_v2_cifar, resnet_cifar
+from memristor_mat.models.mlp import MLP
 from memristor_mat.methods.mat import noise_share
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.training import train
 
 CPU = torch.device("cpu")
 #: a MobileNetV2 small enough for unit tests: stride-2 stem, two one-block stages

@@ -604,7 +604,7 @@ def test_all_four_shipped_configs_are_checked():
 
 
 def test_option_registries_match_the_builder_registries():
-    from memristor_mat.data import DATASET_OPTIONS, DATASETS
+    from memristor_mat.datasets import DATASET_OPTIONS, DATASETS
     from memristor_mat.models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES
 
     assert set(DATASET_OPTIONS) == set(DATASETS)
@@ -613,7 +613,7 @@ def test_option_registries_match_the_builder_registries():
 
 
 def _dataset_parameters(name):
-    from memristor_mat.data import DATASETS
+    from memristor_mat.datasets import DATASETS
 
     return {p.name: p for p in inspect.signature(DATASETS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
@@ -626,7 +626,7 @@ def _architecture_parameters(arch):
 
 
 def _components():
-    from memristor_mat.data import DATASET_OPTIONS
+    from memristor_mat.datasets import DATASET_OPTIONS
     from memristor_mat.models import ARCHITECTURE_OPTIONS
 
     return ([pytest.param(DATASET_OPTIONS[name], _dataset_parameters(name), id=f"dataset-{name}")

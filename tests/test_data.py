@@ -1,4 +1,4 @@
-"""Tests for memristor_mat.data: dataset builders, offline failure, prepared .npz round trip.
+"""Tests for memristor_mat.datasets: dataset builders, offline failure, prepared .npz round trip.
 
 All tests run offline: an autouse fixture replaces ``urllib.request.urlopen`` (which
 torchvision's downloader calls) so that no test can reach the network.
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from memristor_mat import data
-from memristor_mat.data import (
+from memristor_mat.datasets import (
     DATASETS,
     DataError,
     DatasetSplits,
@@ -24,6 +23,8 @@ from memristor_mat.data import (
     prepare_dataset,
     save_prepared,
 )
+from memristor_mat.datasets import mnist as mnist_module
+from memristor_mat.datasets import splits as splits_module
 
 # --------------------------------------------------------------------------- helpers
 
@@ -139,7 +140,7 @@ def test_mnist_offline_says_where_to_put_files(tmp_path, url_calls):
     assert url_calls, "the download should have been attempted (and refused by the fixture)"
     assert "could not be downloaded" in message
     assert str(Path("MNIST") / "raw") in message and str(tmp_path) in message
-    for name in data.MNIST_FILES:
+    for name in mnist_module.MNIST_FILES:
         assert name in message and f"{name}.gz" in message
     assert isinstance(info.value, DataError)  # callers may catch the base class
 
@@ -298,7 +299,7 @@ def test_save_failure_keeps_previous_file(tmp_path, monkeypatch):
     def broken_savez(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(data.np, "savez", broken_savez)
+    monkeypatch.setattr(splits_module.np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         save_prepared(tiny_splits(num_classes=4), path)
     assert path.read_bytes() == before

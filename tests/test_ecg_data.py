@@ -1,4 +1,4 @@
-"""Tests for memristor_mat.ecg: WFDB beat windows, delta modulation, split, download, synthetic data.
+"""Tests for memristor_mat.datasets.ecg: WFDB beat windows, delta modulation, split, download, synthetic data.
 
 All offline: records are written here with wfdb's own writers (real .hea/.dat/.atr files), and
 an autouse fixture makes ``wfdb.dl_database`` fail as if there were no network.
@@ -12,9 +12,8 @@ import torch
 import wfdb
 from sklearn.model_selection import train_test_split
 
-from memristor_mat import ecg
-from memristor_mat.data import DATASETS, DataError, DatasetUnavailableError, prepare_dataset
-from memristor_mat.ecg import (
+from memristor_mat.datasets import DATASETS, DataError, DatasetUnavailableError, ecg, prepare_dataset
+from memristor_mat.datasets.ecg import (
     BEAT_SYMBOLS,
     NORMAL_SYMBOL,
     delta_modulate,

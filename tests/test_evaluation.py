@@ -5,14 +5,14 @@ import torch
 from torch import nn
 
 from memristor_mat.evaluation import (
-    MonteCarloSettings,
     clean_accuracy,
     correct_with_weights,
     monte_carlo_accuracy,
     standard_normal_draws,
 )
-from memristor_mat.models import MLP
+from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import GaussianWeightNoise, noisy_parameter_names
+from memristor_mat.settings import MonteCarloSettings
 
 LEVELS = (0.0, 0.05, 0.2)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from memristor_mat.models import MLP
+from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import (
     GaussianWeightNoise,
     NoisyModel,

@@ -1,4 +1,4 @@
-"""Tests of memristor_mat.plotting and of the papermill figures notebook."""
+"""Tests of memristor_mat.reporting's figures and of the papermill figures notebook."""
 
 from __future__ import annotations
 
@@ -9,17 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memristor_mat.plotting import (
-    METHOD_LABELS,
-    curve_label,
-    noise_axis_label,
-    plot_accuracy_vs_noise,
-    plot_sigma_heatmap,
-    plot_sigma_train_curves,
-    sampling_label,
-    save_figure,
-)
-from memristor_mat.summary import summarise
+from memristor_mat.reporting.curves import plot_accuracy_vs_noise, plot_sigma_train_curves
+from memristor_mat.reporting.heatmaps import plot_sigma_heatmap
+from memristor_mat.reporting.style import METHOD_LABELS, curve_label, noise_axis_label, sampling_label, save_figure
+from memristor_mat.reporting.summary import summarise
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.3]
@@ -315,7 +308,7 @@ def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
 
 
 def test_published_numbers_are_drawn_beside_ours(summary):
-    from memristor_mat.summary import published_numbers
+    from memristor_mat.reporting.summary import published_numbers
 
     published = published_numbers("mnist")
     fig, table = plot_accuracy_vs_noise(
@@ -333,7 +326,7 @@ def test_published_numbers_are_drawn_beside_ours(summary):
 
 
 def test_task_comparison_has_one_panel_per_task(summary):
-    from memristor_mat.plotting import plot_task_comparison
+    from memristor_mat.reporting.curves import plot_task_comparison
 
     other = summary[summary["method"] != "mat_scratch"]
     fig, table = plot_task_comparison(
@@ -351,7 +344,7 @@ def test_task_comparison_has_one_panel_per_task(summary):
 
 
 def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():
-    from memristor_mat.plotting import curve_colors, method_color
+    from memristor_mat.reporting.style import curve_colors, method_color
 
     curves = [("vanilla", 0.0), ("mat", 0.2), ("mat", 0.1), ("mat_scratch", 0.1)]
     colors = curve_colors(curves)

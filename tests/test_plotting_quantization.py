@@ -1,4 +1,4 @@
-"""Tests of memristor_mat.plotting_quantization: the QAT figures (accuracy vs levels, vs noise_sd)."""
+"""Tests of memristor_mat.reporting.quantization: the QAT figures (accuracy vs levels, vs noise_sd)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from matplotlib.colors import to_rgb
 
 from memristor_mat import methods as registry
-from memristor_mat.plotting import save_figure
-from memristor_mat.plotting_quantization import (
+from memristor_mat.reporting.quantization import (
     format_noise_sd,
     plot_accuracy_vs_levels,
     plot_accuracy_vs_qat_noise,
 )
 from memristor_mat.runs import ACCURACY_COLUMNS
-from memristor_mat.summary import published_numbers, summarise
+from memristor_mat.reporting.style import save_figure
+from memristor_mat.reporting.summary import published_numbers, summarise
 
 INFERENCE = [0.0, 0.05, 0.1]
 QAT_LEVELS = [2, 4, 8, 16, 32]

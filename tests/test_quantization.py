@@ -16,9 +16,10 @@ from memristor_mat import training
 from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.device import derive_seed, generator
 from memristor_mat.methods.qat import QuantizationHooks
-from memristor_mat.models import MLP
+from memristor_mat.models.mlp import MLP
 from memristor_mat.quantization import quantization_levels, quantize
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.settings import TrainingSettings
+from memristor_mat.training import train
 
 CPU = torch.device("cpu")
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memristor_mat.data import DatasetSplits
+from memristor_mat.datasets import DatasetSplits
 from memristor_mat.evaluation import clean_accuracy, correct_with_stacked_weights, correct_with_weights
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
-from memristor_mat.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
-                                 lognormal_spread, spike)
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
+                                        lognormal_spread, spike)
+from memristor_mat.settings import TrainingSettings
+from memristor_mat.training import train
 
 CPU = torch.device("cpu")
 VARIANTS = ["spiking", "tanh"]

@@ -1,4 +1,4 @@
-"""Tests of memristor_mat.summary: statistics by hand, bootstrap, validation, published numbers."""
+"""Tests of memristor_mat.reporting.summary: statistics by hand, bootstrap, validation, published numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memristor_mat.summary import (
+from memristor_mat.reporting.summary import (
     PER_MODEL_COLUMNS,
     PUBLISHED_COLUMNS,
     SUMMARY_COLUMNS,
@@ -17,8 +17,8 @@ from memristor_mat.summary import (
     per_model_summary,
     published_numbers,
     summarise,
-    write_table,
 )
+from memristor_mat.reporting.tables import write_table
 
 
 def tidy(rows: list[tuple], **fixed) -> pd.DataFrame:
@@ -299,7 +299,7 @@ def test_single_model_interval_is_optional():
 
 
 def test_bootstrap_chunks_do_not_change_the_interval(monkeypatch):
-    import memristor_mat.summary as summary_module
+    import memristor_mat.reporting.summary as summary_module
 
     rng = np.random.default_rng(5)
     values = np.clip(0.8 + 0.03 * rng.standard_normal((1, 4, 7)), 0, 1)

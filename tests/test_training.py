@@ -9,10 +9,10 @@ from conftest import killed_in_epoch, toy_data
 
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
-from memristor_mat.models import MLP
+from memristor_mat.models.mlp import MLP
 from memristor_mat.methods import noisy_updates
-from memristor_mat.methods.noisy_updates import NoisyUpdates
-from memristor_mat.training import TrainingSettings, train
+from memristor_mat.settings import NoisyUpdates, TrainingSettings
+from memristor_mat.training import train
 
 CPU = torch.device("cpu")
 

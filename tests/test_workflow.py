@@ -226,7 +226,7 @@ def test_ecg_branch_end_to_end(finished_ecg_run):
     original_vs_improved = pd.read_csv(workdir / "results/comparisons/ecg_original_vs_improved.csv")
     assert original_vs_improved.panel.nunique() == 2
     # the original recipe reached the prepared data: unstratified split, original delta rule
-    from memristor_mat.data import load_prepared
+    from memristor_mat.datasets import load_prepared
 
     assert "unstratified" in load_prepared(workdir / "results/prepared/ecg.npz").description
     assert "unstratified" not in load_prepared(workdir / "results/prepared/ecg_improved.npz").description

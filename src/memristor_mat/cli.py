@@ -20,9 +20,8 @@ from . import __version__, pipeline, runs
 from . import methods as registry
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
-from .data import DataError
-from .evaluation import MonteCarloSettings
-from .training import TrainingSettings
+from .datasets.errors import DataError
+from .settings import MonteCarloSettings, TrainingSettings
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,13 +16,13 @@ from typing import Any
 
 import jsonschema
 import numpy as np
-import torch
 import yaml
 
 from . import methods as registry
-from .data import DATASET_OPTIONS, DATASETS
+from .datasets import DATASET_OPTIONS, DATASETS
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
-from .noise import NOISE_MODELS
+from .noise_registry import NOISE_MODELS
+from .settings import TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -107,10 +107,11 @@ def _check_name(value: str, known, key: str) -> None:
         raise ConfigError(f"config key {key}: unknown name {value!r}; expected one of {sorted(known)}")
 
 
-def _check_torch_class(name: str, module, base, key: str) -> None:
-    candidate = getattr(module, name, None)
-    if not (isinstance(candidate, type) and issubclass(candidate, base)) or candidate is base:
-        raise ConfigError(f"config key {key}: {name!r} is not a {module.__name__} class")
+def _check_torch_class(name: str, module: str, classes: tuple[str, ...], key: str) -> None:
+    """``name`` must be one of ``classes``, the classes of torch module ``module`` that fit (see
+    :data:`memristor_mat.settings.TORCH_OPTIMIZERS`): checked without importing torch."""
+    if name not in classes:
+        raise ConfigError(f"config key {key}: {name!r} is not a {module} class")
 
 
 def _check_levels(levels, key: str) -> None:
@@ -148,7 +149,7 @@ def _check_options(options, option_schema: dict, prefix: str, owner: str, from_d
 
 
 def _check_component_options(task: dict[str, Any], prefix: str) -> None:
-    """Each dataset's and architecture's own options, by the schemas declared next to their builders."""
+    """Each dataset's and architecture's own options, by the schemas of their registries."""
     name = task["dataset"]["name"]
     _check_options(task["dataset"].get("options", {}), DATASET_OPTIONS[name], f"{prefix}.dataset.options",
                    f"dataset {name!r}")
@@ -184,11 +185,11 @@ def check_semantics(config: dict[str, Any]) -> None:
         ]
         for key, training in trainings:
             if "optimizer" in training:
-                _check_torch_class(training["optimizer"]["name"], torch.optim, torch.optim.Optimizer,
+                _check_torch_class(training["optimizer"]["name"], "torch.optim", TORCH_OPTIMIZERS,
                                    f"{key}.optimizer.name")
             if training.get("lr_scheduler"):
-                _check_torch_class(training["lr_scheduler"]["name"], torch.optim.lr_scheduler,
-                                   torch.optim.lr_scheduler.LRScheduler, f"{key}.lr_scheduler.name")
+                _check_torch_class(training["lr_scheduler"]["name"], "torch.optim.lr_scheduler",
+                                   TORCH_LR_SCHEDULERS, f"{key}.lr_scheduler.name")
         figures = task["figures"]
         if figures["traces"] and task["model"]["arch"] != "recurrent_snn":
             raise ConfigError(f"config key {prefix}.figures.traces: only recurrent networks record traces")

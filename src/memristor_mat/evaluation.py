@@ -13,8 +13,7 @@ Several draws are evaluated at once: their noisy weights are stacked and the mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -23,24 +22,7 @@ from torch.func import functional_call
 
 from .device import derive_seed, generator
 from .noise import draw_normals, make_noise_model, noisy_parameter_names
-
-
-@dataclass(frozen=True)
-class MonteCarloSettings:
-    sigma_inference: Sequence[float]
-    draws: int
-    seed: int
-    noise_model: str = "gaussian"
-    noise_options: Mapping[str, Any] = field(default_factory=lambda: {"reference": "2absmax"})
-    include_normalization: bool = False
-    draws_per_chunk: int = 16
-    batch_size: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.draws < 1 or self.draws_per_chunk < 1 or self.batch_size < 1:
-            raise ValueError("draws, draws_per_chunk and batch_size must be >= 1")
-        if any(not s >= 0 for s in self.sigma_inference):
-            raise ValueError(f"inference noise levels must be >= 0, got {list(self.sigma_inference)}")
+from .settings import MonteCarloSettings
 
 
 def _test_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device) -> Iterator[tuple]:

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .noise_registry import NOISE_MODELS
+
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -72,7 +74,7 @@ def weight_reference(weight: torch.Tensor, reference: str) -> torch.Tensor:
 
 class NoiseModel(Protocol):
     """What a device noise model provides. Add one by implementing this and registering it in
-    :data:`NOISE_MODELS`; training, Monte-Carlo evaluation and the pipeline then accept its name."""
+    :data:`NOISE_MODELS` (:mod:`memristor_mat.noise_registry`); training, Monte-Carlo evaluation and the pipeline then accept its name."""
 
     sigma: float
     #: standard normals needed per weight element (a device model with several independent
@@ -113,10 +115,6 @@ class GaussianWeightNoise:
 
     def with_sigma(self, sigma: float) -> "GaussianWeightNoise":
         return dataclasses.replace(self, sigma=sigma)
-
-
-#: Noise models by the name used in config files.
-NOISE_MODELS: Mapping[str, Callable[..., NoiseModel]] = {"gaussian": GaussianWeightNoise}
 
 
 def make_noise_model(name: str, sigma: float, **options) -> NoiseModel:

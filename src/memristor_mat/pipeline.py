@@ -14,9 +14,7 @@ from typing import Any
 
 from . import methods as registry
 from .config import format_sigma
-from .evaluation import MonteCarloSettings
-from .methods.noisy_updates import NoisyUpdates
-from .training import TrainingSettings
+from .settings import MonteCarloSettings, NoisyUpdates, TrainingSettings
 
 RESULTS = PurePosixPath("results")
 FIGURES = PurePosixPath("figures")

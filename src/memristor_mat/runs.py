@@ -20,15 +20,18 @@ import torch
 from . import methods as registry
 from . import pipeline
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import load_prepared, prepare_dataset, save_prepared
+from .datasets import prepare_dataset
+from .datasets.splits import load_prepared, save_prepared
 from .device import select_device
-from .evaluation import MonteCarloSettings, monte_carlo_accuracy
+from .evaluation import monte_carlo_accuracy
 from .io import atomic_path, write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
-from .summary import per_model_summary, summarise, write_table
-from .training import TrainingSettings, split_threads, train
+from .reporting.summary import per_model_summary, summarise
+from .reporting.tables import write_table
+from .settings import MonteCarloSettings, TrainingSettings
+from .training import split_threads, train
 
 log = logging.getLogger(__name__)
 

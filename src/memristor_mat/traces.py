@@ -1,4 +1,5 @@
-"""What a recurrent network does with one heartbeat, as a tidy table for the raster figure.
+"""What a recurrent network does with one heartbeat, as a tidy table for the raster figure
+(drawn by :mod:`memristor_mat.reporting.traces`).
 
 For the first normal and the first abnormal beat of the test split: the two-lead signal, its
 delta-modulation events (exactly the network's input), and for each given model the hidden
@@ -15,8 +16,8 @@ import pandas as pd
 import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import DatasetSplits
-from .ecg import ecg_windows
+from .datasets.ecg import ecg_windows
+from .datasets.splits import DatasetSplits
 
 EVENT_CHANNELS = ("lead 1 UP", "lead 1 DN", "lead 2 UP", "lead 2 DN")
 BEAT_LABELS = {0: "normal (N)", 1: "abnormal"}

@@ -9,11 +9,10 @@ with exactly the weights of an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,70 +24,20 @@ from tqdm.auto import tqdm
 from . import methods as registry
 from .augmentation import augmented_batches, make_augmentation
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DatasetSplits
+from .datasets.splits import DatasetSplits
 from .device import derive_seed, generator
 from .evaluation import clean_accuracy
 from .methods.hooks import EpochContext, TrainingHooks
 from .methods.mat import ForwardNoiseHooks
-from .methods.noisy_updates import NoisyUpdates
 from .noise import noisy_parameter_names
 from .provenance import config_hash
+from .settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
-#: reduced-precision compute types for ``mixed_precision`` (CUDA only; float16 uses loss scaling)
+#: reduced-precision compute types for ``mixed_precision`` (CUDA only; float16 uses loss scaling),
+#: by the names of :data:`memristor_mat.settings.MIXED_PRECISION_TYPES`
 MIXED_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    method: str
-    epochs: int
-    batch_size: int
-    optimizer: dict[str, Any]
-    seed: int
-    sigma_train: float = 0.0
-    lr_scheduler: dict[str, Any] | None = None
-    weight_clip_std: float | None = None
-    noise_model: str = "gaussian"
-    noise_options: dict[str, Any] = field(default_factory=lambda: {"reference": "2absmax"})
-    include_normalization: bool = False
-    noisy_updates: NoisyUpdates = field(default_factory=NoisyUpdates)
-    eval_batch_size: int = 1000
-    #: ``{horizontal_flip, rotation_degrees, crop_padding}`` (see memristor_mat.augmentation)
-    augmentation: dict[str, Any] | None = None
-    #: None (float32), "bfloat16" or "float16": autocast on CUDA, ignored elsewhere
-    mixed_precision: str | None = None
-    #: the method's settings other than sigma_train (e.g. ``{"levels": 4}`` for ``qat``)
-    method_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        entry = registry.method(self.method)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
-        if entry.sweep == "sigma_train" and not self.sigma_train > 0:
-            raise ValueError(f"method {self.method!r} needs sigma_train > 0, got {self.sigma_train}")
-        if entry.sweep != "sigma_train" and self.sigma_train != 0:
-            raise ValueError(f"method {self.method!r} trains without forward noise: sigma_train must be 0")
-        wanted = {name for name in (entry.sweep, *entry.fixed) if name not in (None, "sigma_train")}
-        if set(self.method_options) != wanted:
-            raise ValueError(f"method {self.method!r} takes the options {sorted(wanted)}, "
-                             f"got {sorted(self.method_options)}")
-        for name, value in self.method_options.items():
-            registry.SETTINGS[name].check(value)
-        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(
-                f"mixed_precision must be null or one of {sorted(MIXED_PRECISION)}, got {self.mixed_precision!r}"
-            )
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingSettings":
-        values = dict(values)
-        values["noisy_updates"] = NoisyUpdates(**values.get("noisy_updates", {}))
-        return cls(**values)
 
 
 @dataclass

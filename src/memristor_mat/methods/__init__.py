@@ -149,12 +149,12 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            "quantisation-aware training: uniform levels between the 1st and 99th percentiles, "
            "straight-through updates of full-precision copies (SPEC §2.1)",
            color=_PALETTE[4], marker="v", hooks="memristor_mat.methods.qat:QuantizationHooks",
-           sweep="levels", figures={"accuracy_vs_levels": "memristor_mat.plotting_quantization:plot_accuracy_vs_levels"}),
+           sweep="levels", figures={"accuracy_vs_levels": "memristor_mat.reporting.quantization:plot_accuracy_vs_levels"}),
     Method("qat_noise", "QAT + noise",
            "QAT plus absolute Gaussian noise N(0, noise_sd^2) added after quantising (SPEC §2.1)",
            color=_PALETTE[3], marker="P", hooks="memristor_mat.methods.qat:QuantizationHooks",
            sweep="noise_sd", fixed=("levels",),
-           figures={"accuracy_vs_qat_noise": "memristor_mat.plotting_quantization:plot_accuracy_vs_qat_noise"}),
+           figures={"accuracy_vs_qat_noise": "memristor_mat.reporting.quantization:plot_accuracy_vs_qat_noise"}),
 )})
 
 

@@ -47,7 +47,7 @@ class TrainingHooks:
 
     ``model``: the network being trained; ``parameters``: its memristor tensors by name (what a
     crossbar holds, :func:`memristor_mat.noise.noisy_parameter_names`); ``settings``: the run's
-    :class:`memristor_mat.training.TrainingSettings`.
+    :class:`memristor_mat.settings.TrainingSettings`.
     """
 
     def __init__(self, model: nn.Module, parameters: Mapping[str, nn.Parameter], settings, device) -> None:

@@ -1,9 +1,9 @@
 """Figures of the quantisation-aware training methods ``qat`` and ``qat_noise`` (SPEC §2, §2.1, §6).
 
 The method registry names them as the figures of these methods
-(``memristor_mat.plotting_quantization:plot_accuracy_vs_levels`` and ``...:plot_accuracy_vs_qat_noise``).
-They follow :mod:`memristor_mat.plotting`: each takes the summary table of
-:func:`memristor_mat.summary.summarise` (accuracy statistics in percent) and returns
+(``memristor_mat.reporting.quantization:plot_accuracy_vs_levels`` and ``...:plot_accuracy_vs_qat_noise``).
+They follow :mod:`memristor_mat.reporting.curves`: each takes the summary table of
+:func:`memristor_mat.reporting.summary.summarise` (accuracy statistics in percent) and returns
 ``(figure, table)``, the table holding exactly the numbers drawn, one row per point:
 
 * ``element``: ``"curve"`` (ours) or ``"published"`` (the original study's number),
@@ -28,7 +28,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
-from memristor_mat.plotting import (
+from memristor_mat.reporting.style import (
     ACCURACY_AXIS_LABEL,
     METHOD_MARKERS,
     STAT_LABELS,
@@ -252,7 +252,7 @@ def plot_accuracy_vs_levels(
     fractions in ``noise_levels``), the ``center`` statistic with a ``band`` (a pair of summary
     columns, None for none).
 
-    ``published``: :func:`memristor_mat.summary.published_numbers` of the task (with columns
+    ``published``: :func:`memristor_mat.reporting.summary.published_numbers` of the task (with columns
     ``levels`` and ``noise_sd``); its ``qat`` rows are drawn dotted with hollow markers beside
     the line of the same inference noise level, if that line is drawn.
 

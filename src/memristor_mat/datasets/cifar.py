@@ -9,18 +9,17 @@ original Python 2 pickles, read with ``encoding="latin1"``).
 Our part: torchvision reports every missing or damaged file with one generic RuntimeError
 ("Dataset not found or corrupted"); here that becomes
 
-* :class:`~memristor_mat.data.DatasetUnavailableError` when nothing is on disk and nothing could
+* :class:`~memristor_mat.datasets.DatasetUnavailableError` when nothing is on disk and nothing could
   be downloaded, with where to place which tarball (name, URL, MD5);
-* :class:`~memristor_mat.data.DataError` naming each file with a wrong MD5 or missing from the
+* :class:`~memristor_mat.datasets.DataError` naming each file with a wrong MD5 or missing from the
   folder, or the file that does not unpickle or holds wrong shapes or labels.
 
-Then the conversion to :class:`~memristor_mat.data.DatasetSplits`: the official split (50,000
+Then the conversion to :class:`~memristor_mat.datasets.DatasetSplits`: the official split (50,000
 train / 10,000 test), pixels uint8 H x W x C -> float32 N x 3 x 32 x 32 in [0, 1] with no
 mean/std normalisation (the models normalise their own input), int64 labels (CIFAR-100: the 100
 fine labels).
 
-torchvision is imported on first use: importing it costs a second, which every command-line
-call would pay, because ``memristor_mat.data`` imports this module for its registry.
+torchvision is imported on first use, not with this module: importing it costs a second.
 """
 
 from __future__ import annotations
@@ -37,7 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CIFAR_OPTIONS", "build_cifar10", "build_cifar100"]
+from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
+from memristor_mat.datasets.splits import DatasetSplits
+
+__all__ = ["build_cifar10", "build_cifar100"]
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32  # one row of a batch's "data": R plane, G plane, B plane, row-major
 
@@ -268,14 +270,6 @@ def _build_cifar(variant: _Variant, raw_dir: Path, download: bool) -> DatasetSpl
     )
 
 
-# The options of both builders as JSON Schema (see DATASET_OPTIONS in memristor_mat.data).
-CIFAR_OPTIONS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"download": {"type": "boolean"}},
-}
-
-
 def build_cifar10(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
     """CIFAR-10 (50,000 train / 10,000 test, 10 classes) read by torchvision from
     ``<raw_dir>/cifar-10-batches-py/``, downloaded there when missing and ``download`` is true."""
@@ -286,9 +280,3 @@ def build_cifar100(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
     """CIFAR-100 (50,000 train / 10,000 test, the 100 fine labels) read by torchvision from
     ``<raw_dir>/cifar-100-python/``, downloaded there when missing and ``download`` is true."""
     return _build_cifar(_CIFAR100, Path(raw_dir), download)
-
-
-# Imported last on purpose, as in memristor_mat.ecg: memristor_mat.data imports this module's
-# builders for its registry, so they must exist before this module imports data; in this order
-# either module can be imported first without a partially initialised import failing.
-from memristor_mat.data import DataError, DatasetSplits, DatasetUnavailableError  # noqa: E402

@@ -96,61 +96,12 @@ Common to both:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-DYNAMICS = ("normalised", "original")
-NEURONS = ("spiking", "tanh")
-RECURRENCES = ("spikes", "currents")  # of the normalised dynamics; the original recurs on h
-_NORMALISED_ONLY = ("recurrence", "input_gain", "recurrent_gain")
-
-_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
-_NON_NEGATIVE = {"type": "number", "minimum": 0}
-#: The constructor's options as a config may give them (JSON Schema; see ARCHITECTURE_OPTIONS in
-#: memristor_mat.models), checked when the config is loaded. n_inputs and num_classes come from
-#: the data. null stands for the constructor's None.
-RECURRENT_SNN_OPTIONS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "hidden_size": {"type": "integer", "minimum": 1},
-        "dynamics": {"enum": list(DYNAMICS)},
-        "neuron": {"enum": list(NEURONS)},
-        "recurrence": {"enum": [*RECURRENCES, None], "description": "null: the dynamics' own (spikes for normalised)"},
-        "dt": _POSITIVE,
-        "tau_syn": _POSITIVE,
-        "tau_mem": _POSITIVE,
-        "time_constant_variability": {"type": "boolean"},
-        # torch.Generator.manual_seed takes at most 64 bits
-        "variability_seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**64 - 1,
-                             "description": "null: a fresh draw from torch's global RNG per model"},
-        "surrogate_scale": _POSITIVE,
-        "threshold": _POSITIVE,
-        "input_gain": {"type": ["number", "null"], "exclusiveMinimum": 0},
-        "recurrent_gain": {"type": ["number", "null"], "minimum": 0},
-        "spike_count_weight": _NON_NEGATIVE,
-        "spike_rate_weight": _NON_NEGATIVE,
-    },
-}
-
-
-def check_recurrent_snn_options(options: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The rule across options that the schema leaves out, for the config layer: ``(option,
-    why)`` of the first option that contradicts ``dynamics``, or None. The constructor enforces
-    the same rule; this reports it when the config is loaded, naming the key."""
-    if options.get("dynamics", "normalised") != "original":
-        return None
-    for name in _NORMALISED_ONLY:
-        if options.get(name) is not None:
-            return name, (
-                f"{options[name]!r} given with dynamics 'original', which recurs on the summed input current "
-                f"h and initialises uniformly (SPEC §3.1); {', '.join(_NORMALISED_ONLY)} are options of "
-                "dynamics 'normalised': leave it unset (or null)"
-            )
-    return None
+from memristor_mat.models.options import DYNAMICS, NEURONS, RECURRENCES
 
 
 def lognormal_spread(tau: float) -> float:

@@ -17,15 +17,12 @@ first, then draws within each chosen model.
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from memristor_mat.io import atomic_path, write_text_atomic
 from memristor_mat.methods import SETTING_COLUMNS, unapplied_settings
 
 __all__ = [
@@ -37,7 +34,6 @@ __all__ = [
     "PUBLISHED_COLUMNS",
     "summarise",
     "per_model_summary",
-    "write_table",
     "published_numbers",
     "compare_with_published",
 ]
@@ -368,27 +364,6 @@ def per_model_summary(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(keys, kind="mergesort").reset_index(drop=True)
 
 
-def _stem_paths(stem_path: str | os.PathLike) -> tuple[Path, Path]:
-    # Append, never with_suffix: stems such as "sigma_0.2" contain dots.
-    stem = os.fspath(stem_path)
-    return Path(stem + ".csv"), Path(stem + ".md")
-
-
-def write_table(df: pd.DataFrame, stem_path: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``df`` as ``<stem>.csv`` (full precision) and ``<stem>.md`` (Markdown, 2 decimals),
-    each atomically; parent directories are created. Returns ``(csv_path, md_path)``."""
-    csv_path, md_path = _stem_paths(stem_path)
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp, index=False)
-    if df.empty:
-        markdown = "| " + " | ".join(map(str, df.columns)) + " |\n" if len(df.columns) else ""
-        markdown += "\n_(no rows)_\n"
-    else:
-        markdown = df.to_markdown(index=False, floatfmt=".2f") + "\n"
-    write_text_atomic(md_path, markdown)
-    return csv_path, md_path
-
-
 def published_numbers(task: str | None = None) -> pd.DataFrame:
     """The published accuracies (percent) shipped as package data ``published.csv``.
 
@@ -396,7 +371,7 @@ def published_numbers(task: str | None = None) -> pd.DataFrame:
     With ``task`` given, only that task's rows (an empty frame for a task the study did not
     report).
     """
-    text = (resources.files("memristor_mat") / "published.csv").read_text(encoding="utf-8")
+    text = (resources.files("memristor_mat.reporting") / "published.csv").read_text(encoding="utf-8")
     df = pd.read_csv(
         io.StringIO(text),
         dtype={

@@ -15,7 +15,7 @@
   ImageNet-free layout (7 x 7 stem, max pooling, 64-512 channels are fixed).
 
 torchvision is imported when a network is built, not with this module: every pipeline job
-imports the model registry, and torchvision costs a second to import.
+imports a model, and torchvision costs a second to import.
 
 Both take pixels in [0, 1] and standardise them per channel themselves (mean and std are
 architecture options, CIFAR's by default): the model owns its input normalisation, so training,
@@ -26,10 +26,12 @@ classifier's bias; the BatchNorm affine parameters only when asked (``include_no
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
+
+from memristor_mat.models.options import _resnet_depth_problem
 
 #: per-channel mean and standard deviation of the CIFAR-10 training images (SPEC §3)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -37,54 +39,6 @@ CIFAR_STD = (0.247, 0.243, 0.261)
 #: MobileNetV2 blocks (expansion t, channels c, repeats n, first stride s) of "cifar_specs"
 CIFAR_SPECS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 1), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                (6, 320, 1, 1))
-
-# Option schemas of the two networks (JSON Schema; see ARCHITECTURE_OPTIONS in
-# memristor_mat.models), checked when a config is loaded; num_classes comes from the data. Both
-# take 3-channel images (architecture_options insists), hence three means and three stds.
-_CHANNEL_MEAN = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}
-_CHANNEL_STD = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number", "exclusiveMinimum": 0}}
-_POSITIVE_INT = {"type": "integer", "minimum": 1}
-MOBILENET_V2_CIFAR_OPTIONS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "width_mult": {"type": "number", "exclusiveMinimum": 0},
-        "inverted_residual_setting": {
-            "type": "array", "minItems": 1,
-            "description": "blocks [expansion t, channels c, repeats n, first stride s]",
-            "items": {"type": "array", "minItems": 4, "maxItems": 4,
-                      # torchvision's InvertedResidual takes strides 1 and 2 only
-                      "prefixItems": [_POSITIVE_INT, _POSITIVE_INT, _POSITIVE_INT, {"enum": [1, 2]}]},
-        },
-        "stem_stride": {"enum": [1, 2]},
-        "dropout": {"type": "number", "minimum": 0, "maximum": 1},
-        "input_mean": _CHANNEL_MEAN,
-        "input_std": _CHANNEL_STD,
-        "batchnorm_running_stats": {"type": "boolean"},
-    },
-}
-RESNET_CIFAR_OPTIONS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "depth": {"type": "integer", "minimum": 8, "description": "6n + 2 (checked by check_resnet_cifar_options)"},
-        "widths": {"type": "array", "minItems": 3, "maxItems": 3, "items": _POSITIVE_INT},
-        "input_mean": _CHANNEL_MEAN,
-        "input_std": _CHANNEL_STD,
-    },
-}
-
-
-def _resnet_depth_problem(depth: int) -> str | None:
-    if depth < 8 or (depth - 2) % 6:
-        return f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, ...), got {depth}"
-    return None
-
-
-def check_resnet_cifar_options(options: Mapping[str, Any]) -> tuple[str, str] | None:
-    """What JSON Schema cannot say about the options (depth 6n + 2), as ``(option, why)``, or None."""
-    problem = _resnet_depth_problem(options["depth"]) if "depth" in options else None
-    return None if problem is None else ("depth", problem)
 
 
 class ImageClassifier(nn.Module):

@@ -1,67 +1,43 @@
-"""Network architectures, built by name so that a checkpoint can rebuild its own model."""
+"""Network architectures, built by name so that a checkpoint can rebuild its own model.
+
+This package's ``__init__`` is the registry: the architectures by name (:data:`ARCHITECTURES`),
+the JSON schema of each one's options (:data:`ARCHITECTURE_OPTIONS`, with
+:data:`ARCHITECTURE_CHECKS` for rules a schema cannot say), :func:`build_model` and
+:func:`architecture_options`. It imports no torch: the workflow reads the names and schemas
+when it parses the config, and a constructor is imported when it is first looked up. The
+networks live in the modules :mod:`~memristor_mat.models.mlp` (the MNIST MLP),
+:mod:`~memristor_mat.models.cnn` (MobileNetV2 "cifar_specs", ResNet-20) and
+:mod:`~memristor_mat.models.snn` (the recurrent spiking network of the ECG task); their option
+schemas in :mod:`~memristor_mat.models.options`.
+"""
 
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from torch import nn
-
-from .cnn import (
+from memristor_mat.lazy_registry import LazyRegistry
+from memristor_mat.models.options import (
+    MLP_OPTIONS,
     MOBILENET_V2_CIFAR_OPTIONS,
+    RECURRENT_SNN_OPTIONS,
     RESNET_CIFAR_OPTIONS,
+    check_recurrent_snn_options,
     check_resnet_cifar_options,
-    mobilenet_v2_cifar,
-    resnet_cifar,
 )
-from .snn import RECURRENT_SNN_OPTIONS, RecurrentSNN, check_recurrent_snn_options
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
-class MLP(nn.Module):
-    """Fully connected ReLU network on flattened inputs (SPEC §3 MNIST: 784-128-10, no biases)."""
-
-    def __init__(
-        self,
-        input_size: int = 784,
-        hidden_sizes: Sequence[int] = (128,),
-        num_classes: int = 10,
-        bias: bool = False,
-    ) -> None:
-        super().__init__()
-        if input_size < 1 or num_classes < 2 or any(h < 1 for h in hidden_sizes):
-            raise ValueError(
-                f"MLP sizes must be positive (input {input_size}, hidden {list(hidden_sizes)}, "
-                f"classes {num_classes}; at least 2 classes)"
-            )
-        sizes = [input_size, *hidden_sizes]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out, bias=bias), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], num_classes, bias=bias))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.layers(x)
-
-
-#: MLP's options as a config may give them (JSON Schema); input_size and num_classes come from the data.
-MLP_OPTIONS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "hidden_sizes": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
-        "bias": {"type": "boolean"},
-    },
-}
-
-
-#: Architectures by the name used in config files and checkpoints.
-ARCHITECTURES: Mapping[str, Callable[..., nn.Module]] = {
-    "mlp": MLP,
-    "recurrent_snn": RecurrentSNN,
-    "mobilenet_v2_cifar": mobilenet_v2_cifar,
-    "resnet_cifar": resnet_cifar,
-}
+#: Architectures by the name used in config files and checkpoints: each a constructor,
+#: ``"module:function"``, imported (with torch) when first looked up.
+ARCHITECTURES: Mapping[str, Callable[..., Any]] = LazyRegistry({
+    "mlp": "memristor_mat.models.mlp:MLP",
+    "recurrent_snn": "memristor_mat.models.snn:RecurrentSNN",
+    "mobilenet_v2_cifar": "memristor_mat.models.cnn:mobilenet_v2_cifar",
+    "resnet_cifar": "memristor_mat.models.cnn:resnet_cifar",
+})
 
 #: Constructor options that architecture_options fills in from the data, not from the config.
 DATA_OPTIONS = ("input_size", "n_inputs", "num_classes")

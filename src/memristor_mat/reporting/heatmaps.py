@@ -1,0 +1,100 @@
+"""Heatmap of accuracy: trained configurations against inference noise levels (SPEC §6).
+
+Takes the summary table of :func:`memristor_mat.reporting.summary.summarise` and returns
+``(figure, table)``, the table holding exactly the numbers drawn.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from memristor_mat import methods as registry
+from memristor_mat.reporting.curves import _check_stats, _curve_rows, _curve_value
+from memristor_mat.reporting.style import STAT_LABELS, _new_figure, curve_label, noise_axis_label, style_context, wrap_title
+
+__all__ = ["plot_sigma_heatmap"]
+
+
+def plot_sigma_heatmap(
+    summary: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None = None,
+    stat: str = "mean",
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """Heatmap of accuracy (``stat``, default mean, %): one row per trained configuration
+    (method and the value of its swept setting: MAT's sigma_train, QAT's levels, ...), vanilla
+    on top, then the methods in registry order; columns the inference noise level (%).
+
+    ``methods``: the methods to show (default: every method in the summary). Returns
+    ``(fig, table)``; the table is the annotated matrix: columns ``method``, ``label``,
+    ``sigma_train_pct``, the other settings of the registry (``levels``, ``noise_sd``) and one
+    column per noise level named by its percentage (``"0"``, ``"5"``, ...); missing cells are
+    NaN (blank in the figure).
+    """
+    _check_stats(summary, stat, None)
+    present = summary["method"].unique().tolist()
+    order = list(registry.METHODS) + sorted(m for m in present if m not in registry.METHODS)
+    wanted = [m for m in order if m in present] if methods is None else list(methods)
+    missing = [m for m in wanted if m not in present]
+    if missing or not wanted:
+        raise ValueError(f"method(s) {missing or wanted} not in the summary; available methods: {sorted(present)}")
+    if methods is not None and "vanilla" not in wanted and "vanilla" in present:
+        wanted.insert(0, "vanilla")
+    settings = [c for c in registry.SETTING_COLUMNS[1:] if c in summary.columns]
+    curves = []  # (method, value) in display order
+    for method in wanted:
+        values = sorted({_curve_value(row) for _, row in summary[summary["method"] == method].iterrows()})
+        curves += [(method, value) for value in values]
+    levels = sorted(summary.loc[summary["method"].isin(wanted), "noise_level_pct"].astype(float).unique())
+    matrix = np.full((len(curves), len(levels)), np.nan)
+    records = []
+    for i, (method, value) in enumerate(curves):
+        rows = _curve_rows(summary, method, value)
+        for level, cell in zip(rows["noise_level_pct"].astype(float), rows[stat].astype(float)):
+            matrix[i, levels.index(level)] = cell
+        first = rows.iloc[0]
+        records.append({"method": method, "label": curve_label(method, value),
+                        "sigma_train_pct": round(100.0 * float(first["sigma_train"]), 6),
+                        **{c: first[c] for c in settings}})
+
+    row_labels = [r["label"] for r in records]
+    col_labels = [f"{lv:g}" for lv in levels]
+    table = pd.concat([pd.DataFrame(records), pd.DataFrame(matrix, columns=col_labels)], axis=1)
+    table.columns.name = "noise_level_pct"
+
+    n_rows, n_cols = matrix.shape
+    width = min(max(6.4, 3.0 + 0.75 * n_cols), 14.0)
+    height = min(max(3.0, 1.3 + 0.42 * n_rows), 12.0)
+    with style_context():
+        fig, ax = _new_figure((width, height))
+        sns.heatmap(
+            pd.DataFrame(matrix, index=row_labels, columns=col_labels),
+            ax=ax,
+            annot=True,
+            fmt=".1f",
+            cmap="viridis",
+            vmin=float(np.nanmin(matrix)) if np.isfinite(matrix).any() else None,
+            vmax=float(np.nanmax(matrix)) if np.isfinite(matrix).any() else None,
+            linewidths=0.6,
+            linecolor="white",
+            annot_kws={"fontsize": "small"},
+            cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
+        )
+        # white rules between methods
+        for i in range(1, n_rows):
+            if curves[i][0] != curves[i - 1][0]:
+                ax.axhline(i, color="white", linewidth=3)
+        ax.set_xlabel(noise_axis_label(summary))
+        ax.set_ylabel("Training method")
+        ax.tick_params(axis="y", rotation=0)
+        ax.tick_params(axis="x", rotation=0)
+        ax.grid(False)
+        if title:
+            ax.set_title(wrap_title(title), loc="left")
+    return fig, table

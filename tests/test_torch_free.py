@@ -1,0 +1,172 @@
+"""The workflow parses its config without importing torch.
+
+`snakemake` (Snakefile + rules/common.smk) imports memristor_mat.config, memristor_mat.pipeline
+and memristor_mat.methods at parse time: they, the registries of datasets, architectures and
+noise models, and the settings of the jobs import no torch. The names they check without torch
+(optimisers, learning-rate schedules, mixed-precision types, registry entries) are compared
+here with what torch and the library actually have.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [REPO / "config.yaml", *sorted((REPO / "config").glob("*.yaml"))]
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_config_pipeline_and_methods_import_no_torch():
+    result = run_python("""
+        import sys
+        import memristor_mat.config, memristor_mat.pipeline, memristor_mat.methods
+        import memristor_mat.datasets, memristor_mat.models, memristor_mat.noise_registry, memristor_mat.settings
+        import memristor_mat.reporting
+        assert 'torch' not in sys.modules, 'torch imported'
+    """)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("config_path", CONFIGS, ids=[path.name for path in CONFIGS])
+def test_validating_and_planning_a_config_imports_no_torch(config_path):
+    # what the rules do at parse time: validate, list the models, build every job's parameters
+    result = run_python("""
+        import sys
+        from memristor_mat import pipeline
+        from memristor_mat.config import load_config
+        config = load_config(sys.argv[1])
+        runs = pipeline.model_runs(config)
+        assert runs
+        for run in runs:
+            pipeline.train_job(config, run)
+        for task in config["tasks"]:
+            pipeline.evaluate_job(config, task)
+            pipeline.method_figures(config, task)
+        assert 'torch' not in sys.modules, 'torch imported'
+    """, str(config_path))
+    assert result.returncode == 0, result.stderr
+
+
+# Installed through PYTHONPATH into every Python process of the dry run: notes each process that
+# starts, and each that imports torch (with the importing stack), in the file $TORCH_PROBE.
+PROBE = '''
+import os, sys, traceback
+
+class _TorchProbe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            with open(os.environ["TORCH_PROBE"], "a") as report:
+                report.write(f"TORCH {os.getpid()} {sys.argv[:2]}\\n{''.join(traceback.format_stack())}\\n")
+            sys.meta_path.remove(self)
+        return None
+
+with open(os.environ["TORCH_PROBE"], "a") as report:
+    report.write(f"START {os.getpid()} {sys.argv[:2]}\\n")
+sys.meta_path.insert(0, _TorchProbe())
+'''
+
+
+def test_snakemake_parses_the_workflow_without_torch(tmp_path):
+    snakemake = Path(sys.executable).with_name("snakemake")
+    if not snakemake.exists():
+        pytest.skip(f"snakemake is not installed beside {sys.executable}")
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    (probe_dir / "sitecustomize.py").write_text(PROBE)
+    report = tmp_path / "probe.txt"
+    python_path = [str(probe_dir), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), "TORCH_PROBE": str(report)}
+    # -d: a scratch working directory, so the dry run leaves nothing in the checkout
+    result = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"),
+         "--configfile", str(REPO / "config.yaml")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Job stats" in result.stdout + result.stderr
+    lines = report.read_text()
+    assert "START" in lines, "the probe did not run: is sitecustomize shadowed?"
+    assert "TORCH" not in lines, lines
+
+
+# --------------------------------------------------------------------------- names checked without torch
+
+
+def _torch_classes(module, base) -> set[str]:
+    """The names that the config accepted when it checked against torch itself."""
+    return {name for name in dir(module)
+            if isinstance(getattr(module, name), type) and issubclass(getattr(module, name), base)
+            and getattr(module, name) is not base}
+
+
+def test_optimizer_names_are_those_of_the_installed_torch():
+    import torch
+
+    from memristor_mat.settings import TORCH_OPTIMIZERS
+
+    actual = _torch_classes(torch.optim, torch.optim.Optimizer)
+    assert set(TORCH_OPTIMIZERS) == actual, (
+        f"torch {torch.__version__} has other optimisers than memristor_mat.settings.TORCH_OPTIMIZERS: "
+        f"add {sorted(actual - set(TORCH_OPTIMIZERS))}, remove {sorted(set(TORCH_OPTIMIZERS) - actual)}"
+    )
+
+
+def test_lr_scheduler_names_are_those_of_the_installed_torch():
+    import torch
+
+    from memristor_mat.settings import TORCH_LR_SCHEDULERS
+
+    schedulers = torch.optim.lr_scheduler
+    actual = _torch_classes(schedulers, schedulers.LRScheduler)
+    assert set(TORCH_LR_SCHEDULERS) == actual, (
+        f"torch {torch.__version__} has other learning-rate schedules than "
+        f"memristor_mat.settings.TORCH_LR_SCHEDULERS: add {sorted(actual - set(TORCH_LR_SCHEDULERS))}, "
+        f"remove {sorted(set(TORCH_LR_SCHEDULERS) - actual)}"
+    )
+
+
+def test_mixed_precision_names_are_the_training_types():
+    from memristor_mat.settings import MIXED_PRECISION_TYPES
+    from memristor_mat.training import MIXED_PRECISION
+
+    assert set(MIXED_PRECISION_TYPES) == set(MIXED_PRECISION)
+
+
+def test_every_registry_entry_imports():
+    from memristor_mat import noise
+    from memristor_mat.datasets import DATASETS
+    from memristor_mat.models import ARCHITECTURES
+    from memristor_mat.noise_registry import NOISE_MODELS
+
+    for registry in (DATASETS, ARCHITECTURES, NOISE_MODELS):
+        for name in registry:
+            assert callable(registry[name]), f"{name}: {registry.target(name)}"
+            assert inspect.signature(registry[name])
+    assert noise.NOISE_MODELS is NOISE_MODELS
+    assert NOISE_MODELS["gaussian"] is noise.GaussianWeightNoise
+
+
+def test_registries_resolve_lazily():
+    from memristor_mat.lazy_registry import LazyRegistry
+
+    registry = LazyRegistry({"join": "os.path:join", "missing": "os.path:no_such_function"})
+    assert list(registry) == ["join", "missing"] and len(registry) == 2 and "join" in registry
+    assert registry["join"] is os.path.join
+    assert registry.target("missing") == "os.path:no_such_function"
+    with pytest.raises(AttributeError):
+        registry["missing"]
+    with pytest.raises(KeyError):
+        registry["nope"]
+    with pytest.raises(TypeError):
+        registry["extra"] = "os:getcwd"  # type: ignore[index]
