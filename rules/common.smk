@@ -1,4 +1,5 @@
 # Helpers, target lists and wildcard constraints shared by every rule file.
+import json
 import os
 import shlex
 import sys
@@ -11,7 +12,7 @@ try:
 except ImportError:  # a checkout used without `pip install -e .` (e.g. jobs under --sdm conda)
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from memristor_mat import methods, pipeline
+from memristor_mat import methods, paths, pipeline
 from memristor_mat.config import validate_config
 
 # Beyond the schema: names against the library's registries, checks across keys, strict integers.

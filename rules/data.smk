@@ -3,14 +3,14 @@
 
 rule prepare_data:
     output:
-        "results/prepared/{task}.npz",
+        paths.PREPARED,
     params:
         dataset=lambda wildcards: config["tasks"][wildcards.task]["dataset"],
         raw_dir="data/raw",
     log:
-        "results/logs/prepare_data/{task}.log",
+        paths.log("prepare_data", "{task}"),
     benchmark:
-        "results/benchmarks/prepare_data/{task}.tsv"
+        paths.benchmark("prepare_data", "{task}")
     threads: 1
     resources:
         mem_mb=4000,

@@ -4,16 +4,16 @@
 
 rule evaluate:
     input:
-        model="results/models/{task}/{method}/{setting}/seed~{seed}/model.pt",
-        data="results/prepared/{task}.npz",
+        model=paths.MODEL,
+        data=paths.PREPARED,
     output:
-        "results/evaluation/{task}/{method}/{setting}/seed~{seed}.parquet",
+        paths.EVALUATION,
     params:
         job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
     log:
-        "results/logs/evaluate/{task}/{method}/{setting}/seed~{seed}.log",
+        paths.log("evaluate", paths.MODEL_JOB),
     benchmark:
-        "results/benchmarks/evaluate/{task}/{method}/{setting}/seed~{seed}.tsv"
+        paths.benchmark("evaluate", paths.MODEL_JOB)
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),
@@ -30,16 +30,16 @@ rule aggregate:
         shards=lambda wildcards: runs_of_task(wildcards, "evaluation"),
         metrics=lambda wildcards: runs_of_task(wildcards, "metrics"),
     output:
-        accuracy="results/{task}/accuracy.parquet",
-        accuracy_csv="results/{task}/accuracy.csv",
-        summary="results/{task}/summary.parquet",
-        summary_csv="results/{task}/summary.csv",
-        summary_md="results/{task}/summary.md",
-        metrics="results/{task}/training_metrics.csv",
-        per_model_csv="results/{task}/tables/per_model.csv",
-        per_model_md="results/{task}/tables/per_model.md",
+        accuracy=paths.ACCURACY,
+        accuracy_csv=paths.ACCURACY_CSV,
+        summary=paths.SUMMARY,
+        summary_csv=paths.SUMMARY_CSV,
+        summary_md=paths.SUMMARY_MD,
+        metrics=paths.TRAINING_METRICS,
+        per_model_csv=paths.fill(paths.TABLE, stem=paths.PER_MODEL_TABLE, ext="csv"),
+        per_model_md=paths.fill(paths.TABLE, stem=paths.PER_MODEL_TABLE, ext="md"),
         provenance=report(
-            "results/{task}/provenance.csv",
+            paths.PROVENANCE,
             caption="../report/provenance.rst",
             category="{task}",
             subcategory="provenance",
@@ -47,9 +47,9 @@ rule aggregate:
     params:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
     log:
-        "results/logs/aggregate/{task}.log",
+        paths.log("aggregate", "{task}"),
     benchmark:
-        "results/benchmarks/aggregate/{task}.tsv"
+        paths.benchmark("aggregate", "{task}")
     threads: 1
     resources:
         mem_mb=4000,

@@ -5,12 +5,12 @@
 rule figures:
     input:
         notebook=NOTEBOOK,
-        summary="results/{task}/summary.parquet",
+        summary=paths.SUMMARY,
     output:
-        pdfs=expand("figures/{{task}}/{stem}.pdf", stem=pipeline.FIGURE_STEMS),
+        pdfs=[paths.fill(paths.FIGURE, stem=stem, ext="pdf") for stem in pipeline.FIGURE_STEMS],
         pngs=[
             report(
-                f"figures/{{task}}/{stem}.png",
+                paths.fill(paths.FIGURE, stem=stem, ext="png"),
                 caption="../report/task_figure.rst",
                 category="{task}",
                 subcategory="figures",
@@ -20,7 +20,7 @@ rule figures:
         ],
         csvs=[
             report(
-                f"results/{{task}}/tables/{stem}.csv",
+                paths.fill(paths.TABLE, stem=stem, ext="csv"),
                 caption="../report/task_table.rst",
                 category="{task}",
                 subcategory="tables",
@@ -28,17 +28,21 @@ rule figures:
             )
             for stem in pipeline.TABLE_STEMS
         ],
-        markdown=expand("results/{{task}}/tables/{stem}.md", stem=pipeline.TABLE_STEMS),
+        markdown=[paths.fill(paths.TABLE, stem=stem, ext="md") for stem in pipeline.TABLE_STEMS],
     params:
         runner=PAPERMILL,
         caption=lambda wildcards: pipeline.caption_values(config, wildcards.task),
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+        figures_dir=lambda wildcards: paths.FIGURES_DIR.format(task=wildcards.task),
+        tables_dir=lambda wildcards: paths.TABLES_DIR.format(task=wildcards.task),
+        # the notebook's figure and table names, as one YAML (JSON) mapping for papermill -y
+        stems=json.dumps({"stems": {**paths.TASK_FIGURES, "published": paths.PUBLISHED_TABLE}}),
     log:
-        notebook="results/notebooks/{task}_figures.ipynb",
-        stderr="results/logs/figures/{task}.log",
+        notebook=paths.executed_notebook("{task}_figures"),
+        stderr=paths.log("figures", "{task}"),
     benchmark:
-        "results/benchmarks/figures/{task}.tsv"
+        paths.benchmark("figures", "{task}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,7 +52,8 @@ rule figures:
     shell:
         "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -p summary_path {input.summary:q} -p task {wildcards.task}"
-        " -p figures_dir figures/{wildcards.task} -p tables_dir results/{wildcards.task}/tables"
+        " -p figures_dir {params.figures_dir:q} -p tables_dir {params.tables_dir:q}"
+        " -y {params.stems:q}"
         " -p headline_method {params.figures[headline_method]}"
         " -p headline_sigma_train {params.figures[headline_sigma_train]}"
         " -p center {params.figures[center]} -p show_published {params.figures[show_published]}"
@@ -61,18 +66,18 @@ rule figures:
 rule method_figure:
     input:
         notebook=METHOD_FIGURE_NOTEBOOK,
-        summary="results/{task}/summary.parquet",
+        summary=paths.SUMMARY,
     output:
-        pdf="figures/{task}/{method_figure}.pdf",
+        pdf=paths.fill(paths.FIGURE, stem="{method_figure}", ext="pdf"),
         png=report(
-            "figures/{task}/{method_figure}.png",
+            paths.fill(paths.FIGURE, stem="{method_figure}", ext="png"),
             caption="../report/task_figure.rst",
             category="{task}",
             subcategory="figures",
             labels={"figure": "{method_figure}"},
         ),
-        csv="results/{task}/tables/{method_figure}.csv",
-        markdown="results/{task}/tables/{method_figure}.md",
+        csv=paths.fill(paths.TABLE, stem="{method_figure}", ext="csv"),
+        markdown=paths.fill(paths.TABLE, stem="{method_figure}", ext="md"),
     wildcard_constraints:
         method_figure="|".join(stem for m in methods.METHODS.values() for stem in m.figures),
     params:
@@ -80,11 +85,13 @@ rule method_figure:
         caption=lambda wildcards: pipeline.caption_values(config, wildcards.task),
         figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+        figures_dir=lambda wildcards: paths.FIGURES_DIR.format(task=wildcards.task),
+        tables_dir=lambda wildcards: paths.TABLES_DIR.format(task=wildcards.task),
     log:
-        notebook="results/notebooks/{task}_{method_figure}.ipynb",
-        stderr="results/logs/figures/{task}_{method_figure}.log",
+        notebook=paths.executed_notebook("{task}_{method_figure}"),
+        stderr=paths.log("figures", "{task}_{method_figure}"),
     benchmark:
-        "results/benchmarks/figures/{task}_{method_figure}.tsv"
+        paths.benchmark("figures", "{task}_{method_figure}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -94,7 +101,7 @@ rule method_figure:
     shell:
         "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -p summary_path {input.summary:q} -p task {wildcards.task} -p figure {wildcards.method_figure}"
-        " -p figures_dir figures/{wildcards.task} -p tables_dir results/{wildcards.task}/tables"
+        " -p figures_dir {params.figures_dir:q} -p tables_dir {params.tables_dir:q}"
         " -p center {params.figures[center]} -p show_published {params.figures[show_published]}"
         " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"
         " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
@@ -114,23 +121,23 @@ rule compare_tasks:
             for task in config["comparisons"][wildcards.comparison]["tasks"]
         ],
     output:
-        pdf="figures/comparisons/{comparison}.pdf",
+        pdf=paths.fill(paths.COMPARISON_FIGURE, ext="pdf"),
         png=report(
-            "figures/comparisons/{comparison}.png",
+            paths.fill(paths.COMPARISON_FIGURE, ext="png"),
             caption="../report/comparison.rst",
             category="comparisons",
             labels={"figure": "{comparison}"},
         ),
-        csv="results/comparisons/{comparison}.csv",
-        markdown="results/comparisons/{comparison}.md",
+        csv=paths.fill(paths.COMPARISON_TABLE, ext="csv"),
+        markdown=paths.fill(paths.COMPARISON_TABLE, ext="md"),
     params:
         runner=PAPERMILL,
         papermill=lambda wildcards, input: comparison_parameters(wildcards.comparison, input.summaries),
     log:
-        notebook="results/notebooks/comparison_{comparison}.ipynb",
-        stderr="results/logs/compare_tasks/{comparison}.log",
+        notebook=paths.executed_notebook("comparison_{comparison}"),
+        stderr=paths.log("compare_tasks", "{comparison}"),
     benchmark:
-        "results/benchmarks/compare_tasks/{comparison}.tsv"
+        paths.benchmark("compare_tasks", "{comparison}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -145,16 +152,16 @@ rule compare_tasks:
 rule record_traces:
     input:
         models=lambda wildcards: [run.checkpoint for run in pipeline.trace_runs(config, wildcards.task)],
-        data="results/prepared/{task}.npz",
+        data=paths.PREPARED,
     output:
-        "results/{task}/traces.parquet",
+        paths.TRACES,
     params:
         dataset=lambda wildcards: config["tasks"][wildcards.task]["dataset"],
         raw_dir="data/raw",
     log:
-        "results/logs/record_traces/{task}.log",
+        paths.log("record_traces", "{task}"),
     benchmark:
-        "results/benchmarks/record_traces/{task}.tsv"
+        paths.benchmark("record_traces", "{task}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -168,25 +175,26 @@ rule record_traces:
 rule heartbeat_figure:
     input:
         notebook=TRACES_NOTEBOOK,
-        traces="results/{task}/traces.parquet",
+        traces=paths.TRACES,
     output:
-        pdf="figures/{task}/heartbeat_raster.pdf",
+        pdf=paths.fill(paths.FIGURE, stem=paths.HEARTBEAT_FIGURE, ext="pdf"),
         png=report(
-            "figures/{task}/heartbeat_raster.png",
+            paths.fill(paths.FIGURE, stem=paths.HEARTBEAT_FIGURE, ext="png"),
             caption="../report/heartbeat.rst",
             category="{task}",
             subcategory="figures",
-            labels={"figure": "heartbeat_raster"},
+            labels={"figure": paths.HEARTBEAT_FIGURE},
         ),
     params:
         runner=PAPERMILL,
         method=lambda wildcards: pipeline.trace_runs(config, wildcards.task)[-1].method,
         title=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+        figure_stem=lambda wildcards: paths.FIGURE.format(task=wildcards.task, stem=paths.HEARTBEAT_FIGURE, ext="")[:-1],
     log:
-        notebook="results/notebooks/{task}_heartbeat.ipynb",
-        stderr="results/logs/heartbeat_figure/{task}.log",
+        notebook=paths.executed_notebook("{task}_heartbeat"),
+        stderr=paths.log("heartbeat_figure", "{task}"),
     benchmark:
-        "results/benchmarks/heartbeat_figure/{task}.tsv"
+        paths.benchmark("heartbeat_figure", "{task}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -196,4 +204,4 @@ rule heartbeat_figure:
     shell:
         "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
         " -p traces_path {input.traces:q} -p method {params.method} -p title {params.title:q}"
-        " -p figure_stem figures/{wildcards.task}/heartbeat_raster > {log.stderr:q} 2>&1"
+        " -p figure_stem {params.figure_stem:q} > {log.stderr:q} 2>&1"

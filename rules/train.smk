@@ -4,17 +4,17 @@
 
 rule train:
     input:
-        data="results/prepared/{task}.npz",
+        data=paths.PREPARED,
         pretrained=pretrained_checkpoint,
     output:
-        model="results/models/{task}/{method}/{setting}/seed~{seed}/model.pt",
-        metrics="results/models/{task}/{method}/{setting}/seed~{seed}/metrics.csv",
+        model=paths.MODEL,
+        metrics=paths.METRICS,
     params:
         job=lambda wildcards: pipeline.train_job(config, run_of(wildcards)),
     log:
-        "results/logs/train/{task}/{method}/{setting}/seed~{seed}.log",
+        paths.log("train", paths.MODEL_JOB),
     benchmark:
-        "results/benchmarks/train/{task}/{method}/{setting}/seed~{seed}.tsv"
+        paths.benchmark("train", paths.MODEL_JOB)
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
     resources:
         mem_mb=task_resource("train_mem_mb"),

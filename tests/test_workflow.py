@@ -32,6 +32,9 @@ def tiny_config():
         "noisy_updates": {},
         "mat": {"sigma_train": [0.2], "training": {"epochs": 1}},
         "mat_scratch": {"sigma_train": [0.1, 0.2]},
+        # QAT with seeds of its own: the method registry's settings, folders and figures
+        "qat": {"levels": [2, 4], "seeds": [14], "training": {"epochs": 1, "lr_scheduler": None}},
+        "qat_noise": {"levels": 4, "noise_sd": [0.01], "seeds": [14], "training": {"epochs": 1, "lr_scheduler": None}},
     }
     config["evaluation"].update({"sigma_inference": [0, 0.1, 0.2], "draws": 3})
     cnn = config["tasks"]["cifar_standin"]  # the CIFAR code path: MobileNetV2, augmentation, absmax
@@ -108,18 +111,33 @@ def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
         assert (workdir / path).stat().st_size > 0, path
     table = pd.read_parquet(workdir / "results/mnist/accuracy.parquet")
     runs = pipeline.model_runs(config, "mnist")
-    assert len(runs) == 2 * (1 + 1 + 1 + 2)
+    assert len(runs) == 2 * (1 + 1 + 1 + 2) + 2 + 1
     # one row per model x inference level x draw; the noise-free level once per model
     assert len(table) == len(runs) * (1 + 2 * 3)
-    assert not table.duplicated(["method", "sigma_train", "seed", "sigma_inference", "draw"]).any()
-    assert set(table.method) == {"vanilla", "noisy_updates", "mat", "mat_scratch"}
+    assert not table.duplicated(["method", "sigma_train", "levels", "noise_sd", "seed", "sigma_inference",
+                                 "draw"]).any()
+    assert set(table.method) == {"vanilla", "noisy_updates", "mat", "mat_scratch", "qat", "qat_noise"}
     assert table.accuracy.between(0, 1).all()
+    # the settings of the method registry are columns: 0 where they do not apply
+    assert sorted(table.loc[table.method == "qat", "levels"].unique()) == [2, 4]
+    assert (table.loc[table.method == "qat_noise", ["levels", "noise_sd"]] == [4, 0.01]).all().all()
+    assert (table.loc[~table.method.str.startswith("qat"), ["levels", "noise_sd"]] == 0).all().all()
     summary = pd.read_csv(workdir / "results/mnist/summary.csv")
-    assert len(summary) == 5 * 3
-    assert (summary.n_models == 2).all()
+    assert len(summary) == (5 + 3) * 3
+    assert (summary.n_models == summary.method.map(lambda m: 1 if m.startswith("qat") else 2)).all()
     assert (summary.n_draws == summary.sigma_inference.map(lambda s: 1 if s == 0 else 3)).all()
     per_model = pd.read_csv(workdir / "results/mnist/tables/per_model.csv")
-    assert len(per_model) == len(runs) * 3 and (per_model.groupby("method").seed.nunique() == 2).all()
+    assert len(per_model) == len(runs) * 3
+    # the QAT models are quantised: the deployed weights of a 2-level model take 2 values per tensor
+    import torch
+    state = torch.load(workdir / "results/models/mnist/qat/levels~2/seed~14/model.pt", weights_only=True)
+    assert all(len(w.unique()) <= 2 for w in state["state_dict"].values())
+    # QAT's own figures, from notebooks/method_figure.ipynb
+    assert len(pipeline.method_figure_files(config, "mnist")) == 2 * 4
+    for path in pipeline.method_figure_files(config, "mnist"):
+        assert (workdir / path).stat().st_size > 0, path
+    levels = pd.read_csv(workdir / "results/mnist/tables/accuracy_vs_levels.csv")
+    assert sorted(levels.loc[levels.element == "curve", "levels"].unique()) == [2, 4]
     executed = workdir / "results/notebooks/mnist_figures.ipynb"
     assert executed.exists()
 
@@ -168,8 +186,12 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
     out = dry_run(tmp_path, REPO / "config/paper_mnist.yaml")
-    # 5 seeds x (vanilla + noisy_updates + 4 mat + 4 mat_scratch) models, each trained and evaluated
-    assert job_count(out, "train") == 50 and job_count(out, "evaluate") == 50
+    # 5 seeds x (vanilla + noisy_updates + 4 mat + 4 mat_scratch) models, plus the original's QAT
+    # grid (3 seeds x 5 level counts) and QAT + noise (10 seeds x 9 noise sds), each trained and
+    # evaluated; QAT's two figures
+    models = 5 * 10 + 3 * 5 + 10 * 9
+    assert job_count(out, "train") == models and job_count(out, "evaluate") == models
+    assert job_count(out, "method_figure") == 2
 
 
 def test_lint_is_clean():
@@ -252,6 +274,8 @@ def test_report_embeds_every_figure_and_table(finished_run):
     for stem in pipeline.TABLE_STEMS:
         assert f"{stem}.csv" in html, stem
     assert "device draws per" in html  # the captions say how many models x draws
+    assert "accuracy_vs_levels.png" in html and "accuracy_vs_qat_noise.png" in html
+    assert "qat, qat_noise: 1 model per configuration (seed 14)" in html
 
 
 def rule_blocks(dry_run_output: str, rule: str) -> list[str]:

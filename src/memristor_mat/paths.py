@@ -69,3 +69,14 @@ def benchmark(rule: str, job: str) -> str:
 def executed_notebook(name: str) -> str:
     """Where papermill keeps an executed notebook (a log, kept when the notebook fails)."""
     return f"results/notebooks/{name}.ipynb"
+
+
+class _KeepMissing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(pattern: str, **fields) -> str:
+    """``pattern`` with the given fields filled in and the others left as ``{wildcards}``,
+    e.g. ``fill(FIGURE, stem="accuracy_vs_noise", ext="png")`` -> ``figures/{task}/accuracy_vs_noise.png``."""
+    return pattern.format_map(_KeepMissing(fields))

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 from . import methods as registry
+from . import paths
 from .config import format_sigma
 from .settings import MonteCarloSettings, NoisyUpdates, TrainingSettings
 
-RESULTS = PurePosixPath("results")
-FIGURES = PurePosixPath("figures")
 #: figure stems written by notebooks/figures.ipynb for every task
-FIGURE_STEMS = ("accuracy_vs_noise", "sigma_train_curves", "heatmap_sigma_train_inference")
-TABLE_STEMS = FIGURE_STEMS + ("published_comparison",)
+FIGURE_STEMS = tuple(paths.TASK_FIGURES.values())
+TABLE_STEMS = FIGURE_STEMS + (paths.PUBLISHED_TABLE,)
 
 
 @dataclass(frozen=True, order=True)
@@ -51,20 +50,20 @@ class ModelRun:
         return {"task": self.task, "method": self.method, "setting": self.setting_dir, "seed": str(self.seed)}
 
     @property
-    def model_dir(self) -> PurePosixPath:
-        return RESULTS / "models" / self.task / self.method / self.setting_dir / f"seed~{self.seed}"
+    def model_dir(self) -> str:
+        return paths.MODEL_DIR.format(**self.wildcards)
 
     @property
     def checkpoint(self) -> str:
-        return str(self.model_dir / "model.pt")
+        return paths.MODEL.format(**self.wildcards)
 
     @property
     def metrics(self) -> str:
-        return str(self.model_dir / "metrics.csv")
+        return paths.METRICS.format(**self.wildcards)
 
     @property
     def evaluation(self) -> str:
-        return str(RESULTS / "evaluation" / self.task / self.method / self.setting_dir / f"seed~{self.seed}.parquet")
+        return paths.EVALUATION.format(**self.wildcards)
 
     @classmethod
     def from_wildcards(cls, task: str, method: str, setting: str, seed: str) -> "ModelRun":
@@ -112,19 +111,27 @@ def check_run(config: dict[str, Any], run: ModelRun) -> None:
 
 
 def prepared_data(task: str) -> str:
-    return str(RESULTS / "prepared" / f"{task}.npz")
+    return paths.PREPARED.format(task=task)
 
 
 def task_results(task: str, name: str) -> str:
-    return str(RESULTS / task / name)
+    return os.path.join(paths.TASK_DIR.format(task=task), name)
+
+
+def _figures(task: str, stems) -> list[str]:
+    return [paths.FIGURE.format(task=task, stem=stem, ext=ext) for stem in stems for ext in paths.FIGURE_EXTENSIONS]
+
+
+def _tables(task: str, stems) -> list[str]:
+    return [paths.TABLE.format(task=task, stem=stem, ext=ext) for stem in stems for ext in paths.TABLE_EXTENSIONS]
 
 
 def figure_files(task: str) -> list[str]:
-    return [str(FIGURES / task / f"{stem}.{ext}") for stem in FIGURE_STEMS for ext in ("pdf", "png")]
+    return _figures(task, FIGURE_STEMS)
 
 
 def table_files(task: str) -> list[str]:
-    return [str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in TABLE_STEMS for ext in ("csv", "md")]
+    return _tables(task, TABLE_STEMS)
 
 
 def method_figures(config: dict[str, Any], task: str) -> dict[str, str]:
@@ -136,19 +143,18 @@ def method_figures(config: dict[str, Any], task: str) -> dict[str, str]:
 
 def method_figure_files(config: dict[str, Any], task: str) -> list[str]:
     stems = method_figures(config, task)
-    return [str(FIGURES / task / f"{stem}.{ext}") for stem in stems for ext in ("pdf", "png")] + [
-        str(RESULTS / task / "tables" / f"{stem}.{ext}") for stem in stems for ext in ("csv", "md")]
+    return _figures(task, stems) + _tables(task, stems)
 
 
 def comparison_files(name: str) -> list[str]:
-    return [str(FIGURES / "comparisons" / f"{name}.{ext}") for ext in ("pdf", "png")] + [
-        str(RESULTS / "comparisons" / f"{name}.{ext}") for ext in ("csv", "md")]
+    return [paths.COMPARISON_FIGURE.format(comparison=name, ext=ext) for ext in paths.FIGURE_EXTENSIONS] + [
+        paths.COMPARISON_TABLE.format(comparison=name, ext=ext) for ext in paths.TABLE_EXTENSIONS]
 
 
 def trace_figure_files(config: dict[str, Any], task: str) -> list[str]:
     if not config["tasks"][task]["figures"]["traces"]:
         return []
-    return [str(FIGURES / task / f"heartbeat_raster.{ext}") for ext in ("pdf", "png")]
+    return _figures(task, [paths.HEARTBEAT_FIGURE])
 
 
 def trace_runs(config: dict[str, Any], task: str) -> list[ModelRun]:
@@ -238,8 +244,8 @@ def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list
         "center": comparison["center"],
         "band": list(comparison["band"]),
         "title": comparison["title"],
-        "figure_stem": str(FIGURES / "comparisons" / name),
-        "table_stem": str(RESULTS / "comparisons" / name),
+        "figure_stem": paths.COMPARISON_FIGURE.format(comparison=name, ext="")[:-1],
+        "table_stem": paths.COMPARISON_TABLE.format(comparison=name, ext="")[:-1],
     })
 
 
