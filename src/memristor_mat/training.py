@@ -28,7 +28,6 @@ from .datasets.splits import DatasetSplits
 from .device import derive_seed, generator
 from .evaluation import clean_accuracy
 from .methods.hooks import EpochContext, TrainingHooks
-from .methods.mat import ForwardNoiseHooks
 from .noise import noisy_parameter_names
 from .provenance import config_hash
 from .settings import TrainingSettings
@@ -263,8 +262,7 @@ def method_hooks(model: nn.Module, parameters: dict[str, nn.Parameter], settings
     """The hooks of ``settings.method`` from the registry (plain training if it has none)."""
     hook_class = registry.method(settings.method).hook_class() or TrainingHooks
     hooks = hook_class(model, parameters, settings, device)
-    if isinstance(hooks, ForwardNoiseHooks):
-        hooks.prefetch = prefetch_noise
+    hooks.prefetch = prefetch_noise
     return hooks
 
 

@@ -50,6 +50,10 @@ class TrainingHooks:
     :class:`memristor_mat.settings.TrainingSettings`.
     """
 
+    #: whether the hooks may draw random numbers ahead on a background thread (on a CPU; the
+    #: same numbers either way): ``train(prefetch_noise=...)`` sets it
+    prefetch = True
+
     def __init__(self, model: nn.Module, parameters: Mapping[str, nn.Parameter], settings, device) -> None:
         self.model = model
         self.parameters = dict(parameters)

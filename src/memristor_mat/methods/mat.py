@@ -44,9 +44,6 @@ class ForwardNoiseHooks(TrainingHooks):
     the epoch's normals are drawn by a background thread (the same numbers as drawing them in
     line), which gets a core of its own where random numbers are a large share of a step."""
 
-    #: draw the normals on a background thread on CPU (switched off by ``train(prefetch_noise=False)``)
-    prefetch = True
-
     def __init__(self, model, parameters, settings, device) -> None:
         super().__init__(model, parameters, settings, device)
         self.noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
