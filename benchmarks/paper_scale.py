@@ -3,8 +3,8 @@
 For every (task, method) of the config (default: config/paper_mnist.yaml, SPEC §3: 5 models per
 method, 25 epochs, 100 draws x 7 inference levels, plus the original's QAT grid), this trains one
 model of that method for ``--epochs`` epochs on data of the real size and evaluates one model
-with the config's Monte-Carlo settings, all with one thread as the workflow gives each job. The
-prediction is then
+with the config's Monte-Carlo settings (and on its devices, where the config lists
+``evaluation.devices``), all with one thread as the workflow gives each job. The prediction is then
 
     job seconds  = epochs x (measured seconds per epoch) + evaluation seconds, per model
     total        = the sum over every model the config asks for
@@ -30,7 +30,7 @@ import torch
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
-from memristor_mat.evaluation import monte_carlo_accuracy
+from memristor_mat.evaluation import device_accuracy, monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import train
@@ -91,6 +91,15 @@ def main() -> None:
             eval_seconds = time.perf_counter() - started
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "
                   f"{len(evaluation.sigma_inference)} levels, {N_TEST:,} images)")
+            if evaluation.devices:  # the cross-evaluation, one more job per model
+                devices = dataclasses.replace(evaluation, draws=pipeline.device_draws(config, args.task))
+                started = time.perf_counter()
+                device_accuracy(result.model.eval(), data.x_test, data.y_test, devices)
+                device_seconds = time.perf_counter() - started
+                conditions = sum(len(d.conditions) for d in devices.devices)
+                print(f"  evaluate one model on devices {device_seconds:8.1f} s ({devices.draws} draws x "
+                      f"{conditions} device conditions)")
+                eval_seconds += device_seconds
 
     def job(run):
         seconds, epochs = epoch_seconds[run.method]

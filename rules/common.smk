@@ -28,6 +28,7 @@ NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
 COMPARISON_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "comparison.ipynb")
 TRACES_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "traces.ipynb")
 METHOD_FIGURE_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "method_figure.ipynb")
+DEVICES_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "devices.ipynb")
 
 
 wildcard_constraints:
@@ -73,6 +74,8 @@ def task_outputs(task):
         *pipeline.table_files(task),
         *pipeline.trace_figure_files(config, task),
         *pipeline.method_figure_files(config, task),
+        *pipeline.device_figure_files(config, task),
+        *([pipeline.task_results(task, "device_accuracy.parquet")] if pipeline.task_devices(config, task) else []),
     ]
 
 

@@ -60,6 +60,61 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
+# The cross-evaluation (evaluation.devices): every model on every device, one job per model,
+# then one aggregate per task. Only for tasks that list devices.
+
+
+rule evaluate_devices:
+    input:
+        model=paths.MODEL,
+        data=paths.PREPARED,
+    output:
+        paths.DEVICE_EVALUATION,
+    params:
+        job=lambda wildcards: pipeline.device_evaluation_job(config, wildcards.task),
+        kind="devices",
+    log:
+        paths.log("evaluate_devices", paths.MODEL_JOB),
+    benchmark:
+        paths.benchmark("evaluate_devices", paths.MODEL_JOB)
+    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
+    resources:
+        mem_mb=task_resource("evaluate_mem_mb"),
+        runtime=task_resource("evaluate_runtime"),
+        gpu=task_resource("evaluate_gpu"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate_devices:
+    input:
+        shards=lambda wildcards: runs_of_task(wildcards, "device_evaluation"),
+    output:
+        accuracy=paths.DEVICE_ACCURACY,
+        accuracy_csv=paths.DEVICE_ACCURACY_CSV,
+        summary=paths.DEVICE_SUMMARY,
+        summary_csv=report(
+            paths.DEVICE_SUMMARY_CSV,
+            caption="../report/device_table.rst",
+            category="{task}",
+            subcategory="devices",
+        ),
+    log:
+        paths.log("aggregate_devices", "{task}"),
+    benchmark:
+        paths.benchmark("aggregate_devices", "{task}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime="30m",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate_devices.py"
+
+
 rule evaluate_all:
     input:
         [

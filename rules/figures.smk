@@ -107,10 +107,61 @@ rule method_figure:
         " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
 
 
+# The device cross-evaluation's figures (notebooks/devices.ipynb), for tasks that list devices.
+
+
+rule device_figure:
+    input:
+        notebook=DEVICES_NOTEBOOK,
+        summary=paths.DEVICE_SUMMARY,
+    output:
+        pdf=paths.fill(paths.FIGURE, stem="{device_figure}", ext="pdf"),
+        png=report(
+            paths.fill(paths.FIGURE, stem="{device_figure}", ext="png"),
+            caption="../report/device_figure.rst",
+            category="{task}",
+            subcategory="devices",
+            labels={"figure": "{device_figure}"},
+        ),
+        csv=paths.fill(paths.TABLE, stem="{device_figure}", ext="csv"),
+        markdown=paths.fill(paths.TABLE, stem="{device_figure}", ext="md"),
+    wildcard_constraints:
+        device_figure="|".join(paths.DEVICE_FIGURES.values()),
+    params:
+        runner=PAPERMILL,
+        caption=lambda wildcards: pipeline.caption_values(config, wildcards.task),
+        label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+        # which devices each figure shows, as one YAML (JSON) mapping for papermill -y
+        devices=lambda wildcards: json.dumps({
+            key: value for key, value in pipeline.device_figures(config, wildcards.task).items() if key != "stems"}),
+        figures=lambda wildcards: config["tasks"][wildcards.task]["figures"],
+        figures_dir=lambda wildcards: paths.FIGURES_DIR.format(task=wildcards.task),
+        tables_dir=lambda wildcards: paths.TABLES_DIR.format(task=wildcards.task),
+    log:
+        notebook=paths.executed_notebook("{task}_{device_figure}"),
+        stderr=paths.log("figures", "{task}_{device_figure}"),
+    benchmark:
+        paths.benchmark("figures", "{task}_{device_figure}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    conda:
+        ENV
+    shell:
+        "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
+        " -p summary_path {input.summary:q} -p task {wildcards.task} -p figure {wildcards.device_figure}"
+        " -p figures_dir {params.figures_dir:q} -p tables_dir {params.tables_dir:q}"
+        " -y {params.devices:q} -p center {params.figures[center]}"
+        " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"
+        " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
+
+
 rule figures_all:
     input:
         [path for task in config["tasks"] for path in pipeline.figure_files(task)],
         [path for task in config["tasks"] for path in pipeline.method_figure_files(config, task)],
+        [path for task in config["tasks"] for path in pipeline.device_figure_files(config, task)],
 
 
 rule compare_tasks:

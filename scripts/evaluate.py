@@ -1,4 +1,5 @@
-"""Snakemake script: Monte-Carlo evaluation of one model (rules/evaluate.smk)."""
+"""Snakemake script: Monte-Carlo evaluation of one model (rules/evaluate.smk): the study's inference
+levels, or the cross-evaluation on the task's devices where the rule says ``kind="devices"``."""
 
 from _bootstrap import log_to
 
@@ -14,4 +15,5 @@ evaluate_model(
     out_path=snakemake.output[0],
     device=job["device"],
     threads=snakemake.threads,
+    kind=getattr(snakemake.params, "kind", "study"),
 )

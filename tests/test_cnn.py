@@ -114,7 +114,7 @@ def test_noise_reaches_every_convolution_and_linear_weight(factory):
 
     module_names = {m: n for n, m in model.named_modules()}
     hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    NoisyModel(model, GaussianWeightNoise(0.05, reference="absmax")).eval()(torch.rand(2, 3, 32, 32))
+    NoisyModel(model, GaussianWeightNoise(reference="absmax"), {"sigma": 0.05}).eval()(torch.rand(2, 3, 32, 32))
     for hook in hooks:
         hook.remove()
     assert set(seen) == expected
@@ -129,7 +129,7 @@ def test_mat_step_updates_batchnorm_statistics_and_passes_gradients_straight_thr
     model = mobilenet_v2_cifar(**TINY_MOBILENET).train()
     norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     before = norm.running_mean.clone()
-    noisy = NoisyModel(model, GaussianWeightNoise(0.1))
+    noisy = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.1})
     loss = nn.functional.cross_entropy(noisy(torch.rand(8, 3, 32, 32)), torch.randint(0, 10, (8,)))
     loss.backward()
     assert not torch.equal(norm.running_mean, before)  # statistics of the noisy forward pass

@@ -438,6 +438,58 @@ BAD_OPTIONS = [
     pytest.param(_resnet_two_widths, "tasks.cifar_standin.model.widths", id="resnet-two-widths"),
 ]
 
+def _devices(c):
+    return c["tasks"]["mnist"]["evaluation"]["devices"]
+
+
+def _device_unknown_model(c):
+    _devices(c)["pcm"]["model"] = "pcmm"
+
+
+def _device_gaussian_in_chain(c):
+    _devices(c)["levels_pcm"]["model"] = ["levels", "gaussian"]
+
+
+def _device_two_physics(c):
+    _devices(c)["levels_pcm"]["model"] = ["rram", "pcm"]
+
+
+def _device_unknown_option(c):
+    _devices(c)["pcm"]["options"] = {"drift_compensaton": False}
+
+
+def _device_option_type(c):
+    _devices(c)["pcm"]["options"] = {"drift_compensation": "no"}
+
+
+def _device_rram_time(c):
+    _devices(c)["rram"]["conditions"]["t_inference"] = [1, 3600]
+
+
+def _device_unknown_condition(c):
+    _devices(c)["pcm"]["conditions"]["sigma"] = [0.1]
+
+
+def _device_missing_condition(c):
+    _devices(c)["levels_pcm"]["conditions"] = {"n_levels": [16]}
+
+
+def _device_fractional_levels(c):
+    _devices(c)["levels_pcm"]["conditions"]["n_levels"] = [16.5]
+
+
+def _device_stuck_fraction(c):
+    _devices(c)["stuck_at"]["conditions"][1]["p_stuck_on"] = 1.5
+
+
+def _device_bad_name(c):
+    _devices(c)["PCM"] = _devices(c).pop("pcm")
+
+
+def _training_noise_is_a_device(c):
+    c["noise"]["model"] = "pcm"
+
+
 BAD_CONFIGS = [
     pytest.param(_set_epochs, "tasks.mnist.training.epochs", id="negative-epochs"),
     pytest.param(_zero_batch, "tasks.mnist.training.batch_size", id="zero-batch-size"),
@@ -479,6 +531,18 @@ BAD_CONFIGS = [
     pytest.param(_task_noise_reference, "tasks.cifar_standin.noise.options.reference", id="task-noise-reference"),
     pytest.param(_task_noise_model, "tasks.cifar_standin.noise.model", id="task-noise-model"),
     pytest.param(_zero_train_threads, "tasks.cifar_standin.resources.train_threads", id="zero-train-threads"),
+    pytest.param(_device_unknown_model, "tasks.mnist.evaluation.devices.pcm.model", id="device-unknown-model"),
+    pytest.param(_device_gaussian_in_chain, "tasks.mnist.evaluation.devices.levels_pcm.model", id="device-weights-model-in-chain"),
+    pytest.param(_device_two_physics, "tasks.mnist.evaluation.devices.levels_pcm.model", id="device-two-physics"),
+    pytest.param(_device_unknown_option, "tasks.mnist.evaluation.devices.pcm.options.drift_compensaton", id="device-option-typo"),
+    pytest.param(_device_option_type, "tasks.mnist.evaluation.devices.pcm.options.drift_compensation", id="device-option-type"),
+    pytest.param(_device_rram_time, "tasks.mnist.evaluation.devices.rram.conditions.t_inference", id="device-rram-unfitted-time"),
+    pytest.param(_device_unknown_condition, "tasks.mnist.evaluation.devices.pcm.conditions.sigma", id="device-unknown-condition"),
+    pytest.param(_device_missing_condition, "tasks.mnist.evaluation.devices.levels_pcm.conditions", id="device-missing-condition"),
+    pytest.param(_device_fractional_levels, "tasks.mnist.evaluation.devices.levels_pcm.conditions.n_levels", id="device-fractional-levels"),
+    pytest.param(_device_stuck_fraction, "tasks.mnist.evaluation.devices.stuck_at.conditions.1", id="device-stuck-fraction-above-1"),
+    pytest.param(_device_bad_name, "tasks.mnist.evaluation.devices", id="device-name-pattern"),
+    pytest.param(_training_noise_is_a_device, "noise.model", id="training-noise-is-a-device"),
     *BAD_OPTIONS,
 ]
 

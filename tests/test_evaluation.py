@@ -7,12 +7,13 @@ from torch import nn
 from memristor_mat.evaluation import (
     clean_accuracy,
     correct_with_weights,
+    device_accuracy,
     monte_carlo_accuracy,
     standard_normal_draws,
 )
 from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import GaussianWeightNoise, noisy_parameter_names
-from memristor_mat.settings import MonteCarloSettings
+from memristor_mat.settings import DeviceSettings, MonteCarloSettings
 
 LEVELS = (0.0, 0.05, 0.2)
 
@@ -50,10 +51,10 @@ def test_batched_draws_equal_one_draw_at_a_time(make_model):
     params = dict(model.named_parameters())
     shapes = {n: params[n].shape for n in names}
     for level in LEVELS:
-        noise = GaussianWeightNoise(level)
+        noise = GaussianWeightNoise()
         for draw in (range(7) if level > 0 else [0]):
             normals = standard_normal_draws(shapes, 1, 11, [draw])
-            weights = {n: noise.perturb(params[n].detach(), normals[n][0]) for n in names}
+            weights = {n: noise.apply(params[n].detach(), normals[n][0], {"sigma": level}) for n in names}
             expected = correct_with_weights(model, weights, x, y, batch_size=1000)
             row = table[(table.sigma_inference == level) & (table.draw == draw)]
             assert row.n_correct.item() == expected, (level, draw)
@@ -153,3 +154,52 @@ def _second_tensor(shapes, draw):
     g = torch.Generator().manual_seed(derive_seed(3, "monte-carlo", draw))
     torch.randn((1, *shapes["w"]), generator=g)
     return torch.randn((1, *shapes["b"]), generator=g)
+
+
+# --------------------------------------------------------------------------- the cross-evaluation
+
+DEVICES = (
+    DeviceSettings("gaussian", "gaussian", {}, ({"sigma": 0.05},)),
+    DeviceSettings("pcm", "pcm", {"drift_compensation": False}, ({"t_inference": 1.0}, {"t_inference": 3.15e7})),
+    DeviceSettings("stuck", "stuck_at", {}, ({"p_stuck_off": 0.0, "p_stuck_on": 0.0}, {"p_stuck_off": 0.1, "p_stuck_on": 0.0})),
+)
+
+
+def test_device_table_has_one_column_per_condition_key_and_identity_conditions_once():
+    model = mlp()
+    x, y = data()
+    table = device_accuracy(model, x, y, settings(devices=DEVICES))
+    assert list(table.columns) == ["device", "noise_model", "sigma_inference", "t_inference", "p_stuck_off",
+                                   "p_stuck_on", "draw", "n_correct", "n_test", "accuracy"]
+    assert table.groupby("device").size().to_dict() == {"gaussian": 7, "pcm": 2 * 7, "stuck": 1 + 7}
+    pcm = table[table.device == "pcm"]
+    assert pcm.sigma_inference.isna().all() and pcm.p_stuck_off.isna().all()
+    # no stuck device is the clean model: one row, the clean accuracy
+    clean = table[(table.device == "stuck") & (table.p_stuck_off == 0)]
+    assert len(clean) == 1 and clean.accuracy.item() == pytest.approx(clean_accuracy(model, x, y))
+
+
+def test_gaussian_device_is_the_study_and_draws_are_common_to_every_model():
+    x, y = data()
+    device = device_accuracy(mlp(), x, y, settings(devices=DEVICES[:1]))
+    study = monte_carlo_accuracy(mlp(), x, y, settings())
+    # the same draws (seed, draw) at the same sigma: the same numbers
+    assert device.n_correct.tolist() == study[study.sigma_inference == 0.05].n_correct.tolist()
+
+
+def test_a_device_draw_is_one_chip_read_at_every_time():
+    # the normals of draw d do not depend on the condition: with the read noise and drift of the
+    # same devices, the accuracy at t changes only through t (checked through the weights)
+    model = mlp()
+    names = noisy_parameter_names(model)
+    params = dict(model.named_parameters())
+    shapes = {n: params[n].shape for n in names}
+    from memristor_mat.noise import make_noise_model
+
+    noise = make_noise_model("pcm", {"drift_compensation": False})
+    normals = standard_normal_draws(shapes, noise.normals_per_weight, 11, [0])
+    early = noise.apply(params[names[0]].detach(), normals[names[0]], {"t_inference": 1.0})
+    late = noise.apply(params[names[0]].detach(), normals[names[0]], {"t_inference": 3.15e7})
+    # drift only shrinks conductances: the same devices, smaller on average a year later
+    assert float(late.abs().mean()) < float(early.abs().mean())
+    assert torch.corrcoef(torch.stack([early.flatten(), late.flatten()]))[0, 1] > 0.9

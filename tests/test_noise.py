@@ -41,13 +41,31 @@ def test_reference_ranges(reference, expected):
     assert float(weight_reference(w, reference)) == pytest.approx(expected)
 
 
-def test_unknown_reference_and_model_are_rejected():
+def test_unknown_reference_model_option_and_condition_are_rejected():
     with pytest.raises(ValueError, match="reference 'median'"):
-        GaussianWeightNoise(0.1, reference="median")
-    with pytest.raises(ValueError, match="noise model 'pcm'"):
-        make_noise_model("pcm", 0.1)
-    with pytest.raises(ValueError, match="sigma"):
-        GaussianWeightNoise(-0.1)
+        GaussianWeightNoise(reference="median")
+    with pytest.raises(ValueError, match="noise model 'memristor'"):
+        make_noise_model("memristor")
+    with pytest.raises(ValueError, match="no option 'sigma_train'"):
+        make_noise_model("gaussian", {"sigma_train": 0.1})
+    noise = make_noise_model("gaussian", {"reference": "absmax"})
+    with pytest.raises(ValueError, match="'sigma'.*below the minimum"):
+        noise.check_condition({"sigma": -0.1})
+    with pytest.raises(ValueError, match="'t_inference' is not a condition"):
+        noise.check_condition({"sigma": 0.1, "t_inference": 1})
+    with pytest.raises(ValueError, match="'sigma'.*required"):
+        NoisyModel(Probe(torch.ones(3)), noise, {})
+
+
+def test_identity_only_at_sigma_zero_and_sample_uses_the_generator():
+    noise = GaussianWeightNoise()
+    assert noise.condition_keys == ("sigma",)
+    assert noise.is_identity({"sigma": 0.0}) and not noise.is_identity({"sigma": 1e-9})
+    weight = torch.tensor([[-1.0, 0.5], [3.0, 0.0]])
+    z = torch.randn((1, 2, 2), generator=torch.Generator().manual_seed(4))
+    # W + sigma * 2 max|W| * z, by hand: 2 max|W| = 6
+    expected = weight + 0.1 * 6.0 * z[0]
+    torch.testing.assert_close(noise.sample(weight, torch.Generator().manual_seed(4), {"sigma": 0.1}), expected)
 
 
 @pytest.mark.parametrize("reference", ["2absmax", "absmax", "range"])
@@ -55,7 +73,7 @@ def test_empirical_noise_std_is_sigma_times_reference(reference):
     torch.manual_seed(0)
     weight = torch.randn(400, 250) * 0.3 + 0.1
     sigma = 0.07
-    model = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(sigma, reference),
+    model = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(reference=reference), {"sigma": sigma},
                        generator=torch.Generator().manual_seed(1))
     noise = model(torch.ones(())) - weight
     expected = sigma * float(weight_reference(weight, reference))
@@ -65,7 +83,7 @@ def test_empirical_noise_std_is_sigma_times_reference(reference):
 
 
 def test_fresh_draw_every_forward_pass():
-    model = NoisyModel(Probe(torch.ones(50)), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    model = NoisyModel(Probe(torch.ones(50)), GaussianWeightNoise(), {"sigma": 0.1}, generator=torch.Generator().manual_seed(0))
     first, second = model(torch.ones(())), model(torch.ones(()))
     assert not torch.equal(first, second)
 
@@ -74,7 +92,7 @@ def test_gradient_is_straight_through():
     torch.manual_seed(0)
     weight = torch.randn(30, 20)
     probe = Probe(weight.clone())
-    model = NoisyModel(probe, GaussianWeightNoise(0.2), generator=torch.Generator().manual_seed(3))
+    model = NoisyModel(probe, GaussianWeightNoise(), {"sigma": 0.2}, generator=torch.Generator().manual_seed(3))
     upstream = torch.randn(30, 20)
     (model(torch.ones(())) * upstream).sum().backward()
     # d(W + s z)/dW = identity: no gradient through the noise or through max|W|
@@ -84,7 +102,7 @@ def test_gradient_is_straight_through():
 def test_gradient_reaches_clean_weights_of_a_real_network():
     torch.manual_seed(0)
     mlp = MLP(input_size=12, hidden_sizes=[7], num_classes=3, bias=True)
-    model = NoisyModel(mlp, GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    model = NoisyModel(mlp, GaussianWeightNoise(), {"sigma": 0.1}, generator=torch.Generator().manual_seed(0))
     model(torch.randn(5, 12)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
 
@@ -93,8 +111,8 @@ def test_gradient_reaches_clean_weights_of_a_real_network():
 def test_no_noise_is_bitwise_the_plain_model(switch):
     torch.manual_seed(0)
     mlp = MLP(input_size=12, hidden_sizes=[7], num_classes=3)
-    noise = GaussianWeightNoise(0.0 if switch == "sigma0" else 0.3)
-    model = NoisyModel(mlp, noise, generator=torch.Generator().manual_seed(0))
+    noise = GaussianWeightNoise()
+    model = NoisyModel(mlp, noise, {"sigma": 0.0 if switch == "sigma0" else 0.3}, generator=torch.Generator().manual_seed(0))
     model.enabled = switch != "disabled"
     x = torch.randn(9, 12)
     assert torch.equal(model(x), mlp(x))
@@ -102,8 +120,8 @@ def test_no_noise_is_bitwise_the_plain_model(switch):
 
 def test_two_models_with_different_sigma_do_not_interfere():
     weight = torch.randn(200, 200)
-    low = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.01), generator=torch.Generator().manual_seed(0))
-    high = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.2), generator=torch.Generator().manual_seed(0))
+    low = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(), {"sigma": 0.01}, generator=torch.Generator().manual_seed(0))
+    high = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(), {"sigma": 0.2}, generator=torch.Generator().manual_seed(0))
     high.enabled = True
     low_noise = low(torch.ones(())) - weight
     high_noise = high(torch.ones(())) - weight
@@ -136,7 +154,7 @@ def test_every_noised_tensor_changes_in_forward_pass():
 
     model[0].register_forward_pre_hook(capture("conv"))
     model[4].register_forward_pre_hook(capture("linear"))
-    noisy = NoisyModel(model, GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(0))
+    noisy = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.1}, generator=torch.Generator().manual_seed(0))
     noisy(torch.randn(2, 3, 8, 8))
     assert not torch.equal(seen["conv"][0], model[0].weight)
     assert not torch.equal(seen["conv"][1], model[0].bias)
@@ -148,8 +166,8 @@ def test_every_noised_tensor_changes_in_forward_pass():
 
 def test_same_generator_seed_gives_same_noise():
     weight = torch.randn(64)
-    a = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(5))
-    b = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(0.1), generator=torch.Generator().manual_seed(5))
+    a = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(), {"sigma": 0.1}, generator=torch.Generator().manual_seed(5))
+    b = NoisyModel(Probe(weight.clone()), GaussianWeightNoise(), {"sigma": 0.1}, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a(torch.ones(())), b(torch.ones(())))
 
 

@@ -5,6 +5,7 @@ seven steps of SPEC §2.1."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from conftest import killed_in_epoch, toy_data
 
-from memristor_mat import training
+from memristor_mat import quantization, training
 from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.device import derive_seed, generator
 from memristor_mat.methods.qat import QuantizationHooks
@@ -122,6 +123,256 @@ def test_fewer_than_two_levels_are_rejected():
             quantization_levels(torch.arange(10.0), n)
         with pytest.raises(ValueError, match="at least 2 levels"):
             quantize(torch.arange(10.0), n)
+
+
+# --------------------------------------------------------------------------- bit-identity with torch.quantile
+# (issue #12) quantization_levels selects the four order statistics instead of calling
+# torch.quantile; these hold it to torch.quantile's own result, bit for bit.
+
+
+def old_quantization_levels(weight, n_levels):
+    """The implementation before issue #12, word for word: torch.quantile."""
+    if n_levels < 2:
+        raise ValueError(f"quantisation needs at least 2 levels, got {n_levels}")
+    flat = weight.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # torch.quantile takes float32 and float64 only
+    bounds = torch.quantile(flat, torch.tensor([0.01, 0.99], device=flat.device, dtype=flat.dtype))
+    return torch.linspace(float(bounds[0]), float(bounds[1]), n_levels, device=flat.device, dtype=flat.dtype)
+
+
+@torch.no_grad()
+def old_quantize(weight, n_levels):
+    """quantize() before issue #12, on the old levels."""
+    levels = old_quantization_levels(weight, n_levels).to(weight.dtype)
+    boundaries = (levels[:-1] + levels[1:]) / 2
+    return levels[torch.bucketize(weight.contiguous(), boundaries)]
+
+
+def torch_percentiles(flat):
+    return torch.quantile(flat, torch.tensor([0.01, 0.99], dtype=flat.dtype, device=flat.device))
+
+
+def bits(t):
+    """The tensor's bit patterns (tells -0.0 from +0.0, which torch.equal does not)."""
+    return t.view({torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16,
+                   torch.bfloat16: torch.int16}.get(t.dtype, t.dtype))
+
+
+def identical(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) and torch.equal(bits(a), bits(b))
+
+
+def random_tensor(n, dtype, kind, g):
+    """n values of one of several shapes: spread over many magnitudes, heavy ties, one sign, all equal."""
+    if kind == "normal":
+        scale = 10.0 ** (torch.rand((), generator=g).item() * 8 - 4)
+        return torch.randn(n, generator=g, dtype=dtype) * scale
+    if kind == "ties":  # integers -5..5: every order statistic is tied with its neighbours
+        return torch.randint(-5, 6, (n,), generator=g).to(dtype)
+    if kind == "positive":
+        return torch.rand(n, generator=g, dtype=dtype) * 3 + 0.5
+    if kind == "negative":
+        return -torch.rand(n, generator=g, dtype=dtype).exp()
+    if kind == "rounded":  # ties, and -0.0 beside +0.0
+        return (torch.randn(n, generator=g, dtype=dtype) * 30).round() / 7
+    if kind == "equal":
+        return torch.full((n,), -0.37, dtype=dtype)
+    raise ValueError(kind)
+
+
+KINDS = ("normal", "ties", "positive", "negative", "rounded", "equal")
+# every size up to 300 (the tiny ones, 1, 2, 3, included), the sizes whose exact positions
+# 0.01 (n - 1) and 0.99 (n - 1) are integers (101, 201, 1001, ...), the MLP's tensors, and sizes
+# drawn up to 200,000
+SPECIAL_SIZES = (101, 201, 301, 1001, 2001, 10001, 100001, 200001, 1280, 100352, 255, 256, 257)
+
+
+def fuzz_sizes():
+    g = torch.Generator().manual_seed(12)
+    drawn = torch.randint(300, 200_001, (30,), generator=g).tolist()
+    return list(range(1, 301)) + list(SPECIAL_SIZES) + drawn
+
+
+@pytest.mark.parametrize("selection", ["numpy", "torch"])
+def test_percentiles_are_torch_quantile_bit_for_bit(selection):
+    # both selections, the CPU's (numpy) and the other devices' (torch.topk), run here on the CPU
+    g = torch.Generator().manual_seed(1)
+    checked = 0
+    for i, n in enumerate(fuzz_sizes()):
+        for dtype in (torch.float32, torch.float64):
+            for kind in (KINDS if n <= 3 or n in SPECIAL_SIZES else (KINDS[i % len(KINDS)], "normal")):
+                x = random_tensor(n, dtype, kind, g)
+                low, high, largest = quantization._percentiles(x, selection=selection)
+                got = torch.tensor([low, high], dtype=dtype)
+                expected = torch_percentiles(x)
+                assert identical(got, expected), (n, dtype, kind, got.tolist(), expected.tolist())
+                assert largest == x.max().item()
+                checked += 1
+    assert checked > 1500
+
+
+def test_levels_equal_the_old_implementation_on_many_tensors():
+    g = torch.Generator().manual_seed(2)
+    for i, n in enumerate(fuzz_sizes()[::3]):
+        for dtype in (torch.float32, torch.float64):
+            x = random_tensor(n, dtype, KINDS[i % len(KINDS)], g)
+            for n_levels in (2, 4, 16):
+                assert identical(quantization_levels(x, n_levels), old_quantization_levels(x, n_levels)), (n, dtype)
+
+
+def test_integer_position_of_the_99th_percentile():
+    # 0.99 in float32 is 4152361 / 2**22, so for n - 1 = 2**22 the rank 0.99 (n - 1) is the
+    # integer 4152361 and the weight 0 (the only such sizes below 2**29); float64 q never gives one
+    n = 2 ** 22 + 1
+    x = torch.randn(n, generator=torch.Generator().manual_seed(3))
+    (_, (high_below, high_above)), weights = quantization._interpolation_plan(n, torch.float32, CPU)
+    assert high_below == high_above == 4152361 and weights[1].item() == 0.0
+    for selection in ("numpy", "torch"):
+        low, high, _ = quantization._percentiles(x, selection=selection)
+        assert identical(torch.tensor([low, high]), torch_percentiles(x))
+
+
+def test_quantile_ranks_are_float64_on_this_torch():
+    # v = 0..198, then 2**24 twice (n = 201). 0.99 as float32 times 200 is 198.0 in float32 but
+    # 198.0000019 in float64 (PyTorch PR #187574): the weight 1.9e-6 times the jump to 2**24
+    # lifts the 99th percentile from 198 to about 230. Float32 ranks would give 198 here.
+    v = torch.arange(201, dtype=torch.float32)
+    v[199:] = 2.0 ** 24
+    high = torch.quantile(v, torch.tensor([0.99])).item()
+    assert high == pytest.approx(230.0, abs=1e-3)
+    assert quantization._float64_ranks("cpu")
+    # 0.01 * 200 = 1.9999999553: weight 0.9999999553, 1.0 in float32, so v_2 exactly
+    assert quantization_levels(v, 2).tolist() == [2.0, high]
+
+
+def test_lerp_and_rank_arithmetic_matter():
+    # the control of the bit-identity tests: the textbook formulas miss torch.quantile on many
+    # of the same tensors, so those tests tell a faithful reproduction from a close one
+    g = torch.Generator().manual_seed(4)
+    naive_misses = float32_rank_misses = 0
+    for n in range(2, 300):
+        x = torch.randn(n, generator=g) * 100
+        expected = torch_percentiles(x)
+        ordered = x.sort().values
+        for ranks, naive in ((torch.tensor([0.01, 0.99]).double() * (n - 1), True),
+                             (torch.tensor([0.01, 0.99]) * (n - 1), False)):
+            below, above = ranks.long(), ranks.ceil().long()
+            weights = (ranks - below).float()
+            if naive:  # v_below + w (v_above - v_below), not torch.lerp
+                got = ordered[below] + weights * (ordered[above] - ordered[below])
+                naive_misses += not torch.equal(got, expected)
+            else:  # torch.lerp, but ranks in float32
+                got = ordered[below].lerp(ordered[above], weights)
+                float32_rank_misses += not torch.equal(got, expected)
+    assert naive_misses >= 10 and float32_rank_misses >= 10, (naive_misses, float32_rank_misses)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64])
+def test_quantize_equals_the_old_implementation(dtype):
+    # the MLP's tensors (784 x 128, 128 x 10 weights, biases), conv-like shapes, tiny ones; the
+    # study's level counts and more; other dtypes go through float32 as before
+    g = torch.Generator().manual_seed(5)
+    shapes = [(128, 784), (10, 128), (128,), (10,), (16, 3, 5, 5), (), (1,), (2,), (3,), (7, 1), (1000,)]
+    for shape in shapes:
+        for kind in ("normal", "ties", "rounded"):
+            w = random_tensor(math.prod(shape), torch.float64, kind, g).reshape(shape)
+            w = (w * 100).round() if dtype == torch.int64 else w
+            w = w.to(dtype)
+            for n_levels in (2, 3, 4, 16, 255):
+                assert identical(quantize(w, n_levels), old_quantize(w, n_levels)), (shape, kind, n_levels)
+                assert identical(quantization_levels(w, n_levels), old_quantization_levels(w, n_levels))
+
+
+def test_quantize_of_non_contiguous_weights_equals_the_old_implementation():
+    g = torch.Generator().manual_seed(10)
+    w = torch.randn(128, 784, generator=g)
+    conv = torch.randn(8, 3, 5, 5, generator=g)
+    for view in (w.t(), w[:, ::3], conv.to(memory_format=torch.channels_last), conv.permute(2, 0, 3, 1)):
+        assert not view.is_contiguous()
+        assert identical(quantize(view, 4), old_quantize(view, 4))
+        assert identical(quantization_levels(view, 4), old_quantization_levels(view, 4))
+
+
+def test_quantize_of_trained_like_weights_in_a_qat_loop_equals_the_old_implementation():
+    # what QAT does at every step: quantise, perturb slightly, quantise again (the full-precision
+    # weights drift by small steps, so ties and near-ties of the order statistics recur)
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(128, 784, generator=g) * 0.05
+    for _ in range(30):
+        assert identical(quantize(w, 4), old_quantize(w, 4))
+        w = w + torch.randn(w.shape, generator=g) * 1e-4
+
+
+def test_nan_and_infinity_behave_as_with_torch_quantile():
+    for n in (1, 5, 300, 5000):
+        for position in (0, n // 2, n - 1):
+            x = torch.randn(n, generator=torch.Generator().manual_seed(n))
+            x[position] = float("nan")
+            new, old = quantization_levels(x, 4), old_quantization_levels(x, 4)
+            assert new.isnan().all() and old.isnan().all()
+            assert quantize(x, 4).isnan().all() and old_quantize(x, 4).isnan().all()
+            for selection in ("numpy", "torch"):
+                _, _, largest = quantization._percentiles(x, selection=selection)
+                assert math.isnan(largest)
+    # infinities are values like any other: the percentiles may be infinite or NaN (inf - inf)
+    # exactly as torch.quantile has them
+    for values in ([1.0, float("inf"), 3.0], [float("-inf"), 1.0, float("inf")], [float("inf")], [0.5, 2.0]):
+        for n in (1, 2, 3, 150, 600):
+            x = torch.tensor(values * n)
+            new, old = quantization_levels(x, 4), old_quantization_levels(x, 4)
+            assert torch.equal(new.isnan(), old.isnan()) and torch.equal(new[~new.isnan()], old[~old.isnan()])
+
+
+def test_empty_tensor_raises_as_before():
+    for levels in (quantization_levels, old_quantization_levels):
+        with pytest.raises(RuntimeError, match="non-empty"):
+            levels(torch.empty(0), 4)
+
+
+def test_more_than_2_pow_24_elements_as_torch_quantile():
+    # this torch computes the ranks in float64 and takes any size: so do the levels
+    n = 2 ** 24 + 3
+    x = torch.randn(n, generator=torch.Generator().manual_seed(7))
+    low, high, _ = quantization._percentiles(x)
+    assert identical(torch.tensor([low, high]), torch_percentiles(x))
+
+
+def test_float32_ranks_as_before_pytorch_pr_187574(monkeypatch):
+    # a torch that computes float32 ranks (before PR #187574, or MPS) refuses more than 2**24
+    # elements; the levels follow it: its arithmetic (ranks = q * (n - 1) in float32, as in
+    # ATen's quantile then) and its refusal
+    monkeypatch.setattr(quantization, "_float64_ranks", lambda device_type: False)
+    quantization._interpolation_plan.cache_clear()
+    try:
+        g = torch.Generator().manual_seed(8)
+        for n in list(range(1, 300)) + [1001, 100352, 123457]:
+            x = torch.randn(n, generator=g) * 100
+            q = torch.tensor([0.01, 0.99])
+            ranks = q * (n - 1)  # float32
+            below, above = ranks.long(), ranks.ceil().long()
+            ordered = x.sort().values
+            expected = ordered[below].lerp_(ordered[above], ranks - below)
+            for selection in ("numpy", "torch"):
+                low, high, _ = quantization._percentiles(x, selection=selection)
+                assert identical(torch.tensor([low, high]), expected), n
+        with pytest.raises(RuntimeError, match="too large"):
+            quantization_levels(torch.zeros(2 ** 24 + 1), 4)
+        quantization_levels(torch.zeros(2 ** 24), 4)  # the largest taken
+    finally:
+        quantization._interpolation_plan.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_levels_on_cuda_equal_torch_quantile_there():
+    g = torch.Generator().manual_seed(9)
+    for n in list(range(1, 50)) + [101, 1280, 100352, 2 ** 22 + 1]:
+        for dtype in (torch.float32, torch.float64):
+            x = random_tensor(n, dtype, "normal", g).cuda()
+            new = quantization_levels(x, 4)
+            assert new.device == x.device
+            assert identical(new.cpu(), old_quantization_levels(x, 4).cpu()), (n, dtype)
+            assert identical(quantize(x, 4).cpu(), old_quantize(x, 4).cpu())
 
 
 # --------------------------------------------------------------------------- QAT in train()

@@ -212,7 +212,7 @@ def test_training_loss_needs_a_training_forward_pass():
 def test_recurrent_diagonal_stays_zero_under_weight_noise():
     model = snn()
     assert noisy_parameter_names(model) == ("w_in", "w_rec", "w_out")
-    noisy = NoisyModel(model, GaussianWeightNoise(0.3), generator=torch.Generator().manual_seed(0))
+    noisy = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.3}, generator=torch.Generator().manual_seed(0))
     x = events()
     applied = noisy(x, record=True)["recurrent_weights"]
     clean = model.record(x)["recurrent_weights"]
@@ -499,7 +499,7 @@ def test_time_constants_from_the_global_rng(dynamics):
 def test_original_recurrent_diagonal_stays_zero_under_weight_noise(neuron):
     model = original(neuron=neuron)
     x = events()
-    noisy = NoisyModel(model, GaussianWeightNoise(0.3), generator=torch.Generator().manual_seed(0))
+    noisy = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.3}, generator=torch.Generator().manual_seed(0))
     applied = noisy(x, record=True)["recurrent_weights"]
     assert torch.all(applied.diagonal() == 0)
     off_diagonal = ~torch.eye(24, dtype=torch.bool)

@@ -520,3 +520,38 @@ def test_paper_cifar_config_names_its_tasks_as_the_published_curves():
         assert set(published.sigma_inference) <= set(config["evaluation"]["sigma_inference"])
         assert task_noise(config, task)["options"]["reference"] == "absmax"
         assert published.note.str.contains("absmax").all()
+
+
+def test_device_summary_groups_by_device_and_its_own_conditions():
+    import numpy as np
+
+    from memristor_mat.reporting.summary import device_keys, summarise
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in (14, 15):
+        for device, model, conditions in (("pcm", "pcm", [{"t_inference": 1.0}, {"t_inference": 86400.0}]),
+                                          ("stuck", "stuck_at", [{"p_stuck_off": 0.01, "p_stuck_on": 0.01}])):
+            for condition in conditions:
+                for draw in range(4):
+                    rows.append({"task": "mnist", "dataset": "d", "arch": "mlp", "method": "vanilla",
+                                 "sigma_train": 0.0, "levels": 0, "noise_sd": 0.0, "seed": seed, "device": device,
+                                 "noise_model": model, "t_inference": np.nan, "p_stuck_off": np.nan,
+                                 "p_stuck_on": np.nan, **condition, "draw": draw,
+                                 "accuracy": float(rng.uniform(0.5, 1.0))})
+    table = pd.DataFrame(rows)
+    keys = device_keys(table)
+    assert keys[-3:] == ("t_inference", "p_stuck_off", "p_stuck_on") and "sigma_inference" not in keys
+    summary = summarise(table, keys=keys)
+    assert len(summary) == 3 and (summary.n_models == 2).all() and (summary.n_draws == 4).all()
+    assert "noise_level_pct" not in summary.columns
+    stuck = summary[summary.device == "stuck"].iloc[0]
+    assert np.isnan(stuck.t_inference) and stuck.p_stuck_on == 0.01
+    expected = 100 * table[table.device == "stuck"].accuracy.mean()
+    assert stuck["mean"] == pytest.approx(expected)
+    assert stuck.ci95_low <= stuck["mean"] <= stuck.ci95_high
+    # a missing trained-configuration key is still an error; a missing condition is not
+    broken = table.copy()
+    broken.loc[0, "method"] = None
+    with pytest.raises(ValueError, match="method"):
+        summarise(broken, keys=keys)

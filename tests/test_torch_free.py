@@ -149,12 +149,19 @@ def test_every_registry_entry_imports():
     from memristor_mat.models import ARCHITECTURES
     from memristor_mat.noise_registry import NOISE_MODELS
 
-    for registry in (DATASETS, ARCHITECTURES, NOISE_MODELS):
+    from memristor_mat.lazy_registry import resolve
+
+    for registry in (DATASETS, ARCHITECTURES):
         for name in registry:
             assert callable(registry[name]), f"{name}: {registry.target(name)}"
             assert inspect.signature(registry[name])
+    for name, entry in NOISE_MODELS.items():
+        # each implementation takes exactly the options its registry schema lists
+        parameters = set(inspect.signature(resolve(entry.implementation)).parameters)
+        assert parameters == set(entry.options["properties"]), name
+        assert entry.options.get("additionalProperties") is False, name
     assert noise.NOISE_MODELS is NOISE_MODELS
-    assert NOISE_MODELS["gaussian"] is noise.GaussianWeightNoise
+    assert noise.make_noise_model("gaussian").__class__ is noise.GaussianWeightNoise
 
 
 def test_registries_resolve_lazily():

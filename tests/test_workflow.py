@@ -37,6 +37,7 @@ def tiny_config():
         "qat_noise": {"levels": 4, "noise_sd": [0.01], "seeds": [14], "training": {"epochs": 1, "lr_scheduler": None}},
     }
     config["evaluation"].update({"sigma_inference": [0, 0.1, 0.2], "draws": 3})
+    task["evaluation"]["device_draws"] = 2  # every device model of the demo, 2 draws each
     cnn = config["tasks"]["cifar_standin"]  # the CIFAR code path: MobileNetV2, augmentation, absmax
     cnn["seeds"] = [14]
     cnn["model"]["inverted_residual_setting"] = [[1, 8, 1, 1], [4, 16, 1, 2]]
@@ -142,6 +143,37 @@ def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
     assert executed.exists()
 
 
+def test_cross_evaluation_on_every_device(finished_run):
+    workdir, config_path = finished_run
+    config = load_config(config_path)
+    runs = pipeline.model_runs(config, "mnist")
+    devices = pipeline.monte_carlo_settings(config, "mnist").devices
+    conditions = sum(len(d.conditions) for d in devices)
+    table = pd.read_parquet(workdir / "results/mnist/device_accuracy.parquet")
+    # one row per model x device condition x draw (2 draws; no condition of the demo is noise-free)
+    assert len(table) == len(runs) * conditions * 2
+    assert set(table.device) == {d.name for d in devices}
+    assert set(table.noise_model) == {"gaussian", "pcm", "rram", "levels+pcm", "stuck_at"}
+    # one column per condition key, empty where a device does not have it
+    pcm = table[table.device == "pcm"]
+    assert pcm.t_inference.notna().all() and pcm.sigma_inference.isna().all() and pcm.p_stuck_on.isna().all()
+    assert sorted(table.loc[table.device == "levels_pcm", "n_levels"].unique()) == [16]
+    # the Gaussian device is the study's noise: the same draws give the same numbers
+    study = pd.read_parquet(workdir / "results/mnist/accuracy.parquet")
+    keys = ["method", "sigma_train", "levels", "noise_sd", "seed", "draw"]
+    gaussian = table[table.device == "gaussian"].merge(
+        study[study.sigma_inference == 0.1], on=keys, suffixes=("", "_study"))
+    assert len(gaussian) == len(runs) * 2 and (gaussian.n_correct == gaussian.n_correct_study).all()
+    summary = pd.read_csv(workdir / "results/mnist/device_summary.csv")
+    configurations = table.groupby(["method", "sigma_train", "levels", "noise_sd"]).ngroups
+    assert len(summary) == configurations * conditions
+    assert (summary.n_draws == 2).all() and summary["mean"].between(0, 100).all()
+    for path in pipeline.device_figure_files(config, "mnist"):
+        assert (workdir / path).stat().st_size > 0, path
+    heatmap = pd.read_csv(workdir / "results/mnist/tables/device_heatmap.csv")
+    assert len(heatmap) == configurations * conditions
+
+
 def test_provenance_travels_with_the_results(finished_run):
     workdir, _ = finished_run
     from memristor_mat.runs import read_parquet_metadata
@@ -192,6 +224,8 @@ def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
     models = 5 * 10 + 3 * 5 + 10 * 9
     assert job_count(out, "train") == models and job_count(out, "evaluate") == models
     assert job_count(out, "method_figure") == 2
+    # the cross-evaluation: every model on every device, its three figures
+    assert job_count(out, "evaluate_devices") == models and job_count(out, "device_figure") == 3
 
 
 def test_lint_is_clean():
@@ -276,6 +310,8 @@ def test_report_embeds_every_figure_and_table(finished_run):
     assert "device draws per" in html  # the captions say how many models x draws
     assert "accuracy_vs_levels.png" in html and "accuracy_vs_qat_noise.png" in html
     assert "qat, qat_noise: 1 model per configuration (seed 14)" in html
+    assert "device_heatmap.png" in html and "accuracy_vs_time.png" in html and "device_summary.csv" in html
+    assert "2 Monte-Carlo draws per model and" in html  # the device captions' own draws
 
 
 def rule_blocks(dry_run_output: str, rule: str) -> list[str]:

@@ -21,7 +21,7 @@ import yaml
 from . import methods as registry
 from .datasets import DATASET_OPTIONS, DATASETS
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
-from .noise_registry import NOISE_MODELS
+from .noise_registry import NOISE_MODELS, condition_grid, device_chain
 from .settings import TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
 
 
@@ -164,18 +164,70 @@ def _check_component_options(task: dict[str, Any], prefix: str) -> None:
         raise ConfigError(f"config key {prefix}.model.{option}: {why}")
 
 
+def _check_training_noise(noise: dict[str, Any], key: str) -> None:
+    """MAT's noise acts on weights and is swept by one sigma (sigma_train, sigma_inference)."""
+    _check_name(noise["model"], NOISE_MODELS, f"{key}.model")
+    entry = NOISE_MODELS[noise["model"]]
+    if entry.kind != "weights" or [c.name for c in entry.conditions] != ["sigma"]:
+        raise ConfigError(f"config key {key}.model: {noise['model']!r} is a device model; the training and "
+                          f"sigma_inference noise is a weight noise with one sigma (list devices under "
+                          f"evaluation.devices)")
+    if "options" in noise:
+        _check_options(noise["options"], entry.options, f"{key}.options", f"noise model {noise['model']!r}")
+
+
+def _check_devices(devices: dict[str, Any], key: str) -> None:
+    """Each device of the cross-evaluation against the noise registry: its models, their options
+    (one flat mapping, each key owned by a model of the device) and its conditions."""
+    for name, device in devices.items():
+        prefix = f"{key}.{name}"
+        try:
+            entries = device_chain(device["model"])
+        except ValueError as error:
+            raise ConfigError(f"config key {prefix}.model: {error}") from None
+        options = device.get("options", {})
+        for entry in entries:
+            own = {k: v for k, v in options.items() if k in entry.options.get("properties", {})}
+            _check_options(own, entry.options, f"{prefix}.options", f"noise model {entry.name!r}")
+        known = {k for entry in entries for k in entry.options.get("properties", {})}
+        unknown = sorted(set(options) - known, key=str)
+        if unknown:
+            raise ConfigError(f"config key {prefix}.options.{unknown[0]}: device {name!r} ({'+'.join(e.name for e in entries)}) "
+                              f"has no such option; its options: {', '.join(sorted(known)) or 'none'}")
+        conditions = device["conditions"]
+        if isinstance(conditions, dict):
+            for where, values in conditions.items():
+                try:
+                    condition_grid(device["model"], [{where: value} for value in values])
+                except ValueError as error:
+                    if "required" not in str(error):  # a missing other key is reported below
+                        raise ConfigError(f"config key {prefix}.conditions.{where}: {error}") from None
+        else:
+            for where, point in enumerate(conditions):
+                try:
+                    condition_grid(device["model"], [point])
+                except ValueError as error:
+                    raise ConfigError(f"config key {prefix}.conditions.{where}: {error}") from None
+        try:
+            condition_grid(device["model"], device["conditions"])
+        except ValueError as error:
+            raise ConfigError(f"config key {prefix}.conditions: {error}") from None
+
+
 def check_semantics(config: dict[str, Any]) -> None:
     """Checks across keys and against the library's registries."""
-    _check_name(config["noise"]["model"], NOISE_MODELS, "noise.model")
+    _check_training_noise(config["noise"], "noise")
     _check_levels(config["evaluation"]["sigma_inference"], "evaluation.sigma_inference")
+    _check_devices(config["evaluation"].get("devices", {}), "evaluation.devices")
     _check_comparisons(config)
     for task_name, task in config["tasks"].items():
         prefix = f"tasks.{task_name}"
         _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
         if "model" in task.get("noise", {}):
-            _check_name(task["noise"]["model"], NOISE_MODELS, f"{prefix}.noise.model")
+            _check_training_noise(task["noise"], f"{prefix}.noise")
         if "sigma_inference" in task.get("evaluation", {}):
             _check_levels(task["evaluation"]["sigma_inference"], f"{prefix}.evaluation.sigma_inference")
+        _check_devices(task.get("evaluation", {}).get("devices", {}), f"{prefix}.evaluation.devices")
         _check_name(task["model"]["arch"], ARCHITECTURES, f"{prefix}.model.arch")
         _check_component_options(task, prefix)
         methods = task["methods"]

@@ -21,8 +21,9 @@ from torch import nn
 from torch.func import functional_call
 
 from .device import derive_seed, generator
-from .noise import draw_normals, make_noise_model, noisy_parameter_names
-from .settings import MonteCarloSettings
+from .noise import NoiseModel, draw_normals, make_noise_model, noisy_parameter_names
+from .noise_registry import condition_column
+from .settings import MonteCarloSettings, device_condition_columns
 
 
 def _test_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device) -> Iterator[tuple]:
@@ -106,34 +107,76 @@ def standard_normal_draws(
 
 
 @torch.no_grad()
-def monte_carlo_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MonteCarloSettings
+def condition_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    noise: NoiseModel,
+    conditions: Sequence[Mapping[str, float]],
+    settings: MonteCarloSettings,
 ) -> pd.DataFrame:
-    """Accuracy for every inference level x draw: columns sigma_inference, draw, n_correct,
-    n_test, accuracy (one row per draw). A noise-free level (sigma 0) is the clean model
-    whatever the draw: it is evaluated once and has one row (draw 0), so that statistics count
-    it once per model rather than once per draw (SPEC §4)."""
+    """Accuracy under ``noise`` at every condition x draw: one column per condition key (named
+    by the registry, e.g. ``sigma_inference``, ``t_inference``), then draw, n_correct, n_test,
+    accuracy. A condition at which the noise model is the identity (Gaussian sigma 0, no stuck
+    devices) is the clean model whatever the draw: it is evaluated once and has one row (draw
+    0), so that statistics count it once per model rather than once per draw (SPEC §4).
+
+    Draw ``d`` has the same normals at every condition and for every model of the architecture
+    (common random numbers): the same chip, read at another time or noise level."""
     model.eval()
     device = next(model.parameters()).device
     names = noisy_parameter_names(model, settings.include_normalization)
     params = dict(model.named_parameters())
     clean = {n: params[n].detach() for n in names}
     shapes = {n: w.shape for n, w in clean.items()}
-    noise = make_noise_model(settings.noise_model, 0.0, **settings.noise_options)
+    conditions = [noise.check_condition(c) for c in conditions]
+    columns = [condition_column(k) for k in noise.condition_keys]
     rows = []
-    noisy_levels = [s for s in settings.sigma_inference if s > 0]
-    if len(noisy_levels) < len(settings.sigma_inference):
-        # sigma 0 is the clean model whatever the draw: compute it once
-        rows.append((0.0, 0, correct_with_weights(model, clean, x, y, settings.batch_size)))
-    for first in range(0, settings.draws, settings.draws_per_chunk):
-        chunk = range(first, min(first + settings.draws_per_chunk, settings.draws))
-        normals = standard_normal_draws(shapes, noise.normals_per_weight, settings.seed, chunk, device)
-        for level in noisy_levels:
-            level_noise = noise.with_sigma(level)
-            stacked = {n: level_noise.perturb(clean[n], normals[n]) for n in names}
-            correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
-            rows += [(float(level), d, c) for d, c in zip(chunk, correct)]
-    table = pd.DataFrame(rows, columns=["sigma_inference", "draw", "n_correct"])
+    noisy = [c for c in conditions if not noise.is_identity(c)]
+    for condition in conditions:
+        if noise.is_identity(condition):
+            # the clean model whatever the draw: compute it once
+            rows.append((*condition.values(), 0, correct_with_weights(model, clean, x, y, settings.batch_size)))
+    if noisy:
+        for first in range(0, settings.draws, settings.draws_per_chunk):
+            chunk = range(first, min(first + settings.draws_per_chunk, settings.draws))
+            normals = standard_normal_draws(shapes, noise.normals_per_weight, settings.seed, chunk, device)
+            for condition in noisy:
+                stacked = {n: noise.apply(clean[n], normals[n], condition) for n in names}
+                correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
+                rows += [(*condition.values(), d, c) for d, c in zip(chunk, correct)]
+    table = pd.DataFrame(rows, columns=[*columns, "draw", "n_correct"])
     table["n_test"] = len(y)
     table["accuracy"] = table["n_correct"] / len(y)
-    return table.sort_values(["sigma_inference", "draw"], ignore_index=True)
+    return table.sort_values([*columns, "draw"], ignore_index=True)
+
+
+def monte_carlo_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MonteCarloSettings
+) -> pd.DataFrame:
+    """The study's evaluation (SPEC §4): accuracy at every inference noise level
+    (``settings.sigma_inference``) of the training noise model x draw. Columns
+    sigma_inference, draw, n_correct, n_test, accuracy (see :func:`condition_accuracy`)."""
+    noise = make_noise_model(settings.noise_model, settings.noise_options)
+    return condition_accuracy(model, x, y, noise, [{"sigma": s} for s in settings.sigma_inference], settings)
+
+
+def device_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MonteCarloSettings
+) -> pd.DataFrame:
+    """The cross-evaluation: accuracy under every device of ``settings.devices`` at each of its
+    conditions x draw. Columns device, noise_model, one per condition key of any device (NaN
+    where a device does not have the key), draw, n_correct, n_test, accuracy."""
+    columns = device_condition_columns(settings.devices)
+    parts = []
+    for spec in settings.devices:
+        noise = make_noise_model(spec.model, spec.options)
+        part = condition_accuracy(model, x, y, noise, spec.conditions, settings)
+        part.insert(0, "noise_model", spec.noise_model_name)
+        part.insert(0, "device", spec.name)
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    for column in columns:
+        if column not in table.columns:
+            table[column] = float("nan")
+    return table.loc[:, ["device", "noise_model", *columns, "draw", "n_correct", "n_test", "accuracy"]]

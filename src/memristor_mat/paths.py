@@ -18,6 +18,8 @@ MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"
 MODEL = MODEL_DIR + "/model.pt"
 METRICS = MODEL_DIR + "/metrics.csv"
 EVALUATION = "results/evaluation/{task}/{method}/{setting}/seed~{seed}.parquet"
+#: the same model on every device of the task's cross-evaluation (``evaluation.devices``)
+DEVICE_EVALUATION = "results/device_evaluation/{task}/{method}/{setting}/seed~{seed}.parquet"
 #: how a per-model job names its log and benchmark files
 MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
 
@@ -30,6 +32,10 @@ SUMMARY_CSV = TASK_DIR + "/summary.csv"
 SUMMARY_MD = TASK_DIR + "/summary.md"
 TRAINING_METRICS = TASK_DIR + "/training_metrics.csv"
 PROVENANCE = TASK_DIR + "/provenance.csv"
+DEVICE_ACCURACY = TASK_DIR + "/device_accuracy.parquet"
+DEVICE_ACCURACY_CSV = TASK_DIR + "/device_accuracy.csv"
+DEVICE_SUMMARY = TASK_DIR + "/device_summary.parquet"
+DEVICE_SUMMARY_CSV = TASK_DIR + "/device_summary.csv"
 TRACES = TASK_DIR + "/traces.parquet"
 TABLES_DIR = TASK_DIR + "/tables"
 FIGURES_DIR = "figures/{task}"
@@ -52,6 +58,8 @@ TASK_FIGURES = {
 PUBLISHED_TABLE = "published_comparison"
 PER_MODEL_TABLE = "per_model"
 HEARTBEAT_FIGURE = "heartbeat_raster"
+#: the cross-evaluation's figures (notebooks/devices.ipynb), each with its table
+DEVICE_FIGURES = {"heatmap": "device_heatmap", "time": "accuracy_vs_time", "stuck_at": "accuracy_vs_stuck_at"}
 FIGURE_EXTENSIONS = ("pdf", "png")
 TABLE_EXTENSIONS = ("csv", "md")
 

@@ -15,7 +15,7 @@ from typing import Any
 from . import methods as registry
 from . import paths
 from .config import format_sigma
-from .settings import MonteCarloSettings, NoisyUpdates, TrainingSettings
+from .settings import DeviceSettings, MonteCarloSettings, NoisyUpdates, TrainingSettings
 
 #: figure stems written by notebooks/figures.ipynb for every task
 FIGURE_STEMS = tuple(paths.TASK_FIGURES.values())
@@ -64,6 +64,10 @@ class ModelRun:
     @property
     def evaluation(self) -> str:
         return paths.EVALUATION.format(**self.wildcards)
+
+    @property
+    def device_evaluation(self) -> str:
+        return paths.DEVICE_EVALUATION.format(**self.wildcards)
 
     @classmethod
     def from_wildcards(cls, task: str, method: str, setting: str, seed: str) -> "ModelRun":
@@ -217,7 +221,14 @@ def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSetting
         include_normalization=noise["include_normalization"],
         draws_per_chunk=evaluation["draws_per_chunk"],
         batch_size=evaluation["batch_size"],
+        devices=tuple(DeviceSettings.from_config(name, device) for name, device in task_devices(config, task).items()),
     )
+
+
+def task_devices(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The devices of the task's cross-evaluation (``evaluation.devices``; a task's own list
+    replaces the top-level one), in config order."""
+    return dict(config["tasks"][task].get("evaluation", {}).get("devices", config["evaluation"].get("devices", {})))
 
 
 def train_job(config: dict[str, Any], run: ModelRun) -> dict[str, Any]:
@@ -229,7 +240,51 @@ def train_job(config: dict[str, Any], run: ModelRun) -> dict[str, Any]:
 
 
 def evaluate_job(config: dict[str, Any], task: str) -> dict[str, Any]:
-    return {"settings": dataclasses.asdict(monte_carlo_settings(config, task)), "device": config["device"]}
+    """The study's evaluation; the devices are another job's (a change of them reruns only it)."""
+    settings = dataclasses.asdict(monte_carlo_settings(config, task))
+    del settings["devices"]
+    return {"settings": settings, "device": config["device"]}
+
+
+def device_evaluation_job(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The cross-evaluation of one model: the devices and the Monte-Carlo settings they use."""
+    settings = dataclasses.asdict(monte_carlo_settings(config, task))
+    settings["draws"] = device_draws(config, task)
+    return {"settings": settings, "device": config["device"]}
+
+
+def device_draws(config: dict[str, Any], task: str) -> int:
+    """Monte-Carlo draws per model and device condition (``evaluation.device_draws``, else ``draws``)."""
+    evaluation = {**config["evaluation"], **config["tasks"][task].get("evaluation", {})}
+    return int(evaluation.get("device_draws", evaluation["draws"]))
+
+
+def device_figures(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """What notebooks/devices.ipynb draws for a task (none without devices): the heatmap of every
+    device; accuracy against time for the devices evaluated at several ``t_inference``; accuracy
+    against the stuck fraction for the first ``stuck_at`` device with several fractions."""
+    settings = monte_carlo_settings(config, task).devices
+    if not settings:
+        return {"stems": [], "devices": [], "time_devices": [], "stuck_device": ""}
+
+    def swept(device, key):
+        return len({c.get(key) for c in device.conditions}) > 1
+
+    # a curve per model needs one condition per time: devices that sweep t_inference alone
+    time_devices = [d.name for d in settings if "pcm" in d.noise_model_name.split("+") and swept(d, "t_inference")
+                    and not any(swept(d, key) for key in d.conditions[0] if key != "t_inference")]
+    stuck = [d.name for d in settings if "stuck_at" in d.noise_model_name.split("+")
+             and (swept(d, "p_stuck_off") or swept(d, "p_stuck_on"))]
+    stems = [paths.DEVICE_FIGURES["heatmap"]]
+    stems += [paths.DEVICE_FIGURES["time"]] if time_devices else []
+    stems += [paths.DEVICE_FIGURES["stuck_at"]] if stuck else []
+    return {"stems": stems, "devices": [d.name for d in settings], "time_devices": time_devices,
+            "stuck_device": stuck[0] if stuck else ""}
+
+
+def device_figure_files(config: dict[str, Any], task: str) -> list[str]:
+    stems = device_figures(config, task)["stems"]
+    return _figures(task, stems) + _tables(task, stems)
 
 
 def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list[str]) -> str:
@@ -269,6 +324,7 @@ def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
         "label": task_config.get("label", task),
         "models": models,
         "draws": str(evaluation.draws),
+        "device_draws": str(device_draws(config, task)),
         "center": figures["center"],
         "band": "-".join(figures["band"]),
         "dataset": task_config["dataset"]["name"],

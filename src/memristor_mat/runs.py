@@ -23,12 +23,12 @@ from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint,
 from .datasets import prepare_dataset
 from .datasets.splits import load_prepared, save_prepared
 from .device import select_device
-from .evaluation import monte_carlo_accuracy
+from .evaluation import device_accuracy, monte_carlo_accuracy
 from .io import atomic_path, write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
-from .reporting.summary import per_model_summary, summarise
+from .reporting.summary import CONDITION_COLUMNS, device_keys, per_model_summary, summarise
 from .reporting.tables import write_table
 from .settings import MonteCarloSettings, TrainingSettings
 from .training import split_threads, train
@@ -115,16 +115,9 @@ def train_model(
     resume_path.unlink(missing_ok=True)
 
 
-def evaluate_model(
-    checkpoint_path: str | os.PathLike,
-    settings: MonteCarloSettings,
-    *,
-    data_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    device: str = "auto",
-    threads: int = 1,
-) -> pd.DataFrame:
-    """Monte-Carlo accuracy of one checkpoint at every inference level x draw -> Parquet shard."""
+def _evaluate(checkpoint_path, settings: MonteCarloSettings, data_path, device: str, threads: int, evaluate):
+    """Load a checkpoint and its test data (checked to match) and run ``evaluate`` on them;
+    returns the table and the identity of the model (task, method, settings, seed ...)."""
     set_threads(threads)
     torch_device = select_device(device)
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
@@ -135,24 +128,69 @@ def evaluate_model(
             f"checkpoint {checkpoint_path} was trained on {checkpoint.get('dataset')!r}, "
             f"but the test data {data_path} is {data.name!r}"
         )
-    table = monte_carlo_accuracy(model, data.x_test, data.y_test, settings)
+    table = evaluate(model, data.x_test, data.y_test, settings)
     method_settings = registry.unapplied_settings() | {
         "sigma_train": float(checkpoint["sigma_train"]), **checkpoint.get("method_settings", {})}
     identity = {
         "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
-        "method": checkpoint["method"], **method_settings,
-        "seed": int(checkpoint["seed"]), "noise_model": settings.noise_model,
-        "reference": settings.noise_options.get("reference", ""), "eval_seed": settings.seed,
+        "method": checkpoint["method"], **method_settings, "seed": int(checkpoint["seed"]),
     }
-    for key, value in identity.items():
-        table[key] = value
-    table = table[ACCURACY_COLUMNS]
-    write_parquet(table, out_path, {
+    metadata = {
         **provenance(dataclasses.asdict(settings)),
         "checkpoint": str(checkpoint_path),
         "training_git_commit": checkpoint.get("provenance", {}).get("git_commit", "unknown"),
-    })
+    }
+    return table, identity, metadata
+
+
+def _study_columns(table: pd.DataFrame, identity: dict[str, Any], settings: MonteCarloSettings) -> pd.DataFrame:
+    identity = identity | {"noise_model": settings.noise_model,
+                           "reference": settings.noise_options.get("reference", ""), "eval_seed": settings.seed}
+    for key, value in identity.items():
+        table[key] = value
+    return table[ACCURACY_COLUMNS]
+
+
+def _device_columns(table: pd.DataFrame, identity: dict[str, Any], settings: MonteCarloSettings) -> pd.DataFrame:
+    for key, value in reversed(list(identity.items())):
+        table.insert(0, key, value)
+    table.insert(table.columns.get_loc("draw") + 1, "eval_seed", settings.seed)
     return table
+
+
+#: what an evaluation job computes, and the columns it writes: the study's inference levels
+#: (``accuracy`` columns) or the cross-evaluation on ``settings.devices`` (:func:`device_accuracy_columns`)
+EVALUATIONS = {"study": (monte_carlo_accuracy, _study_columns), "devices": (device_accuracy, _device_columns)}
+
+
+def evaluate_model(
+    checkpoint_path: str | os.PathLike,
+    settings: MonteCarloSettings,
+    *,
+    data_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    device: str = "auto",
+    threads: int = 1,
+    kind: str = "study",
+) -> pd.DataFrame:
+    """Monte-Carlo accuracy of one checkpoint -> Parquet shard: at every inference level x draw
+    (``kind="study"``), or on every device of ``settings.devices`` at each condition x draw
+    (``kind="devices"``)."""
+    if kind not in EVALUATIONS:
+        raise ValueError(f"unknown evaluation {kind!r}; expected one of {sorted(EVALUATIONS)}")
+    if kind == "devices" and not settings.devices:
+        raise ValueError("no devices to evaluate: list them under evaluation.devices")
+    evaluate, columns = EVALUATIONS[kind]
+    table, identity, metadata = _evaluate(checkpoint_path, settings, data_path, device, threads, evaluate)
+    table = columns(table, identity, settings)
+    write_parquet(table, out_path, metadata)
+    return table
+
+
+def device_accuracy_columns(condition_columns: Sequence[str]) -> list[str]:
+    """Columns of a device cross-evaluation table with these condition columns."""
+    return ["task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "device", "noise_model",
+            *condition_columns, "draw", "eval_seed", "n_test", "n_correct", "accuracy"]
 
 
 def write_parquet(table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, str]) -> None:
@@ -210,4 +248,38 @@ def aggregate(
     metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
     _write_csv(metrics, metrics_out_path)
     _write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
+    return summary
+
+
+def aggregate_devices(
+    shard_paths: Sequence[str | os.PathLike],
+    *,
+    accuracy_path: str | os.PathLike,
+    accuracy_csv_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    summary_csv_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """One task's device cross-evaluation: the shards concatenated into the tidy table (one row
+    per model x device condition x draw) and its summary, with the hierarchical CI of
+    :func:`~memristor_mat.reporting.summary.summarise` per trained configuration x device
+    condition."""
+    if not shard_paths:
+        raise ValueError("no device evaluation shards to aggregate")
+    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    conditions = [c for c in CONDITION_COLUMNS if c in table.columns]
+    missing = [c for c in device_accuracy_columns(conditions) if c not in table.columns]
+    if missing:
+        raise ValueError(f"device evaluation shards lack columns {missing}")
+    table = table.loc[:, device_accuracy_columns(conditions)].sort_values(
+        ["method", *registry.SETTING_COLUMNS, "seed", "device", *conditions, "draw"], ignore_index=True,
+        na_position="first")
+    meta = {
+        **provenance(sorted(m.get("config_hash", "") for m in map(read_parquet_metadata, shard_paths))),
+        "shards": str(len(shard_paths)),
+    }
+    write_parquet(table, accuracy_path, meta)
+    _write_csv(table, accuracy_csv_path)
+    summary = summarise(table, keys=device_keys(table))
+    write_parquet(summary, summary_path, meta)
+    _write_csv(summary, summary_csv_path)
     return summary

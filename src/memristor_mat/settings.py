@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from . import methods as registry
+from .noise_registry import CONDITION_KEYS, condition_grid, device_chain
 
 __all__ = [
     "INJECTION_ORDERS",
     "INJECTION_REFERENCES",
     "INJECTION_TIMINGS",
     "MIXED_PRECISION_TYPES",
+    "DeviceSettings",
     "MonteCarloSettings",
+    "device_condition_columns",
     "NoisyUpdates",
     "TORCH_LR_SCHEDULERS",
     "TORCH_OPTIMIZERS",
@@ -144,6 +147,44 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class DeviceSettings:
+    """One device of the cross-evaluation: a noise model (one name, or conductance models that
+    form one device), its options, and the conditions it is evaluated at."""
+
+    name: str
+    model: str | tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: the full conditions (defaults filled in), in sweep order
+    conditions: tuple[Mapping[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            object.__setattr__(self, "model", tuple(self.model))
+        object.__setattr__(self, "conditions", tuple(dict(c) for c in self.conditions))
+        if not self.conditions:
+            raise ValueError(f"device {self.name!r} has no conditions to evaluate")
+
+    @property
+    def noise_model_name(self) -> str:
+        """The models in the order they act, joined by '+' (``levels+pcm``)."""
+        return "+".join(entry.name for entry in device_chain(self.model))
+
+    @classmethod
+    def from_config(cls, name: str, device: Mapping[str, Any]) -> "DeviceSettings":
+        """From a config's ``evaluation.devices.<name>`` (``model``, ``options``, ``conditions``:
+        each key a list of values, evaluated at every combination)."""
+        model = device["model"]
+        return cls(name, model if isinstance(model, str) else tuple(model), dict(device.get("options", {})),
+                   tuple(condition_grid(model, device.get("conditions", {}))))
+
+
+def device_condition_columns(devices: Sequence[DeviceSettings]) -> list[str]:
+    """The results columns of every condition key of ``devices``, in registry order."""
+    used = {CONDITION_KEYS[key].column for device in devices for condition in device.conditions for key in condition}
+    return list(dict.fromkeys(key.column for key in CONDITION_KEYS.values() if key.column in used))
+
+
+@dataclass(frozen=True)
 class MonteCarloSettings:
     """What one Monte-Carlo evaluation job does (see :mod:`memristor_mat.evaluation`)."""
 
@@ -155,8 +196,12 @@ class MonteCarloSettings:
     include_normalization: bool = False
     draws_per_chunk: int = 16
     batch_size: int = 1000
+    #: the cross-evaluation's devices (:func:`memristor_mat.evaluation.device_accuracy`)
+    devices: tuple[DeviceSettings, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", tuple(
+            d if isinstance(d, DeviceSettings) else DeviceSettings(**d) for d in self.devices))
         if self.draws < 1 or self.draws_per_chunk < 1 or self.batch_size < 1:
             raise ValueError("draws, draws_per_chunk and batch_size must be >= 1")
         if any(not s >= 0 for s in self.sigma_inference):

@@ -46,7 +46,8 @@ class ForwardNoiseHooks(TrainingHooks):
 
     def __init__(self, model, parameters, settings, device) -> None:
         super().__init__(model, parameters, settings, device)
-        self.noise = make_noise_model(settings.noise_model, settings.sigma_train, **settings.noise_options)
+        self.noise = make_noise_model(settings.noise_model, settings.noise_options)
+        self.condition = {"sigma": settings.sigma_train}
         self._normals = None
         self._threads = None
         self._reserve_core: bool | None = None
@@ -74,7 +75,7 @@ class ForwardNoiseHooks(TrainingHooks):
                 torch.set_num_threads(self._threads - 1)  # leave the noise thread a core of its own
         else:
             self._normals = generated_normals(shapes, self.noise.normals_per_weight, context.generator, self.device)
-        return NoisyModel(self.model, self.noise, normals=self._normals,
+        return NoisyModel(self.model, self.noise, self.condition, normals=self._normals,
                           include_normalization=self.settings.include_normalization)
 
     def end_epoch(self) -> None:

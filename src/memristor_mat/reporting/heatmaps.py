@@ -17,7 +17,34 @@ from memristor_mat import methods as registry
 from memristor_mat.reporting.curves import _check_stats, _curve_rows, _curve_value
 from memristor_mat.reporting.style import STAT_LABELS, _new_figure, curve_label, noise_axis_label, style_context, wrap_title
 
-__all__ = ["plot_sigma_heatmap"]
+__all__ = ["plot_sigma_heatmap", "trained_configurations"]
+
+
+def trained_configurations(
+    summary: pd.DataFrame, methods: Sequence[str] | None = None
+) -> list[tuple[str, float]]:
+    """The trained configurations of a summary as the heatmaps' rows show them, in their order:
+    ``(method, value of its swept setting)`` (MAT's sigma_train, QAT's levels, ...; 0 for a
+    method that sweeps none), vanilla on top, then the methods in registry order (methods
+    not in the registry last, by name), each method's values ascending.
+
+    ``methods``: the methods to keep (default: every method in the summary), in that order;
+    vanilla is put on top when the summary has it. Raises ``ValueError`` naming a requested
+    method the summary does not have.
+    """
+    present = summary["method"].unique().tolist()
+    order = list(registry.METHODS) + sorted(m for m in present if m not in registry.METHODS)
+    wanted = [m for m in order if m in present] if methods is None else list(methods)
+    missing = [m for m in wanted if m not in present]
+    if missing or not wanted:
+        raise ValueError(f"method(s) {missing or wanted} not in the summary; available methods: {sorted(present)}")
+    if methods is not None and "vanilla" not in wanted and "vanilla" in present:
+        wanted.insert(0, "vanilla")
+    curves = []
+    for method in wanted:
+        values = sorted({_curve_value(row) for _, row in summary[summary["method"] == method].iterrows()})
+        curves += [(method, value) for value in values]
+    return curves
 
 
 def plot_sigma_heatmap(
@@ -38,19 +65,9 @@ def plot_sigma_heatmap(
     NaN (blank in the figure).
     """
     _check_stats(summary, stat, None)
-    present = summary["method"].unique().tolist()
-    order = list(registry.METHODS) + sorted(m for m in present if m not in registry.METHODS)
-    wanted = [m for m in order if m in present] if methods is None else list(methods)
-    missing = [m for m in wanted if m not in present]
-    if missing or not wanted:
-        raise ValueError(f"method(s) {missing or wanted} not in the summary; available methods: {sorted(present)}")
-    if methods is not None and "vanilla" not in wanted and "vanilla" in present:
-        wanted.insert(0, "vanilla")
+    curves = trained_configurations(summary, methods)  # (method, value) in display order
+    wanted = list(dict.fromkeys(method for method, _ in curves))
     settings = [c for c in registry.SETTING_COLUMNS[1:] if c in summary.columns]
-    curves = []  # (method, value) in display order
-    for method in wanted:
-        values = sorted({_curve_value(row) for _, row in summary[summary["method"] == method].iterrows()})
-        curves += [(method, value) for value in values]
     levels = sorted(summary.loc[summary["method"].isin(wanted), "noise_level_pct"].astype(float).unique())
     matrix = np.full((len(curves), len(levels)), np.nan)
     records = []
@@ -73,23 +90,8 @@ def plot_sigma_heatmap(
     height = min(max(3.0, 1.3 + 0.42 * n_rows), 12.0)
     with style_context():
         fig, ax = _new_figure((width, height))
-        sns.heatmap(
-            pd.DataFrame(matrix, index=row_labels, columns=col_labels),
-            ax=ax,
-            annot=True,
-            fmt=".1f",
-            cmap="viridis",
-            vmin=float(np.nanmin(matrix)) if np.isfinite(matrix).any() else None,
-            vmax=float(np.nanmax(matrix)) if np.isfinite(matrix).any() else None,
-            linewidths=0.6,
-            linecolor="white",
-            annot_kws={"fontsize": "small"},
-            cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
-        )
-        # white rules between methods
-        for i in range(1, n_rows):
-            if curves[i][0] != curves[i - 1][0]:
-                ax.axhline(i, color="white", linewidth=3)
+        annotated_heatmap(ax, matrix, row_labels, col_labels, stat=stat,
+                          row_groups=[curve[0] for curve in curves], fontsize="small")
         ax.set_xlabel(noise_axis_label(summary))
         ax.set_ylabel("Training method")
         ax.tick_params(axis="y", rotation=0)
@@ -98,3 +100,32 @@ def plot_sigma_heatmap(
         if title:
             ax.set_title(wrap_title(title), loc="left")
     return fig, table
+
+
+def annotated_heatmap(ax, matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *, stat: str,
+                      row_groups: Sequence = (), col_groups: Sequence = (), fontsize: str = "small",
+                      **heatmap_options) -> None:
+    """Accuracy cells annotated with their value (viridis over the finite values), and white
+    rules where ``row_groups`` / ``col_groups`` (one key per row / column, e.g. the method)
+    change: the heatmaps of this package share this look."""
+    finite = np.isfinite(matrix).any()
+    sns.heatmap(
+        pd.DataFrame(matrix, index=row_labels, columns=col_labels),
+        ax=ax,
+        annot=True,
+        fmt=".1f",
+        cmap="viridis",
+        vmin=float(np.nanmin(matrix)) if finite else None,
+        vmax=float(np.nanmax(matrix)) if finite else None,
+        linewidths=0.6,
+        linecolor="white",
+        annot_kws={"fontsize": fontsize},
+        cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
+        **heatmap_options,
+    )
+    for i in range(1, len(row_groups)):
+        if row_groups[i] != row_groups[i - 1]:
+            ax.axhline(i, color="white", linewidth=3)
+    for j in range(1, len(col_groups)):
+        if col_groups[j] != col_groups[j - 1]:
+            ax.axvline(j, color="white", linewidth=3)

@@ -24,9 +24,13 @@ import numpy as np
 import pandas as pd
 
 from memristor_mat.methods import SETTING_COLUMNS, unapplied_settings
+from memristor_mat.noise_registry import CONDITION_KEYS
 
 __all__ = [
+    "CONDITION_COLUMNS",
+    "DEVICE_GROUP_KEYS",
     "GROUP_KEYS",
+    "device_keys",
     "REQUIRED_COLUMNS",
     "STAT_COLUMNS",
     "SUMMARY_COLUMNS",
@@ -49,6 +53,12 @@ GROUP_KEYS: tuple[str, ...] = (
     "reference",
     "sigma_inference",
 )
+
+#: The trained configuration and device of a device cross-evaluation row; its condition columns follow.
+DEVICE_GROUP_KEYS: tuple[str, ...] = ("task", "dataset", "arch", "method", *SETTING_COLUMNS, "device", "noise_model")
+
+#: Every condition column a noise model can write, in registry order (one per condition key).
+CONDITION_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(key.column for key in CONDITION_KEYS.values()))
 
 #: Columns :func:`summarise` needs; the other columns of the tidy table (draw, eval_seed,
 #: n_test, n_correct) are allowed but not used.
@@ -115,28 +125,30 @@ def _pct(fraction: pd.Series) -> pd.Series:
     return (100.0 * fraction.astype(float)).round(6)
 
 
-def _group_seed(seed: int, key: tuple) -> np.random.SeedSequence:
+def _group_seed(seed: int, key: tuple, keys: tuple[str, ...] = GROUP_KEYS) -> np.random.SeedSequence:
     """A random stream per group that depends only on ``seed`` and the group's key.
 
     So a group's bootstrap CI does not change when other groups are added or removed. Method
     settings that do not apply (0) beyond ``sigma_train`` are left out of the key, so adding a
     setting to the method registry changes no existing group's stream.
     """
-    named = dict(zip(GROUP_KEYS, key))
+    named = dict(zip(keys, key))
     key = tuple(value for name, value in named.items()
                 if not (name in SETTING_COLUMNS[1:] and float(value) == 0.0))
     digest = zlib.crc32(repr(tuple(str(k) for k in key)).encode("utf-8"))
     return np.random.SeedSequence([int(seed), digest])
 
 
-def _prepare(table: pd.DataFrame) -> pd.DataFrame:
+def _prepare(table: pd.DataFrame, keys: tuple[str, ...] = GROUP_KEYS) -> pd.DataFrame:
     """Validate the tidy table; return its required columns with accuracy in percent, sigmas
-    rounded to group keys, and the noise-free copies removed (see :func:`summarise`)."""
+    rounded to group keys, and the noise-free copies removed (see :func:`summarise`).
+    Condition columns (:data:`CONDITION_COLUMNS`) may be missing (NaN) in device tables: a
+    device has only its own conditions."""
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
     # tables written before a setting existed did not apply it
     table = table.assign(**{name: value for name, value in unapplied_settings().items() if name not in table.columns})
-    _check_columns(table, REQUIRED_COLUMNS, "accuracy table")
+    _check_columns(table, keys + ("seed", "accuracy"), "accuracy table")
     if table.empty:
         raise ValueError("accuracy table is empty")
     accuracy = pd.to_numeric(table["accuracy"], errors="coerce")
@@ -146,19 +158,22 @@ def _prepare(table: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"accuracy must be a fraction in [0, 1]; {int(bad.sum())} row(s) are not, e.g. {examples}"
         )
-    key_nulls = [k for k in GROUP_KEYS + ("seed",) if table[k].isna().any()]
+    may_be_missing = set(CONDITION_COLUMNS) if keys != GROUP_KEYS else set()
+    key_nulls = [k for k in keys + ("seed",) if k not in may_be_missing and table[k].isna().any()]
     if key_nulls:
         raise ValueError(f"group key column(s) {key_nulls} contain missing values")
 
-    data = table.loc[:, list(REQUIRED_COLUMNS)].copy()
+    data = table.loc[:, list(keys + ("seed", "accuracy"))].copy()
     data["accuracy"] = accuracy.astype(float) * 100.0
-    for col in ("sigma_train", "noise_sd", "sigma_inference"):
+    for col in ("sigma_train", "noise_sd", *(c for c in CONDITION_COLUMNS if c in keys)):
         data[col] = data[col].astype(float).round(_SIGMA_DECIMALS)
     data["levels"] = data["levels"].astype(int)
+    if "sigma_inference" not in keys:
+        return data
     # Noise-free level: one evaluation per model. Tables that copied it once per draw hold
     # identical accuracies; count each distinct accuracy of a model once.
     copies = (data["sigma_inference"] == 0.0) & data.duplicated(
-        list(GROUP_KEYS) + ["seed", "accuracy"], keep="first"
+        list(keys) + ["seed", "accuracy"], keep="first"
     )
     return data.loc[~copies]
 
@@ -219,9 +234,11 @@ def summarise(
     bootstrap_resamples: int = 1000,
     seed: int = 0,
     min_models_for_ci: int = 2,
+    keys: tuple[str, ...] = GROUP_KEYS,
 ) -> pd.DataFrame:
     """Accuracy statistics (percent) per (task, dataset, arch, method, sigma_train, noise_model,
-    reference, sigma_inference) of the tidy Monte-Carlo accuracy table.
+    reference, sigma_inference) of the tidy Monte-Carlo accuracy table (or per ``keys``: the
+    device cross-evaluation groups by :func:`device_keys`).
 
     Output columns, in order: :data:`SUMMARY_COLUMNS`, i.e. the group keys, ``noise_level_pct``
     (``100 * sigma_inference``), ``sigma_train_pct``, then
@@ -298,10 +315,11 @@ def summarise(
         raise ValueError(f"bootstrap_resamples must be >= 1, got {bootstrap_resamples}")
     if int(min_models_for_ci) < 1:
         raise ValueError(f"min_models_for_ci must be >= 1, got {min_models_for_ci}")
-    data = _prepare(table)
+    keys = tuple(keys)
+    data = _prepare(table, keys)
 
     rows = []
-    for key, group in data.groupby(list(GROUP_KEYS), sort=True, observed=True, dropna=False):
+    for key, group in data.groupby(list(keys), sort=True, observed=True, dropna=False):
         values = group["accuracy"].to_numpy(dtype=float)
         matrix, counts = _model_matrix(group)
         n_models = int(counts.size)
@@ -310,13 +328,13 @@ def summarise(
         within_ss = float(np.nansum((matrix - model_means[:, None]) ** 2))
         q25, q75, p12, p88 = np.quantile(values, [0.25, 0.75, 0.12, 0.88])
         if n_models >= int(min_models_for_ci):
-            rng = np.random.default_rng(_group_seed(seed, key))
+            rng = np.random.default_rng(_group_seed(seed, key, keys))
             ci_low, ci_high = _hierarchical_bootstrap_mean_ci(
                 matrix, counts, int(bootstrap_resamples), rng
             )
         else:
             ci_low = ci_high = float("nan")
-        row = dict(zip(GROUP_KEYS, key))
+        row = dict(zip(keys, key))
         row.update(
             n_models=n_models,
             n_draws=int(counts.min()),
@@ -335,10 +353,19 @@ def summarise(
         rows.append(row)
 
     out = pd.DataFrame(rows)
-    out["noise_level_pct"] = _pct(out["sigma_inference"])
+    derived = ()
+    if "sigma_inference" in keys:
+        out["noise_level_pct"] = _pct(out["sigma_inference"])
+        derived = ("noise_level_pct",)
     out["sigma_train_pct"] = _pct(out["sigma_train"])
-    out = out.loc[:, list(SUMMARY_COLUMNS)]
-    return out.sort_values(list(GROUP_KEYS), kind="mergesort").reset_index(drop=True)
+    out = out.loc[:, list(keys + derived + SUMMARY_COLUMNS[len(GROUP_KEYS) + 1:])]
+    return out.sort_values(list(keys), kind="mergesort", na_position="first").reset_index(drop=True)
+
+
+def device_keys(table: pd.DataFrame) -> tuple[str, ...]:
+    """Group keys of a device cross-evaluation table: the trained configuration, the device and
+    the condition columns the table has (NaN where a device lacks a key)."""
+    return DEVICE_GROUP_KEYS + tuple(c for c in CONDITION_COLUMNS if c in table.columns)
 
 
 def per_model_summary(table: pd.DataFrame) -> pd.DataFrame:

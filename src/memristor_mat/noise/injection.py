@@ -1,128 +1,22 @@
-"""Weight noise of memristive crossbars, injected into any ``torch.nn.Module``.
-
-A noise model turns a clean weight tensor ``W`` and standard-normal draws ``z`` of the same shape
-into the weights a crossbar actually applies. Drawing ``z`` separately from the perturbation is
-what gives the rest of the library its properties:
-
-* training (MAT): the perturbation is ``W + scale * z`` with ``scale`` detached, so the gradient
-  with respect to the clean weights is the identity (straight-through);
-* Monte-Carlo evaluation: draw ``(index)`` means the same ``z`` for every model of an architecture
-  (common random numbers), whatever the level, so methods are compared on the same device draws;
-* speed: ``z`` does not depend on the weights, so it can be generated ahead of time on another core.
-
-Nothing here is global: each :class:`NoisyModel` holds its own noise model, switch and draws.
+"""Weight noise injected into any ``torch.nn.Module``: which parameters a crossbar holds, the
+standard normals of each draw, and :class:`NoisyModel`, which perturbs them in every forward pass
+(MAT's training). Nothing here is global: each :class:`NoisyModel` holds its own noise model,
+condition, switch and draws.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from .noise_registry import NOISE_MODELS
+from .base import NoiseModel
 
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
-# aminmax reads the tensor once without a temporary |W| (a third faster than abs().amax())
-def _absmax(w: torch.Tensor) -> torch.Tensor:
-    low, high = torch.aminmax(w)
-    return torch.maximum(-low, high)
-
-
-def _two_absmax(w: torch.Tensor) -> torch.Tensor:
-    # The conductance window of a positive/negative device pair spans -max|W| .. +max|W|.
-    return 2 * _absmax(w)
-
-
-def _range(w: torch.Tensor) -> torch.Tensor:
-    low, high = torch.aminmax(w)
-    return high - low
-
-
-def _abs_of_max(w: torch.Tensor) -> torch.Tensor:
-    # |max(W)|: the original's ECG noisy updates (SPEC §2.1), not max|W|
-    return w.max().abs()
-
-
-#: How the noise standard deviation scales with a tensor: s = sigma * R(W) (SPEC §1).
-REFERENCES: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "2absmax": _two_absmax,
-    "absmax": _absmax,
-    "range": _range,
-    "max": _abs_of_max,
-}
-
-
-def weight_reference(weight: torch.Tensor, reference: str) -> torch.Tensor:
-    """R(W) for one tensor, as a constant (no gradient flows through the range)."""
-    try:
-        function = REFERENCES[reference]
-    except KeyError:
-        raise ValueError(
-            f"unknown noise reference {reference!r}; expected one of {sorted(REFERENCES)}"
-        ) from None
-    with torch.no_grad():
-        return function(weight.detach())
-
-
-class NoiseModel(Protocol):
-    """What a device noise model provides. Add one by implementing this and registering it in
-    :data:`NOISE_MODELS` (:mod:`memristor_mat.noise_registry`); training, Monte-Carlo evaluation and the pipeline then accept its name."""
-
-    sigma: float
-    #: standard normals needed per weight element (a device model with several independent
-    #: effects, e.g. programming and read noise, needs several)
-    normals_per_weight: int
-
-    def perturb(self, weight: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-        """Noisy weights. ``normals`` has shape ``(*draws, normals_per_weight, *weight.shape)``;
-        the result has shape ``(*draws, *weight.shape)``. Must be differentiable with gradient
-        identity with respect to ``weight`` (straight-through)."""
-
-    def with_sigma(self, sigma: float) -> "NoiseModel":
-        """The same model at another noise level."""
-
-
-@dataclass(frozen=True)
-class GaussianWeightNoise:
-    """W + e, e ~ N(0, (sigma * R(W))^2) i.i.d. per element (SPEC §1)."""
-
-    sigma: float
-    reference: str = "2absmax"
-    normals_per_weight: int = dataclasses.field(default=1, init=False)
-
-    def __post_init__(self) -> None:
-        if not (self.sigma >= 0 and self.sigma == self.sigma):
-            raise ValueError(f"noise sigma must be a number >= 0, got {self.sigma!r}")
-        if self.reference not in REFERENCES:
-            raise ValueError(
-                f"unknown noise reference {self.reference!r}; expected one of {sorted(REFERENCES)}"
-            )
-
-    def scale(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.sigma * weight_reference(weight, self.reference)
-
-    def perturb(self, weight: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-        standard_normal = normals.select(normals.dim() - weight.dim() - 1, 0)
-        return torch.addcmul(weight, standard_normal, self.scale(weight))
-
-    def with_sigma(self, sigma: float) -> "GaussianWeightNoise":
-        return dataclasses.replace(self, sigma=sigma)
-
-
-def make_noise_model(name: str, sigma: float, **options) -> NoiseModel:
-    try:
-        factory = NOISE_MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown noise model {name!r}; expected one of {sorted(NOISE_MODELS)}") from None
-    return factory(sigma=sigma, **options)
 
 
 def noisy_parameter_names(model: nn.Module, include_normalization: bool = False) -> tuple[str, ...]:
@@ -246,14 +140,16 @@ class NoisyModel(nn.Module):
     """``model`` whose forward pass sees freshly perturbed weights (one draw per tensor per call).
 
     The backward pass is straight-through: gradients reach the clean parameters of ``model``,
-    which the optimiser updates. With ``enabled = False`` or ``sigma == 0`` the forward pass is the
-    plain model's, bit for bit. The wrapped model's ``state_dict`` stays the clean one.
+    which the optimiser updates. With ``enabled = False`` or a condition at which the noise model
+    is the identity (e.g. Gaussian sigma 0) the forward pass is the plain model's, bit for bit.
+    The wrapped model's ``state_dict`` stays the clean one.
     """
 
     def __init__(
         self,
         model: nn.Module,
         noise: NoiseModel,
+        condition: Mapping[str, Any],
         *,
         generator: torch.Generator | None = None,
         include_normalization: bool = False,
@@ -262,6 +158,7 @@ class NoisyModel(nn.Module):
         super().__init__()
         self.model = model
         self.noise = noise
+        self.condition = noise.check_condition(condition)
         self.enabled = True
         self.parameter_names = noisy_parameter_names(model, include_normalization)
         if normals is None:
@@ -279,12 +176,13 @@ class NoisyModel(nn.Module):
         return {name: params[name].shape for name in self.parameter_names}
 
     def forward(self, *args, **kwargs):
-        if not self.enabled or self.noise.sigma == 0:
+        if not self.enabled or self.noise.is_identity(self.condition):
             return self.model(*args, **kwargs)
         params = dict(self.model.named_parameters())
         draw = next(self.normals)
         noisy = {
-            name: self.noise.perturb(params[name], draw[name].to(params[name].device, non_blocking=True))
+            name: self.noise.apply(params[name], draw[name].to(params[name].device, non_blocking=True),
+                                   self.condition)
             for name in self.parameter_names
         }
         return functional_call(self.model, noisy, args, kwargs, strict=False)
