@@ -22,8 +22,11 @@ demo: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
+# The tests run on the machine's cores, at most 4 workers (pytest-xdist; more gain little: a few
+# end-to-end tests of minutes set the pace); `make test TEST_WORKERS=0` runs them in one process.
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint

@@ -57,3 +57,22 @@ def toy_data(n_train=256, n_test=128, seed=0):
     x_train, y_train = split(n_train)
     x_test, y_test = split(n_test)
     return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")
+
+
+# --- Running the tests on several workers (`make test`: pytest-xdist, --dist loadfile) ---------
+
+# Files whose tests run the whole workflow, the slowest first (`pytest --durations`, issue #12).
+# With --dist loadfile (pyproject.toml) a file is one unit of work for one worker, so that its
+# module-scoped fixtures (test_workflow.py's finished runs: minutes each) are set up once; these
+# files start first and run side by side while the many short files fill the gaps at the end,
+# instead of one worker finishing a minutes-long test alone. A file missing here only starts
+# later; nothing is left out, and a serial run is merely reordered.
+SLOW_FIRST = ("test_workflow.py", "test_kill.py", "test_slurm.py", "test_gpu_check.py", "test_readme.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the collection order within each rank, files stay together

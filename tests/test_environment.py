@@ -119,3 +119,13 @@ def test_makefile_has_demo_and_test_targets():
     targets = set(re.findall(r"^([A-Za-z][A-Za-z0-9_-]*)\s*:", makefile, flags=re.MULTILINE))
     assert {"demo", "test"} <= targets
     assert "envs/requirements.txt" in makefile
+
+
+def test_make_test_runs_on_workers_that_keep_shared_fixtures_together():
+    # pytest-xdist is pinned above; `make test` starts workers, and pyproject.toml's addopts keep
+    # each test file, and so its finished workflow run (a module-scoped fixture), on one worker
+    assert "pytest-xdist" in requirements_pins()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), flags=re.MULTILINE)
+    assert recipe and re.search(r"pytest .*-n ", recipe.group(1)), "make test should run pytest -n ..."
+    addopts = tomllib.loads(PYPROJECT.read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "--dist loadfile" in addopts

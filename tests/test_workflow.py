@@ -57,7 +57,8 @@ def path_without_venv() -> str:
     return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and p != venv_bin)
 
 
-def snakemake(workdir, *args, timeout=600):
+# a guard against a hung run, not a speed test: generous, as the tests share the cores (xdist)
+def snakemake(workdir, *args, timeout=1500):
     env = {**os.environ, "PATH": path_without_venv()}
     return subprocess.run(
         [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
