@@ -4,14 +4,17 @@ The fixture installs SLURM and munge with apt-get where they are missing (root o
 one-node configuration to /etc/slurm/slurm.conf (the plugin's job step drops SLURM_CONF, so the
 default path is the only one that works), starts munged, slurmctld and slurmd, and always stops
 the daemons it started, by pid. It skips, with the reason, only where SLURM cannot be installed
-or a SLURM configuration that is not ours already exists.
+or a SLURM configuration that is not ours already exists. A second test run on the same machine
+waits for the first one's cluster to be gone (a lock file), rather than starting over it.
 """
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,8 +131,20 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+# One test cluster per machine: /etc/slurm/slurm.conf, munged and the daemons' ports are the
+# machine's, so a second test run at the same time (another checkout, CI beside a developer's
+# `make test`) waits until this run's cluster is gone instead of starting over it.
+CLUSTER_LOCK = Path(tempfile.gettempdir()) / "memristor-mat-test-slurm.lock"
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
+    with CLUSTER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
+        yield from one_node_cluster(tmp_path_factory)
+
+
+def one_node_cluster(tmp_path_factory):
     reason = install_slurm()
     if reason:
         pytest.skip(reason)
