@@ -3,12 +3,19 @@ asserts nothing.
 
 1. Training milliseconds per batch (batch 16, forward + backward + Adamax step) through
    :func:`memristor_mat.training.train`, vanilla vs mat_scratch (NoisyModel, noise prefetched on a
-   background thread as the training loop does), spiking and tanh neurons. One epoch on random
-   event sequences; the end-of-epoch clean evaluation is measured apart and subtracted.
-2. Monte-Carlo evaluation throughput (weight draws per second) on 1,519 test windows, the size
-   of the ECG test split, through :func:`memristor_mat.evaluation.monte_carlo_accuracy`.
+   background thread as the training loop does), for the original dynamics (the paper configs'
+   ``ecg`` and ``ecg_tanh`` tasks) and the normalised ones (``ecg_improved``). One epoch on random
+   event sequences; the end-of-epoch clean evaluation is measured apart and subtracted. Beside
+   them, in the same run, :class:`OriginalLoop`: the original study's training step written the
+   way its code (built on the SpyTorch tutorials) runs it: a Python ``autograd.Function`` spike,
+   a second time loop for the readout, every state recorded and stacked (SPEC §3.1).
+2. Monte-Carlo evaluation on 1,519 test windows (the size of the ECG test split) through
+   :func:`memristor_mat.evaluation.monte_carlo_accuracy`: draws per second, and the GFLOP/s of
+   the input, recurrent and readout products (``2 T (4 H + H^2 + 2 H)`` per window, 8.05 GFLOP
+   per draw at H = 100) against this machine's float32 matrix-multiply peak measured in the same
+   run; beside it the original loop, one draw at a time (its protocol: a perturbed copy per draw).
 
-    python benchmarks/bench_snn.py [--threads 2] [--draws 16] [--batch-sizes 1000,256]
+    python benchmarks/bench_snn.py [--threads 2] [--draws 32] [--batch-sizes 200,1000]
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 
 from memristor_mat.datasets import DatasetSplits
-from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
+from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.snn import RecurrentSNN
+from memristor_mat.noise import noisy_parameter_names
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import train
+from timing import matmul_peak_gflops
 
-STEPS, CHANNELS, HIDDEN, BATCH = 250, 4, 100, 16
+STEPS, CHANNELS, HIDDEN, CLASSES, BATCH, TEST_WINDOWS = 250, 4, 100, 2, 16, 1519
+VARIANTS = (("original", "spiking"), ("original", "tanh"), ("normalised", "spiking"))
 
 
 def random_events(n: int, seed: int, rate: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,9 +45,81 @@ def random_events(n: int, seed: int, rate: float = 0.03) -> tuple[torch.Tensor, 
     return x, torch.randint(0, 2, (n,), generator=g)
 
 
-def model(neuron: str) -> RecurrentSNN:
+def model(dynamics: str, neuron: str) -> RecurrentSNN:
     torch.manual_seed(0)
-    return RecurrentSNN(CHANNELS, HIDDEN, 2, neuron=neuron)
+    options = {"variability_seed": None} if dynamics == "original" else {}
+    return RecurrentSNN(CHANNELS, HIDDEN, CLASSES, dynamics=dynamics, neuron=neuron, **options)
+
+
+class SurrogateSpike(torch.autograd.Function):
+    """The SpyTorch tutorials' spike: Heaviside forward, fast-sigmoid surrogate of scale 10."""
+
+    @staticmethod
+    def forward(ctx, membrane):
+        ctx.save_for_backward(membrane)
+        out = torch.zeros_like(membrane)
+        out[membrane > 0] = 1.0
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (membrane,) = ctx.saved_tensors
+        return grad / (10.0 * membrane.abs() + 1.0) ** 2
+
+
+class OriginalLoop:
+    """The original's network and step, as its code runs them (SPEC §3.1): the weights and
+    per-neuron constants are taken from a ``RecurrentSNN(dynamics="original")`` so both compute
+    the same logits; only the way of computing differs."""
+
+    def __init__(self, net: RecurrentSNN) -> None:
+        self.neuron = net.neuron
+        self.weights = [net.w_in.detach().clone().requires_grad_(),
+                        net.w_rec.detach().clone().requires_grad_(),
+                        net.w_out.detach().clone().requires_grad_()]
+        self.mask = net.recurrent_mask
+        self.alpha, self.beta = net.alpha, net.beta
+        self.alpha_out, self.beta_out = net.readout_alpha_per_neuron, net.readout_beta_per_neuron
+        self.optimizer = torch.optim.Adamax(self.weights, lr=1e-3)
+
+    def logits(self, x: torch.Tensor, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+        w_in, w_rec, w_out = self.weights if weights is None else weights
+        batch = x.shape[0]
+        drive = torch.einsum("btc,ch->bth", x, w_in)
+        v = w_rec * self.mask
+        h = torch.zeros(batch, HIDDEN)
+        syn = torch.zeros(batch, HIDDEN)
+        mem = torch.zeros(batch, HIDDEN)
+        spikes = []
+        for t in range(STEPS):
+            h = drive[:, t] + torch.einsum("bh,hk->bk", h, v)
+            shifted = mem - 1.0
+            out = SurrogateSpike.apply(shifted) if self.neuron == "spiking" else torch.tanh(shifted)
+            reset = (shifted > 0).float()
+            new_mem = self.beta * mem + syn - reset
+            syn = self.alpha * syn + h
+            mem = new_mem
+            spikes.append(out)
+        spikes = torch.stack(spikes, dim=1)
+        y = torch.einsum("bth,hc->btc", spikes, w_out)
+        flt = torch.zeros(batch, CLASSES)
+        o = torch.zeros(batch, CLASSES)
+        readout = []
+        for t in range(STEPS):
+            new_o = self.beta_out * o + flt
+            flt = self.alpha_out * flt + y[:, t]
+            o = new_o
+            readout.append(o)
+        return torch.stack(readout, dim=1).max(dim=1).values, spikes
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        logits, spikes = self.logits(x)
+        activity = spikes if self.neuron == "spiking" else spikes.abs()
+        loss = (F.nll_loss(F.log_softmax(logits, dim=-1), y) + 1e-7 * activity.sum()
+                + 1e-7 * activity.sum(dim=(0, 1)).square().mean())
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
 
 
 def bench_training(args) -> None:
@@ -44,18 +127,19 @@ def bench_training(args) -> None:
     x_test, y_test = random_events(BATCH, seed=2)
     data = DatasetSplits("random_events", x_train, y_train, x_test, y_test, 2, "random events")
     batches = -(-args.train_samples // BATCH)
-    print(f"training: batch {BATCH}, H {HIDDEN}, T {STEPS}, {batches} batches per epoch, Adamax")
-    for neuron in ("spiking", "tanh"):
+    print(f"Training: batch {BATCH}, H {HIDDEN}, T {STEPS}, {batches} batches per epoch, Adamax, "
+          f"{torch.get_num_threads()} threads (ms per batch, best of {args.repeats})")
+    for dynamics, neuron in VARIANTS:
+        times = {}
         for method in ("vanilla", "mat_scratch"):
             settings = TrainingSettings(method=method, epochs=1, batch_size=BATCH,
                                         optimizer={"name": "Adamax", "lr": 1e-3}, seed=0,
                                         sigma_train=0.1 if method == "mat_scratch" else 0.0,
                                         eval_batch_size=BATCH)
-            net = model(neuron)
-            train(net, data, settings, device=torch.device("cpu"), progress=False)  # warm-up
+            train(model(dynamics, neuron), data, settings, device=torch.device("cpu"), progress=False)  # warm-up
             best = float("inf")
             for _ in range(args.repeats):
-                net = model(neuron)
+                net = model(dynamics, neuron)
                 started = time.perf_counter()
                 train(net, data, settings, device=torch.device("cpu"), progress=False)
                 seconds = time.perf_counter() - started
@@ -63,15 +147,33 @@ def bench_training(args) -> None:
                 clean_accuracy(net, x_test, y_test, batch_size=BATCH)
                 seconds -= time.perf_counter() - started
                 best = min(best, seconds)
-            print(f"  {neuron:8s} {method:12s} {1000 * best / batches:7.1f} ms per batch")
+            times[method] = 1000 * best / batches
+        line = (f"  {dynamics:10s} {neuron:8s} ours: vanilla {times['vanilla']:6.1f}  "
+                f"mat_scratch {times['mat_scratch']:6.1f}")
+        if dynamics == "original":
+            loop = OriginalLoop(model(dynamics, neuron))
+            order = torch.arange(args.train_samples).split(BATCH)
+            loop.step(x_train[order[0]], y_train[order[0]])  # warm-up
+            best = float("inf")
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                for index in order:
+                    loop.step(x_train[index], y_train[index])
+                best = min(best, time.perf_counter() - started)
+            original = 1000 * best / batches
+            line += f" | the original's loop, vanilla {original:6.1f}: ours {original / times['vanilla']:.1f}x faster"
+        print(line)
 
 
 def bench_monte_carlo(args) -> None:
-    x, y = random_events(1519, seed=3)
-    print(f"Monte-Carlo evaluation: {len(y)} windows, {args.draws} draws at sigma 0.1, "
-          f"{args.draws_per_chunk} draws per vmap chunk")
-    for neuron in ("spiking", "tanh"):
-        net = model(neuron).eval()
+    x, y = random_events(TEST_WINDOWS, seed=3)
+    gflop_per_draw = 2 * STEPS * (CHANNELS * HIDDEN + HIDDEN * HIDDEN + HIDDEN * CLASSES) * TEST_WINDOWS / 1e9
+    peak = matmul_peak_gflops()
+    print(f"Monte-Carlo evaluation: {TEST_WINDOWS} windows, {gflop_per_draw:.2f} GFLOP per draw, {args.draws} draws at "
+          f"sigma 0.1, {args.draws_per_chunk} draws per vmap chunk, {torch.get_num_threads()} threads; "
+          f"float32 matmul peak (2048^3, same run) {peak:.1f} GFLOP/s")
+    for dynamics, neuron in VARIANTS:
+        net = model(dynamics, neuron).eval()
         for batch_size in args.batch_sizes:
             settings = MonteCarloSettings(sigma_inference=(0.1,), draws=args.draws, seed=7,
                                           draws_per_chunk=args.draws_per_chunk, batch_size=batch_size)
@@ -80,24 +182,45 @@ def bench_monte_carlo(args) -> None:
             started = time.perf_counter()
             monte_carlo_accuracy(net, x, y, settings)
             seconds = time.perf_counter() - started
-            print(f"  {neuron:8s} test batches of {batch_size:4d}: {args.draws / seconds:6.2f} draws/s "
-                  f"({seconds:.1f} s)")
+            rate = args.draws / seconds
+            print(f"  {dynamics:10s} {neuron:8s} ours, test batches of {batch_size:4d}: {rate:6.2f} draws/s = "
+                  f"{rate * gflop_per_draw:5.1f} GFLOP/s = {rate * gflop_per_draw / peak:4.0%} of peak")
+        if dynamics == "original" and args.original_draws:
+            loop = OriginalLoop(net)
+            names = noisy_parameter_names(net)
+            shapes = {name: p.shape for name, p in net.named_parameters() if name in names}
+            normals = standard_normal_draws(shapes, 1, 7, range(args.original_draws))
+            started = time.perf_counter()
+            with torch.no_grad():
+                for draw in range(args.original_draws):
+                    weights = [w + normals[name][draw, 0] * 0.1 * 2 * w.abs().max()
+                               for name, w in zip(("w_in", "w_rec", "w_out"), loop.weights)]
+                    for start in range(0, TEST_WINDOWS, args.original_batch_size):
+                        loop.logits(x[start:start + args.original_batch_size], weights)
+            rate = args.original_draws / (time.perf_counter() - started)
+            print(f"  {dynamics:10s} {neuron:8s} the original's loop, batches of {args.original_batch_size:4d}: "
+                  f"{rate:6.2f} draws/s = {rate * gflop_per_draw:5.1f} GFLOP/s = {rate * gflop_per_draw / peak:4.0%} "
+                  f"of peak")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--train-samples", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--draws", type=int, default=16)
+    parser.add_argument("--draws", type=int, default=32)
     parser.add_argument("--draws-per-chunk", type=int, default=16)
-    parser.add_argument("--batch-sizes", type=lambda text: [int(v) for v in text.split(",")], default=[1000, 256],
-                        help="Monte-Carlo test batch sizes, comma-separated")
+    parser.add_argument("--batch-sizes", type=lambda text: [int(v) for v in text.split(",")], default=[200, 1000],
+                        help="Monte-Carlo test batch sizes, comma-separated (the demo's ECG tasks use 200)")
+    parser.add_argument("--original-draws", type=int, default=2, help="draws through the original's loop (0: skip)")
+    parser.add_argument("--original-batch-size", type=int, default=256)
+    parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bench_training(args)
+    if not args.skip_training:
+        bench_training(args)
     bench_monte_carlo(args)
 
 

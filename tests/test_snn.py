@@ -13,7 +13,7 @@ from memristor_mat.evaluation import clean_accuracy, correct_with_stacked_weight
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
-                                        lognormal_spread, spike)
+                                        heaviside_step, lognormal_spread, spike)
 from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import train
 
@@ -146,6 +146,21 @@ def test_surrogate_gradient_values(threshold):
     out.sum().backward()
     expected = [1 / (10 * abs(v) + 1) ** 2 for v in offsets]
     torch.testing.assert_close(membrane.grad, torch.tensor(expected))
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.3, 0.0])
+def test_heaviside_step_equals_the_comparison(threshold):
+    # the Monte-Carlo loops' spike: float kernels, the values of gt(...).float() to the bit
+    g = torch.Generator().manual_seed(0)
+    m = torch.cat([torch.randn(10_000, generator=g) * 2, torch.tensor(
+        [threshold, math.nextafter(threshold, 2), math.nextafter(threshold, -2), 0.0, -0.0, 1e-45, -1e-45,
+         float("inf"), -float("inf"), float("nan"), 3e38, -3e38])])
+    for t in (threshold, torch.tensor(threshold)):
+        step = heaviside_step(m, t)
+        assert torch.equal(step, torch.gt(m, t).to(m.dtype))
+        assert not torch.signbit(step).any()  # no -0.0 either
+    batched = torch.vmap(lambda w: heaviside_step(w, torch.tensor(threshold)))(m.reshape(4, -1))
+    assert torch.equal(batched, torch.gt(m, threshold).float().reshape(4, -1))
 
 
 def test_surrogate_under_vmap_and_grad_transforms():
@@ -411,6 +426,42 @@ def test_original_shapes_records_and_regulariser(neuron):
         grad = getattr(model, name).grad
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     assert torch.all(model.w_rec.grad.diagonal() == 0)
+
+
+def per_step_original_hidden(model, x):
+    """The original dynamics' training loop with one spike call per step (as it was written
+    before the spikes moved after the loop): the reference for bit-for-bit equality."""
+    w_rec = model.w_rec * model.recurrent_mask
+    threshold, scale = torch.tensor(model.threshold), torch.tensor(model.surrogate_scale)
+    drive = (x @ model.w_in).unbind(dim=-2)
+    h = x.new_zeros((x.shape[0], model.hidden_size))
+    syn, mem, outputs = torch.zeros_like(h), torch.zeros_like(h), []
+    for t in range(x.shape[1]):
+        h = torch.addmm(drive[t], h, w_rec)
+        out = spike(mem, threshold, scale)
+        outputs.append(out)
+        mem = torch.sub(torch.addcmul(syn, model.beta, mem), out.detach(), alpha=model.threshold)
+        syn = torch.addcmul(h, model.alpha, syn)
+    return torch.stack(outputs, dim=-2)
+
+
+def test_original_spikes_made_after_the_loop_are_the_per_step_spikes_bit_for_bit():
+    # the training loop makes the original network's spikes in one call after the time loop
+    # (nothing in it depends on them); values and gradients must be those of a call per step
+    model = original(hidden_size=32).train()
+    x = events(batch=16, steps=80, seed=3)
+    y = torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for hidden_of in (lambda: model._hidden_activity(x, model.w_rec * model.recurrent_mask),
+                      lambda: per_step_original_hidden(model, x)):
+        model.zero_grad()
+        hidden = hidden_of()
+        logits = model._readout(hidden @ model.w_out).amax(dim=-2)
+        (F.cross_entropy(logits, y) + 1e-3 * hidden.sum()).backward()
+        grads.append((hidden.detach(), logits.detach(), *(p.grad.clone() for p in model.parameters())))
+    assert grads[0][0].sum() > 0, "the test needs spikes"
+    for ours, reference in zip(*grads):
+        assert torch.equal(ours, reference)
 
 
 @pytest.mark.parametrize("neuron", VARIANTS)

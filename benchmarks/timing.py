@@ -1,0 +1,27 @@
+"""Timing helpers shared by the benchmark scripts (run as ``python benchmarks/<script>.py``, so
+this folder is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def best_of(function, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``function``, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matrix-multiply rate (GFLOP/s) at the current torch thread count:
+    the yardstick the benchmarks state their throughput against, measured in the same run."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = best_of(lambda: a @ b, repeats)
+    return 2 * size**3 / seconds / 1e9
