@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 # end-to-end tests of minutes set the pace); `make test TEST_WORKERS=0` runs them in one process.
 TEST_WORKERS ?= auto
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --durations=15
 
 lint: $(VENV)/.installed
 	$(BIN)/snakemake --lint
