@@ -5,9 +5,9 @@ preamble, then our imports (torch, pandas, the library) and, in a training job, 
 which ``torch.optim`` imports on an optimizer's first call (its methods are wrapped in
 ``torch._disable_dynamo``, whose first call imports dynamo). A notebook job starts a Jupyter
 kernel through papermill. Each row below runs in new processes (best of ``--repeats``; CPU
-seconds = user + system of the child), and each row adds one piece to the one above it. With the
-job counts of a finished run (``results/benchmarks``, as ``benchmarks/demo_time.py`` reads them),
-the last table prices the fixed cost per rule against the rules' job time.
+seconds = user + system of the child); from torch on, each row adds one piece to the one above
+it. With the job counts of a finished run (``results/benchmarks``, as ``benchmarks/demo_time.py``
+reads them), the last table prices the fixed cost per rule against the rules' job time.
 
     python benchmarks/job_overhead.py [--repeats 3] [results/benchmarks]
 """
@@ -28,6 +28,7 @@ from demo_time import read_benchmarks
 STAGES = {
     "python": "pass",
     "+ snakemake script preamble": "import snakemake.script",
+    "+ pandas, pyarrow, the aggregation (no torch)": "import snakemake.script, memristor_mat.aggregation",
     "+ torch": "import snakemake.script, torch",
     "+ pandas, pyarrow": "import snakemake.script, torch, pandas, pyarrow.parquet",
     "+ the library (memristor_mat.runs)": "import snakemake.script, memristor_mat.runs",
@@ -41,8 +42,8 @@ RULE_STAGE = {
     "evaluate": "+ the library (memristor_mat.runs)",
     "evaluate_devices": "+ the library (memristor_mat.runs)",
     "prepare_data": "+ the library (memristor_mat.runs)",
-    "aggregate": "+ the library (memristor_mat.runs)",
-    "aggregate_devices": "+ the library (memristor_mat.runs)",
+    "aggregate": "+ pandas, pyarrow, the aggregation (no torch)",
+    "aggregate_devices": "+ pandas, pyarrow, the aggregation (no torch)",
     "record_traces": "+ the library (memristor_mat.runs)",
 }
 NOTEBOOK = "papermill, an empty notebook (kernel start-up)"
@@ -81,16 +82,16 @@ def main() -> None:
     args = parser.parse_args()
     costs = {}
     print(f"fixed cost of a job, best of {args.repeats} fresh processes\n")
-    print(f"  {'':42s} {'wall s':>7s} {'CPU s':>7s}")
+    print(f"  {'':48s} {'wall s':>7s} {'CPU s':>7s}")
     for name, code in STAGES.items():
         costs[name] = best([sys.executable, "-c", code], args.repeats)
-        print(f"  {name:42s} {costs[name][0]:7.2f} {costs[name][1]:7.2f}")
+        print(f"  {name:48s} {costs[name][0]:7.2f} {costs[name][1]:7.2f}")
     with tempfile.TemporaryDirectory() as folder:
         notebook = empty_notebook(Path(folder))
         costs[NOTEBOOK] = best([sys.executable, "-m", "papermill", str(notebook), str(Path(folder) / "out.ipynb"),
                                 "-k", "python3", "--no-progress-bar"],
                                args.repeats)
-    print(f"  {NOTEBOOK:42s} {costs[NOTEBOOK][0]:7.2f} {costs[NOTEBOOK][1]:7.2f}")
+    print(f"  {NOTEBOOK:48s} {costs[NOTEBOOK][0]:7.2f} {costs[NOTEBOOK][1]:7.2f}")
 
     if not args.root.exists():
         print(f"\n(no {args.root}: run the pipeline to price the fixed cost per rule)")

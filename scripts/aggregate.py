@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _bootstrap import log_to
 
-from memristor_mat.runs import aggregate
+from memristor_mat.aggregation import aggregate
 
 log_to(snakemake.log[0])
 out = snakemake.output

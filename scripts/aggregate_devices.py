@@ -2,7 +2,7 @@
 
 from _bootstrap import log_to
 
-from memristor_mat.runs import aggregate_devices
+from memristor_mat.aggregation import aggregate_devices
 
 log_to(snakemake.log[0])
 out = snakemake.output

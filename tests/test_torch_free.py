@@ -33,6 +33,7 @@ def test_config_pipeline_and_methods_import_no_torch():
         import memristor_mat.config, memristor_mat.pipeline, memristor_mat.methods
         import memristor_mat.datasets, memristor_mat.models, memristor_mat.noise_registry, memristor_mat.settings
         import memristor_mat.reporting
+        import memristor_mat.aggregation  # the aggregation jobs: table work, no torch start-up
         assert 'torch' not in sys.modules, 'torch imported'
     """)
     assert result.returncode == 0, result.stderr

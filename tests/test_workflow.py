@@ -181,6 +181,10 @@ def test_provenance_travels_with_the_results(finished_run):
 
     meta = read_parquet_metadata(workdir / "results/mnist/accuracy.parquet")
     assert {"config_hash", "library_version", "torch_version", "git_commit"} <= meta.keys()
+    import torch
+
+    # the aggregation job imports no torch: it records the torch its shards were computed with
+    assert meta["torch_version"] == torch.__version__
 
 
 def test_rerun_has_nothing_to_do(finished_run):

@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from . import __version__
 
 
@@ -46,11 +44,17 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def provenance(config_section: Any) -> dict[str, str]:
+def provenance(config_section: Any, *, torch_version: str | None = None) -> dict[str, str]:
+    """What made a result. ``torch_version``: the torch that computed it, where that is not this
+    process's (aggregation reads it from its shards and imports no torch)."""
+    if torch_version is None:
+        import torch  # here, not at the top: this module serves torch-free jobs too
+
+        torch_version = str(torch.__version__)
     return {
         "config_hash": config_hash(config_section),
         "library_version": __version__,
-        "torch_version": str(torch.__version__),
+        "torch_version": torch_version,
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
     }

@@ -1,4 +1,5 @@
-"""One job of the pipeline each: prepare data, train one model, evaluate one model, aggregate.
+"""One job of the pipeline each: prepare data, train one model, evaluate one model (aggregation,
+which needs no torch, is in :mod:`memristor_mat.aggregation`; its names are re-exported here).
 
 The Snakemake scripts and the command line both call these, so a single run outside the
 workflow gives exactly the files the workflow would.
@@ -13,35 +14,24 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from . import methods as registry
 from . import pipeline
+from .aggregation import (ACCURACY_COLUMNS, aggregate, aggregate_devices, device_accuracy_columns,  # noqa: F401
+                          read_parquet_metadata, write_csv, write_parquet)
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .datasets import prepare_dataset
 from .datasets.splits import load_prepared, save_prepared
 from .device import select_device
 from .evaluation import device_accuracy, monte_carlo_accuracy
-from .io import atomic_path, write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
-from .reporting.summary import CONDITION_COLUMNS, device_keys, per_model_summary, summarise
-from .reporting.tables import write_table
 from .settings import MonteCarloSettings, TrainingSettings
 from .training import split_threads, train
 
 log = logging.getLogger(__name__)
-
-#: columns of the tidy accuracy table, in order (one row per model x level x draw); every
-#: setting of the method registry (sigma_train, levels, noise_sd) is a column, 0 where not applied
-ACCURACY_COLUMNS = [
-    "task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "noise_model", "reference",
-    "sigma_inference", "draw", "eval_seed", "n_test", "n_correct", "accuracy",
-]
-
 
 def set_threads(threads: int) -> None:
     """Use exactly the cores the scheduler granted (results depend on it only through float order)."""
@@ -54,11 +44,6 @@ def prepare_data(dataset: dict[str, Any], out_path: str | os.PathLike, raw_dir: 
     save_prepared(splits, out_path)
     log.info("prepared %s: %d train / %d test (%s)", dataset["name"], len(splits.y_train),
              len(splits.y_test), splits.description)
-
-
-def _write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def train_model(
@@ -111,7 +96,7 @@ def train_model(
     for key, value in reversed([("task", run.task), ("method", run.method), *identity["method_settings"].items(),
                                 ("seed", run.seed)]):
         history.insert(0, key, value)
-    _write_csv(history, metrics_path)
+    write_csv(history, metrics_path)
     resume_path.unlink(missing_ok=True)
 
 
@@ -185,101 +170,3 @@ def evaluate_model(
     table = columns(table, identity, settings)
     write_parquet(table, out_path, metadata)
     return table
-
-
-def device_accuracy_columns(condition_columns: Sequence[str]) -> list[str]:
-    """Columns of a device cross-evaluation table with these condition columns."""
-    return ["task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "device", "noise_model",
-            *condition_columns, "draw", "eval_seed", "n_test", "n_correct", "accuracy"]
-
-
-def write_parquet(table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Parquet with provenance in the file's key-value metadata."""
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    merged = {**(arrow.schema.metadata or {}), **{f"memristor_mat.{k}".encode(): str(v).encode()
-                                                 for k, v in metadata.items()}}
-    with atomic_path(path) as tmp:
-        pq.write_table(arrow.replace_schema_metadata(merged), tmp)
-
-
-def read_parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
-    raw = pq.read_schema(path).metadata or {}
-    prefix = b"memristor_mat."
-    return {k[len(prefix):].decode(): v.decode() for k, v in raw.items() if k.startswith(prefix)}
-
-
-def aggregate(
-    shard_paths: Sequence[str | os.PathLike],
-    metrics_paths: Sequence[str | os.PathLike],
-    *,
-    label: str,
-    accuracy_path: str | os.PathLike,
-    accuracy_csv_path: str | os.PathLike,
-    summary_path: str | os.PathLike,
-    summary_stem: str | os.PathLike,
-    per_model_stem: str | os.PathLike,
-    metrics_out_path: str | os.PathLike,
-    provenance_path: str | os.PathLike,
-) -> pd.DataFrame:
-    """Concatenate one task's shards into the tidy table, its summary statistics (models as the
-    independent units, SPEC §4) and a table per model; the provenance also goes to a small
-    (key, value) CSV that the report shows."""
-    if not shard_paths:
-        raise ValueError("no evaluation shards to aggregate")
-    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
-    missing = [c for c in ACCURACY_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"evaluation shards lack columns {missing}")
-    table = table.sort_values(["method", *registry.SETTING_COLUMNS, "seed", "sigma_inference", "draw"],
-                              ignore_index=True)
-    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
-    meta = {
-        **provenance(sorted(m.get("config_hash", "") for m in shard_meta)),
-        "shard_config_hashes": ",".join(sorted({m.get("config_hash", "?") for m in shard_meta})),
-        "shard_git_commits": ",".join(sorted({m.get("git_commit", "unknown") for m in shard_meta})),
-        "label": label,
-    }
-    write_parquet(table, accuracy_path, meta)
-    _write_csv(table, accuracy_csv_path)
-    summary = summarise(table)
-    write_parquet(summary, summary_path, meta)
-    write_table(summary, summary_stem)
-    write_table(per_model_summary(table), per_model_stem)
-    metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
-    _write_csv(metrics, metrics_out_path)
-    _write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
-    return summary
-
-
-def aggregate_devices(
-    shard_paths: Sequence[str | os.PathLike],
-    *,
-    accuracy_path: str | os.PathLike,
-    accuracy_csv_path: str | os.PathLike,
-    summary_path: str | os.PathLike,
-    summary_csv_path: str | os.PathLike,
-) -> pd.DataFrame:
-    """One task's device cross-evaluation: the shards concatenated into the tidy table (one row
-    per model x device condition x draw) and its summary, with the hierarchical CI of
-    :func:`~memristor_mat.reporting.summary.summarise` per trained configuration x device
-    condition."""
-    if not shard_paths:
-        raise ValueError("no device evaluation shards to aggregate")
-    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
-    conditions = [c for c in CONDITION_COLUMNS if c in table.columns]
-    missing = [c for c in device_accuracy_columns(conditions) if c not in table.columns]
-    if missing:
-        raise ValueError(f"device evaluation shards lack columns {missing}")
-    table = table.loc[:, device_accuracy_columns(conditions)].sort_values(
-        ["method", *registry.SETTING_COLUMNS, "seed", "device", *conditions, "draw"], ignore_index=True,
-        na_position="first")
-    meta = {
-        **provenance(sorted(m.get("config_hash", "") for m in map(read_parquet_metadata, shard_paths))),
-        "shards": str(len(shard_paths)),
-    }
-    write_parquet(table, accuracy_path, meta)
-    _write_csv(table, accuracy_csv_path)
-    summary = summarise(table, keys=device_keys(table))
-    write_parquet(summary, summary_path, meta)
-    _write_csv(summary, summary_csv_path)
-    return summary

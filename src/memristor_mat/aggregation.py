@@ -1,0 +1,138 @@
+"""Aggregation: one task's evaluation shards concatenated into its tidy tables, summaries and
+provenance. Table work only, so it imports no torch: an aggregation job starts in a fraction of
+the time of a job that computes (``benchmarks/job_overhead.py``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import methods as registry
+from .io import atomic_path
+from .provenance import provenance
+from .reporting.summary import CONDITION_COLUMNS, device_keys, per_model_summary, summarise
+from .reporting.tables import write_table
+
+#: columns of the tidy accuracy table, in order (one row per model x level x draw); every
+#: setting of the method registry (sigma_train, levels, noise_sd) is a column, 0 where not applied
+ACCURACY_COLUMNS = [
+    "task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "noise_model", "reference",
+    "sigma_inference", "draw", "eval_seed", "n_test", "n_correct", "accuracy",
+]
+
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def device_accuracy_columns(condition_columns: Sequence[str]) -> list[str]:
+    """Columns of a device cross-evaluation table with these condition columns."""
+    return ["task", "dataset", "arch", "method", *registry.SETTING_COLUMNS, "seed", "device", "noise_model",
+            *condition_columns, "draw", "eval_seed", "n_test", "n_correct", "accuracy"]
+
+
+def write_parquet(table: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Parquet with provenance in the file's key-value metadata."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    merged = {**(arrow.schema.metadata or {}), **{f"memristor_mat.{k}".encode(): str(v).encode()
+                                                 for k, v in metadata.items()}}
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(merged), tmp)
+
+
+def read_parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
+    raw = pq.read_schema(path).metadata or {}
+    prefix = b"memristor_mat."
+    return {k[len(prefix):].decode(): v.decode() for k, v in raw.items() if k.startswith(prefix)}
+
+
+def aggregate(
+    shard_paths: Sequence[str | os.PathLike],
+    metrics_paths: Sequence[str | os.PathLike],
+    *,
+    label: str,
+    accuracy_path: str | os.PathLike,
+    accuracy_csv_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    summary_stem: str | os.PathLike,
+    per_model_stem: str | os.PathLike,
+    metrics_out_path: str | os.PathLike,
+    provenance_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """Concatenate one task's shards into the tidy table, its summary statistics (models as the
+    independent units, SPEC §4) and a table per model; the provenance also goes to a small
+    (key, value) CSV that the report shows."""
+    if not shard_paths:
+        raise ValueError("no evaluation shards to aggregate")
+    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    missing = [c for c in ACCURACY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"evaluation shards lack columns {missing}")
+    table = table.sort_values(["method", *registry.SETTING_COLUMNS, "seed", "sigma_inference", "draw"],
+                              ignore_index=True)
+    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
+    meta = {
+        **_shard_provenance(shard_meta),
+        "shard_config_hashes": ",".join(sorted({m.get("config_hash", "?") for m in shard_meta})),
+        "shard_git_commits": ",".join(sorted({m.get("git_commit", "unknown") for m in shard_meta})),
+        "label": label,
+    }
+    write_parquet(table, accuracy_path, meta)
+    write_csv(table, accuracy_csv_path)
+    summary = summarise(table)
+    write_parquet(summary, summary_path, meta)
+    write_table(summary, summary_stem)
+    write_table(per_model_summary(table), per_model_stem)
+    metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
+    write_csv(metrics, metrics_out_path)
+    write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
+    return summary
+
+
+def aggregate_devices(
+    shard_paths: Sequence[str | os.PathLike],
+    *,
+    accuracy_path: str | os.PathLike,
+    accuracy_csv_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    summary_csv_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """One task's device cross-evaluation: the shards concatenated into the tidy table (one row
+    per model x device condition x draw) and its summary, with the hierarchical CI of
+    :func:`~memristor_mat.reporting.summary.summarise` per trained configuration x device
+    condition."""
+    if not shard_paths:
+        raise ValueError("no device evaluation shards to aggregate")
+    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    conditions = [c for c in CONDITION_COLUMNS if c in table.columns]
+    missing = [c for c in device_accuracy_columns(conditions) if c not in table.columns]
+    if missing:
+        raise ValueError(f"device evaluation shards lack columns {missing}")
+    table = table.loc[:, device_accuracy_columns(conditions)].sort_values(
+        ["method", *registry.SETTING_COLUMNS, "seed", "device", *conditions, "draw"], ignore_index=True,
+        na_position="first")
+    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
+    meta = {
+        **_shard_provenance(shard_meta),
+        "shards": str(len(shard_paths)),
+    }
+    write_parquet(table, accuracy_path, meta)
+    write_csv(table, accuracy_csv_path)
+    summary = summarise(table, keys=device_keys(table))
+    write_parquet(summary, summary_path, meta)
+    write_csv(summary, summary_csv_path)
+    return summary
+
+
+
+def _shard_provenance(shard_meta: Sequence[dict[str, str]]) -> dict[str, str]:
+    """Provenance of an aggregate: its shards' config hashes, and the torch version(s) they were
+    computed with (this process imports no torch of its own)."""
+    return provenance(sorted(m.get("config_hash", "") for m in shard_meta),
+                      torch_version=",".join(sorted({m.get("torch_version", "unknown") for m in shard_meta})))
