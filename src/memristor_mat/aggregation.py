@@ -25,7 +25,6 @@ ACCURACY_COLUMNS = [
 ]
 
 
-
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -128,7 +127,6 @@ def aggregate_devices(
     write_parquet(summary, summary_path, meta)
     write_csv(summary, summary_csv_path)
     return summary
-
 
 
 def _shard_provenance(shard_meta: Sequence[dict[str, str]]) -> dict[str, str]:

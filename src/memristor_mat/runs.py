@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
