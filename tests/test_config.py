@@ -701,9 +701,9 @@ def _components():
 
 @pytest.mark.parametrize("option_schema, parameters", _components())
 def test_option_schema_lists_exactly_the_builders_options(option_schema, parameters):
-    from memristor_mat.config import OptionsValidator
+    from memristor_mat.config import options_validator
 
-    OptionsValidator.check_schema(option_schema)
+    options_validator().check_schema(option_schema)
     assert option_schema["type"] == "object" and option_schema["additionalProperties"] is False
     assert set(option_schema["properties"]) == set(parameters)
     assert "default" not in _keys(option_schema), "option schemas fill in no defaults: the builders own them"
@@ -722,11 +722,11 @@ def _as_yaml(value):
 
 @pytest.mark.parametrize("option_schema, parameters", _components())
 def test_builder_defaults_satisfy_their_option_schema(option_schema, parameters):
-    from memristor_mat.config import OptionsValidator
+    from memristor_mat.config import options_validator
 
     defaults = {name: _as_yaml(p.default) for name, p in parameters.items() if p.default is not p.empty}
     assert defaults.keys() == parameters.keys()
-    OptionsValidator(option_schema).validate(defaults)
+    options_validator()(option_schema).validate(defaults)
 
 
 def test_checking_options_imports_no_torchvision():

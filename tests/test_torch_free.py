@@ -39,6 +39,23 @@ def test_config_pipeline_and_methods_import_no_torch():
     assert result.returncode == 0, result.stderr
 
 
+def test_a_job_imports_no_jsonschema():
+    # training and evaluation jobs get a validated config from Snakemake; building the validators
+    # (0.2 s of imports) belongs to the parse only
+    result = run_python("""
+        import sys
+        import memristor_mat.runs, memristor_mat.pipeline
+        assert 'jsonschema' not in sys.modules, 'jsonschema imported'
+        from memristor_mat.config import ConfigError, validate_config
+        try:
+            validate_config({})
+        except ConfigError:
+            pass
+        assert 'jsonschema' in sys.modules
+    """)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("config_path", CONFIGS, ids=[path.name for path in CONFIGS])
 def test_validating_and_planning_a_config_imports_no_torch(config_path):
     # what the rules do at parse time: validate, list the models, build every job's parameters

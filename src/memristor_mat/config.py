@@ -14,7 +14,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
 import numpy as np
 import yaml
 
@@ -41,11 +40,17 @@ def schema() -> dict[str, Any]:
     return json.loads((resources.files("memristor_mat") / SCHEMA_RESOURCE).read_text())
 
 
+# jsonschema is imported where a validator is first built, not here: a training or evaluation job
+# imports this module for format_sigma only, and jsonschema costs 0.2 s of its start-up.
+
+
 def _strict_integers(validator_class):
     """Unlike plain JSON Schema, do not take 2.0 for an integer (epochs: 2.0 would pass)."""
     checker = validator_class.TYPE_CHECKER.redefine(
         "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
+    import jsonschema
+
     return jsonschema.validators.extend(validator_class, type_checker=checker)
 
 
@@ -60,6 +65,8 @@ def _with_defaults(validator_class):
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
+    import jsonschema
+
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
@@ -70,16 +77,32 @@ def _finite_numbers(validator_class):
         lambda checker, value: (isinstance(value, (int, float)) and not isinstance(value, bool)
                                 and (isinstance(value, int) or math.isfinite(value))),
     )
+    import jsonschema
+
     return jsonschema.validators.extend(validator_class, type_checker=checker)
 
 
-_ConfigValidator = _with_defaults(_strict_integers(jsonschema.Draft202012Validator))
-# The components' option schemas (DATASET_OPTIONS, ARCHITECTURE_OPTIONS) hold no defaults on
-# purpose (the builders own theirs), and a number there is a real, finite number.
-OptionsValidator = _finite_numbers(_strict_integers(jsonschema.Draft202012Validator))
+@lru_cache(maxsize=1)
+def config_validator():
+    """The config's validator class: strict integers, schema defaults filled in."""
+    import jsonschema
+
+    return _with_defaults(_strict_integers(jsonschema.Draft202012Validator))
+
+
+@lru_cache(maxsize=1)
+def options_validator():
+    """The components' option schemas' validator class (DATASET_OPTIONS, ARCHITECTURE_OPTIONS):
+    they hold no defaults on purpose (the builders own theirs), and a number there is a real,
+    finite number."""
+    import jsonschema
+
+    return _finite_numbers(_strict_integers(jsonschema.Draft202012Validator))
 
 
 def _best_error(validator, instance):
+    import jsonschema
+
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     return jsonschema.exceptions.best_match(errors) if errors else None
 
@@ -95,7 +118,7 @@ def format_sigma(value: float) -> str:
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate (and fill defaults in) ``config`` in place; raise ConfigError naming the key."""
-    error = _best_error(_ConfigValidator(schema()), config)
+    error = _best_error(config_validator()(schema()), config)
     if error is not None:
         raise ConfigError(f"config key {key_path(error.absolute_path)}: {error.message}")
     check_semantics(config)
@@ -126,7 +149,7 @@ def _check_levels(levels, key: str) -> None:
 
 def _check_options(options, option_schema: dict, prefix: str, owner: str, from_data=()) -> None:
     """Validate a component's ``options`` against its JSON schema, naming the key at ``prefix``."""
-    error = _best_error(OptionsValidator(option_schema), options)
+    error = _best_error(options_validator()(option_schema), options)
     if error is None:
         return
     path = [prefix, *error.absolute_path]
