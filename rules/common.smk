@@ -37,6 +37,9 @@ wildcard_constraints:
     # the method's swept setting as a folder: sigma~0.2, levels~4, noise_sd~0.001
     setting="(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?",
     seed=r"[0-9]+",
+    # an evaluation job's models: one model's folder below its method, or all of them
+    models="(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?/seed~[0-9]+|"
+    + paths.ALL_MODELS,
     comparison=r"[a-z][a-z0-9_]*",
 
 
@@ -49,6 +52,15 @@ def run_of(wildcards):
 def pretrained_checkpoint(wildcards):
     pretrained = pipeline.pretrained_run(run_of(wildcards))
     return [] if pretrained is None else [pretrained.checkpoint]
+
+
+def evaluation_checkpoints(wildcards):
+    job = pipeline.evaluation_job(config, wildcards.task, wildcards.method, wildcards.models)
+    return [run.checkpoint for run in job.runs]
+
+
+def evaluation_shards(wildcards, kind):
+    return [job.shard(kind) for job in pipeline.evaluation_jobs(config, wildcards.task)]
 
 
 def task_resource(name):

@@ -1,19 +1,20 @@
-# Monte-Carlo evaluation: one job per model (all levels x draws loop inside the job), then
-# one aggregate per task that concatenates the shards into the tidy table.
+# Monte-Carlo evaluation: one job per model, or per method (the task's resources.evaluate_jobs;
+# all levels x draws loop inside the job), then one aggregate per task that concatenates the
+# shards into the tidy table.
 
 
 rule evaluate:
     input:
-        model=paths.MODEL,
+        models=evaluation_checkpoints,
         data=paths.PREPARED,
     output:
         paths.EVALUATION,
     params:
         job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
     log:
-        paths.log("evaluate", paths.MODEL_JOB),
+        paths.log("evaluate", paths.EVALUATION_JOB),
     benchmark:
-        paths.benchmark("evaluate", paths.MODEL_JOB)
+        paths.benchmark("evaluate", paths.EVALUATION_JOB)
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),
@@ -27,7 +28,7 @@ rule evaluate:
 
 rule aggregate:
     input:
-        shards=lambda wildcards: runs_of_task(wildcards, "evaluation"),
+        shards=lambda wildcards: evaluation_shards(wildcards, "study"),
         metrics=lambda wildcards: runs_of_task(wildcards, "metrics"),
     output:
         accuracy=paths.ACCURACY,
@@ -60,13 +61,13 @@ rule aggregate:
         "../scripts/aggregate.py"
 
 
-# The cross-evaluation (evaluation.devices): every model on every device, one job per model,
-# then one aggregate per task. Only for tasks that list devices.
+# The cross-evaluation (evaluation.devices): every model on every device, in the same jobs'
+# grouping as the study's evaluation, then one aggregate per task. Only for tasks that list devices.
 
 
 rule evaluate_devices:
     input:
-        model=paths.MODEL,
+        models=evaluation_checkpoints,
         data=paths.PREPARED,
     output:
         paths.DEVICE_EVALUATION,
@@ -74,9 +75,9 @@ rule evaluate_devices:
         job=lambda wildcards: pipeline.device_evaluation_job(config, wildcards.task),
         kind="devices",
     log:
-        paths.log("evaluate_devices", paths.MODEL_JOB),
+        paths.log("evaluate_devices", paths.EVALUATION_JOB),
     benchmark:
-        paths.benchmark("evaluate_devices", paths.MODEL_JOB)
+        paths.benchmark("evaluate_devices", paths.EVALUATION_JOB)
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["evaluate_threads"]
     resources:
         mem_mb=task_resource("evaluate_mem_mb"),
@@ -90,7 +91,7 @@ rule evaluate_devices:
 
 rule aggregate_devices:
     input:
-        shards=lambda wildcards: runs_of_task(wildcards, "device_evaluation"),
+        shards=lambda wildcards: evaluation_shards(wildcards, "devices"),
     output:
         accuracy=paths.DEVICE_ACCURACY,
         accuracy_csv=paths.DEVICE_ACCURACY_CSV,

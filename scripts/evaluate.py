@@ -1,15 +1,15 @@
-"""Snakemake script: Monte-Carlo evaluation of one model (rules/evaluate.smk): the study's inference
-levels, or the cross-evaluation on the task's devices where the rule says ``kind="devices"``."""
+"""Snakemake script: Monte-Carlo evaluation of one job's models (rules/evaluate.smk): the study's
+inference levels, or the cross-evaluation on the task's devices where the rule says ``kind="devices"``."""
 
 from _bootstrap import log_to
 
-from memristor_mat.runs import evaluate_model
+from memristor_mat.runs import evaluate_models
 from memristor_mat.settings import MonteCarloSettings
 
 log_to(snakemake.log[0])
 job = snakemake.params.job
-evaluate_model(
-    snakemake.input.model,
+evaluate_models(
+    snakemake.input.models,
     MonteCarloSettings(**job["settings"]),
     data_path=snakemake.input.data,
     out_path=snakemake.output[0],

@@ -11,9 +11,12 @@ import pytest
 import torch
 import yaml
 
+from memristor_mat import pipeline, runs
 from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.cli import main
+from memristor_mat.config import load_config
 from memristor_mat.runs import ACCURACY_COLUMNS
+from memristor_mat.settings import MonteCarloSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "config.yaml"
@@ -184,6 +187,19 @@ def test_end_to_end_prepare_train_evaluate(workspace, capsys):
     assert table.loc[table["sigma_inference"] == 0, "accuracy"].min() > 0.5
     # no temporary files left behind by the atomic writers
     assert not [p for p in root.rglob("*.tmp")]
+
+    # one job evaluating both models (resources.evaluate_jobs: per_method) writes exactly the rows
+    # that a job per model writes, in one shard whose provenance names both checkpoints
+    job = pipeline.evaluate_job(load_config(config), "mnist")
+    settings = MonteCarloSettings(**job["settings"])
+    single = [runs.evaluate_model(path, settings, data_path=data, out_path=root / f"{path.parent.name}.parquet")
+              for path in (vanilla, mat)]
+    both = runs.evaluate_models([vanilla, mat], settings, data_path=data, out_path=root / "both.parquet")
+    assert both.equals(pd.concat(single, ignore_index=True))
+    assert pd.read_parquet(root / "both.parquet").equals(both)
+    assert runs.read_parquet_metadata(root / "both.parquet")["checkpoint"] == f"{vanilla},{mat}"
+    with pytest.raises(ValueError, match="no checkpoints"):
+        runs.evaluate_models([], settings, data_path=data, out_path=root / "none.parquet")
 
 
 def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from memristor_mat import paths, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,11 +20,43 @@ def test_a_models_files_are_the_patterns_formatted_with_its_wildcards():
     run = pipeline.ModelRun("mnist", "qat", 4.0, 14)
     assert run.checkpoint == "results/models/mnist/qat/levels~4/seed~14/model.pt"
     assert run.checkpoint == paths.MODEL.format(**run.wildcards)
-    assert run.evaluation == "results/evaluation/mnist/qat/levels~4/seed~14.parquet"
+    assert run.models_key == "levels~4/seed~14"
     assert pipeline.ModelRun("mnist", "vanilla", 0.0, 15).metrics == "results/models/mnist/vanilla/sigma~0/seed~15/metrics.csv"
     assert pipeline.figure_files("ecg")[0] == "figures/ecg/accuracy_vs_noise.pdf"
     assert pipeline.comparison_files("x") == ["figures/comparisons/x.pdf", "figures/comparisons/x.png",
                                               "results/comparisons/x.csv", "results/comparisons/x.md"]
+
+
+def _config(evaluate_jobs):
+    task = {"seeds": [14, 15], "resources": {"evaluate_jobs": evaluate_jobs},
+            "methods": {"vanilla": {}, "mat": {"sigma_train": [0.1, 0.2]}, "qat": {"levels": [4], "seeds": [14]}}}
+    return {"tasks": {"mnist": task}}
+
+
+def test_evaluating_per_model_writes_a_shard_per_model_at_the_models_path():
+    config = _config("per_model")
+    jobs = pipeline.evaluation_jobs(config, "mnist")
+    runs = pipeline.model_runs(config, "mnist")
+    assert [job.runs for job in jobs] == [(run,) for run in runs]
+    job = pipeline.evaluation_job(config, "mnist", "qat", "levels~4/seed~14")
+    assert job.shard("study") == "results/evaluation/mnist/qat/levels~4/seed~14.parquet"
+    assert job.shard("devices") == "results/device_evaluation/mnist/qat/levels~4/seed~14.parquet"
+    assert paths.log("evaluate", paths.EVALUATION_JOB).format(**job.wildcards) == \
+        "results/logs/evaluate/mnist/qat/levels~4/seed~14.log"
+
+
+def test_evaluating_per_method_gives_each_method_one_job_with_all_its_models():
+    config = _config("per_method")
+    jobs = pipeline.evaluation_jobs(config, "mnist")
+    assert [(job.method, len(job.runs)) for job in jobs] == [("mat", 4), ("qat", 1), ("vanilla", 2)]
+    # every model in exactly one job, in model order
+    assert [run for job in jobs for run in job.runs] == pipeline.model_runs(config, "mnist")
+    mat = pipeline.evaluation_job(config, "mnist", "mat", paths.ALL_MODELS)
+    assert {run.setting for run in mat.runs} == {0.1, 0.2} and {run.seed for run in mat.runs} == {14, 15}
+    assert mat.shard("study") == "results/evaluation/mnist/mat/all_models.parquet"
+    # a shard of the other grouping is not a job of this config
+    with pytest.raises(ValueError, match="per_method"):
+        pipeline.evaluation_job(config, "mnist", "mat", "sigma~0.1/seed~14")
 
 
 def test_no_rule_spells_a_path_of_its_own():

@@ -44,6 +44,8 @@ def tiny_config():
     cnn["training"].update(epochs=1, lr_scheduler=None)
     cnn["methods"]["mat"] = {"sigma_train": [0.2], "training": {"epochs": 1}}
     cnn["evaluation"] = {"draws": 2, "draws_per_chunk": 1}
+    # the demo evaluates per method (mnist here); the CIFAR task per model, as the paper configs
+    cnn["resources"]["evaluate_jobs"] = "per_model"
     config["tasks"] = {"mnist": task, "cifar_standin": cnn}
     config["comparisons"] = {}
     return config
@@ -102,6 +104,10 @@ def test_cnn_standin_goes_through_the_workflow(finished_run):
     assert set(table.arch) == {"mobilenet_v2_cifar"} and set(table.reference) == {"absmax"}
     metrics = pd.read_csv(workdir / "results/cifar_standin/training_metrics.csv")
     assert metrics.test_accuracy_clean.max() > 0.2  # above chance (0.1) after one epoch
+    # evaluated per model: a shard per model, at the model's own path
+    shards = sorted(p.relative_to(workdir).as_posix() for p in (workdir / "results/evaluation/cifar_standin").rglob("*.parquet"))
+    assert shards == ["results/evaluation/cifar_standin/mat/sigma~0.2/seed~14.parquet",
+                      "results/evaluation/cifar_standin/vanilla/sigma~0/seed~14.parquet"]
     for path in pipeline.figure_files("cifar_standin"):
         assert (workdir / path).stat().st_size > 0, path
 
@@ -130,6 +136,11 @@ def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
     assert (summary.n_draws == summary.sigma_inference.map(lambda s: 1 if s == 0 else 3)).all()
     per_model = pd.read_csv(workdir / "results/mnist/tables/per_model.csv")
     assert len(per_model) == len(runs) * 3
+    # evaluated per method (the demo's resources.evaluate_jobs): one shard per method, all its models
+    method_shards = sorted((workdir / "results/evaluation/mnist").glob("*/all_models.parquet"))
+    assert [p.parent.name for p in method_shards] == sorted(set(table.method))
+    mat = pd.read_parquet(workdir / "results/evaluation/mnist/mat_scratch/all_models.parquet")
+    assert sorted(set(zip(mat.sigma_train, mat.seed))) == [(0.1, 14), (0.1, 15), (0.2, 14), (0.2, 15)]
     # the QAT models are quantised: the deployed weights of a 2-level model take 2 values per tensor
     import torch
     state = torch.load(workdir / "results/models/mnist/qat/levels~2/seed~14/model.pt", weights_only=True)

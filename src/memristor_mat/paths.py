@@ -17,11 +17,18 @@ PREPARED = "results/prepared/{task}.npz"
 MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"
 MODEL = MODEL_DIR + "/model.pt"
 METRICS = MODEL_DIR + "/metrics.csv"
-EVALUATION = "results/evaluation/{task}/{method}/{setting}/seed~{seed}.parquet"
-#: the same model on every device of the task's cross-evaluation (``evaluation.devices``)
-DEVICE_EVALUATION = "results/device_evaluation/{task}/{method}/{setting}/seed~{seed}.parquet"
 #: how a per-model job names its log and benchmark files
 MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
+#: an evaluation job's models: one (``sigma~0.2/seed~14``, the model's folder below its method),
+#: or all of the method's models where the task's ``resources.evaluate_jobs`` is ``per_method``
+ONE_MODEL = "{setting}/seed~{seed}"
+ALL_MODELS = "all_models"
+#: one evaluation job's Monte-Carlo shard, and the same models on every device of the task's
+#: cross-evaluation (``evaluation.devices``)
+EVALUATION = "results/evaluation/{task}/{method}/{models}.parquet"
+DEVICE_EVALUATION = "results/device_evaluation/{task}/{method}/{models}.parquet"
+#: how an evaluation job names its log and benchmark files
+EVALUATION_JOB = "{task}/{method}/{models}"
 
 # --- one task -------------------------------------------------------------------------------
 TASK_DIR = "results/{task}"

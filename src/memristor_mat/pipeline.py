@@ -62,12 +62,10 @@ class ModelRun:
         return paths.METRICS.format(**self.wildcards)
 
     @property
-    def evaluation(self) -> str:
-        return paths.EVALUATION.format(**self.wildcards)
-
-    @property
-    def device_evaluation(self) -> str:
-        return paths.DEVICE_EVALUATION.format(**self.wildcards)
+    def models_key(self) -> str:
+        """The model's folder below its method (``sigma~0.2/seed~14``): its evaluation job's
+        ``{models}`` where the task evaluates per model."""
+        return paths.ONE_MODEL.format(**self.wildcards)
 
     @classmethod
     def from_wildcards(cls, task: str, method: str, setting: str, seed: str) -> "ModelRun":
@@ -96,6 +94,49 @@ def method_seeds(task_config: dict[str, Any], method: str) -> list[int]:
     """The training seeds of one method: its own ``seeds`` or the task's (the original trained
     3 QAT models per level count beside 5 of every other method)."""
     return list(task_config["methods"][method].get("seeds", task_config["seeds"]))
+
+
+#: the Monte-Carlo evaluations of a task: the study's inference levels and the device cross-evaluation
+EVALUATION_SHARDS = {"study": paths.EVALUATION, "devices": paths.DEVICE_EVALUATION}
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """One evaluation job: the models it evaluates in one process (one, or all of a method's,
+    by the task's ``resources.evaluate_jobs``) and the shard it writes."""
+
+    task: str
+    method: str
+    models: str  #: ``sigma~0.2/seed~14`` (one model) or :data:`paths.ALL_MODELS`
+    runs: tuple[ModelRun, ...]
+
+    @property
+    def wildcards(self) -> dict[str, str]:
+        return {"task": self.task, "method": self.method, "models": self.models}
+
+    def shard(self, kind: str) -> str:
+        """Its Parquet shard of the study (``kind="study"``) or of the cross-evaluation (``"devices"``)."""
+        return EVALUATION_SHARDS[kind].format(**self.wildcards)
+
+
+def evaluation_jobs(config: dict[str, Any], task: str) -> list[EvaluationJob]:
+    """The task's evaluation jobs, in model order: one per model, or one per method."""
+    runs = model_runs(config, task)
+    if config["tasks"][task]["resources"]["evaluate_jobs"] == "per_model":
+        return [EvaluationJob(task, run.method, run.models_key, (run,)) for run in runs]
+    by_method: dict[str, list[ModelRun]] = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append(run)
+    return [EvaluationJob(task, method, paths.ALL_MODELS, tuple(group)) for method, group in by_method.items()]
+
+
+def evaluation_job(config: dict[str, Any], task: str, method: str, models: str) -> EvaluationJob:
+    """The evaluation job of a shard's wildcards."""
+    for job in evaluation_jobs(config, task):
+        if (job.method, job.models) == (method, models):
+            return job
+    unit = config["tasks"][task]["resources"]["evaluate_jobs"]
+    raise ValueError(f"task {task} has no evaluation job {method}/{models} (it evaluates {unit})")
 
 
 def pretrained_run(run: ModelRun) -> ModelRun | None:

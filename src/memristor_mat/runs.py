@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
@@ -22,7 +22,7 @@ from .aggregation import (ACCURACY_COLUMNS, aggregate, aggregate_devices, device
                           read_parquet_metadata, write_csv, write_parquet)
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .datasets import prepare_dataset
-from .datasets.splits import load_prepared, save_prepared
+from .datasets.splits import DatasetSplits, load_prepared, save_prepared
 from .device import select_device
 from .evaluation import device_accuracy, monte_carlo_accuracy
 from .models import architecture_options, build_model
@@ -100,14 +100,12 @@ def train_model(
     resume_path.unlink(missing_ok=True)
 
 
-def _evaluate(checkpoint_path, settings: MonteCarloSettings, data_path, device: str, threads: int, evaluate):
-    """Load a checkpoint and its test data (checked to match) and run ``evaluate`` on them;
-    returns the table and the identity of the model (task, method, settings, seed ...)."""
-    set_threads(threads)
-    torch_device = select_device(device)
+def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCarloSettings, torch_device, evaluate):
+    """Load a checkpoint (checked to match the test ``data``) and run ``evaluate`` on it; returns
+    the table, the identity of the model (task, method, settings, seed ...) and the commit that
+    trained it."""
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
     model = model_from_checkpoint(checkpoint, checkpoint_path).to(torch_device)
-    data = load_prepared(data_path)
     if checkpoint.get("dataset") != data.name:
         raise CheckpointError(
             f"checkpoint {checkpoint_path} was trained on {checkpoint.get('dataset')!r}, "
@@ -120,12 +118,7 @@ def _evaluate(checkpoint_path, settings: MonteCarloSettings, data_path, device: 
         "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
         "method": checkpoint["method"], **method_settings, "seed": int(checkpoint["seed"]),
     }
-    metadata = {
-        **provenance(dataclasses.asdict(settings)),
-        "checkpoint": str(checkpoint_path),
-        "training_git_commit": checkpoint.get("provenance", {}).get("git_commit", "unknown"),
-    }
-    return table, identity, metadata
+    return table, identity, checkpoint.get("provenance", {}).get("git_commit", "unknown")
 
 
 def _study_columns(table: pd.DataFrame, identity: dict[str, Any], settings: MonteCarloSettings) -> pd.DataFrame:
@@ -148,8 +141,8 @@ def _device_columns(table: pd.DataFrame, identity: dict[str, Any], settings: Mon
 EVALUATIONS = {"study": (monte_carlo_accuracy, _study_columns), "devices": (device_accuracy, _device_columns)}
 
 
-def evaluate_model(
-    checkpoint_path: str | os.PathLike,
+def evaluate_models(
+    checkpoint_paths: Sequence[str | os.PathLike],
     settings: MonteCarloSettings,
     *,
     data_path: str | os.PathLike,
@@ -158,15 +151,35 @@ def evaluate_model(
     threads: int = 1,
     kind: str = "study",
 ) -> pd.DataFrame:
-    """Monte-Carlo accuracy of one checkpoint -> Parquet shard: at every inference level x draw
-    (``kind="study"``), or on every device of ``settings.devices`` at each condition x draw
-    (``kind="devices"``)."""
+    """Monte-Carlo accuracy of checkpoints of one task -> one Parquet shard: at every inference
+    level x draw (``kind="study"``), or on every device of ``settings.devices`` at each
+    condition x draw (``kind="devices"``). Each model's rows are what it alone would give: the
+    draws are seeded per draw, not per job."""
     if kind not in EVALUATIONS:
         raise ValueError(f"unknown evaluation {kind!r}; expected one of {sorted(EVALUATIONS)}")
     if kind == "devices" and not settings.devices:
         raise ValueError("no devices to evaluate: list them under evaluation.devices")
+    if not checkpoint_paths:
+        raise ValueError("no checkpoints to evaluate")
     evaluate, columns = EVALUATIONS[kind]
-    table, identity, metadata = _evaluate(checkpoint_path, settings, data_path, device, threads, evaluate)
-    table = columns(table, identity, settings)
+    set_threads(threads)
+    torch_device = select_device(device)
+    data = load_prepared(data_path)
+    tables, commits = [], []
+    for checkpoint_path in checkpoint_paths:
+        table, identity, commit = _evaluate(checkpoint_path, data, data_path, settings, torch_device, evaluate)
+        tables.append(columns(table, identity, settings))
+        commits.append(commit)
+    metadata = {
+        **provenance(dataclasses.asdict(settings)),
+        "checkpoint": ",".join(str(path) for path in checkpoint_paths),
+        "training_git_commit": ",".join(sorted(set(commits))),
+    }
+    table = pd.concat(tables, ignore_index=True)
     write_parquet(table, out_path, metadata)
     return table
+
+
+def evaluate_model(checkpoint_path: str | os.PathLike, settings: MonteCarloSettings, **options) -> pd.DataFrame:
+    """:func:`evaluate_models` of one checkpoint (the command line's ``evaluate``)."""
+    return evaluate_models([checkpoint_path], settings, **options)
