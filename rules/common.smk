@@ -49,14 +49,26 @@ def run_of(wildcards):
     )
 
 
-def pretrained_checkpoint(wildcards):
-    pretrained = pipeline.pretrained_run(run_of(wildcards))
-    return [] if pretrained is None else [pretrained.checkpoint]
+def method_runs(wildcards):
+    return pipeline.method_runs(config, wildcards.task, wildcards.method)
+
+
+def pretrained_inputs(config, runs):
+    """The models that ``runs`` fine-tune (vanilla of the same seed for mat), as rule inputs."""
+    pretrained = [pipeline.pretrained_run(run) for run in runs]
+    return pipeline.model_inputs(config, [run for run in pretrained if run is not None])
+
+
+def evaluation_job(wildcards):
+    return pipeline.evaluation_job(config, wildcards.task, wildcards.method, wildcards.models)
+
+
+def evaluation_inputs(wildcards):
+    return pipeline.model_inputs(config, evaluation_job(wildcards).runs)
 
 
 def evaluation_checkpoints(wildcards):
-    job = pipeline.evaluation_job(config, wildcards.task, wildcards.method, wildcards.models)
-    return [run.checkpoint for run in job.runs]
+    return [run.checkpoint for run in evaluation_job(wildcards).runs]
 
 
 def evaluation_shards(wildcards, kind):
@@ -65,14 +77,6 @@ def evaluation_shards(wildcards, kind):
 
 def task_resource(name):
     return lambda wildcards: config["tasks"][wildcards.task]["resources"][name]
-
-
-def runs_of_task(wildcards, attribute, method=None):
-    return [
-        getattr(run, attribute)
-        for run in pipeline.model_runs(config, wildcards.task)
-        if method is None or run.method == method
-    ]
 
 
 def task_outputs(task):

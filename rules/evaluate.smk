@@ -5,12 +5,13 @@
 
 rule evaluate:
     input:
-        models=evaluation_checkpoints,
+        models=evaluation_inputs,
         data=paths.PREPARED,
     output:
         paths.EVALUATION,
     params:
         job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
+        checkpoints=evaluation_checkpoints,
     log:
         paths.log("evaluate", paths.EVALUATION_JOB),
     benchmark:
@@ -29,7 +30,7 @@ rule evaluate:
 rule aggregate:
     input:
         shards=lambda wildcards: evaluation_shards(wildcards, "study"),
-        metrics=lambda wildcards: runs_of_task(wildcards, "metrics"),
+        metrics=lambda wildcards: pipeline.model_inputs(config, pipeline.model_runs(config, wildcards.task), "metrics"),
     output:
         accuracy=paths.ACCURACY,
         accuracy_csv=paths.ACCURACY_CSV,
@@ -47,6 +48,7 @@ rule aggregate:
         ),
     params:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
+        metrics=lambda wildcards: [run.metrics for run in pipeline.model_runs(config, wildcards.task)],
     log:
         paths.log("aggregate", "{task}"),
     benchmark:
@@ -67,12 +69,13 @@ rule aggregate:
 
 rule evaluate_devices:
     input:
-        models=evaluation_checkpoints,
+        models=evaluation_inputs,
         data=paths.PREPARED,
     output:
         paths.DEVICE_EVALUATION,
     params:
         job=lambda wildcards: pipeline.device_evaluation_job(config, wildcards.task),
+        checkpoints=evaluation_checkpoints,
         kind="devices",
     log:
         paths.log("evaluate_devices", paths.EVALUATION_JOB),

@@ -202,11 +202,12 @@ rule compare_tasks:
 
 rule record_traces:
     input:
-        models=lambda wildcards: [run.checkpoint for run in pipeline.trace_runs(config, wildcards.task)],
+        models=lambda wildcards: pipeline.model_inputs(config, pipeline.trace_runs(config, wildcards.task)),
         data=paths.PREPARED,
     output:
         paths.TRACES,
     params:
+        checkpoints=lambda wildcards: [run.checkpoint for run in pipeline.trace_runs(config, wildcards.task)],
         dataset=lambda wildcards: config["tasks"][wildcards.task]["dataset"],
         raw_dir="data/raw",
     log:

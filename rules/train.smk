@@ -1,16 +1,18 @@
-# Training: vanilla pretraining per seed, then each method x setting (sigma~0.2, levels~4, ...) x seed.
-# A killed job resumes from `<model>.resume` (end-of-epoch state) when it is rerun.
+# Training: vanilla pretraining per seed, then each method x setting (sigma~0.2, levels~4, ...) x seed:
+# one job per model (`train`), or one per method (`train_method`) where the task's
+# resources.train_jobs is per_method. A killed job resumes each model from its last epoch
+# (paths.RESUME) when it is rerun.
 
 
 rule train:
     input:
         data=paths.PREPARED,
-        pretrained=pretrained_checkpoint,
+        pretrained=lambda wildcards: pretrained_inputs(config, [run_of(wildcards)]),
     output:
         model=paths.MODEL,
         metrics=paths.METRICS,
     params:
-        job=lambda wildcards: pipeline.train_job(config, run_of(wildcards)),
+        jobs=lambda wildcards: pipeline.training_jobs(config, [run_of(wildcards)]),
     log:
         paths.log("train", paths.MODEL_JOB),
     benchmark:
@@ -26,15 +28,36 @@ rule train:
         "../scripts/train.py"
 
 
+rule train_method:
+    input:
+        data=paths.PREPARED,
+        pretrained=lambda wildcards: pretrained_inputs(config, method_runs(wildcards)),
+    output:
+        directory(paths.METHOD_DIR),
+    params:
+        jobs=lambda wildcards: pipeline.training_jobs(config, method_runs(wildcards)),
+    log:
+        paths.log("train", paths.METHOD_JOB),
+    benchmark:
+        paths.benchmark("train", paths.METHOD_JOB)
+    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
+    resources:
+        mem_mb=task_resource("train_mem_mb"),
+        runtime=task_resource("train_runtime"),
+        gpu=task_resource("gpu"),
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
 rule pretrain_all:
     input:
-        lambda wildcards: [
-            run.checkpoint
-            for run in pipeline.model_runs(config)
-            if run.method == "vanilla"
-        ],
+        lambda wildcards: pipeline.model_inputs(
+            config, [run for run in pipeline.model_runs(config) if run.method == "vanilla"]
+        ),
 
 
 rule train_all:
     input:
-        [run.checkpoint for run in pipeline.model_runs(config)],
+        pipeline.model_inputs(config, pipeline.model_runs(config)),

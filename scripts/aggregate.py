@@ -10,7 +10,7 @@ log_to(snakemake.log[0])
 out = snakemake.output
 aggregate(
     snakemake.input.shards,
-    snakemake.input.metrics,
+    snakemake.params.metrics,
     label=snakemake.params.label,
     accuracy_path=out.accuracy,
     accuracy_csv_path=out.accuracy_csv,

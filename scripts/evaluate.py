@@ -9,7 +9,7 @@ from memristor_mat.settings import MonteCarloSettings
 log_to(snakemake.log[0])
 job = snakemake.params.job
 evaluate_models(
-    snakemake.input.models,
+    snakemake.params.checkpoints,
     MonteCarloSettings(**job["settings"]),
     data_path=snakemake.input.data,
     out_path=snakemake.output[0],

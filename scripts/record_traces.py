@@ -8,9 +8,9 @@ from memristor_mat.traces import heartbeat_traces
 
 log_to(snakemake.log[0])
 table = heartbeat_traces(
-    list(snakemake.input.models),
+    list(snakemake.params.checkpoints),
     load_prepared(snakemake.input.data),
     snakemake.params.dataset,
     snakemake.params.raw_dir,
 )
-write_parquet(table, snakemake.output[0], {"checkpoints": ",".join(snakemake.input.models)})
+write_parquet(table, snakemake.output[0], {"checkpoints": ",".join(snakemake.params.checkpoints)})

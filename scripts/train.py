@@ -1,21 +1,8 @@
-"""Snakemake script: train one model (rules/train.smk)."""
+"""Snakemake script: one training job (rules/train.smk): one model, or all of a method's models."""
 
 from _bootstrap import log_to
 
-from memristor_mat.pipeline import ModelRun
-from memristor_mat.runs import train_model
-from memristor_mat.settings import TrainingSettings
+from memristor_mat.runs import train_models
 
 log_to(snakemake.log[0])
-w, job = snakemake.wildcards, snakemake.params.job
-train_model(
-    ModelRun.from_wildcards(w.task, w.method, w.setting, w.seed),
-    TrainingSettings.from_dict(job["settings"]),
-    job["model"],
-    data_path=snakemake.input.data,
-    out_path=snakemake.output.model,
-    metrics_path=snakemake.output.metrics,
-    pretrained_path=snakemake.input.pretrained[0] if snakemake.input.pretrained else None,
-    device=job["device"],
-    threads=snakemake.threads,
-)
+train_models(snakemake.params.jobs, data_path=snakemake.input.data, threads=snakemake.threads)

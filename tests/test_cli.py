@@ -16,7 +16,7 @@ from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.cli import main
 from memristor_mat.config import load_config
 from memristor_mat.runs import ACCURACY_COLUMNS
-from memristor_mat.settings import MonteCarloSettings
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "config.yaml"
@@ -200,6 +200,33 @@ def test_end_to_end_prepare_train_evaluate(workspace, capsys):
     assert runs.read_parquet_metadata(root / "both.parquet")["checkpoint"] == f"{vanilla},{mat}"
     with pytest.raises(ValueError, match="no checkpoints"):
         runs.evaluate_models([], settings, data_path=data, out_path=root / "none.parquet")
+
+
+def test_a_training_job_of_several_models_keeps_their_states_until_all_are_done(workspace, tmp_path, caplog):
+    # a job per method trains its models one after the other; killed after the first, its rerun
+    # (Snakemake deleted the job's outputs) rewrites that one from its kept state, not training it
+    config = load_config(workspace["config"])
+    [job] = pipeline.training_jobs(config, [pipeline.ModelRun("mnist", "vanilla", 0.0, 14)])
+    jobs = [dict(job, checkpoint=str(tmp_path / f"m{i}" / "model.pt"), metrics=str(tmp_path / f"m{i}" / "metrics.csv"),
+                 resume=str(tmp_path / "resume" / f"m{i}.pt")) for i in (0, 1)]
+    runs.train_models(jobs[:1], data_path=workspace["data"])
+    assert not Path(jobs[0]["resume"]).exists()  # a finished job leaves no state behind
+    reference = load_checkpoint(jobs[0]["checkpoint"])["state_dict"]
+
+    first = jobs[0]
+    runs.train_model(pipeline.ModelRun.from_wildcards(**first["run"]), TrainingSettings.from_dict(first["settings"]),
+                     first["model"], data_path=workspace["data"], out_path=tmp_path / "killed.pt",
+                     metrics_path=tmp_path / "killed.csv", resume_path=first["resume"], keep_resume=True)
+    assert Path(first["resume"]).exists()  # the killed job's first model: done, its state kept
+    epochs = first["settings"]["epochs"]
+    with caplog.at_level("INFO", logger="memristor_mat.training"):
+        runs.train_models(jobs, data_path=workspace["data"])
+    assert f"m0.pt from epoch {epochs} of {epochs}" in caplog.text
+    for job in jobs:
+        state = load_checkpoint(job["checkpoint"])["state_dict"]
+        assert all(torch.equal(state[k], reference[k]) for k in reference)
+        assert Path(job["metrics"]).is_file()
+    assert not list((tmp_path / "resume").iterdir())
 
 
 def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):

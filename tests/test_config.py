@@ -73,7 +73,7 @@ def test_defaults_are_filled_in(tmp_path, demo):
     task = config["tasks"]["mnist"]
     assert task["resources"] == {"gpu": 0, "train_threads": 1, "train_mem_mb": 4000, "train_runtime": "1h",
                                  "evaluate_threads": 2, "evaluate_gpu": 0, "evaluate_mem_mb": 4000,
-                                 "evaluate_runtime": "1h"}
+                                 "evaluate_runtime": "1h", "train_jobs": "per_model", "evaluate_jobs": "per_model"}
     assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2,
                                "center": "mean", "band": ["p12", "p88"], "traces": False,
                                "show_published": False}

@@ -44,8 +44,8 @@ def tiny_config():
     cnn["training"].update(epochs=1, lr_scheduler=None)
     cnn["methods"]["mat"] = {"sigma_train": [0.2], "training": {"epochs": 1}}
     cnn["evaluation"] = {"draws": 2, "draws_per_chunk": 1}
-    # the demo evaluates per method (mnist here); the CIFAR task per model, as the paper configs
-    cnn["resources"]["evaluate_jobs"] = "per_model"
+    # the demo trains and evaluates per method (mnist here); the CIFAR task per model, as the paper configs
+    cnn["resources"].update(train_jobs="per_model", evaluate_jobs="per_model")
     config["tasks"] = {"mnist": task, "cifar_standin": cnn}
     config["comparisons"] = {}
     return config
@@ -217,7 +217,10 @@ def test_fresh_clone_with_committed_figures_recomputes_everything(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("committed")
     out = dry_run(tmp_path, config_path, "--cores", "2")
-    assert job_count(out, "train") == len(pipeline.model_runs(load_config(config_path)))
+    # the demo's MNIST trains a job per method (resources.train_jobs), the CIFAR stand-in per model here
+    loaded = load_config(config_path)
+    assert job_count(out, "train_method") == len(loaded["tasks"]["mnist"]["methods"])
+    assert job_count(out, "train") == len(pipeline.model_runs(loaded, "cifar_standin"))
     assert job_count(out, "figures") == len(config["tasks"])
 
 

@@ -17,12 +17,20 @@ PREPARED = "results/prepared/{task}.npz"
 MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"
 MODEL = MODEL_DIR + "/model.pt"
 METRICS = MODEL_DIR + "/metrics.csv"
+#: a method's models: one training job's output where the task's ``resources.train_jobs`` is
+#: ``per_method`` (the models keep their paths above, inside it)
+METHOD_DIR = "results/models/{task}/{method}"
+#: a model's end-of-epoch state while its job runs (outside the job's outputs, which Snakemake
+#: deletes before it reruns a job; a killed job resumes from it)
+RESUME = "results/resume/{task}/{method}/{setting}/seed~{seed}.pt"
 #: how a per-model job names its log and benchmark files
 MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
 #: an evaluation job's models: one (``sigma~0.2/seed~14``, the model's folder below its method),
 #: or all of the method's models where the task's ``resources.evaluate_jobs`` is ``per_method``
 ONE_MODEL = "{setting}/seed~{seed}"
 ALL_MODELS = "all_models"
+#: how a per-method training job names its log and benchmark files
+METHOD_JOB = "{task}/{method}/" + ALL_MODELS
 #: one evaluation job's Monte-Carlo shard, and the same models on every device of the task's
 #: cross-evaluation (``evaluation.devices``)
 EVALUATION = "results/evaluation/{task}/{method}/{models}.parquet"

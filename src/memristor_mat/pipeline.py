@@ -62,6 +62,10 @@ class ModelRun:
         return paths.METRICS.format(**self.wildcards)
 
     @property
+    def resume(self) -> str:
+        return paths.RESUME.format(**self.wildcards)
+
+    @property
     def models_key(self) -> str:
         """The model's folder below its method (``sigma~0.2/seed~14``): its evaluation job's
         ``{models}`` where the task evaluates per model."""
@@ -137,6 +141,41 @@ def evaluation_job(config: dict[str, Any], task: str, method: str, models: str) 
             return job
     unit = config["tasks"][task]["resources"]["evaluate_jobs"]
     raise ValueError(f"task {task} has no evaluation job {method}/{models} (it evaluates {unit})")
+
+
+def method_runs(config: dict[str, Any], task: str, method: str) -> list[ModelRun]:
+    """The models of one method of a task (one training job where it trains per method)."""
+    runs = [run for run in model_runs(config, task) if run.method == method]
+    if not runs:
+        raise ValueError(f"task {task} has no {method} models")
+    return runs
+
+
+def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list[str]:
+    """What a rule lists as input to read these models' ``file`` (``checkpoint`` or ``metrics``):
+    the file itself where the task trains per model, the method's folder (one job's output, with
+    the file inside at the same path) where it trains per method."""
+    inputs: list[str] = []
+    for run in runs:
+        if config["tasks"][run.task]["resources"]["train_jobs"] == "per_method":
+            path = paths.METHOD_DIR.format(task=run.task, method=run.method)
+        else:
+            path = getattr(run, file)
+        if path not in inputs:
+            inputs.append(path)
+    return inputs
+
+
+def training_jobs(config: dict[str, Any], runs) -> list[dict[str, Any]]:
+    """What one training job (one model, or a method's models) trains, model by model: its
+    :func:`train_job` and its files (checkpoint, metrics, resume state, pretrained checkpoint)."""
+    jobs = []
+    for run in runs:
+        pretrained = pretrained_run(run)
+        jobs.append({**train_job(config, run), "run": run.wildcards, "checkpoint": run.checkpoint,
+                     "metrics": run.metrics, "resume": run.resume,
+                     "pretrained": None if pretrained is None else pretrained.checkpoint})
+    return jobs
 
 
 def pretrained_run(run: ModelRun) -> ModelRun | None:

@@ -57,8 +57,13 @@ def train_model(
     pretrained_path: str | os.PathLike | None = None,
     device: str = "auto",
     threads: int = 1,
+    resume_path: str | os.PathLike | None = None,
+    keep_resume: bool = False,
 ) -> None:
-    """Train one model; resumable: its end-of-epoch state lives in ``<out>.resume`` until done."""
+    """Train one model; resumable: its end-of-epoch state lives in ``resume_path`` (default
+    ``<out>.resume``) until done, and after it where ``keep_resume`` (a job of several models
+    deletes it once all are done: a rerun of a killed job then rewrites the finished ones from it
+    instead of training them again)."""
     torch_device = select_device(device)
     compute_threads, data_workers = split_threads(threads, torch_device, settings.augmentation is not None)
     set_threads(compute_threads)
@@ -83,7 +88,7 @@ def train_model(
         "method_settings": registry.run_settings(run.method, run.setting, settings.method_options),
         "settings": settings.as_dict(),
     }
-    resume_path = Path(str(out_path) + ".resume")
+    resume_path = Path(resume_path if resume_path is not None else str(out_path) + ".resume")
     result = train(model, data, settings, device=torch_device, resume_path=resume_path, resume_extra=identity,
                    data_workers=data_workers)
     save_checkpoint(out_path, {
@@ -97,7 +102,23 @@ def train_model(
                                 ("seed", run.seed)]):
         history.insert(0, key, value)
     write_csv(history, metrics_path)
-    resume_path.unlink(missing_ok=True)
+    if not keep_resume:
+        resume_path.unlink(missing_ok=True)
+
+
+def train_models(jobs: Sequence[dict[str, Any]], *, data_path: str | os.PathLike, threads: int = 1) -> None:
+    """One training job: the models of ``jobs`` (:func:`memristor_mat.pipeline.training_jobs`:
+    one, or all of a method's), one after the other in this process. Each keeps its
+    end-of-epoch state until all are done, so a killed job resumes every model from its last
+    epoch, finished ones included."""
+    for job in jobs:
+        run = ModelRun.from_wildcards(**job["run"])
+        log.info("training %s", run)
+        train_model(run, TrainingSettings.from_dict(job["settings"]), job["model"], data_path=data_path,
+                    out_path=job["checkpoint"], metrics_path=job["metrics"], pretrained_path=job["pretrained"],
+                    device=job["device"], threads=threads, resume_path=job["resume"], keep_resume=True)
+    for job in jobs:
+        Path(job["resume"]).unlink(missing_ok=True)
 
 
 def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCarloSettings, torch_device, evaluate):
