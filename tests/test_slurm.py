@@ -185,6 +185,8 @@ def small_config(with_broken_task: bool) -> dict:
     task["training"]["epochs"] = 1
     task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
     task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
+    # a job per model, as the paper configs run on a cluster (the demo's per-method jobs run locally)
+    task["resources"].update(train_jobs="per_model", evaluate_jobs="per_model")
     config["tasks"] = {"mnist": task}
     if with_broken_task:
         # full MNIST, download forbidden and no files on disk: its prepare job fails. Two models
