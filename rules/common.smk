@@ -53,7 +53,7 @@ def method_runs(wildcards):
     return pipeline.method_runs(config, wildcards.task, wildcards.method)
 
 
-def pretrained_inputs(config, runs):
+def pretrained_inputs(runs):
     """The models that ``runs`` fine-tune (vanilla of the same seed for mat), as rule inputs."""
     pretrained = [pipeline.pretrained_run(run) for run in runs]
     return pipeline.model_inputs(config, [run for run in pretrained if run is not None])

@@ -7,7 +7,7 @@
 rule train:
     input:
         data=paths.PREPARED,
-        pretrained=lambda wildcards: pretrained_inputs(config, [run_of(wildcards)]),
+        pretrained=lambda wildcards: pretrained_inputs([run_of(wildcards)]),
     output:
         model=paths.MODEL,
         metrics=paths.METRICS,
@@ -31,7 +31,7 @@ rule train:
 rule train_method:
     input:
         data=paths.PREPARED,
-        pretrained=lambda wildcards: pretrained_inputs(config, method_runs(wildcards)),
+        pretrained=lambda wildcards: pretrained_inputs(method_runs(wildcards)),
     output:
         directory(paths.METHOD_DIR),
     params:

@@ -224,6 +224,23 @@ def test_fresh_clone_with_committed_figures_recomputes_everything(tmp_path):
     assert job_count(out, "figures") == len(config["tasks"])
 
 
+def test_training_and_evaluation_group_their_jobs_independently(tmp_path):
+    # per-method training with per-model evaluation and the other way round: each job reads the
+    # checkpoints it needs from the jobs that write them
+    config = tiny_config()
+    config["tasks"]["mnist"]["resources"].update(train_jobs="per_method", evaluate_jobs="per_model")
+    config["tasks"]["cifar_standin"]["resources"].update(train_jobs="per_model", evaluate_jobs="per_method")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    out = dry_run(tmp_path, config_path, "--cores", "2")
+    loaded = load_config(config_path)
+    mnist, cifar = (pipeline.model_runs(loaded, task) for task in ("mnist", "cifar_standin"))
+    assert job_count(out, "train_method") == len({run.method for run in mnist})
+    assert job_count(out, "train") == len(cifar)
+    assert job_count(out, "evaluate") == len(mnist) + len({run.method for run in cifar})
+    assert job_count(out, "evaluate_devices") == len(mnist)
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     config = tiny_config()
     config["tasks"]["mnist"]["training"]["batch_size"] = 0
