@@ -59,15 +59,17 @@ def train_model(
     threads: int = 1,
     resume_path: str | os.PathLike | None = None,
     keep_resume: bool = False,
+    data: DatasetSplits | None = None,
 ) -> None:
     """Train one model; resumable: its end-of-epoch state lives in ``resume_path`` (default
     ``<out>.resume``) until done, and after it where ``keep_resume`` (a job of several models
     deletes it once all are done: a rerun of a killed job then rewrites the finished ones from it
-    instead of training them again)."""
+    instead of training them again). ``data``: the prepared dataset of ``data_path``, already
+    loaded (a job of several models reads it once)."""
     torch_device = select_device(device)
     compute_threads, data_workers = split_threads(threads, torch_device, settings.augmentation is not None)
     set_threads(compute_threads)
-    data = load_prepared(data_path)
+    data = data if data is not None else load_prepared(data_path)
     arch = model_config["arch"]
     options = architecture_options(arch, model_config, data.input_shape, data.num_classes)
     torch.manual_seed(run.seed)
@@ -111,12 +113,14 @@ def train_models(jobs: Sequence[dict[str, Any]], *, data_path: str | os.PathLike
     one, or all of a method's), one after the other in this process. Each keeps its
     end-of-epoch state until all are done, so a killed job resumes every model from its last
     epoch, finished ones included."""
+    data = load_prepared(data_path)
     for job in jobs:
         run = ModelRun.from_wildcards(**job["run"])
         log.info("training %s", run)
         train_model(run, TrainingSettings.from_dict(job["settings"]), job["model"], data_path=data_path,
                     out_path=job["checkpoint"], metrics_path=job["metrics"], pretrained_path=job["pretrained"],
-                    device=job["device"], threads=threads, resume_path=job["resume"], keep_resume=True)
+                    device=job["device"], threads=threads, resume_path=job["resume"], keep_resume=True,
+                    data=data)
     for job in jobs:
         Path(job["resume"]).unlink(missing_ok=True)
 
