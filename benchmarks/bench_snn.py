@@ -246,7 +246,7 @@ def bench_monte_carlo(args) -> None:
     gflop_per_draw = 2 * STEPS * (CHANNELS * HIDDEN + HIDDEN * HIDDEN + HIDDEN * CLASSES) * TEST_WINDOWS / 1e9
     peak = matmul_peak_gflops()
     print(f"Monte-Carlo evaluation: {TEST_WINDOWS} windows, {gflop_per_draw:.2f} GFLOP per draw, {args.draws} draws at "
-          f"sigma 0.1, {args.draws_per_chunk} draws per vmap chunk, {torch.get_num_threads()} threads; "
+          f"sigma 0.1, {args.draws_per_chunk} draws per chunk, {torch.get_num_threads()} threads; "
           f"float32 matmul peak (2048^3, same run) {peak:.1f} GFLOP/s")
     for dynamics, neuron in VARIANTS:
         net = model(dynamics, neuron).eval()

@@ -9,6 +9,8 @@ see the same draws.
 
 Several draws are evaluated at once: their noisy weights are stacked and the model runs under
 ``torch.vmap``, so a layer whose input is shared across draws becomes one wide matrix multiply.
+A model whose class sets ``broadcasts_weight_draws = True`` takes the stacked weights in its own
+forward pass instead (the ECG network: its time loop then writes into preallocated tensors).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def correct_with_stacked_weights(
     def logits(weights, inputs):
         return functional_call(model, weights, (inputs,), strict=False)
 
-    batched = torch.vmap(logits, in_dims=(0, None), randomness="error")
+    # a model that broadcasts over stacked weights itself runs faster than its vmap (RecurrentSNN)
+    batched = (logits if getattr(model, "broadcasts_weight_draws", False)
+               else torch.vmap(logits, in_dims=(0, None), randomness="error"))
     draws = next(iter(stacked.values())).shape[0]
     if draws == 1:
         # a plain call: vmap's batching rules cost twice the convolutions' and batch norms'

@@ -5,7 +5,8 @@ The weights are raw tensors (``w_in``, ``w_rec``, ``w_out``), the conductances a
 hold; the per-neuron time constants are buffers (a property of the neuron circuits, drawn once,
 never trained and never perturbed by weight noise). The model works with the rest of the library
 as any other: :class:`~memristor_mat.noise.NoisyModel` replaces its weights through
-``torch.func.functional_call``, Monte-Carlo evaluation runs it under ``torch.vmap``, and the
+``torch.func.functional_call``, Monte-Carlo evaluation gives it stacked weight draws (which its
+evaluation loop broadcasts over, see ``RecurrentSNN.broadcasts_weight_draws``), and the
 training loop uses its own :meth:`RecurrentSNN.training_loss` (NLL plus spike regularisers).
 
 Two dynamics, chosen with ``dynamics=``:
@@ -85,8 +86,8 @@ Common to both:
   one product with its (T x T) impulse-response matrix (per output neuron for the original; same
   values up to rounding, fewer operations per step).
 * **Two time loops, one dynamics**: training (autograd on) runs a loop that keeps what autograd
-  needs anyway; evaluation (no autograd, under ``torch.vmap`` over weight draws) runs a lean loop
-  whose memory is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
+  needs anyway; evaluation (no autograd, all weight draws at once) runs a lean loop whose memory
+  is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
   give the same logits, for both dynamics, both neurons and both recurrences. In the original
   dynamics nothing in the time loop depends on the spikes (the recurrence runs on h, the reset
   is detached), so the training loop makes them after it, in one surrogate call over every step:
@@ -100,6 +101,7 @@ Common to both:
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -134,14 +136,9 @@ def spike(membrane: torch.Tensor, threshold, scale) -> torch.Tensor:
     return torch.addcmul(step, membrane - membrane.detach(), slope)
 
 
-def heaviside_step(membrane: torch.Tensor, threshold) -> torch.Tensor:
-    """1.0 where ``membrane > threshold``, else 0.0, without autograd: the same values as
-    ``torch.gt(membrane, threshold).to(membrane.dtype)``, NaN and infinities included (``m -
-    threshold > 0`` exactly when ``m > threshold`` in IEEE arithmetic with gradual underflow,
-    torch's default; a NaN's sign becomes 0), in float kernels only: a comparison into a bool
-    tensor and its conversion take three times as long on the Monte-Carlo loop's large tensors
-    (draws x windows x H; measured 450 against 160 microseconds at 16 x 200 x 100, one thread)."""
-    return torch.sub(membrane, threshold).sign_().clamp_min_(0.0).nan_to_num_(nan=0.0)
+def _is_vmapped(tensor: torch.Tensor) -> bool:
+    # torch.func has no public test for it; this is the one its own code uses
+    return torch._C._functorch.is_batchedtensor(tensor)
 
 
 def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_options) -> torch.Tensor:
@@ -204,6 +201,13 @@ class RecurrentSNN(nn.Module):
     different training seeds then share one "chip"), or from torch's global RNG at construction,
     after the weights, if it is None (a fresh draw per model, as the original did).
     """
+
+    #: ``forward`` without autograd also takes ``w_in``, ``w_rec`` and ``w_out`` with leading draw
+    #: dimensions (through ``torch.func.functional_call``) and returns logits ``(*draws, batch,
+    #: classes)``: Monte-Carlo evaluation calls it so instead of through ``torch.vmap``, whose
+    #: batching rules cannot write into given tensors and run ``addmm`` as three operations (the
+    #: evaluation loop runs 1.4-1.5x faster so, with the same values; ``benchmarks/bench_snn.py``).
+    broadcasts_weight_draws = True
 
     def __init__(
         self,
@@ -337,12 +341,25 @@ class RecurrentSNN(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.n_inputs:
             raise ValueError(f"RecurrentSNN expects inputs (batch, time, {self.n_inputs}), got {tuple(x.shape)}")
         self._activity = self._activity_batch = None
+        if (torch.is_grad_enabled() or record) and any(w.dim() > 2 for w in (self.w_in, self.w_rec, self.w_out)):
+            raise ValueError(
+                "RecurrentSNN takes weights with a leading draw dimension only for evaluation without "
+                f"autograd (under torch.no_grad(), record=False); got w_in {tuple(self.w_in.shape)}, "
+                f"w_rec {tuple(self.w_rec.shape)}, w_out {tuple(self.w_out.shape)}"
+            )
         w_rec = self.w_rec * self.recurrent_mask  # once per pass; zero diagonal even for noisy w_rec
         membranes: list[torch.Tensor] | None = [] if record else None
         if torch.is_grad_enabled() or record:
             hidden = self._hidden_activity(x, w_rec, membranes)
             projected = hidden @ self.w_out
         else:
+            if any(_is_vmapped(t) for t in (x, self.w_in, w_rec, self.w_out)):
+                raise ValueError(
+                    "RecurrentSNN's evaluation loop (no autograd) does not run under torch.vmap: it writes "
+                    "into preallocated tensors, which vmap cannot batch. It evaluates stacked weight draws "
+                    "itself: call it with w_in, w_rec, w_out of shapes (draws, ...) through "
+                    "torch.func.functional_call, under torch.no_grad()"
+                )
             hidden, projected = None, self._projected_activity(x, w_rec)
         readout = self._readout(projected)  # (batch, T, classes): the readout membrane at every step
         logits = readout.amax(dim=-2)
@@ -407,45 +424,66 @@ class RecurrentSNN(nn.Module):
             outputs.append(out)
         return torch.stack(outputs, dim=-2)
 
+    def _lean_buffers(self, x: torch.Tensor, w_rec: torch.Tensor) -> SimpleNamespace:
+        """The evaluation loops' tensors, allocated once per pass: ``zeros()`` makes a state
+        ``(*draws, batch, H)``; ``drive`` takes ``x_t @ w_in`` and ``projected`` ``(T, *draws,
+        batch, classes)`` the readout's input at every step. Allocating them per step cost more
+        than the elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
+        batch, steps, inputs = x.shape
+        draws = torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
+        shape = (*draws, batch, self.hidden_size)
+        input_draws = self.w_in.shape[:-2]
+        return SimpleNamespace(
+            shape=shape,
+            zeros=lambda: x.new_zeros(shape),
+            # x_t broadcast over w_in's draws as a view: the product then writes into drive
+            inputs=lambda t: x[:, t].expand(*input_draws, batch, inputs),
+            drive=x.new_empty((*input_draws, batch, self.hidden_size)),
+            projected=x.new_empty((steps, *draws, batch, self.num_classes)),
+        )
+
     def _projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
-        """``hidden @ w_out`` ``(batch, T, classes)`` without autograd: the time loop of
-        evaluation, run under ``torch.vmap`` with many weight draws, so it keeps memory at
-        O(batch x H) (inputs projected step by step, no (batch, T, H) tensor) and, with spike
-        recurrence, gets the readout projection of step t - 1 from the recurrent product of
-        step t (``out @ [W_rec | W_out]``: a two-column product alone costs half as much as the
-        whole recurrent one). Same dynamics as :meth:`_hidden_activity`, which the tests check."""
+        """``hidden @ w_out`` ``(*draws, batch, T, classes)`` without autograd: the time loop of
+        evaluation. Same dynamics as :meth:`_hidden_activity`, which the tests check, computed
+        for speed: every draw at once (weights with leading draw dimensions broadcast, see
+        :attr:`broadcasts_weight_draws`), in O(batch x H) state per draw updated in place
+        (``out=``; :meth:`_lean_buffers`). With spike recurrence it gets the readout projection
+        of step t - 1 from the recurrent product of step t (``out @ [W_rec | W_out]``: a
+        two-column product alone costs half as much as the whole recurrent one)."""
         if self.dynamics == "original":
             return self._original_projected_activity(x, w_rec)
-        batch, steps, _ = x.shape
         size, w_in, w_out = self.hidden_size, self.w_in, self.w_out
-        alpha, beta = self.alpha, self.beta
-        threshold, _ = self._constants(x)
+        alpha, beta, threshold = self.alpha, self.beta, self.threshold
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
-        w_rec_out = torch.cat([w_rec, w_out], dim=-1) if on_spikes else None
-        syn = x.new_zeros((batch, size))
-        mem = torch.zeros_like(syn)
-        out = torch.zeros_like(syn)
-        projected = []
-        for t in range(steps):
-            drive = torch.addcmul(x[:, t] @ w_in, alpha, syn)
-            if on_spikes:
-                product = out @ w_rec_out
-                syn = drive.add_(product[..., :size])
-                if t > 0:
-                    projected.append(product[..., size:])
-            else:
-                syn = drive.add_(syn @ w_rec)
-            mem = torch.lerp(syn, mem, beta)
-            if spiking:
-                out = heaviside_step(mem, threshold)
-                mem.sub_(out, alpha=self.threshold)
-            else:
-                out = torch.sub(mem, threshold).tanh_()
-            if not on_spikes:
-                projected.append(out @ w_out)
+        buffers = self._lean_buffers(x, w_rec)
+        drive, projected = buffers.drive, buffers.projected
+        syn, mem, out, recurrent = buffers.zeros(), buffers.zeros(), buffers.zeros(), buffers.zeros()
         if on_spikes:
-            projected.append(out @ w_out)
-        return torch.stack(projected, dim=-2)
+            draws = buffers.shape[:-2]
+            w_rec_out = torch.cat([w_rec.expand(*draws, -1, -1), w_out.expand(*draws, -1, -1)], dim=-1)
+            product = x.new_empty((*buffers.shape[:-1], w_rec_out.shape[-1]))
+            recurrent = product[..., :size]
+        for t in range(x.shape[1]):
+            # syn = alpha * syn + x_t @ W_in + (spike_{t-1} or syn_{t-1}) @ W_rec
+            torch.matmul(buffers.inputs(t), w_in, out=drive)
+            if on_spikes:
+                torch.matmul(out, w_rec_out, out=product)  # out: still the previous step's
+                if t > 0:
+                    projected[t - 1].copy_(product[..., size:])
+            else:
+                torch.matmul(syn, w_rec, out=recurrent)
+            torch.addcmul(drive, alpha, syn, out=syn).add_(recurrent)
+            torch.lerp(syn, mem, beta, out=mem)  # beta * mem + (1 - beta) * syn
+            if spiking:
+                torch.gt(mem, threshold, out=out)  # 1.0 strictly above, else 0.0 (NaN too)
+                mem.sub_(out, alpha=threshold)
+            else:
+                torch.sub(mem, threshold, out=out).tanh_()
+            if not on_spikes:
+                torch.matmul(out, w_out, out=projected[t])
+        if on_spikes:
+            torch.matmul(out, w_out, out=projected[-1])
+        return projected.movedim(0, -2)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                                   membranes: list[torch.Tensor] | None) -> torch.Tensor:
@@ -481,28 +519,26 @@ class RecurrentSNN(nn.Module):
         return torch.stack(outputs, dim=-2)
 
     def _original_projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
-        """:meth:`_projected_activity` of the original dynamics: the same lean loop (O(batch x H)
-        memory per draw, inputs projected step by step). The output feeds nothing back, so each
-        step's readout projection is a product of its own."""
-        batch, steps, _ = x.shape
-        w_in, w_out = self.w_in, self.w_out
-        alpha, beta = self.alpha, self.beta
-        threshold, _ = self._constants(x)
+        """:meth:`_projected_activity` of the original dynamics: the same lean loop."""
+        w_in, w_out, alpha, beta, threshold = self.w_in, self.w_out, self.alpha, self.beta, self.threshold
         spiking = self.neuron == "spiking"
-        h = x.new_zeros((batch, self.hidden_size))
-        syn = torch.zeros_like(h)
-        mem = torch.zeros_like(h)
-        projected = []
-        for t in range(steps):
-            h = torch.addmm(x[:, t] @ w_in, h, w_rec)
-            reset = heaviside_step(mem, threshold)
-            out = reset if spiking else torch.sub(mem, threshold).tanh_()
-            projected.append(out @ w_out)
-            # in place only on addcmul's fresh result: under vmap it is batched whenever reset is
-            # (both derive from mem), which an in-place update requires
-            mem = torch.addcmul(syn, beta, mem).sub_(reset, alpha=self.threshold)
-            syn = torch.addcmul(h, alpha, syn)
-        return torch.stack(projected, dim=-2)
+        buffers = self._lean_buffers(x, w_rec)
+        drive, projected = buffers.drive, buffers.projected
+        h, h_next, syn, mem, out = (buffers.zeros() for _ in range(5))
+        reset = out if spiking else buffers.zeros()  # spiking: the reset is the output
+        for t in range(x.shape[1]):
+            # h_t = x_t W_in + h_{t-1} V as a product and a sum: the values of the addmm it replaces
+            torch.matmul(buffers.inputs(t), w_in, out=drive)
+            torch.matmul(h, w_rec, out=h_next)
+            h, h_next = h_next.add_(drive), h
+            torch.gt(mem, threshold, out=reset)  # 1.0 strictly above, else 0.0 (NaN too)
+            if not spiking:
+                torch.sub(mem, threshold, out=out).tanh_()
+            torch.matmul(out, w_out, out=projected[t])  # the output feeds nothing back
+            # mem_t takes syn_{t-1}: update mem before syn
+            torch.addcmul(syn, beta, mem, out=mem).sub_(reset, alpha=threshold)
+            torch.addcmul(h, alpha, syn, out=syn)
+        return projected.movedim(0, -2)
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
