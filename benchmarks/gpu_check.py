@@ -5,10 +5,11 @@ Checks:
   1. training with bfloat16 autocast, and with float16 autocast + GradScaler (MLP);
   2. MAT training with the noise drawn by a generator on the GPU (MLP, mat_scratch);
   3. augmented CNN training fed through pinned memory by a DataLoader worker (MobileNetV2);
-  4. Monte-Carlo evaluation, draws stacked under vmap against one at a time, for the MLP, a
+  4. Monte-Carlo evaluation, draws stacked (vmap; the SNN broadcasts) against one at a time, for the MLP, a
      MobileNetV2 and the recurrent spiking network (same correct counts expected);
   5. device-independent draws: draw d moved to the GPU equals draw d on the CPU;
-  6. a tiny workflow run (`snakemake`) whose training and evaluation jobs request `gpu: 1`.
+  6. a tiny workflow run (`snakemake`, as far as its tables) whose training, evaluation and
+     device-evaluation jobs request `gpu: 1`.
 
 Without a CUDA device it says so and exits 0; `--cpu-fallback` runs every check on the CPU
 instead (the tests do, so the script itself cannot rot).
@@ -137,12 +138,16 @@ def check_workflow(device):
         path = Path(folder) / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         snakemake = Path(sys.executable).with_name("snakemake")
-        result = subprocess.run([str(snakemake), "-s", str(REPO / "Snakefile"), "-d", folder, "--cores", "2",
+        # as far as the tables: every job that uses the GPU (training, evaluation, the devices'
+        # cross-evaluation), none of the notebooks, which have no CUDA path
+        targets = ["results/mnist/summary.csv", "results/mnist/device_summary.csv"]
+        result = subprocess.run([str(snakemake), *targets, "-s", str(REPO / "Snakefile"), "-d", folder, "--cores", "2",
                                  "--resources", "gpu=1", "--configfile", str(path)],
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        assert (Path(folder) / "results/mnist/summary.csv").exists()
-    return "training and evaluation jobs with gpu=1 finished, summary written"
+        for target in targets:
+            assert (Path(folder) / target).exists(), target
+    return "training, evaluation and device evaluation jobs with gpu=1 finished, tables written"
 
 
 CHECKS = {
