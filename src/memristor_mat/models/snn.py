@@ -457,12 +457,14 @@ class RecurrentSNN(nn.Module):
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
         buffers = self._lean_buffers(x, w_rec)
         drive, projected = buffers.drive, buffers.projected
-        syn, mem, out, recurrent = buffers.zeros(), buffers.zeros(), buffers.zeros(), buffers.zeros()
+        syn, mem, out = buffers.zeros(), buffers.zeros(), buffers.zeros()
         if on_spikes:
             draws = buffers.shape[:-2]
             w_rec_out = torch.cat([w_rec.expand(*draws, -1, -1), w_out.expand(*draws, -1, -1)], dim=-1)
             product = x.new_empty((*buffers.shape[:-1], w_rec_out.shape[-1]))
             recurrent = product[..., :size]
+        else:
+            recurrent = buffers.zeros()
         for t in range(x.shape[1]):
             # syn = alpha * syn + x_t @ W_in + (spike_{t-1} or syn_{t-1}) @ W_rec
             torch.matmul(buffers.inputs(t), w_in, out=drive)
