@@ -59,6 +59,10 @@ def pretrained_inputs(runs):
     return pipeline.model_inputs(config, [run for run in pretrained if run is not None])
 
 
+# an evaluation job's {method}: a method, or all of them where the task evaluates per task
+EVALUATION_METHOD = "|".join([*methods.method_names(), paths.ALL_METHODS])
+
+
 def evaluation_job(wildcards):
     return pipeline.evaluation_job(config, wildcards.task, wildcards.method, wildcards.models)
 
@@ -73,6 +77,13 @@ def evaluation_checkpoints(wildcards):
 
 def evaluation_shards(wildcards, kind):
     return [job.shard(kind) for job in pipeline.evaluation_jobs(config, wildcards.task)]
+
+
+# Data preparation and training first, whenever they are ready: they head the DAG's long chains
+# (a task's evaluation, tables and figures wait for all of its models), and the scheduler does
+# not look ahead. Without it a 2-core demo left the longest training (MNIST, one 98 s job) for
+# last, with one core idle for a minute while it ran.
+TRAINING_PRIORITY = 1
 
 
 def task_resource(name):

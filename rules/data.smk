@@ -2,6 +2,7 @@
 
 
 rule prepare_data:
+    priority: TRAINING_PRIORITY
     output:
         paths.PREPARED,
     params:

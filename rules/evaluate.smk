@@ -1,9 +1,11 @@
-# Monte-Carlo evaluation: one job per model, or per method (the task's resources.evaluate_jobs;
+# Monte-Carlo evaluation: one job per model, per method or per task (resources.evaluate_jobs;
 # all levels x draws loop inside the job), then one aggregate per task that concatenates the
 # shards into the tidy table.
 
 
 rule evaluate:
+    wildcard_constraints:
+        method=EVALUATION_METHOD,
     input:
         models=evaluation_inputs,
         data=paths.PREPARED,
@@ -68,6 +70,8 @@ rule aggregate:
 
 
 rule evaluate_devices:
+    wildcard_constraints:
+        method=EVALUATION_METHOD,
     input:
         models=evaluation_inputs,
         data=paths.PREPARED,

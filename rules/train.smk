@@ -1,10 +1,11 @@
 # Training: vanilla pretraining per seed, then each method x setting (sigma~0.2, levels~4, ...) x seed:
-# one job per model (`train`), or one per method (`train_method`) where the task's
-# resources.train_jobs is per_method. A killed job resumes each model from its last epoch
+# one job per model (`train`), one per method (`train_method`) or one per task (`train_task`), by
+# the task's resources.train_jobs. A killed job resumes each model from its last epoch
 # (paths.RESUME) when it is rerun.
 
 
 rule train:
+    priority: TRAINING_PRIORITY
     input:
         data=paths.PREPARED,
         pretrained=lambda wildcards: pretrained_inputs([run_of(wildcards)]),
@@ -29,6 +30,7 @@ rule train:
 
 
 rule train_method:
+    priority: TRAINING_PRIORITY
     input:
         data=paths.PREPARED,
         pretrained=lambda wildcards: pretrained_inputs(method_runs(wildcards)),
@@ -40,6 +42,32 @@ rule train_method:
         paths.log("train", paths.METHOD_JOB),
     benchmark:
         paths.benchmark("train", paths.METHOD_JOB)
+    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
+    resources:
+        mem_mb=task_resource("train_mem_mb"),
+        runtime=task_resource("train_runtime"),
+        gpu=task_resource("gpu"),
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
+
+
+rule train_task:
+    priority: TRAINING_PRIORITY
+    input:
+        data=paths.PREPARED,
+    output:
+        directory(paths.TASK_MODELS_DIR),
+    params:
+        # the models it fine-tunes from are its own: trained first, in the same process
+        jobs=lambda wildcards: pipeline.training_jobs(
+            config, pipeline.training_order(pipeline.model_runs(config, wildcards.task))
+        ),
+    log:
+        paths.log("train", paths.TASK_JOB),
+    benchmark:
+        paths.benchmark("train", paths.TASK_JOB)
     threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
     resources:
         mem_mb=task_resource("train_mem_mb"),

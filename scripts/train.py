@@ -1,4 +1,4 @@
-"""Snakemake script: one training job (rules/train.smk): one model, or all of a method's models."""
+"""Snakemake script: one training job (rules/train.smk): one model, a method's models or a task's."""
 
 from _bootstrap import log_to
 

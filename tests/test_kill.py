@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def kill_config() -> dict:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     task = config["tasks"]["mnist"]
-    task["seeds"] = [14, 15]  # per method (the demo's train_jobs): two models in one training job
+    task["seeds"] = [14, 15]  # per task (the demo's train_jobs): four models in one training job
     task["training"]["epochs"] = 3
     task["methods"] = {"vanilla": {}, "mat_scratch": {"sigma_train": [0.2]}}
     task["figures"].update(headline_method="mat_scratch", headline_sigma_train=0.2)
@@ -90,9 +90,9 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     assert final.returncode == 0, final.stderr[-3000:]
     # nothing finished was redone: the finished model came back from its last state, the other
     # continued from its last epoch
-    log = (killed_dir / "results/logs/train/mnist/vanilla/all_models.log").read_text()
-    assert "seed~14.pt from epoch 3 of 3" in log
-    assert "seed~15.pt from epoch" in log
+    log = (killed_dir / "results/logs/train/mnist/all_methods/all_models.log").read_text()
+    assert "vanilla/sigma~0/seed~14.pt from epoch 3 of 3" in log
+    assert "vanilla/sigma~0/seed~15.pt from epoch" in log
 
     # identical numbers: every Monte-Carlo count, every training metric but wall seconds
     ours = pd.read_parquet(killed_dir / "results/mnist/accuracy.parquet")

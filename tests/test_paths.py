@@ -59,6 +59,34 @@ def test_evaluating_per_method_gives_each_method_one_job_with_all_its_models():
         pipeline.evaluation_job(config, "mnist", "mat", "sigma~0.1/seed~14")
 
 
+def test_evaluating_per_task_gives_the_task_one_job_with_every_model():
+    config = _config("per_task")
+    [job] = pipeline.evaluation_jobs(config, "mnist")
+    assert job.runs == tuple(pipeline.model_runs(config, "mnist"))
+    assert pipeline.evaluation_job(config, "mnist", paths.ALL_METHODS, paths.ALL_MODELS) == job
+    assert job.shard("study") == "results/evaluation/mnist/all_methods/all_models.parquet"
+    assert job.shard("devices") == "results/device_evaluation/mnist/all_methods/all_models.parquet"
+    with pytest.raises(ValueError, match="per_task"):
+        pipeline.evaluation_job(config, "mnist", "mat", paths.ALL_MODELS)
+
+
+def test_training_per_task_reads_every_model_from_the_task_folder_in_an_order_one_job_can_train():
+    config = _config("per_model")
+    config["tasks"]["mnist"]["resources"]["train_jobs"] = "per_task"
+    runs = pipeline.model_runs(config, "mnist")
+    assert runs[0].method == "mat"  # sorted by name: mat before the vanilla model it fine-tunes
+    assert pipeline.model_inputs(config, runs) == ["results/models/mnist"]
+    assert pipeline.model_inputs(config, runs, "metrics") == ["results/models/mnist"]
+    order = pipeline.training_order(runs)
+    assert sorted(order) == runs
+    for position, run in enumerate(order):
+        start = pipeline.pretrained_run(run)
+        assert start is None or order.index(start) < position, run
+    # a fine-tuning run whose pretrained model is another job's keeps its place
+    mat = [run for run in runs if run.method == "mat"]
+    assert pipeline.training_order(mat) == mat
+
+
 def test_no_rule_spells_a_path_of_its_own():
     # a quoted string starting with results/ or figures/ in a rule file would be a second
     # definition of a pattern that memristor_mat.paths owns

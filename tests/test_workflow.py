@@ -136,11 +136,13 @@ def test_workflow_produces_figures_tables_and_tidy_table(finished_run):
     assert (summary.n_draws == summary.sigma_inference.map(lambda s: 1 if s == 0 else 3)).all()
     per_model = pd.read_csv(workdir / "results/mnist/tables/per_model.csv")
     assert len(per_model) == len(runs) * 3
-    # evaluated per method (the demo's resources.evaluate_jobs): one shard per method, all its models
-    method_shards = sorted((workdir / "results/evaluation/mnist").glob("*/all_models.parquet"))
-    assert [p.parent.name for p in method_shards] == sorted(set(table.method))
-    mat = pd.read_parquet(workdir / "results/evaluation/mnist/mat_scratch/all_models.parquet")
+    # evaluated per task (the demo's resources.evaluate_jobs): one shard with every model
+    shards = sorted(p.relative_to(workdir).as_posix() for p in (workdir / "results/evaluation/mnist").rglob("*.parquet"))
+    assert shards == ["results/evaluation/mnist/all_methods/all_models.parquet"]
+    shard = pd.read_parquet(workdir / shards[0])
+    mat = shard[shard.method == "mat_scratch"]
     assert sorted(set(zip(mat.sigma_train, mat.seed))) == [(0.1, 14), (0.1, 15), (0.2, 14), (0.2, 15)]
+    assert len(shard) == len(table)
     # the QAT models are quantised: the deployed weights of a 2-level model take 2 values per tensor
     import torch
     state = torch.load(workdir / "results/models/mnist/qat/levels~2/seed~14/model.pt", weights_only=True)
@@ -217,27 +219,30 @@ def test_fresh_clone_with_committed_figures_recomputes_everything(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("committed")
     out = dry_run(tmp_path, config_path, "--cores", "2")
-    # the demo's MNIST trains a job per method (resources.train_jobs), the CIFAR stand-in per model here
+    # the demo's MNIST trains in one job (resources.train_jobs: per_task), the CIFAR stand-in per model here
     loaded = load_config(config_path)
-    assert job_count(out, "train_method") == len(loaded["tasks"]["mnist"]["methods"])
+    assert job_count(out, "train_task") == 1
     assert job_count(out, "train") == len(pipeline.model_runs(loaded, "cifar_standin"))
     assert job_count(out, "figures") == len(config["tasks"])
 
 
 def test_training_and_evaluation_group_their_jobs_independently(tmp_path):
-    # per-method training with per-model evaluation and the other way round: each job reads the
-    # checkpoints it needs from the jobs that write them
+    # per-method training with per-model evaluation, the other way round, and a task evaluated in
+    # one job: each job reads the checkpoints it needs from the jobs that write them
     config = tiny_config()
     config["tasks"]["mnist"]["resources"].update(train_jobs="per_method", evaluate_jobs="per_model")
     config["tasks"]["cifar_standin"]["resources"].update(train_jobs="per_model", evaluate_jobs="per_method")
+    config["tasks"]["cnn_per_task"] = copy.deepcopy(config["tasks"]["cifar_standin"])
+    config["tasks"]["cnn_per_task"]["resources"].update(train_jobs="per_task", evaluate_jobs="per_task")
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     out = dry_run(tmp_path, config_path, "--cores", "2")
     loaded = load_config(config_path)
     mnist, cifar = (pipeline.model_runs(loaded, task) for task in ("mnist", "cifar_standin"))
     assert job_count(out, "train_method") == len({run.method for run in mnist})
+    assert job_count(out, "train_task") == 1
     assert job_count(out, "train") == len(cifar)
-    assert job_count(out, "evaluate") == len(mnist) + len({run.method for run in cifar})
+    assert job_count(out, "evaluate") == len(mnist) + len({run.method for run in cifar}) + 1
     assert job_count(out, "evaluate_devices") == len(mnist)
 
 
@@ -285,6 +290,10 @@ def tiny_ecg_config():
         task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.1], "training": {"epochs": 1}}}
         task["figures"].update(headline_method="mat", headline_sigma_train=0.1)
         task["evaluation"] = {"draws": 2}
+    # the demo trains and evaluates per task; the tanh twin here per method (the tasks share one
+    # resources mapping through a YAML anchor: a copy of its own)
+    config["tasks"]["ecg_tanh"]["resources"] = {**config["tasks"]["ecg_tanh"]["resources"],
+                                                "train_jobs": "per_method", "evaluate_jobs": "per_method"}
     config["tasks"] = {name: config["tasks"][name] for name in ECG_TASKS}
     for comparison in config["comparisons"].values():
         comparison["curves"] = [{"method": "vanilla"}, {"method": "mat", "sigma_train": 0.1}]
@@ -306,6 +315,15 @@ def test_ecg_branch_end_to_end(finished_ecg_run):
         assert set(table.arch) == {"recurrent_snn"}
         assert (workdir / f"figures/{task}/accuracy_vs_noise.png").stat().st_size > 0
     assert (workdir / "figures/ecg/heartbeat_raster.png").stat().st_size > 0
+    shards = {task: sorted(p.relative_to(workdir / "results/evaluation" / task).as_posix()
+                           for p in (workdir / "results/evaluation" / task).rglob("*.parquet")) for task in ECG_TASKS}
+    assert shards["ecg"] == ["all_methods/all_models.parquet"]
+    assert shards["ecg_tanh"] == ["mat/all_models.parquet", "vanilla/all_models.parquet"]
+    # one training job for a task (the fine-tuning after the model it starts from), one per method
+    logs = sorted(p.relative_to(workdir / "results/logs/train").as_posix()
+                  for p in (workdir / "results/logs/train").rglob("*.log"))
+    assert logs == [f"{task}/all_methods/all_models.log" for task in ("ecg", "ecg_improved")] + \
+        ["ecg_tanh/mat/all_models.log", "ecg_tanh/vanilla/all_models.log"]
     assert not (workdir / "figures/ecg_tanh/heartbeat_raster.png").exists()  # traces only where asked
     traces = pd.read_parquet(workdir / "results/ecg/traces.parquet")
     assert set(traces.quantity) == {"signal", "event", "spike", "readout"}

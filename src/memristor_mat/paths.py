@@ -20,6 +20,8 @@ METRICS = MODEL_DIR + "/metrics.csv"
 #: a method's models: one training job's output where the task's ``resources.train_jobs`` is
 #: ``per_method`` (the models keep their paths above, inside it)
 METHOD_DIR = "results/models/{task}/{method}"
+#: every model of a task: one training job's output where ``resources.train_jobs`` is ``per_task``
+TASK_MODELS_DIR = "results/models/{task}"
 #: a model's end-of-epoch state while its job runs (outside the job's outputs, which Snakemake
 #: deletes before it reruns a job; a killed job resumes from it)
 RESUME = "results/resume/{task}/{method}/{setting}/seed~{seed}.pt"
@@ -29,8 +31,13 @@ MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
 #: or all of the method's models where the task's ``resources.evaluate_jobs`` is ``per_method``
 ONE_MODEL = "{setting}/seed~{seed}"
 ALL_MODELS = "all_models"
+#: an evaluation job's ``{method}`` where the task's ``resources.evaluate_jobs`` is ``per_task``:
+#: every model of every method (its ``{models}`` is :data:`ALL_MODELS`)
+ALL_METHODS = "all_methods"
 #: how a per-method training job names its log and benchmark files
 METHOD_JOB = "{task}/{method}/" + ALL_MODELS
+#: how a per-task training job names its log and benchmark files
+TASK_JOB = "{task}/" + ALL_METHODS + "/" + ALL_MODELS
 #: one evaluation job's Monte-Carlo shard, and the same models on every device of the task's
 #: cross-evaluation (``evaluation.devices``)
 EVALUATION = "results/evaluation/{task}/{method}/{models}.parquet"

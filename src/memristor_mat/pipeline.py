@@ -106,11 +106,11 @@ EVALUATION_SHARDS = {"study": paths.EVALUATION, "devices": paths.DEVICE_EVALUATI
 
 @dataclass(frozen=True)
 class EvaluationJob:
-    """One evaluation job: the models it evaluates in one process (one, or all of a method's,
-    by the task's ``resources.evaluate_jobs``) and the shard it writes."""
+    """One evaluation job: the models it evaluates in one process (one, all of a method's, or all
+    of the task's, by the task's ``resources.evaluate_jobs``) and the shard it writes."""
 
     task: str
-    method: str
+    method: str  #: a method, or :data:`paths.ALL_METHODS` (all of the task's models)
     models: str  #: ``sigma~0.2/seed~14`` (one model) or :data:`paths.ALL_MODELS`
     runs: tuple[ModelRun, ...]
 
@@ -124,10 +124,14 @@ class EvaluationJob:
 
 
 def evaluation_jobs(config: dict[str, Any], task: str) -> list[EvaluationJob]:
-    """The task's evaluation jobs, in model order: one per model, or one per method."""
+    """The task's evaluation jobs, in model order: one per model, one per method, or one for the
+    whole task (``resources.evaluate_jobs``)."""
     runs = model_runs(config, task)
-    if config["tasks"][task]["resources"]["evaluate_jobs"] == "per_model":
+    unit = config["tasks"][task]["resources"]["evaluate_jobs"]
+    if unit == "per_model":
         return [EvaluationJob(task, run.method, run.models_key, (run,)) for run in runs]
+    if unit == "per_task":
+        return [EvaluationJob(task, paths.ALL_METHODS, paths.ALL_MODELS, tuple(runs))]
     by_method: dict[str, list[ModelRun]] = {}
     for run in runs:
         by_method.setdefault(run.method, []).append(run)
@@ -153,12 +157,15 @@ def method_runs(config: dict[str, Any], task: str, method: str) -> list[ModelRun
 
 def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list[str]:
     """What a rule lists as input to read these models' ``file`` (``checkpoint`` or ``metrics``):
-    the file itself where the task trains per model, the method's folder (one job's output, with
-    the file inside at the same path) where it trains per method."""
+    the file itself where the task trains per model, the method's or the task's folder (one
+    job's output, with the file inside at the same path) where it trains per method or per task."""
     inputs: list[str] = []
     for run in runs:
-        if config["tasks"][run.task]["resources"]["train_jobs"] == "per_method":
+        unit = config["tasks"][run.task]["resources"]["train_jobs"]
+        if unit == "per_method":
             path = paths.METHOD_DIR.format(task=run.task, method=run.method)
+        elif unit == "per_task":
+            path = paths.TASK_MODELS_DIR.format(task=run.task)
         else:
             path = getattr(run, file)
         if path not in inputs:
@@ -167,7 +174,7 @@ def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list
 
 
 def training_jobs(config: dict[str, Any], runs) -> list[dict[str, Any]]:
-    """What one training job (one model, or a method's models) trains, model by model: its
+    """What one training job (one model, a method's or a task's models) trains, model by model: its
     :func:`train_job` and its files (checkpoint, metrics, resume state, pretrained checkpoint)."""
     jobs = []
     for run in runs:
@@ -176,6 +183,22 @@ def training_jobs(config: dict[str, Any], runs) -> list[dict[str, Any]]:
                      "metrics": run.metrics, "resume": run.resume,
                      "pretrained": None if pretrained is None else pretrained.checkpoint})
     return jobs
+
+
+def training_order(runs) -> list[ModelRun]:
+    """``runs`` in an order one job can train them in: each fine-tuning run after the model it
+    starts from where that model is among ``runs`` (a per-task job trains vanilla, then mat),
+    otherwise in the given order."""
+    runs = list(runs)
+    pending, done, order = runs, set(), []
+    while pending:
+        ready = [run for run in pending if pretrained_run(run) not in runs or pretrained_run(run) in done]
+        if not ready:
+            raise ValueError(f"no training order for {pending}: their pretrained models form a cycle")
+        order += ready
+        done.update(ready)
+        pending = [run for run in pending if run not in done]
+    return order
 
 
 def pretrained_run(run: ModelRun) -> ModelRun | None:

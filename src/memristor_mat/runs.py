@@ -110,7 +110,8 @@ def train_model(
 
 def train_models(jobs: Sequence[dict[str, Any]], *, data_path: str | os.PathLike, threads: int = 1) -> None:
     """One training job: the models of ``jobs`` (:func:`memristor_mat.pipeline.training_jobs`:
-    one, or all of a method's), one after the other in this process. Each keeps its
+    one, a method's or a task's), one after the other in this process, in the given order (a
+    fine-tuning run reads the checkpoint an earlier one wrote). Each keeps its
     end-of-epoch state until all are done, so a killed job resumes every model from its last
     epoch, finished ones included."""
     data = load_prepared(data_path)
