@@ -107,6 +107,33 @@ def test_gradient_reaches_clean_weights_of_a_real_network():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mlp.parameters())
 
 
+class TiedPair(nn.Module):
+    """One weight in two modules (``second.weight`` is ``first.weight``): both uses must see the
+    same noisy tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = Probe(torch.ones(40))
+        self.second = Probe(torch.ones(40))
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return torch.stack([self.first(x), self.second(x)])
+
+
+def test_a_tied_weight_gets_one_draw_in_all_its_uses():
+    model = NoisyModel(TiedPair(), GaussianWeightNoise(), {"sigma": 0.3}, generator=torch.Generator().manual_seed(0))
+    first, second = model(torch.ones(()))
+    assert not torch.equal(first, torch.ones(40))
+    assert torch.equal(first, second)
+    # an untied twin is noised under each name separately
+    untied = TiedPair()
+    untied.second.weight = nn.Parameter(torch.ones(40))
+    first, second = NoisyModel(untied, GaussianWeightNoise(), {"sigma": 0.3},
+                               generator=torch.Generator().manual_seed(0))(torch.ones(()))
+    assert not torch.equal(first, second)
+
+
 @pytest.mark.parametrize("switch", ["disabled", "sigma0"])
 def test_no_noise_is_bitwise_the_plain_model(switch):
     torch.manual_seed(0)

@@ -49,8 +49,7 @@ def weight_reference(weight: torch.Tensor, reference: str) -> torch.Tensor:
         raise ValueError(
             f"unknown noise reference {reference!r}; expected one of {sorted(REFERENCES)}"
         ) from None
-    with torch.no_grad():
-        return function(weight.detach())
+    return function(weight.detach())  # a detached tensor: nothing is recorded for autograd
 
 
 class GaussianWeightNoise(SampledNoise):

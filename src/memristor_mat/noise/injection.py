@@ -33,12 +33,14 @@ def noisy_parameter_names(model: nn.Module, include_normalization: bool = False)
         if missing:
             raise ValueError(f"memristor_parameter_names() names unknown parameters {missing}")
         return names
-    names = []
+    names, seen = [], set()
     for module_name, module in model.named_modules():
         if isinstance(module, NORMALIZATION_LAYERS) and not include_normalization:
             continue
-        for param_name, _ in module.named_parameters(recurse=False):
-            names.append(f"{module_name}.{param_name}" if module_name else param_name)
+        for param_name, param in module.named_parameters(recurse=False):
+            if id(param) not in seen:  # a tied weight is one tensor on the crossbar, under its first name
+                seen.add(id(param))
+                names.append(f"{module_name}.{param_name}" if module_name else param_name)
     return tuple(names)
 
 
@@ -136,6 +138,11 @@ def generated_normals(
         yield draw_normals(shapes, normals_per_weight, generator, device=device)
 
 
+def has_tied_parameters(model: nn.Module) -> bool:
+    """Whether one parameter of ``model`` is reachable under several names (tied weights)."""
+    return sum(1 for _ in model.named_parameters(remove_duplicate=False)) != sum(1 for _ in model.parameters())
+
+
 class NoisyModel(nn.Module):
     """``model`` whose forward pass sees freshly perturbed weights (one draw per tensor per call).
 
@@ -161,6 +168,9 @@ class NoisyModel(nn.Module):
         self.condition = noise.check_condition(condition)
         self.enabled = True
         self.parameter_names = noisy_parameter_names(model, include_normalization)
+        # functional_call's tied-weight handling walks every module on each call (a tenth of a
+        # small MLP's training step); needed only where one parameter has several names
+        self._tied = has_tied_parameters(model)
         if normals is None:
             generator = generator if generator is not None else torch.Generator()
             device = next(model.parameters()).device
@@ -178,11 +188,9 @@ class NoisyModel(nn.Module):
     def forward(self, *args, **kwargs):
         if not self.enabled or self.noise.is_identity(self.condition):
             return self.model(*args, **kwargs)
-        params = dict(self.model.named_parameters())
         draw = next(self.normals)
-        noisy = {
-            name: self.noise.apply(params[name], draw[name].to(params[name].device, non_blocking=True),
-                                   self.condition)
-            for name in self.parameter_names
-        }
-        return functional_call(self.model, noisy, args, kwargs, strict=False)
+        noisy = {}
+        for name in self.parameter_names:
+            weight = self.model.get_parameter(name)
+            noisy[name] = self.noise.apply(weight, draw[name].to(weight.device, non_blocking=True), self.condition)
+        return functional_call(self.model, noisy, args, kwargs, strict=False, tie_weights=self._tied)
