@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from memristor_mat.datasets import DatasetSplits
-from memristor_mat.evaluation import clean_accuracy, correct_with_stacked_weights, correct_with_weights
+from memristor_mat.evaluation import (clean_accuracy, correct_with_stacked_weights, correct_with_weights,
+                                       monte_carlo_accuracy)
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
                                         lognormal_spread, spike)
-from memristor_mat.settings import TrainingSettings
+from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import train
 
 CPU = torch.device("cpu")
@@ -279,6 +280,20 @@ def test_monte_carlo_under_vmap_matches_draw_by_draw(neuron):
     assert batched.tolist() == one_by_one
     assert len(set(one_by_one)) > 1, "the draws should differ"
     assert model._activity is None  # nothing batched leaks out of vmap
+
+
+@pytest.mark.parametrize("dynamics,neuron", [("original", "spiking"), ("original", "tanh"), ("normalised", "spiking")])
+def test_draws_and_windows_per_pass_do_not_change_the_counts(dynamics, neuron):
+    # the demo's ECG evaluation passes 5 draws x 100 windows at a time, for speed (its state stays
+    # in cache); at the network's real size the counts must be those of 15 x 200 on this machine
+    model = snn(dynamics=dynamics, neuron=neuron, hidden_size=100).eval()
+    x = events(batch=200, steps=250, rate=0.3, seed=5)
+    y = torch.randint(0, 2, (200,), generator=torch.Generator().manual_seed(6))
+    common = dict(sigma_inference=(0.0, 0.2), draws=15, seed=7)
+    tables = [monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=chunk, batch_size=batch))
+              for chunk, batch in ((15, 200), (5, 100))]
+    assert tables[0].equals(tables[1])
+    assert tables[0].n_correct.nunique() > 1, "the draws should differ"
 
 
 # --------------------------------------------------------------------------- time constants
