@@ -282,6 +282,30 @@ def test_monte_carlo_under_vmap_matches_draw_by_draw(neuron):
     assert model._activity is None  # nothing batched leaks out of vmap
 
 
+@pytest.mark.parametrize("dynamics", ["original", "normalised"])
+@pytest.mark.parametrize("neuron", VARIANTS)
+def test_training_loop_runs_under_torch_func_transforms(dynamics, neuron):
+    # per-sample gradients through vmap(grad(...)): the training loop writes its reset in place
+    # only outside torch.func's transforms, whose batching rules cannot write into given tensors
+    from torch.func import functional_call, grad, vmap
+
+    model = snn(dynamics=dynamics, neuron=neuron, hidden_size=12).train()
+    x = torch.stack([events(batch=5, steps=30, rate=0.3, seed=s) for s in range(3)])
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def total(p, xb):
+        return functional_call(model, p, (xb,)).sum()
+
+    per_sample = vmap(grad(total), in_dims=(None, 0))(params, x)
+    for i in range(3):
+        one = grad(total)(params, x[i])
+        for name in params:
+            torch.testing.assert_close(per_sample[name][i], one[name])
+    model.zero_grad()
+    model(x[0]).sum().backward()  # and plain autograd still trains it
+    assert model.w_rec.grad is not None
+
+
 @pytest.mark.parametrize("dynamics,neuron", [("original", "spiking"), ("original", "tanh"), ("normalised", "spiking")])
 def test_draws_and_windows_per_pass_do_not_change_the_counts(dynamics, neuron):
     # the demo's ECG evaluation passes 5 draws x 100 windows at a time, for speed (its state stays

@@ -141,6 +141,12 @@ def _is_vmapped(tensor: torch.Tensor) -> bool:
     return torch._C._functorch.is_batchedtensor(tensor)
 
 
+def _is_transformed(tensor: torch.Tensor) -> bool:
+    """Whether a torch.func transform (vmap, grad, ...) wraps ``tensor``: its batching rules
+    cannot write into given tensors (``out=``)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
+
+
 def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_options) -> torch.Tensor:
     """(steps x steps) lower-triangular matrix K with ``out_mem = K @ u`` for the readout
     ``out_syn[t] = alpha out_syn[t-1] + u[t]``, ``out_mem[t] = beta out_mem[t-1] + out_syn[t]``
@@ -499,11 +505,18 @@ class RecurrentSNN(nn.Module):
         syn = torch.zeros_like(h)
         mem = torch.zeros_like(h)
         states, outputs = [], []
+        # the reset is the spike's forward value without gradient, in both variants: one buffer
+        # written in place each step (no autograd node keeps it), a comparison straight into
+        # floats; under torch.func's transforms, which cannot write into given tensors, a new one
+        in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
+        reset = torch.empty_like(h)
         for t in range(steps):
             h = torch.addmm(drive[t], h, w_rec)  # h_t = x_t W_in + h_{t-1} V: spikes never enter
             states.append(mem)  # mem_{t-1}, the value compared with the threshold at step t
-            # the reset is the spike's forward value without gradient, in both variants
-            reset = torch.gt(mem, threshold).to(mem.dtype)
+            if in_place:
+                torch.gt(mem, threshold, out=reset)  # 1.0 strictly above, else 0.0 (NaN too)
+            else:
+                reset = torch.gt(mem, threshold).to(mem.dtype)
             if not spiking:
                 outputs.append(torch.tanh(mem - threshold))
             # mem_t takes syn_{t-1}: update mem before syn
