@@ -53,14 +53,14 @@ rule train_method:
         "../scripts/train.py"
 
 
-rule train_task:
-    priority: TRAINING_PRIORITY
+# the same job as train_method, over every model of the task; the models it fine-tunes from are
+# its own, trained first in the same process, so its only input is the data
+use rule train_method as train_task with:
     input:
         data=paths.PREPARED,
     output:
         directory(paths.TASK_MODELS_DIR),
     params:
-        # the models it fine-tunes from are its own: trained first, in the same process
         jobs=lambda wildcards: pipeline.training_jobs(
             config, pipeline.training_order(pipeline.model_runs(config, wildcards.task))
         ),
@@ -68,15 +68,6 @@ rule train_task:
         paths.log("train", paths.TASK_JOB),
     benchmark:
         paths.benchmark("train", paths.TASK_JOB)
-    threads: lambda wildcards: config["tasks"][wildcards.task]["resources"]["train_threads"]
-    resources:
-        mem_mb=task_resource("train_mem_mb"),
-        runtime=task_resource("train_runtime"),
-        gpu=task_resource("gpu"),
-    conda:
-        ENV
-    script:
-        "../scripts/train.py"
 
 
 rule pretrain_all:
