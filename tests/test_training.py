@@ -10,7 +10,7 @@ from conftest import killed_in_epoch, toy_data
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
 from memristor_mat.models.mlp import MLP
-from memristor_mat.methods import noisy_updates
+from memristor_mat.methods import mat, noisy_updates
 from memristor_mat.settings import NoisyUpdates, TrainingSettings
 from memristor_mat.training import train
 
@@ -133,10 +133,36 @@ def test_settings_round_trip_through_a_dict():
     assert TrainingSettings.from_dict(original.as_dict()) == original
 
 
-def test_prefetched_noise_gives_the_same_weights_as_synchronous_noise():
+@pytest.fixture
+def drawing_threads(monkeypatch):
+    """Counts the background drawing threads MAT starts; restores torch's thread count."""
+    started = []
+
+    class Counted(mat.PrefetchedNormals):
+        def __init__(self, *args, **kwargs):
+            started.append(torch.get_num_threads())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(mat, "PrefetchedNormals", Counted)
+    threads = torch.get_num_threads()
+    yield started
+    torch.set_num_threads(threads)
+
+
+def test_prefetched_noise_gives_the_same_weights_as_synchronous_noise(drawing_threads):
+    torch.set_num_threads(2)  # a thread to spare: the normals are drawn on it
     a = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=True).model
+    assert len(drawing_threads) == 4 and torch.get_num_threads() == 2  # one per epoch, the thread given back
     b = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=False).model
+    assert len(drawing_threads) == 4
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_a_one_thread_job_draws_its_noise_in_the_step(drawing_threads):
+    # a second thread would use a core the scheduler did not give the job
+    torch.set_num_threads(1)
+    train(model(), toy_data(), settings("mat_scratch", epochs=1), device=CPU, prefetch_noise=True)
+    assert drawing_threads == []
 
 
 # --------------------------------------------------------------------------- the original's recipe (SPEC §2.1)
@@ -251,3 +277,14 @@ def test_resume_with_a_per_batch_schedule_and_original_injections_is_bit_identic
     for key, value in uninterrupted.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert [r["lr"] for r in resumed.history] == [r["lr"] for r in uninterrupted.history]
+
+
+def test_clipping_keeps_each_tensor_within_k_of_its_own_std():
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32) * 3, torch.randn(10), torch.randn(1)]
+    weights[0][0, :4] = torch.tensor([50.0, -50.0, 7.0, -7.0])
+    expected = [w.clamp(-2.5 * w.std(), 2.5 * w.std()) if w.numel() > 1 else w.clone() for w in weights]
+    training.clip_weights(weights, 2.5)
+    for got, want in zip(weights, expected):
+        assert torch.equal(got, want)  # to the bit, as clamping to the std's tensor
+    assert weights[0][0, 0] < 50 and weights[0][0, 1] > -50

@@ -50,8 +50,8 @@ class TrainingHooks:
     :class:`memristor_mat.settings.TrainingSettings`.
     """
 
-    #: whether the hooks may draw random numbers ahead on a background thread (on a CPU; the
-    #: same numbers either way): ``train(prefetch_noise=...)`` sets it
+    #: whether the hooks may draw random numbers ahead on one of the job's threads (on a CPU,
+    #: with more than one; the same numbers either way): ``train(prefetch_noise=...)`` sets it
     prefetch = True
 
     def __init__(self, model: nn.Module, parameters: Mapping[str, nn.Parameter], settings, device) -> None:

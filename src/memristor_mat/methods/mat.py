@@ -40,9 +40,9 @@ def noise_share(model: nn.Module, sample: torch.Tensor, batch_size: int, normals
 
 
 class ForwardNoiseHooks(TrainingHooks):
-    """Wraps the model in a :class:`~memristor_mat.noise.NoisyModel` for each epoch. On a CPU
-    the epoch's normals are drawn by a background thread (the same numbers as drawing them in
-    line), which gets a core of its own where random numbers are a large share of a step."""
+    """Wraps the model in a :class:`~memristor_mat.noise.NoisyModel` for each epoch. A CPU job
+    given more than one thread draws the epoch's normals on a thread of their own (the same
+    numbers as drawing them in the step) where random numbers are a large share of a step."""
 
     def __init__(self, model, parameters, settings, device) -> None:
         super().__init__(model, parameters, settings, device)
@@ -50,29 +50,32 @@ class ForwardNoiseHooks(TrainingHooks):
         self.condition = {"sigma": settings.sigma_train}
         self._normals = None
         self._threads = None
-        self._reserve_core: bool | None = None
+        self._background: bool | None = None
 
-    def _reserve_noise_core(self, context: EpochContext) -> bool:
-        if self._reserve_core is None:
-            self._reserve_core = False
+    def _draws_in_background(self, context: EpochContext) -> bool:
+        """Whether the normals are drawn on a thread that takes one of the job's threads.
+
+        Only with a thread to spare: a job keeps to the cores the scheduler gave it, and on one
+        thread drawing in the step costs less CPU time (measured with ``bench_mlp.py``: the
+        drawing thread's handoffs of Python's GIL slow the training thread by nearly as much as
+        the draw it saves, and its own draws cost the neighbouring job a core). And only where
+        the draw is worth a core: the MLP (a third of a step), not CNNs (0.1 %)."""
+        if self._background is None:
+            self._background = False
             if self.prefetch and self.device.type == "cpu" and torch.get_num_threads() > 1:
                 normals_per_step = self.noise.normals_per_weight * sum(p.numel() for p in self.parameters.values())
-                # a core of its own pays for small networks (MLP: a third of a step), not for CNNs (0.1 %)
                 share = noise_share(self.model, context.sample.to(self.device), self.settings.batch_size,
                                     normals_per_step)
-                self._reserve_core = share > 0.1
-        return self._reserve_core
+                self._background = share > 0.1
+        return self._background
 
     def epoch_forward(self, context: EpochContext) -> nn.Module:
-        reserve = self._reserve_noise_core(context)
         shapes = {name: p.shape for name, p in self.parameters.items()}
-        if self.prefetch and self.device.type == "cpu":
-            # On CPU, random numbers cost half a small model's step: make them on another core.
+        if self._draws_in_background(context):
             self._normals = PrefetchedNormals(shapes, self.noise.normals_per_weight, context.generator,
                                               context.batches)
-            if reserve:
-                self._threads = torch.get_num_threads()
-                torch.set_num_threads(self._threads - 1)  # leave the noise thread a core of its own
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(self._threads - 1)  # the drawing thread takes one of the job's threads
         else:
             self._normals = generated_normals(shapes, self.noise.normals_per_weight, context.generator, self.device)
         return NoisyModel(self.model, self.noise, self.condition, normals=self._normals,
