@@ -21,6 +21,7 @@ and added per job (a training job and an evaluation job per model, one more for 
 Snakemake's own scheduling is not included.
 
     python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--epochs 1] [--cores 2 8 32]
+                                     [--optimizer fused=true]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sys
 import time
 
 import torch
+import yaml
 from job_overhead import RULE_STAGE, STAGES, best
 
 from memristor_mat import pipeline
@@ -65,7 +67,11 @@ def main() -> None:
     parser.add_argument("--task", default="mnist")
     parser.add_argument("--epochs", type=int, default=1, help="epochs measured per method (the median is used)")
     parser.add_argument("--cores", type=int, nargs="+", default=[2, 8, 32])
+    parser.add_argument("--optimizer", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="options added to every training's optimizer, as a config's `optimizer` would "
+                             "take them (e.g. fused=true: torch's one-pass Adam, other rounding)")
     args = parser.parse_args()
+    extra_optimizer = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.optimizer)}
     torch.set_num_threads(1)  # the workflow's training and evaluation jobs get one thread each
 
     config = load_config(args.config)
@@ -81,10 +87,12 @@ def main() -> None:
     epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
     print(f"{args.config}, task {args.task}: {len(runs)} models; data {N_TRAIN:,} / {N_TEST:,} images; "
-          f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; 1 thread per job")
+          f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; 1 thread per job"
+          + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
     for method, run in per_method.items():
         full = pipeline.training_settings(config, run)
-        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": args.epochs})
+        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": args.epochs,
+                                               "optimizer": {**full.optimizer, **extra_optimizer}})
         if measured.noisy_updates.last_epochs >= args.epochs:  # time the late epochs' injections too
             measured = dataclasses.replace(measured, noisy_updates=dataclasses.replace(
                 measured.noisy_updates, last_epochs=args.epochs))
