@@ -189,10 +189,13 @@ def training_order(runs) -> list[ModelRun]:
     """``runs`` in an order one job can train them in: each fine-tuning run after the model it
     starts from where that model is among ``runs`` (a per-task job trains vanilla, then mat),
     otherwise in the given order."""
-    runs = list(runs)
-    pending, done, order = runs, set(), []
+    pending = list(runs)
+    # the model each run waits for: its pretrained one, where this job trains it
+    waits_for = {run: pretrained_run(run) for run in pending}
+    waits_for = {run: start for run, start in waits_for.items() if start in waits_for}
+    done, order = set(), []
     while pending:
-        ready = [run for run in pending if pretrained_run(run) not in runs or pretrained_run(run) in done]
+        ready = [run for run in pending if run not in waits_for or waits_for[run] in done]
         if not ready:
             raise ValueError(f"no training order for {pending}: their pretrained models form a cycle")
         order += ready

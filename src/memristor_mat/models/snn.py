@@ -509,7 +509,7 @@ class RecurrentSNN(nn.Module):
         # written in place each step (no autograd node keeps it), a comparison straight into
         # floats; under torch.func's transforms, which cannot write into given tensors, a new one
         in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
-        reset = torch.empty_like(h)
+        reset = torch.empty_like(h) if in_place else None
         for t in range(steps):
             h = torch.addmm(drive[t], h, w_rec)  # h_t = x_t W_in + h_{t-1} V: spikes never enter
             states.append(mem)  # mem_{t-1}, the value compared with the threshold at step t
