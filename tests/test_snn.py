@@ -13,6 +13,7 @@ from memristor_mat.evaluation import (clean_accuracy, correct_with_stacked_weigh
                                        monte_carlo_accuracy)
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
+from memristor_mat.models import snn as snn_module
 from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
                                         lognormal_spread, spike)
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
@@ -123,6 +124,15 @@ def test_lean_pass_evaluates_stacked_weight_draws_as_one_draw_at_a_time(options)
         repeated = {"w_rec": stacked["w_rec"], "w_in": model.w_in.expand(3, -1, -1),
                     "w_out": model.w_out.expand(3, -1, -1)}
         assert torch.equal(only_recurrent, torch.func.functional_call(model, repeated, (x,)))
+        # draws over two dimensions, broadcast between the weights (the loop flattens them)
+        grid = {"w_rec": stacked["w_rec"][:2, None], "w_out": stacked["w_out"]}  # (2, 1, ...) and (3, ...)
+        logits = torch.func.functional_call(model, grid, (x,))
+        assert logits.shape == (2, 3, 9, 2)
+        for i in range(2):
+            for j in range(3):
+                alone = torch.func.functional_call(model, {"w_rec": stacked["w_rec"][i], "w_out": stacked["w_out"][j]},
+                                                   (x,))
+                torch.testing.assert_close(logits[i, j], alone, rtol=1e-6, atol=1e-6)
 
 
 def test_stacked_weight_draws_only_in_the_evaluation_loop():
@@ -462,6 +472,46 @@ def test_original_readout_is_a_per_neuron_delayed_double_integrator():
         flt = a * flt + drive[:, t]
         expected.append(o)
     torch.testing.assert_close(trace["readout"], torch.stack(expected, dim=1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dynamics", ["original", "normalised"])
+def test_readout_product_gives_the_values_and_gradients_of_the_plain_einsum(dynamics, monkeypatch):
+    # _readout multiplies a (classes, rows, T) copy by kernels whose subnormal entries are zero:
+    # for speed only. Against the einsum over the (T, classes) layout with the kernels as built:
+    # the same values and gradients (to rounding here, as another BLAS may order its sums
+    # otherwise), and dropping the subnormals changes no value at all.
+    model = snn(dynamics=dynamics, hidden_size=100, **({"variability_seed": 2} if dynamics == "original" else {}))
+    steps, tiny = 250, torch.finfo(torch.float32).tiny
+    g = torch.Generator().manual_seed(1)
+    spikes = (torch.rand((3, 7, steps, model.hidden_size), generator=g) < 0.05).float()
+    y = (spikes @ model.w_out.detach()).requires_grad_()  # (draws, windows, T, classes)
+    if dynamics == "original":
+        kernels = delayed_double_integrator_kernels(model.readout_alpha_per_neuron, model.readout_beta_per_neuron,
+                                                    steps).float()
+        assert ((kernels != 0) & (kernels.abs() < tiny)).any(), "the test needs a kernel that decays into subnormals"
+    else:
+        kernels = double_integrator_kernel(model.readout_alpha, model.readout_beta, steps,
+                                           dtype=torch.float32).expand(2, -1, -1)
+    upstream = torch.randn((3, 7, steps, 2), generator=g)
+    reference = torch.einsum("cts,...sc->...tc", kernels, y)
+    (reference_grad,) = torch.autograd.grad((reference * upstream).sum(), y)
+    ours = model._readout(y)
+    (grad,) = torch.autograd.grad((ours * upstream).sum(), y)
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-6, atol=1e-7)
+    assert torch.equal(ours.amax(dim=-2), ours.contiguous().amax(dim=-2))
+    monkeypatch.setattr(snn_module, "_without_subnormals", lambda kernel: kernel)
+    with_subnormals = model._readout(y)
+    (grad_with_subnormals,) = torch.autograd.grad((with_subnormals * upstream).sum(), y)
+    assert torch.equal(ours, with_subnormals) and torch.equal(grad, grad_with_subnormals)
+
+
+def test_without_subnormals_zeroes_only_the_subnormal_entries():
+    tiny = torch.finfo(torch.float32).tiny
+    kernel = torch.tensor([1.0, tiny, tiny / 2, -tiny / 4, 0.0, -1e-30, float("inf")])
+    expected = torch.tensor([1.0, tiny, 0.0, 0.0, 0.0, -1e-30, float("inf")])
+    assert torch.equal(snn_module._without_subnormals(kernel), expected)
+    assert torch.equal(snn_module._without_subnormals(kernel.double()), kernel.double())  # normal in float64
 
 
 @pytest.mark.parametrize("neuron", VARIANTS)

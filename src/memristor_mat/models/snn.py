@@ -156,9 +156,7 @@ def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_opt
         response = (lag + 1) * alpha**lag
     else:
         response = (alpha ** (lag + 1) - beta ** (lag + 1)) / (alpha - beta)
-    index = lag[:, None] - lag[None, :]
-    kernel = torch.where(index >= 0, response[index.clamp(min=0).long()], 0.0)
-    return kernel.to(**tensor_options)
+    return _causal_toeplitz(response, delay=0).to(**tensor_options)
 
 
 def delayed_double_integrator_kernels(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch.Tensor:
@@ -176,8 +174,39 @@ def delayed_double_integrator_kernels(alpha: torch.Tensor, beta: torch.Tensor, s
     ratio = torch.minimum(alpha, beta)[:, None] / larger
     lag = torch.arange(steps, dtype=torch.float64, device=alpha.device)
     response = larger**lag * torch.cumsum(ratio**lag, dim=-1)  # (n, steps): r(0), r(1), ...
-    delay = lag[:, None] - lag[None, :] - 1  # t - 1 - s
-    return torch.where(delay >= 0, response[:, delay.clamp(min=0).long()], 0.0)
+    return _causal_toeplitz(response, delay=1)  # K_c[t, s] = r_c(t - 1 - s)
+
+
+def _causal_toeplitz(response: torch.Tensor, delay: int) -> torch.Tensor:
+    """``(..., T, T)`` matrices ``K[t, s] = response[..., t - s - delay]`` where that index is
+    >= 0, else 0, from ``response`` ``(..., T)``, ``delay`` 0 or 1: windows of the reversed,
+    zero-padded response (a copy of its values; a gather with a (T, T) index took 1.6 ms at
+    T = 250, as much as the readout product itself)."""
+    steps = response.shape[-1]
+    reversed_padded = torch.cat([response.new_zeros((*response.shape[:-1], steps)), response], dim=-1).flip(-1)
+    # window i holds reversed_padded[i:i + T]; row t of K is window T - 1 - t + delay
+    return reversed_padded.unfold(-1, steps, 1)[..., delay:steps + delay, :].flip(-2)
+
+
+def _max_over_time(readout: torch.Tensor) -> torch.Tensor:
+    """``readout.amax(dim=-2)`` for the ``(..., T, classes)`` view :meth:`RecurrentSNN._readout`
+    returns, reduced in its memory order ``(classes, T, ...)``: over the view, torch's reduction
+    walks the memory out of order (0.9 ms against 0.05 for 5 draws x 100 windows). The maximum
+    is exact, so the values (and amax's gradient) are the same in any order."""
+    lead = readout.dim() - 2
+    in_memory_order = readout.permute(lead + 1, lead, *range(lead))
+    return in_memory_order.amax(dim=1).permute(*range(1, lead + 1), 0)
+
+
+def _without_subnormals(kernel: torch.Tensor) -> torch.Tensor:
+    """``kernel`` with its subnormal entries (nonzero, below the dtype's smallest normal number)
+    set to zero. A product of a subnormal entry with a readout input of ordinary size is itself
+    below half a unit in the last place of any sum it joins that holds one normal-range term, so
+    dropping it changes no rounded sum of such terms; but x86 CPUs multiply subnormals in
+    microcode, tens of times slower (the IEEE 754 cost of gradual underflow)."""
+    if not kernel.is_floating_point():
+        return kernel
+    return kernel.masked_fill(kernel.abs() < torch.finfo(kernel.dtype).tiny, 0.0)
 
 
 def _uniform_init(rows: int, cols: int, fan_in: int) -> torch.Tensor:
@@ -368,7 +397,7 @@ class RecurrentSNN(nn.Module):
                 )
             hidden, projected = None, self._projected_activity(x, w_rec)
         readout = self._readout(projected)  # (batch, T, classes): the readout membrane at every step
-        logits = readout.amax(dim=-2)
+        logits = _max_over_time(readout)
         if record:
             return {
                 "input": x,
@@ -384,14 +413,28 @@ class RecurrentSNN(nn.Module):
         return logits
 
     def _readout(self, projected: torch.Tensor) -> torch.Tensor:
-        """The readout membrane ``(batch, T, classes)`` from ``hidden @ w_out``: linear, so one
-        product with its impulse-response matrix (one per output neuron for the original)."""
-        steps, options = projected.shape[-2], dict(dtype=projected.dtype, device=projected.device)
+        """The readout membrane ``(..., T, classes)`` from ``hidden @ w_out`` ``(..., T,
+        classes)``: linear, so one product per output neuron c with its impulse-response matrix
+        (the same for every neuron in the normalised dynamics), ``K_c @ y_c`` on a ``(classes,
+        rows, T)`` copy of the input. Two things made this product slow in the evaluation loop
+        (9 ms of a 50 ms pass at 5 draws x 100 windows, one Xeon thread): as an einsum or a
+        matmul over ``(T, classes)`` slices it ran as many two-column products, and the
+        original's fastest output neurons have kernels that decay into float32's subnormal range
+        within 60 steps, where every multiply-add takes a slow path on x86 CPUs. Written so and
+        with those entries zero (:func:`_without_subnormals`) it takes 1-2 ms, with the same
+        values and gradients (the tests check both against the einsum)."""
+        *lead, steps, classes = projected.shape
+        options = dict(dtype=projected.dtype, device=projected.device)
         if self.dynamics == "normalised":
-            return double_integrator_kernel(self.readout_alpha, self.readout_beta, steps, **options) @ projected
-        kernels = delayed_double_integrator_kernels(self.readout_alpha_per_neuron, self.readout_beta_per_neuron,
-                                                    steps).to(**options)
-        return torch.einsum("cts,...sc->...tc", kernels, projected)
+            kernels = double_integrator_kernel(self.readout_alpha, self.readout_beta, steps, **options)
+            kernels = _without_subnormals(kernels).expand(classes, steps, steps)
+        else:
+            kernels = _without_subnormals(delayed_double_integrator_kernels(
+                self.readout_alpha_per_neuron, self.readout_beta_per_neuron, steps).to(**options))
+        rows = projected.movedim(-1, 0).reshape(classes, -1, steps)
+        membrane = kernels @ rows.transpose(-1, -2)  # (classes, T, rows)
+        # as a view (..., T, classes) of that layout: the max over time then reads it in order
+        return membrane.view(classes, steps, *lead).permute(*range(2, 2 + len(lead)), 1, 0)
 
     def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # 0-dim tensors: a Python number costs a tensor conversion in every op that takes it
@@ -431,21 +474,45 @@ class RecurrentSNN(nn.Module):
         return torch.stack(outputs, dim=-2)
 
     def _lean_buffers(self, x: torch.Tensor, w_rec: torch.Tensor) -> SimpleNamespace:
-        """The evaluation loops' tensors, allocated once per pass: ``zeros()`` makes a state
-        ``(*draws, batch, H)``; ``drive`` takes ``x_t @ w_in`` and ``projected`` ``(T, *draws,
-        batch, classes)`` the readout's input at every step. Allocating them per step cost more
-        than the elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
+        """The evaluation loops' tensors, allocated once per pass, and their products. The draws
+        (the weights' leading dimensions, broadcast) are flattened into one: ``zeros()`` makes a
+        state ``(draws, batch, H)`` (``(batch, H)`` without draws; ``draws`` is their shape); ``drive(t)`` writes ``x_t @
+        w_in`` into a buffer and returns it; ``projected`` ``(T, draws, batch, classes)`` takes
+        the readout's input at every step and ``unflattened(projected)`` gives it back as
+        ``(*draws, batch, T, classes)``. ``product(weight)`` makes the function ``(a, out)``
+        that writes ``a @ weight`` into ``out`` as ``torch.matmul`` computes it (``torch.mm``
+        over the rows of every draw for a weight without draws, else ``torch.bmm``) without
+        matmul's shape logic at each of its 750 calls per pass (8 % of a pass). Allocating the
+        tensors per step cost more than the elementwise updates: each fresh multi-megabyte
+        tensor is new memory to map in."""
         batch, steps, inputs = x.shape
         draws = torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
-        shape = (*draws, batch, self.hidden_size)
-        input_draws = self.w_in.shape[:-2]
+        flat = (math.prod(draws),) if draws else ()
+
+        def product(weight: torch.Tensor):
+            rows, columns = weight.shape[-2:]
+            if weight.dim() == 2:
+                return lambda a, out: torch.mm(a.view(-1, rows), weight, out=out.view(-1, columns))
+            weight = weight.expand(*draws, rows, columns).reshape(*flat, rows, columns)
+            return lambda a, out: torch.bmm(a, weight, out=out)
+
+        input_product = product(self.w_in)
+        # x_t broadcast over w_in's draws as a view: the product then writes into drive
+        input_draws = flat if self.w_in.dim() > 2 else ()
+        drive = x.new_empty((*input_draws, batch, self.hidden_size))
+
+        def drive_at(t: int) -> torch.Tensor:
+            input_product(x[:, t].expand(*input_draws, batch, inputs), drive)
+            return drive
+
         return SimpleNamespace(
-            shape=shape,
-            zeros=lambda: x.new_zeros(shape),
-            # x_t broadcast over w_in's draws as a view: the product then writes into drive
-            inputs=lambda t: x[:, t].expand(*input_draws, batch, inputs),
-            drive=x.new_empty((*input_draws, batch, self.hidden_size)),
-            projected=x.new_empty((steps, *draws, batch, self.num_classes)),
+            draws=draws,
+            shape=(*flat, batch, self.hidden_size),
+            zeros=lambda: x.new_zeros((*flat, batch, self.hidden_size)),
+            product=product,
+            drive=drive_at,
+            projected=x.new_empty((steps, *flat, batch, self.num_classes)),
+            unflattened=lambda projected: projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2),
         )
 
     def _projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
@@ -458,28 +525,30 @@ class RecurrentSNN(nn.Module):
         two-column product alone costs half as much as the whole recurrent one)."""
         if self.dynamics == "original":
             return self._original_projected_activity(x, w_rec)
-        size, w_in, w_out = self.hidden_size, self.w_in, self.w_out
-        alpha, beta, threshold = self.alpha, self.beta, self.threshold
+        size, alpha, beta, threshold = self.hidden_size, self.alpha, self.beta, self.threshold
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
         buffers = self._lean_buffers(x, w_rec)
-        drive, projected = buffers.drive, buffers.projected
+        projected = buffers.projected
         syn, mem, out = buffers.zeros(), buffers.zeros(), buffers.zeros()
+        readout = buffers.product(self.w_out)
         if on_spikes:
-            draws = buffers.shape[:-2]
-            w_rec_out = torch.cat([w_rec.expand(*draws, -1, -1), w_out.expand(*draws, -1, -1)], dim=-1)
+            draws = buffers.draws
+            w_rec_out = torch.cat([w_rec.expand(*draws, -1, -1), self.w_out.expand(*draws, -1, -1)], dim=-1)
+            recurrent_and_readout = buffers.product(w_rec_out)
             product = x.new_empty((*buffers.shape[:-1], w_rec_out.shape[-1]))
             recurrent = product[..., :size]
         else:
+            recurrent_product = buffers.product(w_rec)
             recurrent = buffers.zeros()
         for t in range(x.shape[1]):
             # syn = alpha * syn + x_t @ W_in + (spike_{t-1} or syn_{t-1}) @ W_rec
-            torch.matmul(buffers.inputs(t), w_in, out=drive)
+            drive = buffers.drive(t)
             if on_spikes:
-                torch.matmul(out, w_rec_out, out=product)  # out: still the previous step's
+                recurrent_and_readout(out, product)  # out: still the previous step's
                 if t > 0:
                     projected[t - 1].copy_(product[..., size:])
             else:
-                torch.matmul(syn, w_rec, out=recurrent)
+                recurrent_product(syn, recurrent)
             torch.addcmul(drive, alpha, syn, out=syn).add_(recurrent)
             torch.lerp(syn, mem, beta, out=mem)  # beta * mem + (1 - beta) * syn
             if spiking:
@@ -488,10 +557,10 @@ class RecurrentSNN(nn.Module):
             else:
                 torch.sub(mem, threshold, out=out).tanh_()
             if not on_spikes:
-                torch.matmul(out, w_out, out=projected[t])
+                readout(out, projected[t])
         if on_spikes:
-            torch.matmul(out, w_out, out=projected[-1])
-        return projected.movedim(0, -2)
+            readout(out, projected[-1])
+        return buffers.unflattened(projected)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                                   membranes: list[torch.Tensor] | None) -> torch.Tensor:
@@ -535,25 +604,26 @@ class RecurrentSNN(nn.Module):
 
     def _original_projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
         """:meth:`_projected_activity` of the original dynamics: the same lean loop."""
-        w_in, w_out, alpha, beta, threshold = self.w_in, self.w_out, self.alpha, self.beta, self.threshold
+        alpha, beta, threshold = self.alpha, self.beta, self.threshold
         spiking = self.neuron == "spiking"
         buffers = self._lean_buffers(x, w_rec)
-        drive, projected = buffers.drive, buffers.projected
+        recurrent_product, readout = buffers.product(w_rec), buffers.product(self.w_out)
+        projected = buffers.projected
         h, h_next, syn, mem, out = (buffers.zeros() for _ in range(5))
         reset = out if spiking else buffers.zeros()  # spiking: the reset is the output
         for t in range(x.shape[1]):
             # h_t = x_t W_in + h_{t-1} V as a product and a sum: the values of the addmm it replaces
-            torch.matmul(buffers.inputs(t), w_in, out=drive)
-            torch.matmul(h, w_rec, out=h_next)
+            drive = buffers.drive(t)
+            recurrent_product(h, h_next)
             h, h_next = h_next.add_(drive), h
             torch.gt(mem, threshold, out=reset)  # 1.0 strictly above, else 0.0 (NaN too)
             if not spiking:
                 torch.sub(mem, threshold, out=out).tanh_()
-            torch.matmul(out, w_out, out=projected[t])  # the output feeds nothing back
+            readout(out, projected[t])  # the output feeds nothing back
             # mem_t takes syn_{t-1}: update mem before syn
             torch.addcmul(syn, beta, mem, out=mem).sub_(reset, alpha=threshold)
             torch.addcmul(h, alpha, syn, out=syn)
-        return projected.movedim(0, -2)
+        return buffers.unflattened(projected)
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
