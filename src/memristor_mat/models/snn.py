@@ -188,16 +188,6 @@ def _causal_toeplitz(response: torch.Tensor, delay: int) -> torch.Tensor:
     return reversed_padded.unfold(-1, steps, 1)[..., delay:steps + delay, :].flip(-2)
 
 
-def _max_over_time(readout: torch.Tensor) -> torch.Tensor:
-    """``readout.amax(dim=-2)`` for the ``(..., T, classes)`` view :meth:`RecurrentSNN._readout`
-    returns, reduced in its memory order ``(classes, T, ...)``: over the view, torch's reduction
-    walks the memory out of order (0.9 ms against 0.05 for 5 draws x 100 windows). The maximum
-    is exact, so the values (and amax's gradient) are the same in any order."""
-    lead = readout.dim() - 2
-    in_memory_order = readout.permute(lead + 1, lead, *range(lead))
-    return in_memory_order.amax(dim=1).permute(*range(1, lead + 1), 0)
-
-
 def _without_subnormals(kernel: torch.Tensor) -> torch.Tensor:
     """``kernel`` with its subnormal entries (nonzero, below the dtype's smallest normal number)
     set to zero. A product of a subnormal entry with a readout input of ordinary size is itself
@@ -397,7 +387,7 @@ class RecurrentSNN(nn.Module):
                 )
             hidden, projected = None, self._projected_activity(x, w_rec)
         readout = self._readout(projected)  # (batch, T, classes): the readout membrane at every step
-        logits = _max_over_time(readout)
+        logits = readout.amax(dim=-2)
         if record:
             return {
                 "input": x,
@@ -414,27 +404,22 @@ class RecurrentSNN(nn.Module):
 
     def _readout(self, projected: torch.Tensor) -> torch.Tensor:
         """The readout membrane ``(..., T, classes)`` from ``hidden @ w_out`` ``(..., T,
-        classes)``: linear, so one product per output neuron c with its impulse-response matrix
-        (the same for every neuron in the normalised dynamics), ``K_c @ y_c`` on a ``(classes,
-        rows, T)`` copy of the input. Two things made this product slow in the evaluation loop
-        (9 ms of a 50 ms pass at 5 draws x 100 windows, one Xeon thread): as an einsum or a
-        matmul over ``(T, classes)`` slices it ran as many two-column products, and the
-        original's fastest output neurons have kernels that decay into float32's subnormal range
-        within 60 steps, where every multiply-add takes a slow path on x86 CPUs. Written so and
-        with those entries zero (:func:`_without_subnormals`) it takes 1-2 ms, with the same
-        values and gradients (the tests check both against the einsum)."""
-        *lead, steps, classes = projected.shape
-        options = dict(dtype=projected.dtype, device=projected.device)
+        classes)``: linear, so one product with its impulse-response matrix (one per output
+        neuron for the original). Two things once made it a fifth of an evaluation pass (9 ms of
+        50 at 5 draws x 100 windows, one Xeon thread): ``kernel @ projected`` broadcast the
+        normalised kernel over the windows, one two-column product per window (the einsum folds
+        them into one product: 1.3 ms); and the original's fastest output neurons have kernels
+        that decay into float32's subnormal range within 60 steps, where every multiply-add takes
+        a slow path on x86 CPUs (zeroed by :func:`_without_subnormals`: 2-5 ms). Both give the
+        values and gradients of the products they replace, bit for bit, at every batch size
+        tried (1 to 1,519 windows; the tests check them to rounding, as another BLAS may differ)."""
+        steps, options = projected.shape[-2], dict(dtype=projected.dtype, device=projected.device)
         if self.dynamics == "normalised":
-            kernels = double_integrator_kernel(self.readout_alpha, self.readout_beta, steps, **options)
-            kernels = _without_subnormals(kernels).expand(classes, steps, steps)
-        else:
-            kernels = _without_subnormals(delayed_double_integrator_kernels(
-                self.readout_alpha_per_neuron, self.readout_beta_per_neuron, steps).to(**options))
-        rows = projected.movedim(-1, 0).reshape(classes, -1, steps)
-        membrane = kernels @ rows.transpose(-1, -2)  # (classes, T, rows)
-        # as a view (..., T, classes) of that layout: the max over time then reads it in order
-        return membrane.view(classes, steps, *lead).permute(*range(2, 2 + len(lead)), 1, 0)
+            kernel = double_integrator_kernel(self.readout_alpha, self.readout_beta, steps, **options)
+            return torch.einsum("ts,...sc->...tc", _without_subnormals(kernel), projected)
+        kernels = delayed_double_integrator_kernels(self.readout_alpha_per_neuron, self.readout_beta_per_neuron,
+                                                    steps).to(**options)
+        return torch.einsum("cts,...sc->...tc", _without_subnormals(kernels), projected)
 
     def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # 0-dim tensors: a Python number costs a tensor conversion in every op that takes it
