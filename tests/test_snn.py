@@ -510,6 +510,8 @@ def test_without_subnormals_zeroes_only_the_subnormal_entries():
     expected = torch.tensor([1.0, tiny, 0.0, 0.0, 0.0, -1e-30, float("inf")])
     assert torch.equal(snn_module._without_subnormals(kernel), expected)
     assert torch.equal(snn_module._without_subnormals(kernel.double()), kernel.double())  # normal in float64
+    half = torch.tensor([1.0, 1e-6], dtype=torch.float16)  # 1e-6: subnormal, yet far from negligible
+    assert torch.equal(snn_module._without_subnormals(half), half)
 
 
 @pytest.mark.parametrize("neuron", VARIANTS)

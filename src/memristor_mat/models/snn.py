@@ -189,12 +189,14 @@ def _causal_toeplitz(response: torch.Tensor, delay: int) -> torch.Tensor:
 
 
 def _without_subnormals(kernel: torch.Tensor) -> torch.Tensor:
-    """``kernel`` with its subnormal entries (nonzero, below the dtype's smallest normal number)
-    set to zero. A product of a subnormal entry with a readout input of ordinary size is itself
-    below half a unit in the last place of any sum it joins that holds one normal-range term, so
-    dropping it changes no rounded sum of such terms; but x86 CPUs multiply subnormals in
-    microcode, tens of times slower (the IEEE 754 cost of gradual underflow)."""
-    if not kernel.is_floating_point():
+    """``kernel`` with its subnormal entries (nonzero, below the dtype's smallest normal number
+    ``tiny``) set to zero, for a float32 or float64 kernel on a CPU; any other returned as is.
+    An entry ``|k| < tiny`` times an input ``p`` is below ``tiny |p|``, less than half a unit in
+    the last place of any sum larger than ``tiny |p| 2^(mantissa bits + 1)`` (2^-101 |p| in
+    float32), so dropping it changes no sum that holds one term of ordinary size; x86 CPUs
+    multiply subnormals in microcode, tens of times slower (IEEE 754's gradual underflow). GPUs
+    multiply them at full speed, and float16's subnormals (below 6e-5) are too large to drop."""
+    if kernel.device.type != "cpu" or kernel.dtype not in (torch.float32, torch.float64):
         return kernel
     return kernel.masked_fill(kernel.abs() < torch.finfo(kernel.dtype).tiny, 0.0)
 
