@@ -462,16 +462,16 @@ class RecurrentSNN(nn.Module):
 
     def _lean_buffers(self, x: torch.Tensor, w_rec: torch.Tensor) -> SimpleNamespace:
         """The evaluation loops' tensors, allocated once per pass, and their products. The draws
-        (the weights' leading dimensions, broadcast) are flattened into one: ``zeros()`` makes a
-        state ``(draws, batch, H)`` (``(batch, H)`` without draws; ``draws`` is their shape); ``drive(t)`` writes ``x_t @
-        w_in`` into a buffer and returns it; ``projected`` ``(T, draws, batch, classes)`` takes
-        the readout's input at every step and ``unflattened(projected)`` gives it back as
-        ``(*draws, batch, T, classes)``. ``product(weight)`` makes the function ``(a, out)``
-        that writes ``a @ weight`` into ``out`` as ``torch.matmul`` computes it (``torch.mm``
-        over the rows of every draw for a weight without draws, else ``torch.bmm``) without
-        matmul's shape logic at each of its 750 calls per pass (8 % of a pass). Allocating the
-        tensors per step cost more than the elementwise updates: each fresh multi-megabyte
-        tensor is new memory to map in."""
+        (the weights' leading dimensions broadcast, of shape ``draws``) are flattened into one:
+        ``zeros()`` makes a state ``(draws, batch, H)`` (``(batch, H)`` without draws);
+        ``drive(t)`` writes ``x_t @ w_in`` into a buffer and returns it; ``projected`` ``(T,
+        draws, batch, classes)`` takes the readout's input at every step and
+        ``unflattened(projected)`` gives it back as ``(*draws, batch, T, classes)``.
+        ``product(weight)`` makes the function ``(a, out)`` that writes ``a @ weight`` into
+        ``out`` as ``torch.matmul`` computes it (``torch.mm`` over the rows of every draw for a
+        weight without draws, else ``torch.bmm``) without matmul's shape logic at each of its
+        750 calls per pass (8 % of a pass). Allocating the tensors per step cost more than the
+        elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
         batch, steps, inputs = x.shape
         draws = torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
         flat = (math.prod(draws),) if draws else ()
