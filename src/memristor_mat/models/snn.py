@@ -464,13 +464,13 @@ class RecurrentSNN(nn.Module):
         """The evaluation loops' tensors, allocated once per pass, and their products. The draws
         (the weights' leading dimensions broadcast, of shape ``draws``) are flattened into one:
         ``zeros()`` makes a state ``(draws, batch, H)`` (``(batch, H)`` without draws);
-        ``drive(t)`` writes ``x_t @ w_in`` into a buffer and returns it; ``projected`` ``(T,
-        draws, batch, classes)`` takes the readout's input at every step and
-        ``unflattened(projected)`` gives it back as ``(*draws, batch, T, classes)``.
-        ``product(weight)`` makes the function ``(a, out)`` that writes ``a @ weight`` into
-        ``out`` as ``torch.matmul`` computes it (``torch.mm`` over the rows of every draw for a
-        weight without draws, else ``torch.bmm``) without matmul's shape logic at each of its
-        750 calls per pass (8 % of a pass). Allocating the tensors per step cost more than the
+        ``drive(t)`` writes ``x_t @ w_in`` into a buffer and returns it; ``projected_at[t]``
+        ``(draws, batch, classes)`` takes the readout's input of step t and ``unflattened()``
+        gives them all as ``(*draws, batch, T, classes)``. ``product(weight)`` makes the
+        function ``(a, out)`` that writes ``a @ weight`` into ``out`` as ``torch.matmul``
+        computes it (``torch.mm`` over the rows of every draw for a weight without draws, else
+        ``torch.bmm``) without matmul's shape logic at each of its 750 calls per pass (8 % of a
+        pass). Allocating the tensors per step cost more than the
         elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
         batch, steps, inputs = x.shape
         draws = torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
@@ -484,12 +484,15 @@ class RecurrentSNN(nn.Module):
             return lambda a, out: torch.bmm(a, weight, out=out)
 
         input_product = product(self.w_in)
-        # x_t broadcast over w_in's draws as a view: the product then writes into drive
         input_draws = flat if self.w_in.dim() > 2 else ()
         drive = x.new_empty((*input_draws, batch, self.hidden_size))
+        projected = x.new_empty((steps, *flat, batch, self.num_classes))
+        # every step's x_t (broadcast over w_in's draws, so the product writes into drive) and
+        # readout slot as views made once: indexing them at every step cost 5 % of a pass
+        inputs_at = [x_t.expand(*input_draws, batch, inputs) for x_t in x.unbind(1)]
 
         def drive_at(t: int) -> torch.Tensor:
-            input_product(x[:, t].expand(*input_draws, batch, inputs), drive)
+            input_product(inputs_at[t], drive)
             return drive
 
         return SimpleNamespace(
@@ -498,8 +501,8 @@ class RecurrentSNN(nn.Module):
             zeros=lambda: x.new_zeros((*flat, batch, self.hidden_size)),
             product=product,
             drive=drive_at,
-            projected=x.new_empty((steps, *flat, batch, self.num_classes)),
-            unflattened=lambda projected: projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2),
+            projected_at=projected.unbind(0),
+            unflattened=lambda: projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2),
         )
 
     def _projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
@@ -515,7 +518,7 @@ class RecurrentSNN(nn.Module):
         size, alpha, beta, threshold = self.hidden_size, self.alpha, self.beta, self.threshold
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
         buffers = self._lean_buffers(x, w_rec)
-        projected = buffers.projected
+        projected = buffers.projected_at
         syn, mem, out = buffers.zeros(), buffers.zeros(), buffers.zeros()
         readout = buffers.product(self.w_out)
         if on_spikes:
@@ -547,7 +550,7 @@ class RecurrentSNN(nn.Module):
                 readout(out, projected[t])
         if on_spikes:
             readout(out, projected[-1])
-        return buffers.unflattened(projected)
+        return buffers.unflattened()
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                                   membranes: list[torch.Tensor] | None) -> torch.Tensor:
@@ -595,7 +598,7 @@ class RecurrentSNN(nn.Module):
         spiking = self.neuron == "spiking"
         buffers = self._lean_buffers(x, w_rec)
         recurrent_product, readout = buffers.product(w_rec), buffers.product(self.w_out)
-        projected = buffers.projected
+        projected = buffers.projected_at
         h, h_next, syn, mem, out = (buffers.zeros() for _ in range(5))
         reset = out if spiking else buffers.zeros()  # spiking: the reset is the output
         for t in range(x.shape[1]):
@@ -610,7 +613,7 @@ class RecurrentSNN(nn.Module):
             # mem_t takes syn_{t-1}: update mem before syn
             torch.addcmul(syn, beta, mem, out=mem).sub_(reset, alpha=threshold)
             torch.addcmul(h, alpha, syn, out=syn)
-        return buffers.unflattened(projected)
+        return buffers.unflattened()
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
