@@ -7,8 +7,8 @@
 2. Training seconds per epoch (batch 32, Adam), mat vs vanilla at 1 and 2 threads, beside the
    floor measured in the same run: (vanilla step + drawing the step's normals) / vanilla step,
    what MAT costs when the random numbers are drawn inside the step; and mat on 2 threads as a
-   training job given 2 runs it, one thread drawing the normals and one computing, against the
-   floor on one thread.
+   training job given 2 runs it, one core drawing the normals (a process of their own,
+   ``PrefetchedNormals``) and one thread computing, against the floor on one thread.
 
     python benchmarks/bench_mlp.py [--draws 48] [--threads 2]
 """
@@ -126,10 +126,10 @@ def bench_training(args) -> None:
               f"101,632 normals {rng_ms:.3f} ms) / vanilla step = {floor:.2f}x | mat {in_step / vanilla / floor - 1:+.1%} "
               "against the floor")
         if threads > 1 and threads - 1 in floors:
-            # what a job given `threads` does: one of them draws the normals, the others compute
+            # what a job given `threads` does: a process draws the normals on one core, the others compute
             background = epoch_seconds(data, "mat", True, args.epochs)
             compute = threads - 1
-            print(f"      mat with its normals drawn on one of the {threads} threads ({compute} computing): "
+            print(f"      mat with its normals drawn on one of the {threads} cores by a process ({compute} computing): "
                   f"{background:5.2f} s/epoch = {background / vanillas[compute]:.2f}x vanilla on {compute} | "
                   f"{background / vanillas[compute] / floors[compute] - 1:+.1%} against the floor on {compute}")
     if 1 in vanillas:

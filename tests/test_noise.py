@@ -1,6 +1,8 @@
 """Noise injection (SPEC §1): statistics, straight-through gradient, isolation between models."""
 
 import itertools
+import os
+import signal
 
 import pytest
 import torch
@@ -198,22 +200,50 @@ def test_same_generator_seed_gives_same_noise():
     assert torch.equal(a(torch.ones(())), b(torch.ones(())))
 
 
-def test_prefetched_normals_equal_a_plain_loop():
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_prefetched_normals_equal_a_plain_loop(process):
     shapes = {"a": torch.Size([3, 4]), "b": torch.Size([5])}
-    prefetched = list(itertools.islice(PrefetchedNormals(shapes, 1, torch.Generator().manual_seed(9), 6), 10))
+    stream = PrefetchedNormals(shapes, 2, torch.Generator().manual_seed(9), 6, process=process)
+    # a draw is valid until the next one is taken (the process reuses its slot): copied here
+    prefetched = [{k: v.clone() for k, v in draw.items()} for draw in itertools.islice(stream, 10)]
+    stream.close()
     reference_generator = torch.Generator().manual_seed(9)
-    reference = [draw_normals(shapes, 1, reference_generator) for _ in range(6)]
+    reference = [draw_normals(shapes, 2, reference_generator) for _ in range(6)]
     assert len(prefetched) == 6
     for got, expected in zip(prefetched, reference):
         assert got.keys() == expected.keys()
         assert all(torch.equal(got[k], expected[k]) for k in got)
 
 
-def test_prefetched_normals_stop_cleanly_when_closed_early():
-    stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 1000, depth=1)
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_prefetched_normals_stop_cleanly_when_closed_early(process):
+    stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 1000, depth=2,
+                               process=process)
     next(stream)
     stream.close()
-    assert not stream._thread.is_alive()
+    assert not stream.is_alive()
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_a_failed_draw_is_raised_where_the_normals_are_taken(process, monkeypatch):
+    def broken_randn(*args, **kwargs):
+        raise MemoryError("no room for the normals")
+
+    monkeypatch.setattr(torch, "randn", broken_randn)  # a forked process inherits the patch
+    stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 5, process=process)
+    with pytest.raises((RuntimeError, MemoryError), match="no room for the normals"):
+        next(stream)
+    stream.close()
+
+
+def test_a_killed_drawing_process_is_reported_not_waited_for():
+    stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 1000, process=True)
+    next(stream)
+    os.kill(stream._worker.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="ended early"):
+        for _ in range(10):  # the draws already made come out first
+            next(stream)
+    stream.close()
 
 
 def test_model_can_restrict_its_memristor_parameters():

@@ -41,8 +41,9 @@ def noise_share(model: nn.Module, sample: torch.Tensor, batch_size: int, normals
 
 class ForwardNoiseHooks(TrainingHooks):
     """Wraps the model in a :class:`~memristor_mat.noise.NoisyModel` for each epoch. A CPU job
-    given more than one thread draws the epoch's normals on a thread of their own (the same
-    numbers as drawing them in the step) where random numbers are a large share of a step."""
+    given more than one thread draws the epoch's normals on one of them, in a process of their
+    own (:class:`~memristor_mat.noise.PrefetchedNormals`: the same numbers as drawing them in the
+    step), where random numbers are a large share of a step."""
 
     def __init__(self, model, parameters, settings, device) -> None:
         super().__init__(model, parameters, settings, device)
@@ -53,13 +54,11 @@ class ForwardNoiseHooks(TrainingHooks):
         self._background: bool | None = None
 
     def _draws_in_background(self, context: EpochContext) -> bool:
-        """Whether the normals are drawn on a thread that takes one of the job's threads.
+        """Whether the normals are drawn ahead on one of the job's threads.
 
-        Only with a thread to spare: a job keeps to the cores the scheduler gave it, and on one
-        thread drawing in the step costs less CPU time (measured with ``bench_mlp.py``: the
-        drawing thread's handoffs of Python's GIL slow the training thread by nearly as much as
-        the draw it saves, and its own draws cost the neighbouring job a core). And only where
-        the draw is worth a core: the MLP (a third of a step), not CNNs (0.1 %)."""
+        Only with a thread to spare: a job keeps to the cores the scheduler gave it (its drawing
+        would cost the neighbouring job a core). And only where the draw is worth a core: the
+        MLP (a third of a step), not CNNs (0.1 %)."""
         if self._background is None:
             self._background = False
             if self.prefetch and self.device.type == "cpu" and torch.get_num_threads() > 1:
@@ -75,7 +74,7 @@ class ForwardNoiseHooks(TrainingHooks):
             self._normals = PrefetchedNormals(shapes, self.noise.normals_per_weight, context.generator,
                                               context.batches)
             self._threads = torch.get_num_threads()
-            torch.set_num_threads(self._threads - 1)  # the drawing thread takes one of the job's threads
+            torch.set_num_threads(self._threads - 1)  # the drawing takes one of the job's threads
         else:
             self._normals = generated_normals(shapes, self.noise.normals_per_weight, context.generator, self.device)
         return NoisyModel(self.model, self.noise, self.condition, normals=self._normals,
