@@ -132,9 +132,14 @@ class PrefetchedNormals:
 
     def _start_process(self, shapes, normals_per_weight, generator, count, depth) -> None:
         context = multiprocessing.get_context("fork")
-        # each slot as draw_normals shapes a draw, (normals_per_weight, *shape) per tensor
-        self._slots = [{name: torch.empty((normals_per_weight, *shape)).share_memory_() for name, shape in shapes.items()}
-                       for _ in range(depth)]
+        # each slot one shared buffer (one file descriptor, however many tensors), viewed as
+        # draw_normals shapes a draw: (normals_per_weight, *shape) per tensor
+        sizes = {name: torch.Size((normals_per_weight, *shape)) for name, shape in shapes.items()}
+        self._slots = []
+        for _ in range(depth):
+            buffer = torch.empty(sum(size.numel() for size in sizes.values())).share_memory_()
+            self._slots.append({name: part.view(size) for (name, size), part
+                                in zip(sizes.items(), buffer.split([size.numel() for size in sizes.values()]))})
         self._filled, self._free = context.Semaphore(0), context.Semaphore(depth - 1)
         self._stop, self._failed, self._errors = context.Event(), context.RawValue("i", 0), context.SimpleQueue()
         self._worker = context.Process(
