@@ -580,6 +580,33 @@ def test_original_spikes_made_after_the_loop_are_the_per_step_spikes_bit_for_bit
 
 
 @pytest.mark.parametrize("neuron", VARIANTS)
+@pytest.mark.parametrize("batch, steps", [(1, 1), (1, 2), (3, 37), (16, 250)])
+def test_original_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients(neuron, batch, steps):
+    # training runs the loop as one autograd node with its own backward pass; recording the
+    # membranes takes the step-by-step loop that autograd records: the two must agree bit for
+    # bit, here with MAT's noisy weights (straight-through to the clean ones)
+    model = original(neuron=neuron, seed=3).train()
+    x = events(batch=batch, steps=steps, rate=0.3, seed=steps)
+    y = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(batch))
+    noise, draw = GaussianWeightNoise(), torch.Generator().manual_seed(4)
+    z = {name: torch.randn((1, *p.shape), generator=draw) for name, p in model.named_parameters()}
+
+    def pass_with(record: bool):
+        noisy = {name: noise.apply(p, z[name], {"sigma": 0.2}) for name, p in model.named_parameters()}
+        out = torch.func.functional_call(model, noisy, (x,), {"record": record})
+        # the regulariser's activity: the spikes, or |tanh| (training keeps it as such)
+        logits, hidden = (out["logits"], out["hidden"].abs()) if record else (out, model._activity)
+        loss = F.cross_entropy(logits, y) + 1e-3 * hidden.square().sum()
+        return (logits.detach(), hidden.detach(),
+                *torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+
+    for ours, reference in zip(pass_with(False), pass_with(True)):
+        assert (ours is None and reference is None) or torch.equal(ours, reference)
+    if steps > 2:
+        assert model.w_rec.grad is None and pass_with(False)[3].abs().sum() > 0, "the test needs a recurrent gradient"
+
+
+@pytest.mark.parametrize("neuron", VARIANTS)
 def test_original_lean_pass_matches_the_training_pass_also_with_stacked_weights(neuron):
     model = original(neuron=neuron, hidden_size=16).train()
     x = events(batch=16, steps=60, seed=5)

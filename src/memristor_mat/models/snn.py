@@ -147,6 +147,79 @@ def _is_transformed(tensor: torch.Tensor) -> bool:
     return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
+class _OriginalTimeLoop(torch.autograd.Function):
+    """The original dynamics' time loop (:meth:`RecurrentSNN._original_hidden_activity`) as one
+    autograd node: the per-step outputs ``(batch, T, H)`` (the membrane ``mem_{t-1}`` that the
+    spike compares at step t, or ``tanh(mem_{t-1} - threshold)``) from the input drive ``x @
+    w_in`` ``(batch, T, H)`` and the masked recurrent matrix.
+
+    Autograd recorded five nodes per step, 1,250 per batch, and its engine's bookkeeping cost
+    more than the arithmetic of (16, 100) tensors. The backward pass here is the one autograd
+    ran, operation for operation: the same derivative formulas (``addmm``, ``addcmul``,
+    ``tanh``), each step's gradient sums of two terms (order-free in floating point), and the
+    recurrent matrix's gradient summed over the steps in autograd's order (last step first), so
+    the gradients are the same bit for bit (a test compares them with autograd's)."""
+
+    @staticmethod
+    def forward(ctx, drive, w_rec, alpha, beta, threshold, threshold_value: float, spiking: bool):
+        batch, steps, size = drive.shape
+        drive_at = drive.unbind(1)
+        h = drive.new_zeros((batch, size))
+        syn, mem = torch.zeros_like(h), torch.zeros_like(h)
+        reset = torch.empty_like(h)
+        inputs, outputs = [], []  # h_{t-1} of every step (the recurrent product's left factor)
+        for t in range(steps):
+            inputs.append(h)
+            h = torch.addmm(drive_at[t], h, w_rec)  # the operations of the recorded loop
+            if spiking:
+                outputs.append(mem)
+            else:
+                outputs.append(torch.tanh(mem - threshold))
+            torch.gt(mem, threshold, out=reset)
+            mem = torch.sub(torch.addcmul(syn, beta, mem), reset, alpha=threshold_value)
+            syn = torch.addcmul(h, alpha, syn)
+        ctx.save_for_backward(w_rec, alpha, beta)
+        ctx.inputs, ctx.spiking = inputs, spiking
+        ctx.tanh_outputs = None if spiking else outputs
+        return torch.stack(outputs, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_outputs):
+        w_rec, alpha, beta = ctx.saved_tensors
+        inputs, tanh_outputs = ctx.inputs, ctx.tanh_outputs
+        ctx.inputs = ctx.tanh_outputs = None
+        steps = len(inputs)
+        grad_at = grad_outputs.unbind(1)
+        # the gradients reaching step t's mem_t, syn_t and h_t from step t + 1 (None: none; the
+        # last step's mem, syn and h feed nothing, so autograd never ran their nodes)
+        d_mem = d_syn = d_h = None
+        d_w = None
+        d_drive = [None] * steps
+        for t in reversed(range(steps)):
+            # output_t from mem_{t-1}: the stacked output's slice (through tanh's derivative)
+            d_mem_prev = grad_at[t] if ctx.spiking else torch.ops.aten.tanh_backward(grad_at[t], tanh_outputs[t])
+            d_syn_prev = None
+            if d_mem is not None:  # mem_t = syn_{t-1} + beta * mem_{t-1} - threshold * reset
+                d_syn_prev = d_mem
+                d_mem_prev = d_mem_prev + d_mem * beta
+            if d_syn is not None:  # syn_t = h_t + alpha * syn_{t-1}
+                d_h = d_syn if d_h is None else d_h + d_syn
+                from_syn = d_syn * alpha
+                d_syn_prev = from_syn if d_syn_prev is None else d_syn_prev + from_syn
+            if d_h is not None:  # h_t = drive_t + h_{t-1} @ w_rec (addmm's derivatives)
+                d_drive[t] = d_h
+                product = inputs[t].t().mm(d_h)
+                d_w = product if d_w is None else d_w + product
+                d_h = d_h.mm(w_rec.t()) if t > 0 else None
+            d_mem, d_syn = d_mem_prev, d_syn_prev
+        if all(d is None for d in d_drive):  # a single step: its h fed nothing
+            return None, d_w, None, None, None, None, None
+        zeros = grad_outputs.new_zeros(grad_at[0].shape)
+        # steps whose h_t fed nothing (the last one): zeros, as autograd's unbind gives them
+        d_drive = [zeros if d is None else d for d in d_drive]
+        return torch.stack(d_drive, dim=1), d_w, None, None, None, None, None
+
+
 def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_options) -> torch.Tensor:
     """(steps x steps) lower-triangular matrix K with ``out_mem = K @ u`` for the readout
     ``out_syn[t] = alpha out_syn[t-1] + u[t]``, ``out_mem[t] = beta out_mem[t-1] + out_syn[t]``
@@ -559,6 +632,11 @@ class RecurrentSNN(nn.Module):
         alpha, beta = self.alpha, self.beta
         threshold, scale = self._constants(x)
         spiking = self.neuron == "spiking"
+        in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
+        if membranes is None and in_place and torch.is_grad_enabled():
+            # training: the same loop as one autograd node, the same values and gradients
+            outputs = _OriginalTimeLoop.apply(x @ self.w_in, w_rec, alpha, beta, threshold, self.threshold, spiking)
+            return spike(outputs, threshold, scale) if spiking else outputs
         drive = (x @ self.w_in).unbind(dim=-2)  # as in _hidden_activity: one product, unbound once
         h = x.new_zeros((batch, self.hidden_size))
         syn = torch.zeros_like(h)
@@ -567,7 +645,6 @@ class RecurrentSNN(nn.Module):
         # the reset is the spike's forward value without gradient, in both variants: one buffer
         # written in place each step (no autograd node keeps it), a comparison straight into
         # floats; under torch.func's transforms, which cannot write into given tensors, a new one
-        in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
         reset = torch.empty_like(h) if in_place else None
         for t in range(steps):
             h = torch.addmm(drive[t], h, w_rec)  # h_t = x_t W_in + h_{t-1} V: spikes never enter
