@@ -579,13 +579,14 @@ def test_original_spikes_made_after_the_loop_are_the_per_step_spikes_bit_for_bit
         assert torch.equal(ours, reference)
 
 
+@pytest.mark.parametrize("dynamics", ["original", "normalised"])
 @pytest.mark.parametrize("neuron", VARIANTS)
 @pytest.mark.parametrize("batch, steps", [(1, 1), (1, 2), (3, 37), (16, 250)])
-def test_original_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients(neuron, batch, steps):
+def test_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients(dynamics, neuron, batch, steps):
     # training runs the loop as one autograd node with its own backward pass; recording the
     # membranes takes the step-by-step loop that autograd records: the two must agree bit for
     # bit, here with MAT's noisy weights (straight-through to the clean ones)
-    model = original(neuron=neuron, seed=3).train()
+    model = snn(seed=3, dynamics=dynamics, neuron=neuron, hidden_size=100).train()
     x = events(batch=batch, steps=steps, rate=0.3, seed=steps)
     y = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(batch))
     noise, draw = GaussianWeightNoise(), torch.Generator().manual_seed(4)

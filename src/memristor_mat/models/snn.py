@@ -220,6 +220,74 @@ class _OriginalTimeLoop(torch.autograd.Function):
         return torch.stack(d_drive, dim=1), d_w, None, None, None, None, None
 
 
+class _NormalisedTimeLoop(torch.autograd.Function):
+    """The normalised dynamics' time loop with spike recurrence (:meth:`RecurrentSNN.
+    _hidden_activity`) as one autograd node, as :class:`_OriginalTimeLoop` is for the original:
+    the outputs ``(batch, T, H)`` (spikes, or ``tanh(mem - threshold)``) from the drive ``x @
+    w_in`` and the masked recurrent matrix, with the backward pass autograd ran: the spike's
+    surrogate slope, ``lerp``'s ``grad * (1 - beta)`` and ``grad * beta``, ``addmm``'s products,
+    two-term sums, and the recurrent gradient summed last step first. (With current recurrence
+    a synaptic current has three consumers, whose sum depends on autograd's order: that variant
+    keeps the recorded loop.) A NaN membrane spikes 0 here, as in the evaluation loop."""
+
+    @staticmethod
+    def forward(ctx, drive, w_rec, alpha, beta, threshold, scale, threshold_value: float, spiking: bool):
+        batch, steps, size = drive.shape
+        drive_at = drive.unbind(1)
+        syn = drive.new_zeros((batch, size))
+        mem, out = torch.zeros_like(syn), torch.zeros_like(syn)
+        inputs, outputs, slopes = [], [], []  # out_{t-1} of every step: the recurrent product's left factor
+        for t in range(steps):
+            inputs.append(out)
+            syn = torch.addmm(torch.addcmul(drive_at[t], alpha, syn), out, w_rec)  # the recorded loop's operations
+            mem = torch.lerp(syn, mem, beta)
+            if spiking:
+                out = torch.gt(mem, threshold).to(mem.dtype)  # spike(): the step, with this slope
+                slope = torch.sub(mem, threshold).abs_().mul_(scale).add_(1.0)
+                slopes.append(slope.mul_(slope).reciprocal_())
+                mem = torch.sub(mem, out, alpha=threshold_value)
+            else:
+                out = torch.tanh(mem - threshold)
+            outputs.append(out)
+        ctx.save_for_backward(w_rec, alpha, beta)
+        ctx.inputs, ctx.outputs, ctx.slopes, ctx.spiking = inputs, outputs, slopes, spiking
+        return torch.stack(outputs, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_outputs):
+        w_rec, alpha, beta = ctx.saved_tensors
+        inputs, outputs, slopes = ctx.inputs, ctx.outputs, ctx.slopes
+        ctx.inputs = ctx.outputs = ctx.slopes = None
+        steps = len(inputs)
+        grad_at = grad_outputs.unbind(1)
+        one_minus_beta = None
+        # the gradients reaching step t's out_t, mem_t (after the reset) and syn_t from step t + 1
+        d_out = d_mem = d_syn = None
+        d_w = None
+        d_drive = [None] * steps
+        for t in reversed(range(steps)):
+            d_out = grad_at[t] if d_out is None else grad_at[t] + d_out
+            # the membrane before the reset: the reset passes d_mem through, the spike its slope
+            if ctx.spiking:
+                d_m = d_out * slopes[t]
+            else:
+                d_m = torch.ops.aten.tanh_backward(d_out, outputs[t])
+            if d_mem is not None:
+                d_m = d_mem + d_m
+            # mem = lerp(syn_t, mem_{t-1}, beta)
+            one_minus_beta = 1 - beta if one_minus_beta is None else one_minus_beta
+            from_lerp = d_m * one_minus_beta
+            d_syn = from_lerp if d_syn is None else d_syn + from_lerp
+            d_mem = d_m * beta if t > 0 else None
+            # syn_t = addcmul(drive_t, alpha, syn_{t-1}) + out_{t-1} @ w_rec
+            d_drive[t] = d_syn
+            product = inputs[t].t().mm(d_syn)
+            d_w = product if d_w is None else d_w + product
+            d_out = d_syn.mm(w_rec.t()) if t > 0 else None
+            d_syn = d_syn * alpha if t > 0 else None
+        return torch.stack(d_drive, dim=1), d_w, None, None, None, None, None, None
+
+
 def double_integrator_kernel(alpha: float, beta: float, steps: int, **tensor_options) -> torch.Tensor:
     """(steps x steps) lower-triangular matrix K with ``out_mem = K @ u`` for the readout
     ``out_syn[t] = alpha out_syn[t-1] + u[t]``, ``out_mem[t] = beta out_mem[t-1] + out_syn[t]``
@@ -511,6 +579,11 @@ class RecurrentSNN(nn.Module):
         alpha, beta = self.alpha, self.beta
         threshold, scale = self._constants(x)
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
+        if (membranes is None and on_spikes and torch.is_grad_enabled()
+                and not any(_is_transformed(t) for t in (x, self.w_in, w_rec))):
+            # training: the same loop as one autograd node, the same values and gradients
+            return _NormalisedTimeLoop.apply(x @ self.w_in, w_rec, alpha, beta, threshold, scale,
+                                             self.threshold, spiking)
         # (batch, H) per step: the input crossbar for all steps in one product, unbound once
         # (indexing it per step would make autograd build a (batch, T, H) gradient per step)
         drive = (x @ self.w_in).unbind(dim=-2)
