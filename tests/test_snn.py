@@ -607,6 +607,17 @@ def test_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients
         assert model.w_rec.grad is None and pass_with(False)[3].abs().sum() > 0, "the test needs a recurrent gradient"
 
 
+def test_training_under_autocast_keeps_the_recorded_loop():
+    # autocast casts inside the recorded operations and autograd's backward pass follows the
+    # casts; the one-node loop's own backward pass would mix bfloat16 and float32 products
+    model = original(neuron="spiking").train()
+    x = events(batch=4, steps=30, rate=0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.training_loss(model(x), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    assert model.w_rec.grad.dtype == torch.float32 and model.w_rec.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("neuron", VARIANTS)
 def test_original_lean_pass_matches_the_training_pass_also_with_stacked_weights(neuron):
     model = original(neuron=neuron, hidden_size=16).train()

@@ -111,6 +111,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from memristor_mat.models.options import DYNAMICS, NEURONS, RECURRENCES
 
@@ -189,6 +190,7 @@ class _OriginalTimeLoop(torch.autograd.Function):
         return torch.stack(outputs, dim=1)
 
     @staticmethod
+    @once_differentiable  # a second derivative would need a graph this backward does not record
     def backward(ctx, grad_outputs):
         w_rec, alpha, beta = ctx.saved_tensors
         inputs, tanh_outputs = ctx.inputs, ctx.tanh_outputs
@@ -259,6 +261,7 @@ class _NormalisedTimeLoop(torch.autograd.Function):
         return torch.stack(outputs, dim=1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_outputs):
         w_rec, alpha, beta = ctx.saved_tensors
         inputs, outputs, slopes = ctx.inputs, ctx.outputs, ctx.slopes
@@ -574,6 +577,14 @@ class RecurrentSNN(nn.Module):
         return tuple(torch.tensor(value, dtype=x.dtype, device=x.device)
                      for value in (self.threshold, self.surrogate_scale))
 
+    def _loop_as_one_node(self, x: torch.Tensor, w_rec: torch.Tensor) -> bool:
+        """Whether training runs its time loop as one autograd node (:class:`_OriginalTimeLoop`,
+        :class:`_NormalisedTimeLoop`): with gradients, outside torch.func's transforms (which
+        need the recorded operations) and autocast (whose casts the recorded loop's backward
+        pass gets from autograd)."""
+        return (torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+                and not any(_is_transformed(t) for t in (x, self.w_in, w_rec)))
+
     def _hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                          membranes: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden spikes (or tanh activations) ``(batch, T, H)``, differentiable: the time loop
@@ -584,8 +595,7 @@ class RecurrentSNN(nn.Module):
         alpha, beta = self.alpha, self.beta
         threshold, scale = self._constants(x)
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
-        if (membranes is None and on_spikes and torch.is_grad_enabled()
-                and not any(_is_transformed(t) for t in (x, self.w_in, w_rec))):
+        if membranes is None and on_spikes and self._loop_as_one_node(x, w_rec):
             # training: the same loop as one autograd node, the same values and gradients
             return _NormalisedTimeLoop.apply(x @ self.w_in, w_rec, alpha, beta, threshold, scale,
                                              self.threshold, spiking)
@@ -711,7 +721,7 @@ class RecurrentSNN(nn.Module):
         threshold, scale = self._constants(x)
         spiking = self.neuron == "spiking"
         in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
-        if membranes is None and in_place and torch.is_grad_enabled():
+        if membranes is None and self._loop_as_one_node(x, w_rec):
             # training: the same loop as one autograd node, the same values and gradients
             outputs = _OriginalTimeLoop.apply(x @ self.w_in, w_rec, alpha, beta, threshold, self.threshold, spiking)
             return spike(outputs, threshold, scale) if spiking else outputs
