@@ -95,7 +95,7 @@ Common to both:
   time of a training step. Training runs the loop as one autograd node whose backward pass is
   autograd's own, operation for operation (:class:`_OriginalTimeLoop`, and
   :class:`_NormalisedTimeLoop` for spike recurrence): the engine's bookkeeping for five nodes
-  per step cost more than their arithmetic, and a batch now trains 27-35 % faster with the same
+  per step cost more than their arithmetic, and a batch now trains 24-36 % faster with the same
   gradients bit for bit (a test compares them with the recorded loop's, which recording the
   membranes still runs).
 * **Regulariser** (SPEC; the form of the SpyTorch tutorials): ``spike_count_weight * sum of all
@@ -720,7 +720,6 @@ class RecurrentSNN(nn.Module):
         alpha, beta = self.alpha, self.beta
         threshold, scale = self._constants(x)
         spiking = self.neuron == "spiking"
-        in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
         if membranes is None and self._loop_as_one_node(x, w_rec):
             # training: the same loop as one autograd node, the same values and gradients
             outputs = _OriginalTimeLoop.apply(x @ self.w_in, w_rec, alpha, beta, threshold, self.threshold, spiking)
@@ -733,6 +732,7 @@ class RecurrentSNN(nn.Module):
         # the reset is the spike's forward value without gradient, in both variants: one buffer
         # written in place each step (no autograd node keeps it), a comparison straight into
         # floats; under torch.func's transforms, which cannot write into given tensors, a new one
+        in_place = not any(_is_transformed(t) for t in (x, self.w_in, w_rec))
         reset = torch.empty_like(h) if in_place else None
         for t in range(steps):
             h = torch.addmm(drive[t], h, w_rec)  # h_t = x_t W_in + h_{t-1} V: spikes never enter
