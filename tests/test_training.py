@@ -134,8 +134,8 @@ def test_settings_round_trip_through_a_dict():
 
 
 @pytest.fixture
-def drawing_threads(monkeypatch):
-    """torch's thread count at each start of MAT's drawing thread; restores the count after the test."""
+def drawing_starts(monkeypatch):
+    """torch's thread count at each start of MAT's background draw (a process, or a thread off Linux); restores the count after the test."""
     started = []
 
     class Counted(mat.PrefetchedNormals):
@@ -149,20 +149,20 @@ def drawing_threads(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def test_prefetched_noise_gives_the_same_weights_as_synchronous_noise(drawing_threads):
+def test_prefetched_noise_gives_the_same_weights_as_synchronous_noise(drawing_starts):
     torch.set_num_threads(2)  # a thread to spare: the normals are drawn on it
     a = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=True).model
-    assert drawing_threads == [2, 2, 2, 2]  # one per epoch, each started with the thread given back
+    assert drawing_starts == [2, 2, 2, 2]  # one per epoch, each started with the thread given back
     b = train(model(), toy_data(), settings("mat_scratch"), device=CPU, prefetch_noise=False).model
-    assert len(drawing_threads) == 4
+    assert len(drawing_starts) == 4
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
 
-def test_a_one_thread_job_draws_its_noise_in_the_step(drawing_threads):
+def test_a_one_thread_job_draws_its_noise_in_the_step(drawing_starts):
     # a second thread would use a core the scheduler did not give the job
     torch.set_num_threads(1)
     train(model(), toy_data(), settings("mat_scratch", epochs=1), device=CPU, prefetch_noise=True)
-    assert drawing_threads == []
+    assert drawing_starts == []
 
 
 # --------------------------------------------------------------------------- the original's recipe (SPEC §2.1)
