@@ -135,7 +135,8 @@ def test_settings_round_trip_through_a_dict():
 
 @pytest.fixture
 def drawing_starts(monkeypatch):
-    """torch's thread count at each start of MAT's background draw (a process, or a thread off Linux); restores the count after the test."""
+    """torch's thread count at each start of MAT's background draw (a process, or a thread off
+    Linux); restores the count after the test."""
     started = []
 
     class Counted(mat.PrefetchedNormals):
