@@ -9,6 +9,8 @@ from conftest import killed_in_epoch, toy_data
 
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
+from memristor_mat.datasets import DatasetSplits
+from memristor_mat.models import build_model
 from memristor_mat.models.mlp import MLP
 from memristor_mat.methods import mat, noisy_updates
 from memristor_mat.settings import NoisyUpdates, TrainingSettings
@@ -289,3 +291,51 @@ def test_clipping_keeps_each_tensor_within_k_of_its_own_std():
     for got, want in zip(weights, expected):
         assert torch.equal(got, want)  # to the bit, as clamping to the std's tensor
     assert weights[0][0, 0] < 50 and weights[0][0, 1] > -50
+
+
+def _toy_sequences(seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        return (torch.rand((n, 40, 4), generator=g) < 0.2).float(), torch.randint(0, 2, (n,), generator=g)
+
+    return DatasetSplits("toy events", *split(32), *split(16), 2, "toy event sequences for tests")
+
+
+def _toy_images(seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        return torch.rand((n, 3, 32, 32), generator=g), torch.randint(0, 10, (n,), generator=g)
+
+    return DatasetSplits("toy images", *split(32), *split(16), 10, "toy RGB images for tests")
+
+
+AUTOCAST_MODELS = {
+    "mlp": (model, toy_data),
+    "mobilenet_v2_cifar": (lambda: build_model("mobilenet_v2_cifar", num_classes=10, width_mult=0.25, stem_stride=2,
+                                               inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]]), _toy_images),
+    "resnet_cifar": (lambda: build_model("resnet_cifar", num_classes=10), _toy_images),
+    "recurrent_snn original": (lambda: build_model("recurrent_snn", hidden_size=16, dynamics="original"), _toy_sequences),
+    "recurrent_snn normalised": (lambda: build_model("recurrent_snn", hidden_size=16), _toy_sequences),
+    "recurrent_snn currents": (lambda: build_model("recurrent_snn", hidden_size=16, recurrence="currents"),
+                               _toy_sequences),
+}
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.parametrize("arch", AUTOCAST_MODELS)
+def test_every_architecture_trains_with_mat_under_mixed_precision(arch, precision, monkeypatch):
+    # mixed_precision applies on CUDA only; CPU autocast runs the same casts, so a network or a
+    # noise hook that breaks under them fails here, not first on a GPU machine (float16 also
+    # takes the GradScaler path, which CPU supports)
+    monkeypatch.setattr(training, "autocast_dtype", lambda name, device: training.MIXED_PRECISION[name])
+    make, data = AUTOCAST_MODELS[arch]
+    torch.manual_seed(0)
+    net = make()
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    result = train(net, data(), settings("mat_scratch", epochs=1, mixed_precision=precision), device=CPU,
+                   progress=False)
+    after = dict(result.model.named_parameters())
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in after.values())
+    assert any(not torch.equal(before[name], after[name]) for name in before), "training must move the weights"
