@@ -1,9 +1,11 @@
 """Where a pipeline run's time goes: reads the rules' Snakemake benchmark files and prints a table.
 
-Every computing rule has a ``benchmark:`` file (results/benchmarks/<rule>/...tsv: wall seconds,
-memory, CPU seconds of one job). This sums them per rule and per task, so a speed-up starts where
-the time is. Job time includes each job's Python and torch start-up; the sum over jobs is more
-than the wall time when jobs run in parallel.
+Every computing rule has a ``benchmark:`` file (results/benchmarks/<rule>/...tsv: one job's wall
+seconds, memory and CPU seconds). This sums the wall seconds per rule and per task, so a
+speed-up starts where the time is. Job time includes each job's Python and torch start-up; the
+sum over jobs is more than the wall time when jobs run in parallel. The files' CPU seconds and
+memory are left out: Snakemake samples them every 30 s and keeps the last sample
+(snakemake/snakemake#851), so a CPU-bound job of 37 s showed 15 CPU seconds.
 
 Snakemake writes a job's benchmark file when the job ends, so the file's modification time less
 its seconds is when the job started: for the files of one full run (``--forceall``) the script
@@ -29,9 +31,7 @@ def read_benchmarks(root: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, sep="\t")
         task = relative.parts[1] if len(relative.parts) > 2 else relative.stem.split("_figures")[0]
         rows.append({"rule": relative.parts[0], "task": task, "job": str(relative.with_suffix("")),
-                     "seconds": float(frame["s"].iloc[-1]), "end": path.stat().st_mtime,
-                     "cpu_seconds": float(frame["cpu_time"].iloc[-1]) if "cpu_time" in frame else float("nan"),
-                     "max_rss_mb": float(frame["max_rss"].iloc[-1]) if "max_rss" in frame else float("nan")})
+                     "seconds": float(frame["s"].iloc[-1]), "end": path.stat().st_mtime})
     if not rows:
         raise SystemExit(f"no benchmark files under {root}: run the pipeline first")
     return pd.DataFrame(rows)
@@ -83,8 +83,7 @@ def main() -> None:
     print("\njob seconds by task and rule\n")
     print(by_task.sort_values("total", ascending=False).to_string(float_format=lambda v: f"{v:.1f}"))
     print("\nslowest jobs\n")
-    print(jobs.nlargest(8, "seconds")[["job", "seconds", "cpu_seconds"]].to_string(index=False,
-                                                                                   float_format=lambda v: f"{v:.1f}"))
+    print(jobs.nlargest(8, "seconds")[["job", "seconds"]].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print_timeline(jobs, args.cores)
 
 
