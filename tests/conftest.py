@@ -59,6 +59,49 @@ def toy_data(n_train=256, n_test=128, seed=0):
     return DatasetSplits("toy", x_train, y_train, x_test, y_test, 2, "toy data for tests")
 
 
+def standin_splits(n_train=96, n_test=48):
+    """Tiny 3 x 32 x 32 data with a learnable rule: the class is the brighter half of the image."""
+    import torch
+
+    from memristor_mat.datasets import DatasetSplits
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        y = torch.randint(0, 2, (n,), generator=g)
+        x = torch.rand((n, 3, 32, 32), generator=g) * 0.5
+        x[y == 1, :, :, 16:] += 0.5
+        x[y == 0, :, :, :16] += 0.5
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return DatasetSplits("standin", x_train, y_train, x_test, y_test, 2, "tiny images for tests")
+
+
+def toy_events(n_train=200, n_test=100, steps=50, seed=0):
+    """Class 1: a burst of events on channel 0 early in the window; class 0: a burst on channel 2.
+    Sparse background events on all channels."""
+    import torch
+
+    from memristor_mat.datasets import DatasetSplits
+
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        x = (torch.rand((n, steps, 4), generator=g) < 0.02).float()
+        y = torch.randint(0, 2, (n,), generator=g)
+        start = torch.randint(2, 12, (n,), generator=g)
+        for i in range(n):
+            channel = 0 if y[i] == 1 else 2
+            x[i, start[i]:start[i] + 6, channel] = 1.0
+        return x, y
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return DatasetSplits("toy_events", x_train, y_train, x_test, y_test, 2, "toy event sequences")
+
+
 # --- Running the tests on several workers (`make test`: pytest-xdist, --dist loadfile) ---------
 
 # Files whose tests run the whole workflow, the slowest first (`pytest --durations`, issue #12).

@@ -7,11 +7,11 @@ from torch import nn
 from torchvision.models import MobileNetV2
 from torchvision.models.resnet import BasicBlock
 
-from conftest import killed_in_epoch
+from conftest import killed_in_epoch, standin_splits
 
 from memristor_mat import runs
 from memristor_mat.checkpoint import load_checkpoint, model_from_checkpoint
-from memristor_mat.datasets import DatasetSplits, save_prepared
+from memristor_mat.datasets import save_prepared
 from memristor_mat.evaluation import monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
@@ -149,22 +149,6 @@ def test_batched_draws_equal_one_draw_at_a_time():
     vmapped = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, draws_per_chunk=4, batch_size=16))
     assert one_at_a_time["n_correct"].tolist() == vmapped["n_correct"].tolist()
     assert not model.training  # evaluated in eval mode (running statistics)
-
-
-def standin_splits(n_train=96, n_test=48) -> DatasetSplits:
-    """Tiny 3 x 32 x 32 data with a learnable rule: the class is the brighter half of the image."""
-    g = torch.Generator().manual_seed(0)
-
-    def split(n):
-        y = torch.randint(0, 2, (n,), generator=g)
-        x = torch.rand((n, 3, 32, 32), generator=g) * 0.5
-        x[y == 1, :, :, 16:] += 0.5
-        x[y == 0, :, :, :16] += 0.5
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return DatasetSplits("standin", x_train, y_train, x_test, y_test, 2, "tiny images for tests")
 
 
 def cnn_settings(method="vanilla", **overrides):

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memristor_mat.datasets import DatasetSplits
+from conftest import toy_events
+
 from memristor_mat.evaluation import (clean_accuracy, correct_with_stacked_weights, correct_with_weights,
                                        monte_carlo_accuracy)
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
@@ -32,25 +33,6 @@ def snn(seed=0, **options):
     torch.manual_seed(seed)
     options.setdefault("hidden_size", 24)
     return RecurrentSNN(**options)
-
-
-def toy_data(n_train=200, n_test=100, steps=50, seed=0):
-    """Class 1: a burst of events on channel 0 early in the window; class 0: a burst on channel 2.
-    Sparse background events on all channels."""
-    g = torch.Generator().manual_seed(seed)
-
-    def split(n):
-        x = (torch.rand((n, steps, 4), generator=g) < 0.02).float()
-        y = torch.randint(0, 2, (n,), generator=g)
-        start = torch.randint(2, 12, (n,), generator=g)
-        for i in range(n):
-            channel = 0 if y[i] == 1 else 2
-            x[i, start[i]:start[i] + 6, channel] = 1.0
-        return x, y
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return DatasetSplits("toy_events", x_train, y_train, x_test, y_test, 2, "toy event sequences")
 
 
 def settings(method="vanilla", **overrides):
@@ -358,14 +340,14 @@ def test_time_constant_variability():
 @pytest.mark.parametrize("neuron", VARIANTS)
 @pytest.mark.parametrize("method", ["vanilla", "mat_scratch"])
 def test_learns_a_separable_toy_problem(neuron, method):
-    data, model = toy_data(), snn(neuron=neuron)
+    data, model = toy_events(), snn(neuron=neuron)
     assert clean_accuracy(model, data.x_test, data.y_test) < 0.9  # not solved by the initialisation
     result = train(model, data, settings(method), device=CPU, progress=False)
     assert result.history[-1]["test_accuracy_clean"] > 0.9, result.history
 
 
 def test_same_seeds_same_weights():
-    data = toy_data(n_train=64, n_test=32)
+    data = toy_events(n_train=64, n_test=32)
     runs = [train(snn(), data, settings("mat_scratch", epochs=2), device=CPU, progress=False).model
             for _ in range(2)]
     for name, value in runs[0].state_dict().items():
@@ -776,7 +758,7 @@ def test_original_dynamics_learns_the_toy_problem(neuron, method):
     # (Some initialisations of the original tanh network cannot learn at all: every neuron rests at
     # tanh(-1), and when that drives both readouts below 0 at every step after the first, every
     # logit is the o_1 = 0 of the readout's first step and the gradient is zero. Seed 0 is not one.)
-    data, model = toy_data(), original(neuron=neuron)
+    data, model = toy_events(), original(neuron=neuron)
     assert clean_accuracy(model, data.x_test, data.y_test) < 0.9  # not solved by the initialisation
     result = train(model, data, settings(method, epochs=4), device=CPU, progress=False)
     assert result.history[-1]["test_accuracy_clean"] > 0.85, result.history

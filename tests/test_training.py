@@ -5,11 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import killed_in_epoch, toy_data
+from conftest import killed_in_epoch, standin_splits, toy_data, toy_events
 
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
-from memristor_mat.datasets import DatasetSplits
 from memristor_mat.models import build_model
 from memristor_mat.models.mlp import MLP
 from memristor_mat.methods import mat, noisy_updates
@@ -293,34 +292,18 @@ def test_clipping_keeps_each_tensor_within_k_of_its_own_std():
     assert weights[0][0, 0] < 50 and weights[0][0, 1] > -50
 
 
-def _toy_sequences(seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def split(n):
-        return (torch.rand((n, 40, 4), generator=g) < 0.2).float(), torch.randint(0, 2, (n,), generator=g)
-
-    return DatasetSplits("toy events", *split(32), *split(16), 2, "toy event sequences for tests")
-
-
-def _toy_images(seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def split(n):
-        return torch.rand((n, 3, 32, 32), generator=g), torch.randint(0, 10, (n,), generator=g)
-
-    return DatasetSplits("toy images", *split(32), *split(16), 10, "toy RGB images for tests")
-
-
 AUTOCAST_MODELS = {
     "mlp": (model, toy_data),
-    "mobilenet_v2_cifar": (lambda: build_model("mobilenet_v2_cifar", num_classes=10, width_mult=0.25, stem_stride=2,
-                                               inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]]), _toy_images),
-    "resnet_cifar": (lambda: build_model("resnet_cifar", num_classes=10), _toy_images),
+    "mobilenet_v2_cifar": (lambda: build_model("mobilenet_v2_cifar", num_classes=2, width_mult=0.25, stem_stride=2,
+                                               inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]]),
+                           lambda: standin_splits(32, 16)),
+    "resnet_cifar": (lambda: build_model("resnet_cifar", num_classes=2), lambda: standin_splits(32, 16)),
     "recurrent_snn original": (lambda: build_model("recurrent_snn", hidden_size=16, dynamics="original"),
-                               _toy_sequences),
-    "recurrent_snn normalised": (lambda: build_model("recurrent_snn", hidden_size=16), _toy_sequences),
+                               lambda: toy_events(32, 16, steps=40)),
+    "recurrent_snn normalised": (lambda: build_model("recurrent_snn", hidden_size=16),
+                                 lambda: toy_events(32, 16, steps=40)),
     "recurrent_snn currents": (lambda: build_model("recurrent_snn", hidden_size=16, recurrence="currents"),
-                               _toy_sequences),
+                               lambda: toy_events(32, 16, steps=40)),
 }
 
 
