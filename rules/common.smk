@@ -31,15 +31,17 @@ METHOD_FIGURE_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "method_fig
 DEVICES_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "devices.ipynb")
 
 
+# the method's swept setting as a folder: sigma~0.2, levels~4, noise_sd~0.001
+SETTING_PATTERN = "(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?"
+
+
 wildcard_constraints:
     task=r"[a-z][a-z0-9_]*",
     method="|".join(methods.method_names()),
-    # the method's swept setting as a folder: sigma~0.2, levels~4, noise_sd~0.001
-    setting="(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?",
+    setting=SETTING_PATTERN,
     seed=r"[0-9]+",
-    # an evaluation job's models: one model's folder below its method, or all of them
-    models="(" + "|".join(s.path_key for s in methods.SETTINGS.values()) + r")~[0-9]+(\.[0-9]+)?/seed~[0-9]+|"
-    + paths.ALL_MODELS,
+    # an evaluation job's models: one model's folder below its method, a setting's seeds, or all of them
+    models=f"{SETTING_PATTERN}/(seed~[0-9]+|{paths.ALL_SEEDS})|{paths.ALL_MODELS}",
     comparison=r"[a-z][a-z0-9_]*",
 
 
@@ -51,6 +53,10 @@ def run_of(wildcards):
 
 def method_runs(wildcards):
     return pipeline.method_runs(config, wildcards.task, wildcards.method)
+
+
+def setting_runs(wildcards):
+    return pipeline.setting_runs(config, wildcards.task, wildcards.method, wildcards.setting)
 
 
 def pretrained_inputs(runs):

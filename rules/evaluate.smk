@@ -1,4 +1,4 @@
-# Monte-Carlo evaluation: one job per model, per method or per task (resources.evaluate_jobs;
+# Monte-Carlo evaluation: one job per model, per setting, per method or per task (resources.evaluate_jobs;
 # all levels x draws loop inside the job), then one aggregate per task that concatenates the
 # shards into the tidy table.
 

@@ -1,7 +1,7 @@
 # Training: vanilla pretraining per seed, then each method x setting (sigma~0.2, levels~4, ...) x seed:
-# one job per model (`train`), one per method (`train_method`) or one per task (`train_task`), by
-# the task's resources.train_jobs. A killed job resumes each model from its last epoch
-# (paths.RESUME) when it is rerun.
+# one job per model (`train`), per setting with its seeds (`train_setting`), per method
+# (`train_method`) or per task (`train_task`), by the task's resources.train_jobs. A killed job
+# resumes each model from its last epoch (paths.RESUME) when it is rerun.
 
 
 rule train:
@@ -51,6 +51,21 @@ rule train_method:
         ENV
     script:
         "../scripts/train.py"
+
+
+# the same job as train_method, over the seeds of one setting of a method
+use rule train_method as train_setting with:
+    input:
+        data=paths.PREPARED,
+        pretrained=lambda wildcards: pretrained_inputs(setting_runs(wildcards)),
+    output:
+        directory(paths.SETTING_DIR),
+    params:
+        jobs=lambda wildcards: pipeline.training_jobs(config, setting_runs(wildcards)),
+    log:
+        paths.log("train", paths.SETTING_JOB),
+    benchmark:
+        paths.benchmark("train", paths.SETTING_JOB)
 
 
 # the same job as train_method, over every model of the task; the models it fine-tunes from are

@@ -59,6 +59,54 @@ def test_evaluating_per_method_gives_each_method_one_job_with_all_its_models():
         pipeline.evaluation_job(config, "mnist", "mat", "sigma~0.1/seed~14")
 
 
+def test_evaluating_per_setting_gives_each_setting_one_job_with_its_seeds():
+    config = _config("per_setting")
+    jobs = pipeline.evaluation_jobs(config, "mnist")
+    assert [(job.method, job.models, [run.seed for run in job.runs]) for job in jobs] == [
+        ("mat", "sigma~0.1/all_seeds", [14, 15]), ("mat", "sigma~0.2/all_seeds", [14, 15]),
+        ("qat", "levels~4/all_seeds", [14]), ("vanilla", "sigma~0/all_seeds", [14, 15])]
+    assert [run for job in jobs for run in job.runs] == pipeline.model_runs(config, "mnist")
+    job = pipeline.evaluation_job(config, "mnist", "mat", "sigma~0.2/all_seeds")
+    assert job.shard("study") == "results/evaluation/mnist/mat/sigma~0.2/all_seeds.parquet"
+    assert paths.log("evaluate", paths.EVALUATION_JOB).format(**job.wildcards) == \
+        "results/logs/evaluate/mnist/mat/sigma~0.2/all_seeds.log"
+    with pytest.raises(ValueError, match="per_setting"):
+        pipeline.evaluation_job(config, "mnist", "mat", paths.ALL_MODELS)
+
+
+def test_an_unknown_job_unit_is_named():
+    with pytest.raises(ValueError, match="per_seed"):
+        pipeline.evaluation_jobs(_config("per_seed"), "mnist")
+
+
+@pytest.mark.parametrize("unit, folders", [
+    ("per_model", None),
+    ("per_setting", ["results/models/mnist/mat/sigma~0.1", "results/models/mnist/mat/sigma~0.2",
+                     "results/models/mnist/qat/levels~4", "results/models/mnist/vanilla/sigma~0"]),
+    ("per_method", ["results/models/mnist/mat", "results/models/mnist/qat", "results/models/mnist/vanilla"]),
+    ("per_task", ["results/models/mnist"]),
+])
+def test_each_training_job_writes_one_folder_that_holds_its_models_at_their_paths(unit, folders):
+    config = _config("per_model")
+    config["tasks"]["mnist"]["resources"]["train_jobs"] = unit
+    runs = pipeline.model_runs(config, "mnist")
+    groups = pipeline.training_groups(config, "mnist")
+    assert sorted(run for group in groups for run in group) == runs  # every model in exactly one job
+    if folders is None:  # a job per model reads and writes the model's own files
+        assert groups == [(run,) for run in runs]
+        assert pipeline.model_inputs(config, runs) == [run.checkpoint for run in runs]
+        return
+    assert pipeline.model_inputs(config, runs) == folders
+    assert pipeline.model_inputs(config, runs, "metrics") == folders
+    for folder, group in zip(folders, groups):
+        assert all(run.checkpoint.startswith(folder + "/") for run in group)
+        assert pipeline.model_inputs(config, group) == [folder]
+    if unit == "per_setting":
+        assert pipeline.setting_runs(config, "mnist", "mat", "sigma~0.2") == list(groups[1])
+        with pytest.raises(ValueError, match="sigma~0.3"):
+            pipeline.setting_runs(config, "mnist", "mat", "sigma~0.3")
+
+
 def test_evaluating_per_task_gives_the_task_one_job_with_every_model():
     config = _config("per_task")
     [job] = pipeline.evaluation_jobs(config, "mnist")

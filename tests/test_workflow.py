@@ -234,16 +234,22 @@ def test_training_and_evaluation_group_their_jobs_independently(tmp_path):
     config["tasks"]["cifar_standin"]["resources"].update(train_jobs="per_model", evaluate_jobs="per_method")
     config["tasks"]["cnn_per_task"] = copy.deepcopy(config["tasks"]["cifar_standin"])
     config["tasks"]["cnn_per_task"]["resources"].update(train_jobs="per_task", evaluate_jobs="per_task")
+    # a job per setting (its seeds) for training and evaluation alike
+    config["tasks"]["mnist_per_setting"] = copy.deepcopy(config["tasks"]["mnist"])
+    config["tasks"]["mnist_per_setting"]["resources"].update(train_jobs="per_setting", evaluate_jobs="per_setting")
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     out = dry_run(tmp_path, config_path, "--cores", "2")
     loaded = load_config(config_path)
     mnist, cifar = (pipeline.model_runs(loaded, task) for task in ("mnist", "cifar_standin"))
+    settings = {(run.method, run.setting) for run in mnist}
+    assert len(settings) < len(mnist)  # seeds to group
     assert job_count(out, "train_method") == len({run.method for run in mnist})
+    assert job_count(out, "train_setting") == len(settings)
     assert job_count(out, "train_task") == 1
     assert job_count(out, "train") == len(cifar)
-    assert job_count(out, "evaluate") == len(mnist) + len({run.method for run in cifar}) + 1
-    assert job_count(out, "evaluate_devices") == len(mnist)
+    assert job_count(out, "evaluate") == len(mnist) + len({run.method for run in cifar}) + 1 + len(settings)
+    assert job_count(out, "evaluate_devices") == len(mnist) + len(settings)
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -290,10 +296,12 @@ def tiny_ecg_config():
         task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.1], "training": {"epochs": 1}}}
         task["figures"].update(headline_method="mat", headline_sigma_train=0.1)
         task["evaluation"] = {"draws": 2}
-    # the demo trains and evaluates per task; the tanh twin here per method (the tasks share one
-    # resources mapping through a YAML anchor: a copy of its own)
+    # the demo trains and evaluates per task; here the tanh twin per method, this project's network
+    # per setting (the tasks share one resources mapping through a YAML anchor: copies of their own)
     config["tasks"]["ecg_tanh"]["resources"] = {**config["tasks"]["ecg_tanh"]["resources"],
                                                 "train_jobs": "per_method", "evaluate_jobs": "per_method"}
+    config["tasks"]["ecg_improved"]["resources"] = {**config["tasks"]["ecg_improved"]["resources"],
+                                                    "train_jobs": "per_setting", "evaluate_jobs": "per_setting"}
     config["tasks"] = {name: config["tasks"][name] for name in ECG_TASKS}
     for comparison in config["comparisons"].values():
         comparison["curves"] = [{"method": "vanilla"}, {"method": "mat", "sigma_train": 0.1}]
@@ -319,11 +327,15 @@ def test_ecg_branch_end_to_end(finished_ecg_run):
                            for p in (workdir / "results/evaluation" / task).rglob("*.parquet")) for task in ECG_TASKS}
     assert shards["ecg"] == ["all_methods/all_models.parquet"]
     assert shards["ecg_tanh"] == ["mat/all_models.parquet", "vanilla/all_models.parquet"]
-    # one training job for a task (the fine-tuning after the model it starts from), one per method
+    assert shards["ecg_improved"] == ["mat/sigma~0.1/all_seeds.parquet", "vanilla/sigma~0/all_seeds.parquet"]
+    # one training job for a task (the fine-tuning after the model it starts from), one per
+    # method, one per setting
     logs = sorted(p.relative_to(workdir / "results/logs/train").as_posix()
                   for p in (workdir / "results/logs/train").rglob("*.log"))
-    assert logs == [f"{task}/all_methods/all_models.log" for task in ("ecg", "ecg_improved")] + \
-        ["ecg_tanh/mat/all_models.log", "ecg_tanh/vanilla/all_models.log"]
+    assert logs == ["ecg/all_methods/all_models.log",
+                    "ecg_improved/mat/sigma~0.1/all_seeds.log", "ecg_improved/vanilla/sigma~0/all_seeds.log",
+                    "ecg_tanh/mat/all_models.log", "ecg_tanh/vanilla/all_models.log"]
+    assert (workdir / "results/models/ecg_improved/mat/sigma~0.1/seed~3/model.pt").is_file()
     assert not (workdir / "figures/ecg_tanh/heartbeat_raster.png").exists()  # traces only where asked
     traces = pd.read_parquet(workdir / "results/ecg/traces.parquet")
     assert set(traces.quantity) == {"signal", "event", "spike", "readout"}

@@ -17,6 +17,9 @@ PREPARED = "results/prepared/{task}.npz"
 MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"
 MODEL = MODEL_DIR + "/model.pt"
 METRICS = MODEL_DIR + "/metrics.csv"
+#: the models of one setting of a method (its seeds): one training job's output where the task's
+#: ``resources.train_jobs`` is ``per_setting`` (the models keep their paths above, inside it)
+SETTING_DIR = "results/models/{task}/{method}/{setting}"
 #: a method's models: one training job's output where the task's ``resources.train_jobs`` is
 #: ``per_method`` (the models keep their paths above, inside it)
 METHOD_DIR = "results/models/{task}/{method}"
@@ -28,12 +31,17 @@ RESUME = "results/resume/{task}/{method}/{setting}/seed~{seed}.pt"
 #: how a per-model job names its log and benchmark files
 MODEL_JOB = "{task}/{method}/{setting}/seed~{seed}"
 #: an evaluation job's models: one (``sigma~0.2/seed~14``, the model's folder below its method),
-#: or all of the method's models where the task's ``resources.evaluate_jobs`` is ``per_method``
+#: the seeds of one setting where the task's ``resources.evaluate_jobs`` is ``per_setting``
+#: (``sigma~0.2/all_seeds``), or all of the method's models where it is ``per_method``
 ONE_MODEL = "{setting}/seed~{seed}"
+ALL_SEEDS = "all_seeds"
+SETTING_MODELS = "{setting}/" + ALL_SEEDS
 ALL_MODELS = "all_models"
 #: an evaluation job's ``{method}`` where the task's ``resources.evaluate_jobs`` is ``per_task``:
 #: every model of every method (its ``{models}`` is :data:`ALL_MODELS`)
 ALL_METHODS = "all_methods"
+#: how a per-setting training job names its log and benchmark files
+SETTING_JOB = "{task}/{method}/" + SETTING_MODELS
 #: how a per-method training job names its log and benchmark files
 METHOD_JOB = "{task}/{method}/" + ALL_MODELS
 #: how a per-task training job names its log and benchmark files

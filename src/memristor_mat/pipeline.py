@@ -104,14 +104,34 @@ def method_seeds(task_config: dict[str, Any], method: str) -> list[int]:
 EVALUATION_SHARDS = {"study": paths.EVALUATION, "devices": paths.DEVICE_EVALUATION}
 
 
+#: How a task's ``resources.train_jobs`` and ``evaluate_jobs`` group its models into jobs: one
+#: job per model, per setting of a method (its seeds: one point of a figure), per method, per task.
+JOB_UNITS = ("per_model", "per_setting", "per_method", "per_task")
+
+
+def job_key(run: ModelRun, unit: str) -> tuple[str, str]:
+    """The ``({method}, {models})`` of the job that holds ``run`` where jobs are ``unit``."""
+    if unit == "per_model":
+        return run.method, run.models_key
+    if unit == "per_setting":
+        return run.method, paths.SETTING_MODELS.format(setting=run.setting_dir)
+    if unit == "per_method":
+        return run.method, paths.ALL_MODELS
+    if unit == "per_task":
+        return paths.ALL_METHODS, paths.ALL_MODELS
+    raise ValueError(f"unknown job unit {unit!r}; expected one of {list(JOB_UNITS)}")
+
+
 @dataclass(frozen=True)
 class EvaluationJob:
-    """One evaluation job: the models it evaluates in one process (one, all of a method's, or all
-    of the task's, by the task's ``resources.evaluate_jobs``) and the shard it writes."""
+    """One evaluation job: the models it evaluates in one process (one, a setting's seeds, all of a
+    method's, or all of the task's, by the task's ``resources.evaluate_jobs``) and the shard it
+    writes."""
 
     task: str
     method: str  #: a method, or :data:`paths.ALL_METHODS` (all of the task's models)
-    models: str  #: ``sigma~0.2/seed~14`` (one model) or :data:`paths.ALL_MODELS`
+    #: ``sigma~0.2/seed~14`` (one model), ``sigma~0.2/all_seeds`` (a setting's) or :data:`paths.ALL_MODELS`
+    models: str
     runs: tuple[ModelRun, ...]
 
     @property
@@ -124,18 +144,13 @@ class EvaluationJob:
 
 
 def evaluation_jobs(config: dict[str, Any], task: str) -> list[EvaluationJob]:
-    """The task's evaluation jobs, in model order: one per model, one per method, or one for the
-    whole task (``resources.evaluate_jobs``)."""
-    runs = model_runs(config, task)
+    """The task's evaluation jobs, in model order: one per model, per setting, per method, or one
+    for the whole task (``resources.evaluate_jobs``)."""
     unit = config["tasks"][task]["resources"]["evaluate_jobs"]
-    if unit == "per_model":
-        return [EvaluationJob(task, run.method, run.models_key, (run,)) for run in runs]
-    if unit == "per_task":
-        return [EvaluationJob(task, paths.ALL_METHODS, paths.ALL_MODELS, tuple(runs))]
-    by_method: dict[str, list[ModelRun]] = {}
-    for run in runs:
-        by_method.setdefault(run.method, []).append(run)
-    return [EvaluationJob(task, method, paths.ALL_MODELS, tuple(group)) for method, group in by_method.items()]
+    groups: dict[tuple[str, str], list[ModelRun]] = {}
+    for run in model_runs(config, task):
+        groups.setdefault(job_key(run, unit), []).append(run)
+    return [EvaluationJob(task, method, models, tuple(group)) for (method, models), group in groups.items()]
 
 
 def evaluation_job(config: dict[str, Any], task: str, method: str, models: str) -> EvaluationJob:
@@ -155,14 +170,26 @@ def method_runs(config: dict[str, Any], task: str, method: str) -> list[ModelRun
     return runs
 
 
+def setting_runs(config: dict[str, Any], task: str, method: str, setting: str) -> list[ModelRun]:
+    """The models of one setting (``sigma~0.2``) of a method: its seeds (one training job where the
+    task trains per setting)."""
+    runs = [run for run in method_runs(config, task, method) if run.setting_dir == setting]
+    if not runs:
+        raise ValueError(f"task {task} has no {method} models at {setting}")
+    return runs
+
+
 def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list[str]:
     """What a rule lists as input to read these models' ``file`` (``checkpoint`` or ``metrics``):
-    the file itself where the task trains per model, the method's or the task's folder (one
-    job's output, with the file inside at the same path) where it trains per method or per task."""
+    the file itself where the task trains per model, the setting's, the method's or the task's
+    folder (one job's output, with the file inside at the same path) where it trains per setting,
+    per method or per task."""
     inputs: list[str] = []
     for run in runs:
         unit = config["tasks"][run.task]["resources"]["train_jobs"]
-        if unit == "per_method":
+        if unit == "per_setting":
+            path = paths.SETTING_DIR.format(**run.wildcards)
+        elif unit == "per_method":
             path = paths.METHOD_DIR.format(task=run.task, method=run.method)
         elif unit == "per_task":
             path = paths.TASK_MODELS_DIR.format(task=run.task)
@@ -171,6 +198,15 @@ def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list
         if path not in inputs:
             inputs.append(path)
     return inputs
+
+
+def training_groups(config: dict[str, Any], task: str) -> list[tuple[ModelRun, ...]]:
+    """The task's training jobs, as the models each trains (``resources.train_jobs``), in the
+    order one job can train them (:func:`training_order`)."""
+    groups: dict[str, list[ModelRun]] = {}
+    for run in model_runs(config, task):
+        groups.setdefault(model_inputs(config, [run])[0], []).append(run)
+    return [tuple(training_order(group)) for group in groups.values()]
 
 
 def training_jobs(config: dict[str, Any], runs) -> list[dict[str, Any]]:
