@@ -4,16 +4,17 @@ For every (task, method) of the config (default: config/paper_mnist.yaml, SPEC �
 method, 25 epochs, 100 draws x 7 inference levels, plus the original's QAT grid), this trains one
 model of that method for ``--epochs`` epochs on data of the real size and evaluates one model
 with the config's Monte-Carlo settings (and on its devices, where the config lists
-``evaluation.devices``), all with one thread as the workflow gives each job. The prediction is then
+``evaluation.devices``), each with the threads the config gives its jobs (``resources.train_threads``,
+``evaluate_threads``). The prediction is then
 
     training job = the sum over its models of epochs x (measured seconds per epoch) + start-up
     evaluation   = its models x (measured seconds per model) + start-up, per evaluation job
-    total        = the sum over every job, the jobs grouped as the config's
+    total        = the sum over every job of its seconds x its threads, the jobs grouped as the config's
                    ``resources.train_jobs`` / ``evaluate_jobs`` group them (per model, per
                    setting, per method or per task; ``--jobs`` overrides both)
     wall on N    = max(total / N, longest chain), the chain being the job that trains a
                    pretrained model, the job fine-tuning from it and its evaluations (greedy
-                   packing of one-thread jobs)
+                   packing, as if a job of 2 threads never waited for 2 free cores)
 
 printed for the MAT grid alone (vanilla, noisy updates, MAT: SPEC §3's 50 models), for every
 model of the config (plus the original's QAT grids) and with the device cross-evaluation.
@@ -79,10 +80,10 @@ def main() -> None:
                              "same measurements) instead of as the config's resources group them")
     args = parser.parse_args()
     extra_optimizer = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.optimizer)}
-    torch.set_num_threads(1)  # the workflow's training and evaluation jobs get one thread each
-
     config = load_config(args.config)
     task_config = config["tasks"][args.task]
+    # the threads the workflow gives each training and evaluation job
+    threads = {rule: task_config["resources"][f"{rule}_threads"] for rule in ("train", "evaluate")}
     layouts = [{"train_jobs": unit, "evaluate_jobs": unit} for unit in args.jobs] or [
         {key: task_config["resources"][key] for key in ("train_jobs", "evaluate_jobs")}]
     data = real_size_digits()
@@ -96,7 +97,8 @@ def main() -> None:
     epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
     print(f"{args.config}, task {args.task}: {len(runs)} models; data {N_TRAIN:,} / {N_TEST:,} images; "
-          f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; 1 thread per job"
+          f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; threads per job: "
+          f"training {threads['train']}, evaluation {threads['evaluate']}"
           + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
     for method, run in per_method.items():
         full = pipeline.training_settings(config, run)
@@ -106,17 +108,19 @@ def main() -> None:
             measured = dataclasses.replace(measured, noisy_updates=dataclasses.replace(
                 measured.noisy_updates, last_epochs=args.epochs))
         torch.manual_seed(run.seed)
+        torch.set_num_threads(threads["train"])
         model = build_model(arch, **options)
         result = train(model, data, measured, device=torch.device("cpu"), progress=False)
         seconds = sorted(row["seconds"] for row in result.history)[len(result.history) // 2]
         epoch_seconds[method] = (seconds, full.epochs)
         print(f"  train {method:14s} {seconds:7.2f} s/epoch x {full.epochs:3d} epochs = {seconds * full.epochs:8.1f} s per model")
         if eval_seconds is None:
+            torch.set_num_threads(threads["evaluate"])
             started = time.perf_counter()
             monte_carlo_accuracy(result.model.eval(), data.x_test, data.y_test, evaluation)
             eval_seconds = time.perf_counter() - started
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "
-                  f"{len(evaluation.sigma_inference)} levels, {N_TEST:,} images)")
+                  f"{len(evaluation.sigma_inference)} levels, {N_TEST:,} images, {threads['evaluate']} threads)")
             if evaluation.devices:  # the cross-evaluation: a job beside each evaluation job
                 devices = dataclasses.replace(evaluation, draws=pipeline.device_draws(config, args.task))
                 started = time.perf_counter()
@@ -124,7 +128,7 @@ def main() -> None:
                 device_seconds = time.perf_counter() - started
                 conditions = sum(len(d.conditions) for d in devices.devices)
                 print(f"  evaluate one model on devices {device_seconds:8.1f} s ({devices.draws} draws x "
-                      f"{conditions} device conditions)")
+                      f"{conditions} device conditions, {threads['evaluate']} threads)")
 
     startup = {rule: best([sys.executable, "-c", STAGES[RULE_STAGE[rule]]], repeats=3)[1]
                for rule in ("train", "evaluate")}
@@ -142,13 +146,14 @@ def main() -> None:
         training = [[run for run in group if run in chosen] for group in pipeline.training_groups(config, args.task)]
         training = [group for group in training if group]
         train_job = {run: sum(training_seconds(r) for r in group) + startup["train"]
-                     for group in training for run in group}
+                     for group in training for run in group}  # wall seconds of the job that trains run
         train_group = {run: index for index, group in enumerate(training) for run in group}
         evaluations = [[run for run in job.runs if run in chosen] for job in pipeline.evaluation_jobs(config, args.task)]
         evaluations = [group for group in evaluations if group]
         evaluate_job = {run: sum(len(group) * seconds + startup["evaluate"] for seconds in evaluation_kinds)
                         for group in evaluations for run in group}
-        total = sum(train_job[group[0]] for group in training) + sum(evaluate_job[group[0]] for group in evaluations)
+        total = (sum(train_job[group[0]] for group in training) * threads["train"]
+                 + sum(evaluate_job[group[0]] for group in evaluations) * threads["evaluate"])
 
         def waits_for(run) -> float:  # the training job of its pretrained model, where another job trains it
             start = pipeline.pretrained_run(run)
@@ -157,7 +162,7 @@ def main() -> None:
         chain = max(waits_for(run) + train_job[run] + evaluate_job[run] for run in models)
         walls = ", ".join(f"{max(total / cores, chain) / 60:.1f} min on {cores}" for cores in args.cores)
         print(f"    {label}: {len(models)} models in {len(training)} training and {len(evaluations)} evaluation jobs, "
-              f"job time {total / 60:.1f} min, longest chain {chain / 60:.1f} min; predicted wall time {walls} cores")
+              f"job time {total / 60:.1f} core-min, longest chain {chain / 60:.1f} min; predicted wall time {walls} cores")
 
     # the study's MAT grid (SPEC §3: vanilla, noisy updates and MAT, 5 seeds: the 50 models of the
     # speed target), then what the original's QAT grids and our device cross-evaluation add
