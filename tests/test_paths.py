@@ -75,8 +75,12 @@ def test_evaluating_per_setting_gives_each_setting_one_job_with_its_seeds():
 
 
 def test_an_unknown_job_unit_is_named():
+    config = _config("per_seed")
     with pytest.raises(ValueError, match="per_seed"):
-        pipeline.evaluation_jobs(_config("per_seed"), "mnist")
+        pipeline.evaluation_jobs(config, "mnist")
+    config["tasks"]["mnist"]["resources"]["train_jobs"] = "per_seed"
+    with pytest.raises(ValueError, match="per_seed"):
+        pipeline.training_groups(config, "mnist")
 
 
 @pytest.mark.parametrize("unit, folders", [

@@ -193,8 +193,10 @@ def model_inputs(config: dict[str, Any], runs, file: str = "checkpoint") -> list
             path = paths.METHOD_DIR.format(task=run.task, method=run.method)
         elif unit == "per_task":
             path = paths.TASK_MODELS_DIR.format(task=run.task)
-        else:
+        elif unit == "per_model":
             path = getattr(run, file)
+        else:
+            raise ValueError(f"unknown job unit {unit!r}; expected one of {list(JOB_UNITS)}")
         if path not in inputs:
             inputs.append(path)
     return inputs
