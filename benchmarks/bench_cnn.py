@@ -8,11 +8,17 @@ figures, asserts nothing.
 2. Monte-Carlo evaluation throughput (images x draws per second) at one noise level, one draw at
    a time and with draws stacked under torch.vmap.
 
+Both in each memory format of the image batches (``training.memory_format`` /
+``evaluation.memory_format``: N C H W ``contiguous``, N H W C ``channels_last``), with, for the
+evaluation, whether the two formats give the same logits and the same correct counts per draw
+(a convolution in another layout may round otherwise).
+
 Runs on the device the pipeline would pick (cuda, then mps, then cpu); on CUDA also with
 bfloat16 mixed precision. The images are the embedded digits in CIFAR's format (the speed does
 not depend on what the pixels show).
 
     python benchmarks/bench_cnn.py [--threads 2] [--train-batches 6] [--eval-images 256] [--draws 4]
+                                   [--memory-formats contiguous,channels_last]
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ import time
 import torch
 
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
-from memristor_mat.device import select_device
+from memristor_mat.device import in_memory_format, select_device
 from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
 from memristor_mat.models.cnn import mobilenet_v2_cifar
-from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.settings import MEMORY_FORMATS, MonteCarloSettings, TrainingSettings
 from memristor_mat.training import split_threads, train
 
 AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 10}
@@ -40,21 +46,22 @@ def standin(n_train: int, n_test: int) -> DatasetSplits:
                          10, "benchmark images")
 
 
-def training_images_per_second(data, method: str, augmentation, device, threads: int, mixed_precision=None) -> float:
+def training_images_per_second(data, method: str, augmentation, device, threads: int, mixed_precision=None,
+                               memory_format: str = "contiguous") -> float:
     torch.manual_seed(0)
     model = mobilenet_v2_cifar()
     settings = TrainingSettings(
         method=method, epochs=3, batch_size=128, seed=0, sigma_train=0.05 if method == "mat" else 0.0,
         optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
         noise_options={"reference": "absmax"}, augmentation=augmentation, eval_batch_size=len(data.y_test),
-        mixed_precision=mixed_precision,
+        mixed_precision=mixed_precision, memory_format=memory_format,
     )
     compute, workers = split_threads(threads, device, augmentation is not None)
     torch.set_num_threads(compute)
     result = train(model, data, settings, device=device, progress=False, data_workers=workers)
     # the epoch's seconds include one clean test pass: time it alone and take it out
     start = time.perf_counter()
-    clean_accuracy(result.model, data.x_test, data.y_test, batch_size=len(data.y_test))
+    clean_accuracy(result.model, in_memory_format(data.x_test, memory_format), data.y_test, batch_size=len(data.y_test))
     if device.type == "cuda":
         torch.cuda.synchronize()
     evaluation = time.perf_counter() - start
@@ -63,18 +70,29 @@ def training_images_per_second(data, method: str, augmentation, device, threads:
     return len(data.y_train) / (fastest - evaluation)
 
 
-def monte_carlo_images_per_second(data, device, draws: int, draws_per_chunk: int, batch_size: int) -> float:
+def monte_carlo_images_per_second(data, device, draws: int, draws_per_chunk: int, batch_size: int,
+                                  memory_format: str = "contiguous") -> tuple[float, list[int]]:
+    """Images x draws per second, and the correct counts per draw."""
     torch.manual_seed(0)
     model = mobilenet_v2_cifar().to(device).eval()
     x, y = data.x_test.to(device), data.y_test.to(device)
     settings = MonteCarloSettings(sigma_inference=(0.05,), draws=draws, seed=1, noise_options={"reference": "absmax"},
-                                  draws_per_chunk=draws_per_chunk, batch_size=batch_size)
+                                  draws_per_chunk=draws_per_chunk, batch_size=batch_size, memory_format=memory_format)
     monte_carlo_accuracy(model, x[:batch_size], y[:batch_size], settings)  # warm-up
     start = time.perf_counter()
-    monte_carlo_accuracy(model, x, y, settings)
+    table = monte_carlo_accuracy(model, x, y, settings)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return draws * len(y) / (time.perf_counter() - start)
+    return draws * len(y) / (time.perf_counter() - start), table["n_correct"].tolist()
+
+
+@torch.no_grad()
+def largest_logit_difference(data, device, memory_formats) -> float:
+    """max |logit| difference between the memory formats, the clean network on the test images."""
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar().to(device).eval()
+    logits = [model(in_memory_format(data.x_test.to(device), f)) for f in memory_formats]
+    return max(float((other - logits[0]).abs().max()) for other in logits)
 
 
 def main() -> None:
@@ -84,7 +102,10 @@ def main() -> None:
     parser.add_argument("--train-batches", type=int, default=6, help="batches of 128 per training epoch")
     parser.add_argument("--eval-images", type=int, default=256)
     parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--memory-formats", default=",".join(MEMORY_FORMATS),
+                        help="comma-separated layouts of the image batches to compare")
     args = parser.parse_args()
+    formats = args.memory_formats.split(",")
     device = select_device(args.device)
     torch.set_num_threads(args.threads)
     data = standin(128 * args.train_batches, args.eval_images)
@@ -95,18 +116,28 @@ def main() -> None:
     precisions = [None] + (["bfloat16"] if device.type == "cuda" else [])
     for mixed_precision in precisions:
         for augmentation in (None, AUGMENTATION):
-            rates = {method: training_images_per_second(data, method, augmentation, device, args.threads,
-                                                        mixed_precision)
-                     for method in ("vanilla", "mat")}
-            print(f"  {'augmented' if augmentation else 'no augmentation':16s} {mixed_precision or 'float32':9s} "
-                  f"vanilla {rates['vanilla']:8.1f}   mat {rates['mat']:8.1f}   "
-                  f"mat / vanilla time {rates['vanilla'] / rates['mat']:.2f}x")
+            for memory_format in formats:
+                rates = {method: training_images_per_second(data, method, augmentation, device, args.threads,
+                                                            mixed_precision, memory_format)
+                         for method in ("vanilla", "mat")}
+                print(f"  {'augmented' if augmentation else 'no augmentation':16s} {mixed_precision or 'float32':9s} "
+                      f"{memory_format:13s}  vanilla {rates['vanilla']:8.1f}   mat {rates['mat']:8.1f}   "
+                      f"mat / vanilla time {rates['vanilla'] / rates['mat']:.2f}x")
 
     print(f"\nMonte-Carlo evaluation, {args.eval_images} test images x {args.draws} draws at 5 % (images x draws / s)")
     for draws_per_chunk, batch_size in ((1, 128), (1, args.eval_images), (args.draws, 128)):
-        rate = monte_carlo_images_per_second(data, device, args.draws, draws_per_chunk, batch_size)
         mode = "one draw at a time" if draws_per_chunk == 1 else f"{draws_per_chunk} draws vmapped"
-        print(f"  {mode:20s} batch {batch_size:5d}: {rate:9.1f}")
+        counts = {}
+        for memory_format in formats:
+            rate, counts[memory_format] = monte_carlo_images_per_second(data, device, args.draws, draws_per_chunk,
+                                                                        batch_size, memory_format)
+            print(f"  {mode:20s} batch {batch_size:5d} {memory_format:13s}: {rate:9.1f}")
+        if len(formats) > 1:
+            same = all(c == counts[formats[0]] for c in counts.values())
+            print(f"  {'':20s} {'':11s} the same correct counts per draw in every format: {same}")
+    if len(formats) > 1:
+        print(f"  largest logit difference between the formats (clean network): "
+              f"{largest_logit_difference(data, device, formats):.2e}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ Checks:
   1. training with bfloat16 autocast, and with float16 autocast + GradScaler (MLP; the recurrent
      spiking network, which stays float32 under it);
   2. MAT training with the noise drawn by a generator on the GPU (MLP, mat_scratch);
-  3. augmented CNN training fed through pinned memory by a DataLoader worker (MobileNetV2);
+  3. augmented CNN training fed through pinned memory by a DataLoader worker (MobileNetV2), with
+     the image batches contiguous and channels_last (``training.memory_format``);
   4. Monte-Carlo evaluation, draws stacked (vmap; the SNN broadcasts) against one at a time, for the MLP, a
-     MobileNetV2 and the recurrent spiking network (same correct counts expected);
+     MobileNetV2 (its test batches contiguous and channels_last) and the recurrent spiking network
+     (same correct counts expected);
   5. device-independent draws: draw d moved to the GPU equals draw d on the CPU;
   6. a tiny workflow run (`snakemake`, as far as its tables) whose training, evaluation and
      device-evaluation jobs request `gpu: 1`.
@@ -95,14 +97,18 @@ def check_mat_noise_on_device(device):
 
 
 def check_augmented_cnn(device):
-    torch.manual_seed(0)
-    model = mobilenet_v2_cifar(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]],
-                               stem_stride=2)
     augmentation = {"horizontal_flip": False, "rotation_degrees": 10}
-    result = train(model, digits(image_size=32, n_train=256, n_test=128),
-                   settings(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9}, augmentation=augmentation),
-                   device=device, progress=False, data_workers=1)
-    return f"clean accuracy {result.history[-1]['test_accuracy_clean']:.3f} (pinned memory: {device.type == 'cuda'})"
+    accuracy = {}
+    for memory_format in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        model = mobilenet_v2_cifar(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]],
+                                   stem_stride=2)
+        result = train(model, digits(image_size=32, n_train=256, n_test=128),
+                       settings(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9}, augmentation=augmentation,
+                                memory_format=memory_format),
+                       device=device, progress=False, data_workers=1)
+        accuracy[memory_format] = round(result.history[-1]["test_accuracy_clean"], 3)
+    return f"clean accuracy {accuracy} (pinned memory: {device.type == 'cuda'})"
 
 
 def _stacked_equals_single(model, x, y, **options):
@@ -124,8 +130,10 @@ def check_evaluation(device):
     cnn = mobilenet_v2_cifar(width_mult=0.25, inverted_residual_setting=[[1, 8, 1, 1], [4, 16, 1, 2]],
                              stem_stride=2).to(device)
     images = digits(image_size=32, n_test=128)
-    report["mobilenet"] = _stacked_equals_single(cnn.eval(), images.x_test, images.y_test, batch_size=128,
-                                                 noise_options={"reference": "absmax"})
+    for memory_format in ("contiguous", "channels_last"):
+        report[f"mobilenet {memory_format}"] = _stacked_equals_single(
+            cnn.eval(), images.x_test, images.y_test, batch_size=128, noise_options={"reference": "absmax"},
+            memory_format=memory_format)
     torch.manual_seed(0)
     snn = RecurrentSNN(hidden_size=32).to(device)
     events = (torch.rand((64, 100, 4), generator=torch.Generator().manual_seed(0)) < 0.1).float()

@@ -151,6 +151,61 @@ def test_batched_draws_equal_one_draw_at_a_time():
     assert not model.training  # evaluated in eval mode (running statistics)
 
 
+def conv_input_layouts(model: nn.Module) -> list[str]:
+    """Records the layout of every batch of images (more than one) the model's first convolution receives."""
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first.register_forward_pre_hook(lambda module, args: seen.append(
+        "channels_last" if args[0].is_contiguous(memory_format=torch.channels_last) else "contiguous")
+        if len(args[0]) > 1 else None)
+    return seen
+
+
+@pytest.mark.parametrize("draws_per_chunk", [1, 3])
+def test_channels_last_evaluation_feeds_channels_last_images_and_counts_alike(draws_per_chunk):
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET)
+    model(torch.rand(32, 3, 32, 32))  # non-trivial running statistics
+    layouts = conv_input_layouts(model)
+    x, y = torch.rand(40, 3, 32, 32), torch.randint(0, 10, (40,))
+    common = dict(sigma_inference=(0.0, 0.1), draws=3, seed=5, noise_options={"reference": "absmax"},
+                  draws_per_chunk=draws_per_chunk, batch_size=16)
+    contiguous = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common))
+    assert set(layouts) == {"contiguous"}
+    layouts.clear()
+    channels_last = monte_carlo_accuracy(model, x, y, MonteCarloSettings(**common, memory_format="channels_last"))
+    assert layouts and set(layouts) == {"channels_last"}
+    # the same images and weights: the layout may change a convolution's rounding, not a prediction here
+    assert channels_last["n_correct"].tolist() == contiguous["n_correct"].tolist()
+    assert not x.is_contiguous(memory_format=torch.channels_last)  # the caller's tensor is left as it was
+
+
+@pytest.mark.parametrize("augmentation", [None, {"horizontal_flip": True, "rotation_degrees": 10}])
+def test_channels_last_training_feeds_every_batch_and_test_pass_channels_last(augmentation):
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET, num_classes=2)
+    layouts = conv_input_layouts(model)
+    result = train(model, standin_splits(), cnn_settings("mat_scratch", epochs=1, augmentation=augmentation,
+                                                         memory_format="channels_last"), device=CPU)
+    # 96 training images in batches of 32, then the 48 test images in one (eval_batch_size 48)
+    assert layouts == ["channels_last"] * 4
+    assert 0 <= result.history[-1]["test_accuracy_clean"] <= 1
+
+
+def test_memory_format_is_checked_and_left_out_of_the_settings_dict_at_its_default():
+    from memristor_mat.settings import settings_dict
+
+    with pytest.raises(ValueError, match="memory_format.*'nhwc'"):
+        cnn_settings(memory_format="nhwc")
+    with pytest.raises(ValueError, match="memory_format.*'nhwc'"):
+        MonteCarloSettings(sigma_inference=(0.1,), draws=1, seed=0, memory_format="nhwc")
+    assert "memory_format" not in cnn_settings().as_dict()
+    settings = cnn_settings(memory_format="channels_last")
+    assert settings.as_dict()["memory_format"] == "channels_last"
+    assert TrainingSettings.from_dict(settings.as_dict()) == settings
+    assert "memory_format" not in settings_dict(MonteCarloSettings(sigma_inference=(0.1,), draws=1, seed=0))
+
+
 def cnn_settings(method="vanilla", **overrides):
     values = dict(method=method, epochs=2, batch_size=32, seed=3,
                   optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},

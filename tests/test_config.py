@@ -254,6 +254,14 @@ def _mixed_precision_float8(c):
     _cnn(c)["training"]["mixed_precision"] = "float8"
 
 
+def _training_memory_format(c):
+    _cnn(c)["training"]["memory_format"] = "nhwc"
+
+
+def _evaluation_memory_format(c):
+    _cnn(c)["evaluation"]["memory_format"] = "channels_first"
+
+
 def _task_noise_reference(c):
     _cnn(c)["noise"]["options"]["reference"] = "max"
 
@@ -528,6 +536,8 @@ BAD_CONFIGS = [
     pytest.param(_augmentation_typo, "tasks.cifar_standin.training.augmentation", id="augmentation-typo"),
     pytest.param(_negative_rotation, "tasks.cifar_standin.training.augmentation", id="negative-rotation"),
     pytest.param(_mixed_precision_float8, "tasks.cifar_standin.training.mixed_precision", id="mixed-precision-float8"),
+    pytest.param(_training_memory_format, "tasks.cifar_standin.training.memory_format", id="training-memory-format"),
+    pytest.param(_evaluation_memory_format, "tasks.cifar_standin.evaluation.memory_format", id="evaluation-memory-format"),
     pytest.param(_task_noise_reference, "tasks.cifar_standin.noise.options.reference", id="task-noise-reference"),
     pytest.param(_task_noise_model, "tasks.cifar_standin.noise.model", id="task-noise-model"),
     pytest.param(_zero_train_threads, "tasks.cifar_standin.resources.train_threads", id="zero-train-threads"),
@@ -864,6 +874,25 @@ def test_cnn_training_settings_reach_the_training_job(demo):
     assert settings["optimizer"]["name"] == "SGD" and settings["epochs"] == 3  # the method's override
     assert settings["mixed_precision"] is None
     assert pipeline.train_job(demo, pipeline.ModelRun("mnist", "vanilla", 0.0, 14))["settings"]["augmentation"] is None
+
+
+def test_memory_format_reaches_the_jobs_and_is_left_out_of_their_params_at_its_default(demo):
+    # the demo lays out the CIFAR stand-in's test batches as channels_last, not its training's
+    from memristor_mat import pipeline
+
+    mat = pipeline.ModelRun("cifar_standin", "mat", 0.1, 15)
+    assert pipeline.evaluate_job(demo, "cifar_standin")["settings"]["memory_format"] == "channels_last"
+    assert pipeline.monte_carlo_settings(demo, "cifar_standin").memory_format == "channels_last"
+    # at the default the key is absent: the params (and resume hashes) of jobs from before it
+    # existed stay the same, so Snakemake does not rerun them
+    assert "memory_format" not in pipeline.train_job(demo, mat)["settings"]
+    assert "memory_format" not in pipeline.evaluate_job(demo, "mnist")["settings"]
+    assert "memory_format" not in pipeline.device_evaluation_job(demo, "mnist")["settings"]
+    demo["tasks"]["cifar_standin"]["methods"]["mat"]["training"]["memory_format"] = "channels_last"
+    assert pipeline.train_job(demo, mat)["settings"]["memory_format"] == "channels_last"
+    assert pipeline.training_settings(demo, mat).memory_format == "channels_last"
+    vanilla = pipeline.ModelRun("cifar_standin", "vanilla", 0.0, 15)
+    assert "memory_format" not in pipeline.train_job(demo, vanilla)["settings"]  # the method's override only
 
 
 def test_caption_values_state_the_task_noise_and_each_methods_models(demo):

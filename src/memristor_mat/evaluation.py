@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .device import derive_seed, generator
+from .device import derive_seed, generator, in_memory_format
 from .noise import NoiseModel, draw_normals, make_noise_model, noisy_parameter_names
 from .noise_registry import condition_column
 from .settings import MonteCarloSettings, device_condition_columns
@@ -129,6 +129,7 @@ def condition_accuracy(
     (common random numbers): the same chip, read at another time or noise level."""
     model.eval()
     device = next(model.parameters()).device
+    x = in_memory_format(x, settings.memory_format)  # once: the test batches are slices of it
     names = noisy_parameter_names(model, settings.include_normalization)
     params = dict(model.named_parameters())
     clean = {n: params[n].detach() for n in names}

@@ -6,7 +6,6 @@ paths, the command line calls them to run single jobs, and the tests check them 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 from . import methods as registry
 from . import paths
 from .config import format_sigma
-from .settings import DeviceSettings, MonteCarloSettings, NoisyUpdates, TrainingSettings
+from .settings import DeviceSettings, MonteCarloSettings, NoisyUpdates, TrainingSettings, settings_dict
 
 #: figure stems written by notebooks/figures.ipynb for every task
 FIGURE_STEMS = tuple(paths.TASK_FIGURES.values())
@@ -349,6 +348,7 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
         **({"eval_batch_size": training["eval_batch_size"]} if "eval_batch_size" in training else {}),
         augmentation=dict(training["augmentation"]) if training.get("augmentation") else None,
         mixed_precision=training.get("mixed_precision"),
+        memory_format=training.get("memory_format", "contiguous"),
     )
 
 
@@ -366,6 +366,7 @@ def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSetting
         draws_per_chunk=evaluation["draws_per_chunk"],
         batch_size=evaluation["batch_size"],
         devices=tuple(DeviceSettings.from_config(name, device) for name, device in task_devices(config, task).items()),
+        memory_format=evaluation.get("memory_format", "contiguous"),
     )
 
 
@@ -385,14 +386,14 @@ def train_job(config: dict[str, Any], run: ModelRun) -> dict[str, Any]:
 
 def evaluate_job(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The study's evaluation; the devices are another job's (a change of them reruns only it)."""
-    settings = dataclasses.asdict(monte_carlo_settings(config, task))
+    settings = settings_dict(monte_carlo_settings(config, task))
     del settings["devices"]
     return {"settings": settings, "device": config["device"]}
 
 
 def device_evaluation_job(config: dict[str, Any], task: str) -> dict[str, Any]:
     """The cross-evaluation of one model: the devices and the Monte-Carlo settings they use."""
-    settings = dataclasses.asdict(monte_carlo_settings(config, task))
+    settings = settings_dict(monte_carlo_settings(config, task))
     settings["draws"] = device_draws(config, task)
     return {"settings": settings, "device": config["device"]}
 

@@ -4,8 +4,9 @@ The workflow builds these when it parses the config (:mod:`memristor_mat.pipelin
 module imports no torch: the optimiser and learning-rate schedule names are checked against
 static tuples of the pinned torch's classes (:data:`TORCH_OPTIMIZERS`,
 :data:`TORCH_LR_SCHEDULERS`; a test compares them with the installed torch), the
-mixed-precision types by name (:data:`MIXED_PRECISION_TYPES`; the torch types are in
-:data:`memristor_mat.training.MIXED_PRECISION`).
+mixed-precision types and memory formats by name (:data:`MIXED_PRECISION_TYPES`,
+:data:`MEMORY_FORMATS`; the torch types are in :data:`memristor_mat.training.MIXED_PRECISION`
+and :data:`memristor_mat.device.TORCH_MEMORY_FORMATS`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "INJECTION_ORDERS",
     "INJECTION_REFERENCES",
     "INJECTION_TIMINGS",
+    "MEMORY_FORMATS",
     "MIXED_PRECISION_TYPES",
     "DeviceSettings",
     "MonteCarloSettings",
@@ -29,6 +31,7 @@ __all__ = [
     "TORCH_LR_SCHEDULERS",
     "TORCH_OPTIMIZERS",
     "TrainingSettings",
+    "settings_dict",
 ]
 
 #: The classes of ``torch.optim`` a config may name as ``optimizer.name`` (every subclass of
@@ -47,6 +50,31 @@ TORCH_LR_SCHEDULERS = (
 
 #: the names of the reduced-precision compute types for ``mixed_precision``
 MIXED_PRECISION_TYPES = ("bfloat16", "float16")
+#: How batches of images (N x C x H x W) are laid out in memory for the network: ``contiguous``
+#: (torch's default, N C H W) or ``channels_last`` (N H W C; :func:`memristor_mat.device.in_memory_format`)
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+def added_later(default: Any):
+    """A settings field added after results existed: :func:`settings_dict` leaves it out while it
+    has its default, so the params and hashes of the jobs that do not set it stay what they were
+    (Snakemake reruns a job whose params change, and a resume checkpoint of other settings is
+    refused)."""
+    return field(default=default, metadata={"omitted_at_default": True})
+
+
+def settings_dict(settings) -> dict[str, Any]:
+    """``dataclasses.asdict(settings)`` without the :func:`added_later` fields at their defaults."""
+    values = dataclasses.asdict(settings)
+    for f in dataclasses.fields(settings):
+        if f.metadata.get("omitted_at_default") and values[f.name] == f.default:
+            del values[f.name]
+    return values
+
+
+def _check_memory_format(memory_format: str) -> None:
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {list(MEMORY_FORMATS)}, got {memory_format!r}")
 
 #: when, within an epoch, ``noisy_updates`` injects: batch ``index`` (0-based) such that ...
 INJECTION_TIMINGS = {
@@ -116,6 +144,8 @@ class TrainingSettings:
     mixed_precision: str | None = None
     #: the method's settings other than sigma_train (e.g. ``{"levels": 4}`` for ``qat``)
     method_options: dict[str, Any] = field(default_factory=dict)
+    #: the layout of image batches (:data:`MEMORY_FORMATS`), training and its clean test passes
+    memory_format: str = added_later("contiguous")
 
     def __post_init__(self) -> None:
         entry = registry.method(self.method)
@@ -135,9 +165,10 @@ class TrainingSettings:
             raise ValueError(
                 f"mixed_precision must be null or one of {sorted(MIXED_PRECISION_TYPES)}, got {self.mixed_precision!r}"
             )
+        _check_memory_format(self.memory_format)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return settings_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainingSettings":
@@ -198,8 +229,11 @@ class MonteCarloSettings:
     batch_size: int = 1000
     #: the cross-evaluation's devices (:func:`memristor_mat.evaluation.device_accuracy`)
     devices: tuple[DeviceSettings, ...] = ()
+    #: the layout of the test images' batches (:data:`MEMORY_FORMATS`)
+    memory_format: str = added_later("contiguous")
 
     def __post_init__(self) -> None:
+        _check_memory_format(self.memory_format)
         object.__setattr__(self, "devices", tuple(
             d if isinstance(d, DeviceSettings) else DeviceSettings(**d) for d in self.devices))
         if self.draws < 1 or self.draws_per_chunk < 1 or self.batch_size < 1:

@@ -25,7 +25,7 @@ from . import methods as registry
 from .augmentation import augmented_batches, make_augmentation
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .datasets.splits import DatasetSplits
-from .device import derive_seed, generator
+from .device import derive_seed, generator, in_memory_format
 from .evaluation import clean_accuracy
 from .methods.hooks import EpochContext, TrainingHooks
 from .noise import noisy_parameter_names
@@ -197,13 +197,14 @@ def train(
         x_train, y_train = data.x_train, data.y_train
     n_train = len(y_train)
     clip = settings.weight_clip_std
+    x_test = in_memory_format(data.x_test, settings.memory_format)
 
     for epoch in range(start_epoch, settings.epochs):
         started = time.perf_counter()
         torch.manual_seed(derive_seed(settings.seed, "torch", epoch))  # dropout etc.
         order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
         batches = EpochBatches(x_train, y_train, order.split(settings.batch_size), augmentation, settings.seed,
-                               epoch, data_workers, device)
+                               epoch, data_workers, device, settings.memory_format)
         context = EpochContext(
             epoch=epoch, generator=generator(derive_seed(settings.seed, "noise", epoch), device),
             batches=len(batches), late=epoch >= settings.epochs - settings.noisy_updates.last_epochs,
@@ -238,7 +239,7 @@ def train(
             hooks.end_epoch()
         if scheduler is not None and not per_batch_schedule:
             scheduler.step()
-        test_accuracy = clean_accuracy(model, data.x_test, data.y_test, batch_size=settings.eval_batch_size)
+        test_accuracy = clean_accuracy(model, x_test, data.y_test, batch_size=settings.eval_batch_size)
         history.append({
             "epoch": epoch + 1,
             "lr": lr,
@@ -274,19 +275,23 @@ def method_hooks(model: nn.Module, parameters: dict[str, nn.Parameter], settings
 
 class EpochBatches:
     """One epoch's (inputs, labels) on ``device``, in the order of ``index_batches``: slices of
-    the device-resident training set, or augmented copies made by DataLoader workers."""
+    the device-resident training set, or augmented copies made by DataLoader workers; images laid
+    out as ``memory_format`` (:func:`~memristor_mat.device.in_memory_format`; a gathered batch
+    comes out contiguous whatever its source's layout, so each batch is laid out in turn)."""
 
-    def __init__(self, x, y, index_batches, augmentation, seed, epoch, workers, device) -> None:
+    def __init__(self, x, y, index_batches, augmentation, seed, epoch, workers, device,
+                 memory_format: str = "contiguous") -> None:
         self._length = len(index_batches)
         if augmentation is None:
             # index_select: the rows x[b] would gather, at a third of the indexing's cost per batch
-            self._iterator = ((x.index_select(0, b), y.index_select(0, b))
+            self._iterator = ((in_memory_format(x.index_select(0, b), memory_format), y.index_select(0, b))
                               for b in (b.to(device) for b in index_batches))
         else:
             # started here, before any noise-prefetching thread exists: workers are forked
             loader = augmented_batches(x, y, index_batches, augmentation, seed=seed, epoch=epoch,
                                        workers=workers, pin_memory=device.type == "cuda")
-            self._iterator = ((xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
+            self._iterator = ((in_memory_format(xb.to(device, non_blocking=True), memory_format),
+                               yb.to(device, non_blocking=True))
                               for xb, yb in loader)
 
     def __len__(self) -> int:
