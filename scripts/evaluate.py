@@ -16,4 +16,6 @@ evaluate_models(
     device=job["device"],
     threads=snakemake.threads,
     kind=getattr(snakemake.params, "kind", "study"),
+    # a quarter of the job's memory for the draws' normals shared by its models
+    normals_cache_mb=snakemake.resources.mem_mb // 4,
 )

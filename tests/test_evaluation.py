@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from memristor_mat.evaluation import (
+    NormalsCache,
     clean_accuracy,
     correct_with_weights,
     device_accuracy,
@@ -163,6 +164,43 @@ DEVICES = (
     DeviceSettings("pcm", "pcm", {"drift_compensation": False}, ({"t_inference": 1.0}, {"t_inference": 3.15e7})),
     DeviceSettings("stuck", "stuck_at", {}, ({"p_stuck_off": 0.0, "p_stuck_on": 0.0}, {"p_stuck_off": 0.1, "p_stuck_on": 0.0})),
 )
+
+
+def test_models_sharing_a_normals_cache_get_the_tables_they_get_alone():
+    # every device model of the registry, each reading the cached normals several times: a model
+    # that wrote into them would change the next model's numbers
+    devices = (*DEVICES, *(DeviceSettings.from_config(name, device) for name, device in {
+        "pcm_compensated": {"model": "pcm", "conditions": {"t_inference": [1, 86400]}},
+        "rram": {"model": "rram", "conditions": {"t_inference": [1, 86400]}},
+        "levels_pcm": {"model": ["levels", "pcm"], "conditions": {"n_levels": [4], "t_inference": [3600]}},
+    }.items()))
+    x, y = data()
+    cache = NormalsCache(2**30)
+    for seed in (0, 1, 2):
+        shared = device_accuracy(mlp(seed=seed), x, y, settings(devices=devices), cache)
+        assert shared.equals(device_accuracy(mlp(seed=seed), x, y, settings(devices=devices)))
+        study = monte_carlo_accuracy(mlp(seed=seed), x, y, settings(), cache)
+        assert study.equals(monte_carlo_accuracy(mlp(seed=seed), x, y, settings()))
+    # 3 chunks of draws (7 in chunks of 3) per number of normals per weight: drawn by the first
+    # model, taken from the cache by the others
+    drawn = cache.misses
+    assert drawn % 3 == 0 and cache.hits > 2 * drawn and cache.used_bytes > 0
+
+
+def test_normals_cache_keeps_what_fits_and_draws_the_rest_again():
+    shapes = {"w": torch.Size([4, 5])}
+    cache = NormalsCache(3 * 20 * 4)  # three draws of one normal per weight, float32
+    first = cache.draws(shapes, 1, 7, [0, 1, 2])
+    assert cache.draws(shapes, 1, 7, [0, 1, 2]) is first and (cache.hits, cache.misses) == (1, 1)
+    assert torch.equal(first["w"], standard_normal_draws(shapes, 1, 7, [0, 1, 2])["w"])
+    # another seed, other draws, more normals per weight: other numbers, beyond the budget
+    for args in ((1, 8, [0, 1, 2]), (1, 7, [3, 4, 5]), (2, 7, [0, 1, 2])):
+        again = cache.draws(shapes, *args)
+        assert torch.equal(again["w"], standard_normal_draws(shapes, *args)["w"])
+        assert cache.draws(shapes, *args) is not again  # not kept: drawn afresh
+    assert cache.used_bytes == 3 * 20 * 4 and cache.hits == 1
+    with pytest.raises(ValueError, match="budget"):
+        NormalsCache(-1)
 
 
 def test_device_table_has_one_column_per_condition_key_and_identity_conditions_once():

@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint,
 from .datasets import prepare_dataset
 from .datasets.splits import DatasetSplits, load_prepared, save_prepared
 from .device import select_device
-from .evaluation import device_accuracy, monte_carlo_accuracy
+from .evaluation import NormalsCache, device_accuracy, monte_carlo_accuracy
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
@@ -126,7 +126,8 @@ def train_models(jobs: Sequence[dict[str, Any]], *, data_path: str | os.PathLike
         Path(job["resume"]).unlink(missing_ok=True)
 
 
-def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCarloSettings, torch_device, evaluate):
+def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCarloSettings, torch_device, evaluate,
+              normals_cache: NormalsCache | None = None):
     """Load a checkpoint (checked to match the test ``data``) and run ``evaluate`` on it; returns
     the table, the identity of the model (task, method, settings, seed ...) and the commit that
     trained it."""
@@ -137,7 +138,7 @@ def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCa
             f"checkpoint {checkpoint_path} was trained on {checkpoint.get('dataset')!r}, "
             f"but the test data {data_path} is {data.name!r}"
         )
-    table = evaluate(model, data.x_test, data.y_test, settings)
+    table = evaluate(model, data.x_test, data.y_test, settings, normals_cache)
     method_settings = registry.unapplied_settings() | {
         "sigma_train": float(checkpoint["sigma_train"]), **checkpoint.get("method_settings", {})}
     identity = {
@@ -176,11 +177,13 @@ def evaluate_models(
     device: str = "auto",
     threads: int = 1,
     kind: str = "study",
+    normals_cache_mb: int = 256,
 ) -> pd.DataFrame:
     """Monte-Carlo accuracy of checkpoints of one task -> one Parquet shard: at every inference
     level x draw (``kind="study"``), or on every device of ``settings.devices`` at each
     condition x draw (``kind="devices"``). Each model's rows are what it alone would give: the
-    draws are seeded per draw, not per job."""
+    draws are seeded per draw, not per job. The models share the draws' normals through a
+    :class:`~memristor_mat.evaluation.NormalsCache` of ``normals_cache_mb`` MiB."""
     if kind not in EVALUATIONS:
         raise ValueError(f"unknown evaluation {kind!r}; expected one of {sorted(EVALUATIONS)}")
     if kind == "devices" and not settings.devices:
@@ -192,10 +195,14 @@ def evaluate_models(
     torch_device = select_device(device)
     data = load_prepared(data_path)
     tables, commits = [], []
+    normals_cache = NormalsCache(normals_cache_mb * 2**20)
     for checkpoint_path in checkpoint_paths:
-        table, identity, commit = _evaluate(checkpoint_path, data, data_path, settings, torch_device, evaluate)
+        table, identity, commit = _evaluate(checkpoint_path, data, data_path, settings, torch_device, evaluate,
+                                            normals_cache)
         tables.append(columns(table, identity, settings))
         commits.append(commit)
+    log.info("normals of the draws: %d chunks drawn, %d taken from the cache (%.0f MiB kept)",
+             normals_cache.misses, normals_cache.hits, normals_cache.used_bytes / 2**20)
     metadata = {
         **provenance(dataclasses.asdict(settings)),
         "checkpoint": ",".join(str(path) for path in checkpoint_paths),
