@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from memristor_mat.noise import make_noise_model
+from memristor_mat.noise import at_conditions, make_noise_model
 from memristor_mat.noise.crossbar import ConductanceEffect, Crossbar, device_conductances
 from memristor_mat.noise.levels import ConductanceLevels
 from memristor_mat.noise.pcm import PCMNoise
@@ -468,6 +468,45 @@ def test_sample_draws_from_the_generator():
     other = model.sample(w, torch.Generator().manual_seed(10), condition)
     assert first.shape == w.shape and torch.equal(first, again) and not torch.equal(first, other)
     assert torch.isfinite(first).all() and not torch.equal(first, w)
+
+
+@pytest.mark.parametrize("model_name, options, conditions", [
+    ("pcm", {}, [{"t_inference": t} for t in (1.0, DAY, YEAR)]),
+    ("pcm", {"drift_compensation": False}, [{"t_inference": t} for t in (0.0, DAY, 10 * YEAR)]),
+    (["pcm", "stuck_at"], {}, [{"t_inference": DAY, "p_stuck_off": 0.05}, {"t_inference": YEAR},
+                               {"t_inference": DAY, "p_stuck_on": 0.1}]),
+    (["levels", "pcm"], {}, [{"n_levels": 4, "t_inference": DAY}, {"n_levels": 16, "t_inference": YEAR}]),
+    ("rram", {}, [{"t_inference": t} for t in (1.0, DAY, 2 * DAY)]),
+    ("gaussian", {}, [{"sigma": 0.1}, {"sigma": 0.0}, {"sigma": 0.3}]),
+])
+def test_a_chip_programmed_once_reads_as_applying_anew_at_every_condition(model_name, options, conditions):
+    # the evaluation programs each draw once (PCM: programming noise, drift exponents) and reads it
+    # at every condition; reading must leave the programmed state as it was, in any order
+    model = make_noise_model(model_name, options)
+    conditions = [model.check_condition(c) for c in conditions]
+    w = torch.randn(12, 9, generator=torch.Generator().manual_seed(3))
+    normals = common_draws(model, w.shape, draws=4)
+    chip = at_conditions(model, w, normals)
+    for condition in [*conditions, *reversed(conditions)]:
+        read = chip(condition)
+        assert read.shape == (4, 12, 9) or (model.is_identity(condition) and read is w)
+        assert torch.equal(read, model.apply(w, normals, condition)), condition
+
+
+def test_programmed_pcm_is_the_programming_noise_and_reads_as_its_formula():
+    effect = PCMNoise(drift_compensation=False)
+    g = torch.rand(500, generator=torch.Generator().manual_seed(8))
+    z = [normal(500, seed, torch.float32) for seed in (1, 2, 3)]
+    programmed = effect.program(g, z)
+    assert torch.equal(programmed.conductance, effect.apply(g, z, {"t_inference": DAY}, programmed_only=True))
+    for t in (0.0, DAY):
+        # G_t = max(G_d + |G_d| Q_s S(t) z3, 0), G_d = G_p ((t + t0) / t0)^-nu, written out here in float64
+        g_p, nu = programmed.conductance.double(), programmed.drift_exponent.double()
+        g_d = g_p * ((t + 20.0) / 20.0) ** -nu
+        s = math.sqrt(math.log((t + 20.0 + 250e-9) / (2 * 250e-9)))
+        q = torch.clamp(0.0088 * s / g_p.clamp_min(1e-3) ** 0.65, max=0.2 * s)
+        expected = (g_d + g_d * q * z[2].double()).clamp_min(0)
+        assert torch.allclose(effect.read(programmed, {"t_inference": t}).double(), expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("shape", [(7,), (5, 3), (4, 3, 3, 3)])

@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .device import derive_seed, generator, in_memory_format
-from .noise import NoiseModel, draw_normals, make_noise_model, noisy_parameter_names
+from .noise import NoiseModel, at_conditions, draw_normals, make_noise_model, noisy_parameter_names
 from .noise_registry import condition_column
 from .settings import MonteCarloSettings, device_condition_columns
 
@@ -187,8 +187,9 @@ def condition_accuracy(
             chunk = range(first, min(first + settings.draws_per_chunk, settings.draws))
             draw = normals_cache.draws if normals_cache is not None else standard_normal_draws
             normals = draw(shapes, noise.normals_per_weight, settings.seed, chunk, device)
+            chips = {n: at_conditions(noise, clean[n], normals[n]) for n in names}  # read at every condition
             for condition in noisy:
-                stacked = {n: noise.apply(clean[n], normals[n], condition) for n in names}
+                stacked = {n: chips[n](condition) for n in names}
                 correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
                 rows += [(*condition.values(), d, c) for d, c in zip(chunk, correct)]
     table = pd.DataFrame(rows, columns=[*columns, "draw", "n_correct"])

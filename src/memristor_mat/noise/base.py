@@ -19,14 +19,15 @@ That split is what the rest of the library relies on:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+import functools
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
 from ..lazy_registry import resolve
 from ..noise_registry import NOISE_MODELS, check_condition, device_chain
 
-__all__ = ["NoiseModel", "SampledNoise", "make_noise_model"]
+__all__ = ["NoiseModel", "SampledNoise", "at_conditions", "make_noise_model"]
 
 
 @runtime_checkable
@@ -76,6 +77,15 @@ class SampledNoise:
         normals = torch.randn((self.normals_per_weight, *weight.shape), generator=generator,
                               device=generator.device, dtype=weight.dtype)
         return self.apply(weight, normals.to(weight.device), self.check_condition(condition))
+
+
+def at_conditions(noise: NoiseModel, weight: torch.Tensor,
+                  normals: torch.Tensor) -> Callable[[Mapping[str, float]], torch.Tensor]:
+    """``condition -> noise.apply(weight, normals, condition)``, for reading one draw of a chip at
+    several conditions: a model with a ``program(weight, normals)`` of that form (the crossbar)
+    makes what the condition does not change once, the others apply anew at each condition."""
+    program = getattr(noise, "program", None)
+    return program(weight, normals) if program is not None else functools.partial(noise.apply, weight, normals)
 
 
 def make_noise_model(model: str | Sequence[str], options: Mapping[str, Any] | None = None) -> NoiseModel:

@@ -28,11 +28,11 @@ program-and-verify iterations beyond the fitted noise.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import torch
 
-__all__ = ["PCMNoise", "PROGRAMMING_COEFFICIENTS", "T0", "T_READ"]
+__all__ = ["PCMNoise", "PROGRAMMING_COEFFICIENTS", "ProgrammedPCM", "T0", "T_READ"]
 
 #: sigma_p polynomial in g (uS), lowest order first (Nandakumar et al. 2019)
 PROGRAMMING_COEFFICIENTS = (0.26348, 1.9650, -1.1731)
@@ -55,6 +55,19 @@ def drift_statistics(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def read_noise_time_factor(t: float) -> float:
     """sqrt(ln((t + t0 + t_r) / (2 t_r))): the accumulated 1/f noise's growth with time."""
     return math.sqrt(math.log((t + T0 + T_READ) / (2 * T_READ)))
+
+
+class ProgrammedPCM(NamedTuple):
+    """PCM devices right after programming (:meth:`PCMNoise.program`)."""
+
+    #: G_p / g_max
+    conductance: torch.Tensor
+    #: nu, the drift exponent of each device
+    drift_exponent: torch.Tensor
+    #: max(G_p / g_max, 1e-3)^-0.65, the read noise's scale before its time factor and bound
+    read_noise_scale: torch.Tensor
+    #: the read noise's standard normals
+    z_read: torch.Tensor
 
 
 class PCMNoise:
@@ -85,22 +98,38 @@ class PCMNoise:
         c0, c1, c2 = (c / self.g_max for c in PROGRAMMING_COEFFICIENTS)
         return (g * c2 + c1).mul_(g).add_(c0)
 
-    def apply(self, g: torch.Tensor, normals: Sequence[torch.Tensor], condition: Mapping[str, float], *,
-              programmed_only: bool = False) -> torch.Tensor:
+    def programmed(self, g: torch.Tensor, z_program: torch.Tensor) -> torch.Tensor:
+        """G_p: the conductances right after programming."""
+        return torch.addcmul(g, self.programming_sigma(g), z_program).clamp_min_(0)
+
+    def program(self, g: torch.Tensor, normals: Sequence[torch.Tensor]) -> ProgrammedPCM:
+        """The devices programmed to ``g``: what does not depend on the time of reading, made
+        once for every time :meth:`read` reads them at."""
         z_program, z_drift, z_read = normals
-        g_p = torch.addcmul(g, self.programming_sigma(g), z_program).clamp_min_(0)
-        if programmed_only:
-            return g_p
+        g_p = self.programmed(g, z_program)
+        mu, sigma = drift_statistics(g)
+        # Q_s / 0.0088 = max(G_p, 1e-3)^-0.65, the power as exp(-0.65 ln(.)), which takes half the
+        # time of pow on CPUs and equals it up to rounding
+        return ProgrammedPCM(g_p, torch.addcmul(mu, sigma, z_drift).abs_(),
+                             g_p.clamp_min(1e-3).log_().mul_(-0.65).exp_(), z_read)
+
+    def read(self, programmed: ProgrammedPCM, condition: Mapping[str, float]) -> torch.Tensor:
+        """G_t: the programmed devices read at ``condition["t_inference"]``; leaves ``programmed``
+        as it is."""
         t = float(condition["t_inference"])
         if t < 0 or not math.isfinite(t):
             raise ValueError(f"t_inference must be a finite time >= 0 s, not {t}")
-        mu, sigma = drift_statistics(g)
         # ((t + t0) / t0)^-nu = exp(-nu ln((t + t0) / t0)); exactly 1 at t = 0
-        g_d = torch.addcmul(mu, sigma, z_drift).abs_().mul_(-math.log1p(t / T0)).exp_().mul_(g_p)
-        # Q_s S(t) = min(0.0088 S / max(G_p, 1e-3)^0.65, 0.2 S); the power as exp(-0.65 ln(.)), which
-        # takes half the time of pow on CPUs and equals it up to rounding
+        g_d = programmed.drift_exponent.mul(-math.log1p(t / T0)).exp_().mul_(programmed.conductance)
+        # Q_s S(t) = min(0.0088 S / max(G_p, 1e-3)^0.65, 0.2 S)
         s = read_noise_time_factor(t)
-        spread = g_p.clamp_min_(1e-3).log_().mul_(-0.65).exp_().mul_(0.0088 * s).clamp_max_(0.2 * s).mul_(g_d)
+        spread = programmed.read_noise_scale.mul(0.0088 * s).clamp_max_(0.2 * s).mul_(g_d)
         # |G_d| = G_d (G_d >= 0); few temporaries, in place, since fresh allocations of this size cost
         # page faults on every call
-        return g_d.addcmul_(spread, z_read).clamp_min_(0)
+        return g_d.addcmul_(spread, programmed.z_read).clamp_min_(0)
+
+    def apply(self, g: torch.Tensor, normals: Sequence[torch.Tensor], condition: Mapping[str, float], *,
+              programmed_only: bool = False) -> torch.Tensor:
+        if programmed_only:
+            return self.programmed(g, normals[0])
+        return self.read(self.program(g, normals), condition)
