@@ -156,8 +156,8 @@ class Crossbar(SampledNoise):
         ``apply(weight, normals, condition)``. What no condition changes is made once: the
         conductances, and, where the first effect has a ``program(g, normals)`` and
         ``read(programmed, condition)`` (PCM: programming noise, drift exponents), that effect's
-        programmed state, which then reads at each time for a third of the work of applying it
-        anew (about 10 passes over the draws' conductances of 23)."""
+        programmed state, which then reads at each time for less than half the work of applying
+        it anew (a PCM condition of the MLP's first layer, 16 draws: 13.6 instead of 32.2 ms)."""
         dim = normals.dim() - weight.dim() - 1
         if dim < 0 or normals.shape[dim] != self.normals_per_weight or normals.shape[dim + 1:] != weight.shape:
             raise ValueError(f"normals of shape {tuple(normals.shape)} do not fit a weight of shape "
