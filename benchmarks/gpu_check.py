@@ -10,7 +10,8 @@ Checks:
   4. Monte-Carlo evaluation, draws stacked (vmap; the SNN broadcasts) against one at a time, for the MLP, a
      MobileNetV2 (its test batches contiguous and channels_last) and the recurrent spiking network
      (same correct counts expected);
-  5. device-independent draws: draw d moved to the GPU equals draw d on the CPU;
+  5. device-independent draws: draw d moved to the GPU equals draw d on the CPU, also when an
+     evaluation job's cache of normals hands it over;
   6. a tiny workflow run (`snakemake`, as far as its tables) whose training, evaluation and
      device-evaluation jobs request `gpu: 1`.
 
@@ -35,7 +36,7 @@ import torch
 import yaml
 
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
-from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.evaluation import NormalsCache, monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.cnn import mobilenet_v2_cifar
 from memristor_mat.models.mlp import MLP
 from memristor_mat.models.snn import RecurrentSNN
@@ -147,7 +148,13 @@ def check_device_independent_draws(device):
     moved = standard_normal_draws(shapes, 1, 2024, [0, 7], device=device)
     assert all(moved[name].device.type == device.type for name in shapes)
     assert all(torch.equal(on_cpu[name], moved[name].cpu()) for name in shapes)
-    return "draws 0 and 7 identical on both devices"
+    cache = NormalsCache(2**30)  # kept on the host, copied to the device at each use
+    for _ in range(2):
+        cached = cache.draws(shapes, 1, 2024, [0, 7], device=device)
+        assert all(cached[name].device.type == device.type for name in shapes)
+        assert all(torch.equal(on_cpu[name], cached[name].cpu()) for name in shapes)
+    assert (cache.misses, cache.hits) == (1, 1)
+    return "draws 0 and 7 identical on both devices, drawn and from the job's cache"
 
 
 def check_workflow(device):

@@ -99,28 +99,31 @@ def standard_normal_draws(
     chunk of draws at a time, through pinned memory to a GPU), since CUDA's generator gives
     other numbers than the CPU's for the same seed."""
     per_draw = [draw_normals(shapes, normals_per_weight, draw_generator(seed, d)) for d in draws]
+    stacked = {name: torch.stack([draw[name] for draw in per_draw]) for name in shapes}
+    return _to_device(stacked, device)
+
+
+def _to_device(normals: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
     device = torch.device(device)
+    if device.type == "cpu":
+        return normals
     pin = device.type == "cuda"
-    stacked = {}
-    for name in shapes:
-        chunk = torch.stack([draw[name] for draw in per_draw])
-        if device.type != "cpu":
-            chunk = (chunk.pin_memory() if pin else chunk).to(device, non_blocking=pin)
-        stacked[name] = chunk
-    return stacked
+    return {name: (chunk.pin_memory() if pin else chunk).to(device, non_blocking=pin) for name, chunk in normals.items()}
 
 
 class NormalsCache:
     """The stacked normals of :func:`standard_normal_draws`, kept for the next models of one job.
 
-    They depend only on the tensors' names and shapes, the normals per weight, the seed, the draws
-    and the device, so every model of an architecture evaluated in a job would draw the same
-    numbers again (common random numbers), and so would every device model with as many normals
-    per weight. Drawing and stacking them was 14 % of the demo's MNIST cross-evaluation (32
-    models x 6 devices). Entries are kept until they fill ``budget_bytes``; the chunks beyond it
-    are drawn afresh each time. Nothing is evicted: every model walks the chunks in the same
-    order, so a least-recently-used cache smaller than them would drop each chunk just before it
-    is needed again. The noise models must not write into the normals (their contract)."""
+    They depend only on the tensors' names and shapes, the normals per weight, the seed and the
+    draws, so every model of an architecture evaluated in a job would draw the same numbers again
+    (common random numbers), and so would every device model with as many normals per weight.
+    Drawing and stacking them was 14 % of the demo's MNIST cross-evaluation (32 models x 6
+    devices). Entries are kept in the host's memory, where they are drawn, until they fill
+    ``budget_bytes`` (an evaluation on a GPU copies a cached chunk over again, which costs less
+    than drawing it and takes none of the GPU's memory); the chunks beyond it are drawn afresh
+    each time. Nothing is evicted: every model walks the chunks in the same order, so a
+    least-recently-used cache smaller than them would drop each chunk just before it is needed
+    again. The noise models must not write into the normals (their contract)."""
 
     def __init__(self, budget_bytes: int) -> None:
         if budget_bytes < 0:
@@ -133,19 +136,18 @@ class NormalsCache:
     def draws(self, shapes: Mapping[str, torch.Size], normals_per_weight: int, seed: int, draws: Sequence[int],
               device="cpu") -> dict[str, torch.Tensor]:
         """:func:`standard_normal_draws`, from the cache where it holds them."""
-        key = (tuple((name, tuple(shape)) for name, shape in shapes.items()), normals_per_weight, seed,
-               tuple(draws), str(torch.device(device)))
-        cached = self._entries.get(key)
-        if cached is not None:
+        key = (tuple((name, tuple(shape)) for name, shape in shapes.items()), normals_per_weight, seed, tuple(draws))
+        normals = self._entries.get(key)
+        if normals is not None:
             self.hits += 1
-            return cached
-        self.misses += 1
-        normals = standard_normal_draws(shapes, normals_per_weight, seed, draws, device)
-        size = sum(t.numel() * t.element_size() for t in normals.values())
-        if self.used_bytes + size <= self.budget_bytes:
-            self._entries[key] = normals
-            self.used_bytes += size
-        return normals
+        else:
+            self.misses += 1
+            normals = standard_normal_draws(shapes, normals_per_weight, seed, draws)
+            size = sum(t.numel() * t.element_size() for t in normals.values())
+            if self.used_bytes + size <= self.budget_bytes:
+                self._entries[key] = normals
+                self.used_bytes += size
+        return _to_device(normals, device)
 
 
 @torch.no_grad()
