@@ -134,9 +134,12 @@ def bench_training(args) -> None:
             # what a job given `threads` does: a process draws the normals on one core, the others compute
             background = epoch_seconds(data, "mat", True, args.epochs)
             compute = threads - 1
+            # against vanilla on `threads` too: what a training job given `threads` runs, either way
             print(f"      mat with its normals drawn on one of the {threads} cores by a process ({compute} computing): "
                   f"{background:5.2f} s/epoch = {background / vanillas[compute]:.2f}x vanilla on {compute} | "
-                  f"{background / vanillas[compute] / floors[compute] - 1:+.1%} against the floor on {compute}")
+                  f"{background / vanillas[compute] / floors[compute] - 1:+.1%} against the floor on {compute} | "
+                  f"{background / vanilla:.2f}x vanilla on {threads}, {background / vanilla / floor - 1:+.1%} against "
+                  f"the floor on {threads}")
     if 1 in vanillas:
         # torch's fused Adam: one pass over each tensor instead of eight, other rounding (opt-in, see README)
         torch.set_num_threads(1)

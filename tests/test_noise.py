@@ -261,3 +261,15 @@ def test_model_can_restrict_its_memristor_parameters():
 
     model = WithTimeConstants()
     assert noisy_parameter_names(model) == ("w",)
+
+
+def test_the_ring_outgrows_a_cores_cache_for_small_draws_and_keeps_three_slots_for_large():
+    from memristor_mat.noise.injection import MAX_DEPTH, RING_BYTES, ring_depth
+
+    mlp = 4 * (784 * 128 + 128 * 10)  # the MNIST MLP's float32 normals
+    assert ring_depth(mlp) * mlp >= RING_BYTES > (ring_depth(mlp) - 1) * mlp
+    assert ring_depth(RING_BYTES) == 3 and ring_depth(100 * RING_BYTES) == 3
+    assert ring_depth(16) == MAX_DEPTH
+    stream = PrefetchedNormals({"w": torch.Size([128, 784])}, 1, torch.Generator().manual_seed(0), 2, process=False)
+    assert stream.depth == ring_depth(4 * 128 * 784)
+    stream.close()

@@ -68,6 +68,23 @@ def draw_normals(
     }
 
 
+#: bytes the ring of :class:`PrefetchedNormals` spans at least: more than a core's private cache
+#: (2 MiB of L2 per core on the Xeon measured), so the slot the trainer reads has left the drawing
+#: core's cache by then. Reading lines that another core holds modified costs a cross-core
+#: transfer per line: with 3 slots of the MLP's 0.4 MB an epoch of MAT with the background draw took
+#: 2 % longer (``benchmarks/bench_mlp.py``, alternated epochs).
+RING_BYTES = 4 << 20
+#: the most slots a ring takes (tiny models: the draws are cheap, the ring need not be deeper)
+MAX_DEPTH = 16
+
+
+def ring_depth(draw_bytes: int) -> int:
+    """Slots of a :class:`PrefetchedNormals` ring for draws of ``draw_bytes``: enough to span
+    :data:`RING_BYTES`, at least 3 (one in use, one ready, one being drawn), at most
+    :data:`MAX_DEPTH`."""
+    return max(3, min(MAX_DEPTH, -(-RING_BYTES // max(draw_bytes, 1))))
+
+
 #: how long the drawing process sleeps when it is ahead by a full ring (seconds), doubling up to
 #: the second value while it waits: it never waits on a semaphore, so freeing a slot never wakes a
 #: process (a system call in the training step); each poll costs it about 25 us of CPU in a VM
@@ -108,7 +125,8 @@ class PrefetchedNormals:
 
     On Linux a forked process draws into a ring of ``depth`` shared-memory slots, up to
     ``depth - 1`` draws ahead; each draw handed out is a view of its slot, valid until the next
-    draw is taken. A thread in this process would be simpler, but it costs the training thread
+    draw is taken. ``depth=None`` sizes the ring with :func:`ring_depth` (3 slots, or more for
+    small draws, so the ring outgrows the drawing core's cache). A thread in this process would be simpler, but it costs the training thread
     Python's GIL at every small operation: measured with ``benchmarks/bench_mlp.py``, it saved
     less than the draw it took over. Elsewhere (where forking a process that runs torch is
     unsafe, e.g. macOS) a thread draws fresh tensors.
@@ -120,11 +138,15 @@ class PrefetchedNormals:
         normals_per_weight: int,
         generator: torch.Generator,
         count: int,
-        depth: int = 3,
+        depth: int | None = None,
         process: bool | None = None,
     ) -> None:
+        if depth is None:
+            draw_bytes = torch.get_default_dtype().itemsize * normals_per_weight * sum(torch.Size(shape).numel() for shape in shapes.values())
+            depth = ring_depth(draw_bytes)
         if depth < 2:
             raise ValueError(f"depth must be at least 2 (one slot in use, one being drawn), got {depth}")
+        self.depth = depth
         self._remaining = count
         self._taken = 0
         self.process = sys.platform.startswith("linux") if process is None else process
