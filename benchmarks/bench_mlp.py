@@ -8,7 +8,10 @@
    floor measured in the same run: (vanilla step + drawing the step's normals) / vanilla step,
    what MAT costs when the random numbers are drawn inside the step; and mat on 2 threads as a
    training job given 2 runs it, one core drawing the normals (a process of their own,
-   ``PrefetchedNormals``) and one thread computing, against the floor on one thread.
+   ``PrefetchedNormals``) and one thread computing, against the floor on one thread. Every
+   configuration runs in turn within each of ``--rounds`` rounds, and each ratio is taken
+   within a round (medians and ranges over the rounds): the machines measured drift by 20-40 %
+   within hours.
 3. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
    after an epoch, the square root of its second moments among it (torch computes it with MKL's
    vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
@@ -96,15 +99,27 @@ def bench_monte_carlo(args) -> None:
 
 
 def epoch_seconds(data, method: str, prefetch: bool, epochs: int, **adam_options) -> float:
+    """Seconds of an epoch of ``method``: the median of all but the first of ``epochs`` (the
+    first pays what a job pays once: the first optimiser step imports ``torch._dynamo``)."""
     settings = TrainingSettings(method=method, epochs=epochs, batch_size=32,
                                 optimizer={"name": "Adam", "lr": 1e-3, **adam_options},
                                 seed=14, sigma_train=0.2 if method == "mat" else 0.0, weight_clip_std=2.5)
     torch.manual_seed(14)
     result = train(MLP(), data, settings, device=torch.device("cpu"), progress=False, prefetch_noise=prefetch)
-    return float(np.median([row["seconds"] for row in result.history]))
+    seconds = [row["seconds"] for row in result.history]
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
+def _spread(values: list[float], form: str) -> str:
+    """``median (lowest to highest)`` of per-round values, each formatted with ``form``."""
+    low, middle, high = min(values), float(np.median(values)), max(values)
+    return f"{middle:{form}} ({low:{form}} to {high:{form}})"
 
 
 def bench_training(args) -> None:
+    """Every configuration trained in turn within each of ``args.rounds`` rounds, and each ratio
+    taken within a round: this machine's speed drifts by 20-40 % within hours, so configurations
+    timed minutes apart would compare the machine's moods, not the methods."""
     _, _, splits = test_images(1)
     # 60,000 training images (the embedded digits repeated) so an epoch has MNIST's 1,875 steps
     repeats = -(-60_000 // len(splits.y_train))
@@ -115,39 +130,69 @@ def bench_training(args) -> None:
     model = MLP()
     shapes = {n: p.shape for n, p in model.named_parameters()}
     generator = torch.Generator().manual_seed(0)
-    print(f"Training, MLP 784-128-10, batch 32, Adam, clipping 2.5 std, {steps} steps/epoch (median of "
-          f"{args.epochs} epochs)")
-    floors, vanillas, in_steps = {}, {}, {}
-    for threads in sorted(args.train_threads):
-        torch.set_num_threads(threads)
-        vanilla = epoch_seconds(data, "vanilla", False, args.epochs)
-        in_step = epoch_seconds(data, "mat", False, args.epochs)
-        rng_ms = best_of(lambda: [draw_normals(shapes, 1, generator) for _ in range(100)], 5) * 10
-        vanilla_step_ms = vanilla / steps * 1e3
-        floor = (vanilla_step_ms + rng_ms) / vanilla_step_ms
-        floors[threads], vanillas[threads], in_steps[threads] = floor, vanilla, in_step
-        print(f"  {threads} thread(s): vanilla {vanilla:5.2f} s/epoch | mat {in_step:5.2f} s/epoch, drawing in the "
-              f"step = {in_step / vanilla:.2f}x | floor = (vanilla step {vanilla_step_ms:.3f} ms + drawing its "
-              f"101,632 normals {rng_ms:.3f} ms) / vanilla step = {floor:.2f}x | mat {in_step / vanilla / floor - 1:+.1%} "
-              "against the floor")
-        if threads > 1 and threads - 1 in floors:
+    thread_counts = sorted(args.train_threads)
+    # (label, threads, method, normals drawn by a process, Adam options)
+    configurations = []
+    for threads in thread_counts:
+        configurations += [(f"vanilla {threads}", threads, "vanilla", False, {}),
+                           (f"mat {threads}", threads, "mat", False, {})]
+        if threads > 1 and threads - 1 in thread_counts:
             # what a job given `threads` does: a process draws the normals on one core, the others compute
-            background = epoch_seconds(data, "mat", True, args.epochs)
-            compute = threads - 1
-            # against vanilla on `threads` too: what a training job given `threads` runs, either way
-            print(f"      mat with its normals drawn on one of the {threads} cores by a process ({compute} computing): "
-                  f"{background:5.2f} s/epoch = {background / vanillas[compute]:.2f}x vanilla on {compute} | "
-                  f"{background / vanillas[compute] / floors[compute] - 1:+.1%} against the floor on {compute} | "
-                  f"{background / vanilla:.2f}x vanilla on {threads}, {background / vanilla / floor - 1:+.1%} against "
-                  f"the floor on {threads}")
-    if 1 in vanillas:
+            configurations.append((f"background {threads}", threads, "mat", True, {}))
+    if 1 in thread_counts:
         # torch's fused Adam: one pass over each tensor instead of eight, other rounding (opt-in, see README)
-        torch.set_num_threads(1)
-        vanilla_fused = epoch_seconds(data, "vanilla", False, args.epochs, fused=True)
-        mat_fused = epoch_seconds(data, "mat", False, args.epochs, fused=True)
-        print(f"  1 thread, Adam with fused: true: vanilla {vanilla_fused:5.2f} s/epoch "
-              f"({vanilla_fused / vanillas[1] - 1:+.0%}) | mat {mat_fused:5.2f} s/epoch "
-              f"({mat_fused / in_steps[1] - 1:+.0%}), drawing in the step")
+        configurations += [("vanilla fused 1", 1, "vanilla", False, {"fused": True}),
+                           ("mat fused 1", 1, "mat", False, {"fused": True})]
+    print(f"Training, MLP 784-128-10, batch 32, Adam, clipping 2.5 std, {steps} steps/epoch: {args.rounds} rounds, "
+          f"each training every configuration in turn for {args.epochs} epochs (timed: all but the first); ratios "
+          "are taken within a round, then their median (lowest to highest) over the rounds")
+    rounds = []
+    for _ in range(args.rounds):
+        seconds = {}
+        for label, threads, method, prefetch, adam_options in configurations:
+            torch.set_num_threads(threads)
+            seconds[label] = epoch_seconds(data, method, prefetch, args.epochs, **adam_options)
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            seconds[f"draw {threads}"] = best_of(lambda: [draw_normals(shapes, 1, generator) for _ in range(100)],
+                                                 5) / 100
+        rounds.append(seconds)
+
+    def per_round(function) -> list[float]:
+        return [function(r) for r in rounds]
+
+    def floor(r, threads: int) -> float:
+        # (vanilla step + drawing its normals) / vanilla step, both on `threads`
+        step = r[f"vanilla {threads}"] / steps
+        return (step + r[f"draw {threads}"]) / step
+
+    for threads in thread_counts:
+        vanilla, mat = f"vanilla {threads}", f"mat {threads}"
+        print(f"  {threads} thread(s): vanilla {_spread(per_round(lambda r: r[vanilla]), '.2f')} s/epoch | mat "
+              f"{_spread(per_round(lambda r: r[mat]), '.2f')} s/epoch, drawing in the step = "
+              f"{_spread(per_round(lambda r: r[mat] / r[vanilla]), '.2f')}x")
+        print(f"      floor = (vanilla step {_spread(per_round(lambda r: r[vanilla] / steps * 1e3), '.3f')} ms + "
+              f"drawing its 101,632 normals {_spread(per_round(lambda r: r[f'draw {threads}'] * 1e3), '.3f')} ms) "
+              f"/ vanilla step = {_spread(per_round(lambda r: floor(r, threads)), '.2f')}x | mat "
+              f"{_spread(per_round(lambda r: r[mat] / r[vanilla] / floor(r, threads) - 1), '+.1%')} against the floor")
+        background = f"background {threads}"
+        if background in rounds[0]:
+            compute = threads - 1
+            # against vanilla on `compute` and on `threads`: what a training job given `threads` runs, either way
+            print(f"      mat with its normals drawn on one of the {threads} cores by a process ({compute} computing): "
+                  f"{_spread(per_round(lambda r: r[background]), '.2f')} s/epoch = "
+                  f"{_spread(per_round(lambda r: r[background] / r[f'vanilla {compute}']), '.2f')}x vanilla on "
+                  f"{compute}, "
+                  f"{_spread(per_round(lambda r: r[background] / r[f'vanilla {compute}'] / floor(r, compute) - 1), '+.1%')}"
+                  f" against the floor on {compute} | "
+                  f"{_spread(per_round(lambda r: r[background] / r[vanilla]), '.2f')}x vanilla on {threads}, "
+                  f"{_spread(per_round(lambda r: r[background] / r[vanilla] / floor(r, threads) - 1), '+.1%')} against "
+                  f"the floor on {threads}")
+    if "vanilla fused 1" in rounds[0]:
+        print(f"  1 thread, Adam with fused: true: vanilla {_spread(per_round(lambda r: r['vanilla fused 1']), '.2f')}"
+              f" s/epoch ({_spread(per_round(lambda r: r['vanilla fused 1'] / r['vanilla 1'] - 1), '+.0%')}) | mat "
+              f"{_spread(per_round(lambda r: r['mat fused 1']), '.2f')} s/epoch "
+              f"({_spread(per_round(lambda r: r['mat fused 1'] / r['mat 1'] - 1), '+.0%')}), drawing in the step")
 
 
 def bench_optimizer_step(args) -> None:
@@ -190,7 +235,10 @@ def main() -> None:
     parser.add_argument("--draws-per-chunk", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1000, help="test images per forward pass")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs per training run (the first is not timed)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the training comparison, each training every configuration in turn")
     parser.add_argument("--threads", type=int, default=None, help="Monte-Carlo threads (default: torch's choice)")
     parser.add_argument("--train-threads", type=int, nargs="+", default=[1, 2],
                         help="threads for the training comparison (the pipeline gives training jobs 1)")
