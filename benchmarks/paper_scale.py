@@ -197,8 +197,9 @@ def main() -> None:
                         help="time the first FRACTION of the real-size data and scale up (e.g. 0.01 for CIFAR "
                              "on a CPU, where an epoch takes minutes)")
     parser.add_argument("--draws", type=int, default=None,
-                        help="Monte-Carlo draws timed per evaluation (scaled up to the config's by the passes "
-                             "over the test set; default: the config's)")
+                        help="Monte-Carlo draws timed per evaluation, rounded up to whole chunks of "
+                             "draws_per_chunk (scaled up to the config's by the passes over the test set; default: "
+                             "the config's)")
     args = parser.parse_args()
     if args.epochs is None:
         args.epochs = 2 if args.fraction < 1 else 1
@@ -234,13 +235,27 @@ def main() -> None:
           f"{len(evaluation.sigma_inference)} levels; threads per job: training {threads['train']}, evaluation "
           f"{threads['evaluate']}" + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
     def evaluation_seconds(evaluate, model, settings, passes) -> tuple[float, int]:
-        """Seconds of ``evaluate`` (one model, ``settings``) timed on ``--draws`` draws and the
-        timed test samples, scaled up by the samples and the passes; and the draws timed."""
-        draws = settings.draws if args.draws is None else min(settings.draws, args.draws)
-        started = time.perf_counter()
-        evaluate(model.eval(), data.x_test, data.y_test, dataclasses.replace(settings, draws=draws))
-        seconds = time.perf_counter() - started
-        return seconds * timed.test_scale * passes(settings, settings.draws) / passes(settings, draws), draws
+        """Seconds of ``evaluate`` (one model, ``settings``) timed on ``--draws`` draws, scaled up
+        by the passes; and the draws timed. On part of the test set it is timed on all of that part
+        and on its first half, and extrapolated along the line through both to the real size: a
+        chunk of draws costs its normals and noisy weights whatever the samples."""
+        # whole chunks: a chunk's draws share its stacked forward passes
+        chunk = settings.draws_per_chunk
+        draws = settings.draws if args.draws is None else min(settings.draws, -(-args.draws // chunk) * chunk)
+        timed_settings = dataclasses.replace(settings, draws=draws)
+
+        def seconds(samples: int) -> float:
+            started = time.perf_counter()
+            evaluate(model.eval(), data.x_test[:samples], data.y_test[:samples], timed_settings)
+            return time.perf_counter() - started
+
+        samples = len(data.y_test)
+        measured = seconds(samples)
+        if timed.test_scale > 1 and samples > 1:
+            half = seconds(samples // 2)
+            per_sample = max(0.0, (measured - half) / (samples - samples // 2))
+            measured += per_sample * (real_test - samples)
+        return measured * passes(settings, settings.draws) / passes(settings, draws), draws
 
     for method, run in per_method.items():
         full = pipeline.training_settings(config, run)
