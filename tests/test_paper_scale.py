@@ -74,6 +74,13 @@ def test_cifar_is_timed_on_the_digits_as_cifar_images_of_its_size_and_classes(pa
     assert timed.train_scale == 500 and timed.test_scale == 500
 
 
+def test_a_task_on_the_embedded_digits_keeps_its_image_format(paper_scale):
+    # the demo's CIFAR stand-in: the digits as 32 x 32 RGB, which its network expects
+    dataset = load_config(REPO / "config.yaml")["tasks"]["cifar_standin"]["dataset"]
+    timed = paper_scale.real_size_data(dataset, fraction=0.001)
+    assert timed.splits.input_shape == (3, 32, 32) and timed.splits.num_classes == 10
+
+
 def test_mnist_is_timed_on_the_embedded_digits_repeated_to_its_size(paper_scale):
     timed = paper_scale.real_size_data({"name": "mnist", "options": {}}, fraction=0.1)
     assert timed.splits.x_train.shape == (6_000, 1, 28, 28) and len(timed.splits.y_test) == 1_000
