@@ -35,7 +35,7 @@ from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import draw_normals, noisy_parameter_names
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import train
-from timing import best_of, matmul_peak_gflops
+from timing import best_of, matmul_peak_gflops, warm_median
 
 
 def test_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,15 +99,13 @@ def bench_monte_carlo(args) -> None:
 
 
 def epoch_seconds(data, method: str, prefetch: bool, epochs: int, **adam_options) -> float:
-    """Seconds of an epoch of ``method``: the median of all but the first of ``epochs`` (the
-    first pays what a job pays once: the first optimiser step imports ``torch._dynamo``)."""
+    """Seconds of an epoch of ``method``: :func:`timing.warm_median` of ``epochs``."""
     settings = TrainingSettings(method=method, epochs=epochs, batch_size=32,
                                 optimizer={"name": "Adam", "lr": 1e-3, **adam_options},
                                 seed=14, sigma_train=0.2 if method == "mat" else 0.0, weight_clip_std=2.5)
     torch.manual_seed(14)
     result = train(MLP(), data, settings, device=torch.device("cpu"), progress=False, prefetch_noise=prefetch)
-    seconds = [row["seconds"] for row in result.history]
-    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+    return warm_median([row["seconds"] for row in result.history])
 
 
 def _spread(values: list[float], form: str) -> str:

@@ -63,6 +63,7 @@ import time
 import torch
 import yaml
 from job_overhead import RULE_STAGE, STAGES, best
+from timing import warm_median
 
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
@@ -90,12 +91,21 @@ STUDY_METHODS = ("vanilla", "noisy_updates", "mat_scratch", "mat")
 
 @dataclasses.dataclass(frozen=True)
 class TimedData:
-    """The samples a run times, and how many real ones each stands for: ``train_scale`` real
-    training samples per timed one (an epoch's seconds scale by it), ``test_scale`` test ones."""
+    """The samples a run times (``splits``) and the real dataset's sizes they stand for."""
 
     splits: DatasetSplits
-    train_scale: float
-    test_scale: float
+    real_train: int
+    real_test: int
+
+    @property
+    def train_scale(self) -> float:
+        """Real training samples per timed one: an epoch's seconds scale by it."""
+        return self.real_train / len(self.splits.y_train)
+
+    @property
+    def test_scale(self) -> float:
+        """Real test samples per timed one."""
+        return self.real_test / len(self.splits.y_test)
 
 
 def _first(count: int, fraction: float) -> int:
@@ -122,7 +132,7 @@ def real_size_images(name: str, fraction: float = 1.0, options: dict | None = No
     x_test, y_test = repeat(splits.x_test, splits.y_test, timed_test)
     timed = DatasetSplits(splits.name, x_train, y_train, x_test, y_test, num_classes or splits.num_classes,
                           splits.description)
-    return TimedData(timed, n_train / timed_train, n_test / timed_test)
+    return TimedData(timed, n_train, n_test)
 
 
 def real_size_heartbeats(options: dict, fraction: float = 1.0) -> TimedData:
@@ -135,7 +145,7 @@ def real_size_heartbeats(options: dict, fraction: float = 1.0) -> TimedData:
     timed_train, timed_test = _first(n_train, fraction), _first(n_test, fraction)
     timed = dataclasses.replace(splits, x_train=splits.x_train[:timed_train], y_train=splits.y_train[:timed_train],
                                 x_test=splits.x_test[:timed_test], y_test=splits.y_test[:timed_test])
-    return TimedData(timed, n_train / timed_train, n_test / timed_test)
+    return TimedData(timed, n_train, n_test)
 
 
 def real_size_data(dataset: dict, fraction: float = 1.0) -> TimedData:
@@ -156,13 +166,6 @@ def forward_passes(noise, conditions, draws: int) -> int:
     at each condition where the noise is the identity (the clean model, evaluated once), one
     per draw at every other (``evaluation.condition_accuracy``)."""
     return sum(1 if noise.is_identity(noise.check_condition(c)) else draws for c in conditions)
-
-
-def warm_median(seconds: list[float]) -> float:
-    """Median of an epoch's seconds, without the first epoch's where there are several (it pays
-    the first step's one-off costs: kernels chosen, ``torch._dynamo`` imported)."""
-    timed = sorted(seconds[1:] if len(seconds) > 1 else seconds)
-    return timed[len(timed) // 2] if len(timed) % 2 else (timed[len(timed) // 2 - 1] + timed[len(timed) // 2]) / 2
 
 
 def study_passes(settings, draws: int) -> int:
@@ -230,7 +233,7 @@ def main() -> None:
 
     epoch_seconds, eval_seconds, device_seconds = {}, None, 0.0
     evaluation = pipeline.monte_carlo_settings(config, args.task)
-    real_train, real_test = round(len(data.y_train) * timed.train_scale), round(len(data.y_test) * timed.test_scale)
+    real_train, real_test = timed.real_train, timed.real_test
     sample = (f"{len(data.y_train):,} / {len(data.y_test):,} of them timed ({args.fraction:g}), then scaled"
               if args.fraction < 1 else "all timed")
     print(f"{args.config}, task {args.task}: {len(runs)} models on {device}; data {real_train:,} / {real_test:,} "

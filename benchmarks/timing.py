@@ -3,6 +3,7 @@ this folder is on ``sys.path``)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -17,6 +18,13 @@ def best_of(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def warm_median(seconds: list[float]) -> float:
+    """Median of epochs' seconds, without the first epoch's where there are several (it pays
+    what a job pays once: the first step's kernels chosen, ``torch._dynamo`` imported by the
+    first optimiser step)."""
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
