@@ -13,7 +13,9 @@ asserts nothing.
    :func:`memristor_mat.evaluation.monte_carlo_accuracy`: draws per second, and the GFLOP/s of
    the input, recurrent and readout products (``2 T (4 H + H^2 + 2 H)`` per window, 8.05 GFLOP
    per draw at H = 100) against this machine's float32 matrix-multiply peak measured in the same
-   run; beside it the original loop, one draw at a time (its protocol: a perturbed copy per draw).
+   run, for each of ``--loops``: the Python loop and the C++ one (memristor_mat.models.spiking_loop,
+   spiking neurons only), timed in turn, with their ratio and whether their correct counts are the
+   same; beside them the original loop, one draw at a time (its protocol: a perturbed copy per draw).
 3. With ``--compiled-draws N``: the same draws of the original spiking network through a time
    step compiled by ``torch.compile`` (inductor: the step's elementwise updates fused into one
    kernel, the draws stacked as batched products), its compile time, draws/s, % of peak, and
@@ -28,6 +30,7 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 
 from memristor_mat.datasets import DatasetSplits
 from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.models import spiking_loop
 from memristor_mat.models.snn import RecurrentSNN
 from memristor_mat.noise import GaussianWeightNoise, noisy_parameter_names
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
@@ -264,17 +268,30 @@ def bench_monte_carlo(args) -> None:
           f"float32 matmul peak (2048^3, same run) {peak:.1f} GFLOP/s")
     for dynamics, neuron in VARIANTS:
         net = model(dynamics, neuron).eval()
+        # the C++ loop applies to the spiking neurons only (models/spiking_loop.py)
+        loops = [loop for loop in args.loops if loop == "python" or neuron == "spiking"]
         for batch_size in args.batch_sizes:
             settings = MonteCarloSettings(sigma_inference=(0.1,), draws=args.draws, seed=7,
                                           draws_per_chunk=args.draws_per_chunk, batch_size=batch_size)
             warm = MonteCarloSettings(sigma_inference=(0.1,), draws=1, seed=7, batch_size=batch_size)
-            monte_carlo_accuracy(net, x[:64], y[:64], warm)
-            started = time.perf_counter()
-            monte_carlo_accuracy(net, x, y, settings)
-            seconds = time.perf_counter() - started
-            rate = args.draws / seconds
-            print(f"  {dynamics:10s} {neuron:8s} ours, test batches of {batch_size:4d}: {rate:6.2f} draws/s = "
-                  f"{rate * gflop_per_draw:5.1f} GFLOP/s = {rate * gflop_per_draw / peak:4.0%} of peak")
+            seconds, counts = {loop: float("inf") for loop in loops}, {}
+            for _ in range(args.repeats):  # the loops in turn, the best of each: the machine's speed drifts
+                for loop in loops:
+                    os.environ[spiking_loop.ENVIRONMENT_VARIABLE] = loop
+                    monte_carlo_accuracy(net, x[:64], y[:64], warm)
+                    started = time.perf_counter()
+                    counts[loop] = monte_carlo_accuracy(net, x, y, settings)["n_correct"].tolist()
+                    seconds[loop] = min(seconds[loop], time.perf_counter() - started)
+            for loop in loops:
+                rate = args.draws / seconds[loop]
+                line = (f"  {dynamics:10s} {neuron:8s} ours ({loop:6s} loop), test batches of {batch_size:4d}: "
+                        f"{rate:6.2f} draws/s = {rate * gflop_per_draw:5.1f} GFLOP/s = "
+                        f"{rate * gflop_per_draw / peak:4.0%} of peak")
+                if loop != "python":
+                    same = counts[loop] == counts["python"]
+                    line += (f", {seconds['python'] / seconds[loop]:.2f}x the python loop, "
+                             f"{'the same' if same else 'DIFFERENT'} correct counts")
+                print(line)
         if dynamics == "original" and args.original_draws:
             loop = OriginalLoop(net)
             names = noisy_parameter_names(net)
@@ -291,6 +308,7 @@ def bench_monte_carlo(args) -> None:
             print(f"  {dynamics:10s} {neuron:8s} the original's loop, batches of {args.original_batch_size:4d}: "
                   f"{rate:6.2f} draws/s = {rate * gflop_per_draw:5.1f} GFLOP/s = {rate * gflop_per_draw / peak:4.0%} "
                   f"of peak")
+    os.environ.pop(spiking_loop.ENVIRONMENT_VARIABLE, None)  # "ours" below: the default choice
     if args.compiled_draws:
         bench_compiled(args, x, y, gflop_per_draw, peak)
 
@@ -312,6 +330,8 @@ def main() -> None:
                         help="draws through a torch.compile'd time step (0: skip; compiling takes about 30 s)")
     parser.add_argument("--compiled-steps", type=int, default=1,
                         help="time steps per compiled call (1: a step; 25: the loop unrolled in 10 blocks)")
+    parser.add_argument("--loops", type=lambda text: text.split(","), default=["python", "cpp"],
+                        help="evaluation loops to time, comma-separated (python, cpp: memristor_mat.models.spiking_loop)")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     if args.threads is not None:

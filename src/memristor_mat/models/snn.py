@@ -116,6 +116,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from memristor_mat.models import spiking_loop
 from memristor_mat.models.options import DYNAMICS, NEURONS, RECURRENCES
 
 
@@ -629,6 +630,10 @@ class RecurrentSNN(nn.Module):
             outputs.append(out)
         return torch.stack(outputs, dim=-2)
 
+    def _weight_draws(self, w_rec: torch.Tensor) -> torch.Size:
+        """The draw dimensions of the weights, broadcast (``()`` for weights without draws)."""
+        return torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
+
     def _lean_buffers(self, x: torch.Tensor, w_rec: torch.Tensor) -> SimpleNamespace:
         """The evaluation loops' tensors, allocated once per pass, and their products. The draws
         (the weights' leading dimensions broadcast, of shape ``draws``) are flattened into one:
@@ -642,7 +647,7 @@ class RecurrentSNN(nn.Module):
         pass). Allocating the tensors per step cost more than the
         elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
         batch, steps, inputs = x.shape
-        draws = torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
+        draws = self._weight_draws(w_rec)
         flat = (math.prod(draws),) if draws else ()
 
         def product(weight: torch.Tensor):
@@ -681,7 +686,15 @@ class RecurrentSNN(nn.Module):
         :attr:`broadcasts_weight_draws`), in O(batch x H) state per draw updated in place
         (``out=``; :meth:`_lean_buffers`). With spike recurrence it gets the readout projection
         of step t - 1 from the recurrent product of step t (``out @ [W_rec | W_out]``: a
-        two-column product alone costs half as much as the whole recurrent one)."""
+        two-column product alone costs half as much as the whole recurrent one).
+
+        Spiking networks on the CPU run the same loop in C++ where it applies
+        (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers)."""
+        draws = self._weight_draws(w_rec)
+        if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws), self.neuron == "spiking"):
+            compiled = spiking_loop.module()
+            if compiled is not None:
+                return self._compiled_projected_activity(compiled, x, w_rec, draws)
         if self.dynamics == "original":
             return self._original_projected_activity(x, w_rec)
         size, alpha, beta, threshold = self.hidden_size, self.alpha, self.beta, self.threshold
@@ -720,6 +733,21 @@ class RecurrentSNN(nn.Module):
         if on_spikes:
             readout(out, projected[-1])
         return buffers.unflattened()
+
+    def _compiled_projected_activity(self, compiled, x: torch.Tensor, w_rec: torch.Tensor,
+                                     draws: torch.Size) -> torch.Tensor:
+        """:meth:`_projected_activity` through the C++ loop ``compiled``
+        (:mod:`~memristor_mat.models.spiking_loop`), for either dynamics."""
+        batch, steps, _ = x.shape
+        flat = math.prod(draws)
+
+        def stacked(weight: torch.Tensor) -> torch.Tensor:  # (flat draws, rows, columns)
+            return weight.expand(*draws, *weight.shape[-2:]).reshape(flat, *weight.shape[-2:])
+
+        projected = compiled.spiking_projected_activity(
+            x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta, self.threshold,
+            self.dynamics == "original", self.recurrence == "spikes")
+        return projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                                   membranes: list[torch.Tensor] | None) -> torch.Tensor:

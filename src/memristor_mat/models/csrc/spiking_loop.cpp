@@ -1,0 +1,153 @@
+// The evaluation time loop of RecurrentSNN's spiking networks (memristor_mat/models/snn.py), one
+// weight draw at a time. Python's loop steps every draw together: each of its elementwise updates
+// streams the state of all draws (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor) through
+// memory once per operation. Here a draw's 250 steps run one after another, so its state (100 kB a
+// tensor) stays in the core's cache, and the elementwise updates of a step are one pass.
+//
+// The numbers are Python's, bit for bit (the tests compare them): the matrix products are torch's
+// own (at::mm_out, the kernel torch.bmm runs for each draw, on the same rows: a product on fewer
+// rows may round differently); the elementwise updates are exactly rounded operations (sum,
+// comparison, fused multiply-add) done as torch's CPU kernels do them: addcmul as one fused
+// multiply-add, lerp as ATen's (aten/src/ATen/native/Lerp.h: start + w (end - start) for |w| < 0.5,
+// else end - (1 - w)(end - start), each one fused multiply-add). Built with -ffp-contract=off, so
+// the compiler fuses nothing else. Spiking neurons only: tanh has no exactly rounded form, and a
+// vectorised tanh rounds a tensor's tail elements differently from its body.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace {
+
+// original dynamics (SPEC §3.1), one step of one draw: h_t = h_{t-1} V + drive; reset = 1[mem > thr];
+// mem_t = beta mem_{t-1} + syn_{t-1} - thr reset; syn_t = alpha syn_{t-1} + h_t
+void original_step(float* __restrict__ h, const float* __restrict__ drive, float* __restrict__ syn,
+                   float* __restrict__ mem, float* __restrict__ out, const float* __restrict__ alpha,
+                   const float* __restrict__ beta, float thr, int64_t rows, int64_t size) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t o = i * size;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < size; ++j) {
+      const float h_t = h[o + j] + drive[o + j];
+      const float m = mem[o + j], s = syn[o + j];
+      const float reset = m > thr ? 1.0f : 0.0f;
+      h[o + j] = h_t;
+      out[o + j] = reset;
+      mem[o + j] = std::fma(beta[j], m, s) - thr * reset;
+      syn[o + j] = std::fma(alpha[j], s, h_t);
+    }
+  }
+}
+
+// normalised dynamics, one step of one draw: syn = alpha syn + drive + recurrent;
+// mem = lerp(syn, mem, beta); out = 1[mem > thr]; mem -= thr out
+void normalised_step(const float* __restrict__ recurrent, int64_t recurrent_stride, const float* __restrict__ drive,
+                     float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
+                     const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t rows,
+                     int64_t size) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t o = i * size;
+    const float* __restrict__ rec = recurrent + i * recurrent_stride;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < size; ++j) {
+      const float s = std::fma(alpha[j], syn[o + j], drive[o + j]) + rec[j];
+      const float m = mem[o + j], w = beta[j];
+      const float m_t = std::fabs(w) < 0.5f ? std::fma(w, m - s, s) : std::fma(w - 1.0f, m - s, m);
+      const float spike = m_t > thr ? 1.0f : 0.0f;
+      syn[o + j] = s;
+      out[o + j] = spike;
+      mem[o + j] = m_t - thr * spike;
+    }
+  }
+}
+
+void check(const torch::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32, name, " must be a float32 CPU tensor");
+  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
+}
+
+}  // namespace
+
+// ``hidden @ w_out`` of every step, (T, draws, batch, classes), from the events x (batch, T, inputs)
+// and the draws' weights w_in (draws, inputs, H), w_rec (draws, H, H; masked), w_out (draws, H,
+// classes) (expanded views are fine); alpha and beta (H,). ``original``: SPEC §3.1's dynamics, else
+// the normalised ones, recurring on the spikes (``on_spikes``) or on the synaptic currents.
+torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Tensor& w_in,
+                                         const torch::Tensor& w_rec, const torch::Tensor& w_out,
+                                         const torch::Tensor& alpha, const torch::Tensor& beta, double threshold,
+                                         bool original, bool on_spikes) {
+  check(x, "x", 3);
+  check(w_in, "w_in", 3);
+  check(w_rec, "w_rec", 3);
+  check(w_out, "w_out", 3);
+  check(alpha, "alpha", 1);
+  check(beta, "beta", 1);
+  const int64_t batch = x.size(0), steps = x.size(1), draws = w_rec.size(0);
+  const int64_t size = w_rec.size(2), classes = w_out.size(2);
+  TORCH_CHECK(w_in.size(0) == draws && w_out.size(0) == draws, "w_in, w_rec and w_out must have the same draws");
+  TORCH_CHECK(w_in.size(1) == x.size(2) && w_in.size(2) == size && w_rec.size(1) == size && w_out.size(1) == size,
+              "the weights' shapes do not match");
+  const auto a = alpha.contiguous(), b = beta.contiguous();
+  TORCH_CHECK(a.numel() == size && b.numel() == size, "alpha and beta must have one value per hidden neuron");
+  auto projected = torch::empty({steps, draws, batch, classes}, x.options());
+  if (steps == 0 || batch == 0) return projected;
+  const float thr = static_cast<float>(threshold);
+  const float* alpha_p = a.data_ptr<float>();
+  const float* beta_p = b.data_ptr<float>();
+  const auto options = x.options();
+
+  // one draw per task: a product on a draw's rows split in parts may round differently
+  at::parallel_for(0, draws, 1, [&](int64_t first, int64_t last) {
+    // the caller's no_grad does not reach the pool's threads; the weights may be parameters
+    at::NoGradGuard no_grad;
+    auto state = [&]() { return torch::empty({batch, size}, options); };
+    torch::Tensor drive = state(), syn = state(), mem = state(), out = state();
+    torch::Tensor h = state(), h_next = state();  // original: the recurrence's input current
+    torch::Tensor recurrent = state();            // normalised on currents: syn @ W_rec
+    torch::Tensor product, w_rec_out;              // normalised on spikes: out @ [W_rec | W_out]
+    for (int64_t d = first; d < last; ++d) {
+      syn.zero_();
+      mem.zero_();
+      out.zero_();
+      h.zero_();
+      const auto wi = w_in.select(0, d), wr = w_rec.select(0, d), wo = w_out.select(0, d);
+      if (!original && on_spikes) {
+        // the product Python's loop makes: the readout columns ride on the recurrent product
+        w_rec_out = torch::cat({wr, wo}, 1);
+        product = torch::empty({batch, size + classes}, options);
+      }
+      for (int64_t t = 0; t < steps; ++t) {
+        at::mm_out(drive, x.select(1, t), wi);
+        if (original) {
+          at::mm_out(h_next, h, wr);
+          std::swap(h, h_next);
+          original_step(h.data_ptr<float>(), drive.data_ptr<float>(), syn.data_ptr<float>(), mem.data_ptr<float>(),
+                        out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+          auto slot = projected.select(0, t).select(0, d);
+          at::mm_out(slot, out, wo);  // the output feeds nothing back
+        } else if (on_spikes) {
+          at::mm_out(product, out, w_rec_out);  // out: still the previous step's
+          if (t > 0) projected.select(0, t - 1).select(0, d).copy_(product.narrow(1, size, classes));
+          normalised_step(product.data_ptr<float>(), size + classes, drive.data_ptr<float>(), syn.data_ptr<float>(),
+                          mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+        } else {
+          at::mm_out(recurrent, syn, wr);
+          normalised_step(recurrent.data_ptr<float>(), size, drive.data_ptr<float>(), syn.data_ptr<float>(),
+                          mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+          auto slot = projected.select(0, t).select(0, d);
+          at::mm_out(slot, out, wo);
+        }
+      }
+      if (!original && on_spikes) {
+        auto slot = projected.select(0, steps - 1).select(0, d);
+        at::mm_out(slot, out, wo);
+      }
+    }
+  });
+  return projected;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("spiking_projected_activity", &spiking_projected_activity,
+        "RecurrentSNN's evaluation time loop for spiking neurons, one weight draw at a time");
+}

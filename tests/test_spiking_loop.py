@@ -1,0 +1,146 @@
+"""The spiking networks' evaluation loop in C++ (memristor_mat.models.spiking_loop): the Python
+loop's numbers bit for bit, where it applies, and a clear choice and failure otherwise.
+
+The first test builds the extension (about 25 s on 2 cores, then cached by torch); CI has a
+compiler and ninja, so a failed build fails here rather than skipping."""
+
+import warnings
+
+import pytest
+import torch
+
+from memristor_mat.models import spiking_loop
+from memristor_mat.models.snn import RecurrentSNN
+
+SPIKING = [dict(dynamics="original"), dict(recurrence="spikes"), dict(recurrence="currents")]
+
+
+def events(batch, steps, rate, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand((batch, steps, 4), generator=g) < rate).float()
+
+
+def network(hidden=100, threshold=1.0, **options):
+    torch.manual_seed(0)
+    if options.get("dynamics") == "original":
+        options["variability_seed"] = None
+    return RecurrentSNN(4, hidden, 2, threshold=threshold, **options).eval()
+
+
+def draws_of(model, count, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {name: p.detach() + scale * p.detach().abs().max() * torch.randn((count, *p.shape), generator=g)
+            for name, p in model.named_parameters()}
+
+
+def logits_with(loop, monkeypatch, model, weights, x):
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, loop)
+    with torch.no_grad():
+        return torch.func.functional_call(model, weights, (x,))
+
+
+def spike_count(model, weights, x):
+    with torch.no_grad():
+        trace = torch.func.functional_call(model, {n: w[0] for n, w in weights.items()}, (x,), {"record": True})
+    return int(trace["hidden"].sum())
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    return spiking_loop.module()  # builds (or raises: the test then fails with the compiler's reason)
+
+
+@pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("draws, batch, steps", [(16, 256, 250), (5, 239, 60), (3, 1, 40), (2, 7, 23)])
+def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatch, options, threads, draws, batch,
+                                                           steps):
+    # (16, 256, 250): the paper config's chunk; 239 windows: the ECG test split's last batch
+    model = network(**options)
+    x = events(batch, steps, rate=0.05, seed=1)
+    weights = draws_of(model, draws, scale=0.2, seed=2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        python = logits_with("python", monkeypatch, model, weights, x)
+        calls = []
+        real = compiled.spiking_projected_activity
+        monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
+            "spiking_projected_activity": staticmethod(lambda *a: calls.append(1) or real(*a))}))
+        cpp = logits_with("cpp", monkeypatch, model, weights, x)
+    finally:
+        torch.set_num_threads(previous)
+    assert calls, "the C++ loop should have run"
+    assert cpp.shape == python.shape == (draws, batch, 2)
+    assert torch.equal(cpp, python)
+    if steps >= 60:
+        assert spike_count(model, weights, x) > 0, "the test needs spikes"
+
+
+def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_threshold(compiled, monkeypatch):
+    model = network(hidden=30, threshold=0.7)
+    x = events(9, 50, rate=0.1, seed=3)
+    stacked = draws_of(model, 3, scale=0.3, seed=4)
+    cases = [
+        {},  # no draws: the clean network
+        {"w_rec": stacked["w_rec"]},  # the others shared by the draws
+        {"w_rec": stacked["w_rec"][:2, None], "w_out": stacked["w_out"]},  # (2, 1, ...) and (3, ...)
+    ]
+    torch.set_num_threads(1)
+    try:
+        for weights in cases:
+            python = logits_with("python", monkeypatch, model, weights, x)
+            assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+    finally:
+        torch.set_num_threads(2)
+    assert python.shape == (2, 3, 9, 2)
+
+
+def test_the_loop_applies_to_spiking_float32_cpu_with_a_draw_per_thread(monkeypatch):
+    x, w = torch.zeros(2, 5, 4), torch.zeros(4, 3)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "auto")
+    threads = torch.get_num_threads()
+    assert spiking_loop.applies(x, (w,), draws=threads, spiking=True)
+    assert not spiking_loop.applies(x, (w,), draws=threads, spiking=False)  # tanh: the Python loop
+    assert not spiking_loop.applies(x.double(), (w.double(),), draws=threads, spiking=True)
+    if threads > 1:
+        assert not spiking_loop.applies(x, (w,), draws=threads - 1, spiking=True)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "python")
+    assert not spiking_loop.applies(x, (w,), draws=threads, spiking=True)
+
+
+def test_the_tanh_twin_keeps_the_python_loop(monkeypatch):
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    monkeypatch.setattr(spiking_loop, "module", lambda: pytest.fail("the tanh twin must not use the C++ loop"))
+    model = network(hidden=20, dynamics="original", neuron="tanh")
+    with torch.no_grad():
+        assert model(events(4, 30, rate=0.1, seed=0)).shape == (4, 2)
+
+
+def test_a_bad_choice_is_named(monkeypatch):
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="MEMRISTOR_MAT_SPIKING_LOOP='fast'.*auto.*python.*cpp"):
+        spiking_loop.choice()
+
+
+def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(monkeypatch):
+    def no_compiler():
+        raise RuntimeError("Error building extension 'memristor_mat_spiking_loop': c++: not found\nmore")
+
+    monkeypatch.setattr(spiking_loop, "_build", no_compiler)
+    monkeypatch.setattr(spiking_loop, "_module", None)
+    monkeypatch.setattr(spiking_loop, "_failure", None)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "auto")
+    model = network(hidden=20)
+    x = events(4, 30, rate=0.1, seed=0)
+    weights = draws_of(model, torch.get_num_threads(), scale=0.1, seed=0)  # a draw per thread: it applies
+    with pytest.warns(RuntimeWarning, match="did not build .*c\\+\\+: not found.*MEMRISTOR_MAT_SPIKING_LOOP=python"):
+        first = logits_with("auto", monkeypatch, model, weights, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the build is not tried again
+        assert torch.equal(logits_with("auto", monkeypatch, model, weights, x), first)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    with pytest.raises(RuntimeError, match="MEMRISTOR_MAT_SPIKING_LOOP=cpp, but .*did not build: RuntimeError: "
+                                           "Error building extension"):
+        spiking_loop.module()
