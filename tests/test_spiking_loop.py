@@ -78,6 +78,16 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
         assert spike_count(model, weights, x) > 0, "the test needs spikes"
 
 
+@pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
+def test_cpp_loop_is_exact_for_a_larger_network(compiled, monkeypatch, options):
+    # products of 300 terms: a BLAS may split a long sum into blocks, as torch.bmm then does too
+    model = network(hidden=300, threshold=0.5, **options)
+    x = events(33, 30, rate=0.1, seed=5)
+    weights = draws_of(model, 2, scale=0.2, seed=6)
+    python = logits_with("python", monkeypatch, model, weights, x)
+    assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+
+
 def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_threshold(compiled, monkeypatch):
     model = network(hidden=30, threshold=0.7)
     x = events(9, 50, rate=0.1, seed=3)

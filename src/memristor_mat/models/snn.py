@@ -88,7 +88,9 @@ Common to both:
 * **Two time loops, one dynamics**: training (autograd on) runs a loop that keeps what autograd
   needs anyway; evaluation (no autograd, all weight draws at once) runs a lean loop whose memory
   is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
-  give the same logits, for both dynamics, both neurons and both recurrences. In the original
+  give the same logits, for both dynamics, both neurons and both recurrences. For spiking
+  neurons on the CPU the evaluation loop runs in C++ where it builds
+  (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers bit for bit). In the original
   dynamics nothing in the time loop depends on the spikes (the recurrence runs on h, the reset
   is detached), so the training loop makes them after it, in one surrogate call over every step:
   the same values and gradients, bit for bit, as a call per step (a test checks), at half the

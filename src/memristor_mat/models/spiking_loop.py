@@ -24,6 +24,7 @@ dependency of the package).
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -64,7 +65,15 @@ def _openmp() -> bool:
 
 def _build():
     """The compiled module (built or loaded from torch's extension cache)."""
-    from torch.utils import cpp_extension
+    # its import warns, on a CPU-only machine with a CUDA toolkit, that no CUDA runtime is
+    # found: true and irrelevant here (a C++ build), and confusing in every job's log
+    cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_extension_log.level
+    cpp_extension_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        cpp_extension_log.setLevel(level)
 
     try:  # the ninja of the environment, also where the environment is not activated
         import ninja
