@@ -287,7 +287,7 @@ def bench_monte_carlo(args) -> None:
                 line = (f"  {dynamics:10s} {neuron:8s} ours ({loop:6s} loop), test batches of {batch_size:4d}: "
                         f"{rate:6.2f} draws/s = {rate * gflop_per_draw:5.1f} GFLOP/s = "
                         f"{rate * gflop_per_draw / peak:4.0%} of peak")
-                if loop != "python":
+                if loop != "python" and "python" in seconds:
                     same = counts[loop] == counts["python"]
                     line += (f", {seconds['python'] / seconds[loop]:.2f}x the python loop, "
                              f"{'the same' if same else 'DIFFERENT'} correct counts")

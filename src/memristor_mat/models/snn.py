@@ -90,8 +90,8 @@ Common to both:
   is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
   give the same logits, for both dynamics, both neurons and both recurrences. For spiking
   neurons on the CPU the evaluation loop runs in C++ where it builds
-  (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers bit for bit). In the original
-  dynamics nothing in the time loop depends on the spikes (the recurrence runs on h, the reset
+  (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers bit for
+  bit). In the original dynamics nothing in the time loop depends on the spikes (the recurrence runs on h, the reset
   is detached), so the training loop makes them after it, in one surrogate call over every step:
   the same values and gradients, bit for bit, as a call per step (a test checks), at half the
   time of a training step. Training runs the loop as one autograd node whose backward pass is

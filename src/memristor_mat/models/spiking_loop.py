@@ -7,8 +7,8 @@ Why: :meth:`RecurrentSNN._projected_activity <memristor_mat.models.snn.Recurrent
 draw together, so each of a step's five elementwise updates streams all the draws' state through
 memory (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor), and they cost as much as the
 recurrent product. Stepping one draw at a time keeps its state in the core's cache and makes a
-step's updates one pass: the paper config's evaluation runs 1.5-1.7x faster, at 53-55 % of the
-matrix-multiply peak against 32-35 % (``benchmarks/bench_snn.py``). ``torch.compile`` was tried
+step's updates one pass: at the paper config's passes the evaluation runs 1.5-1.7x faster, at
+41-51 % of the matrix-multiply peak against 26-30 % (``benchmarks/bench_snn.py``, a 2-core Xeon). ``torch.compile`` was tried
 first: inductor rounds ``addcmul`` as a product and a sum on a CPU, where eager fuses it, so its
 spikes differ; this loop gives the Python loop's numbers bit for bit (module docstring of the
 C++ file; the tests compare them).
@@ -75,21 +75,25 @@ def _build():
     finally:
         cpp_extension_log.setLevel(level)
 
-    try:  # the ninja of the environment, also where the environment is not activated
-        import ninja
-
-        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
-    except ImportError:
-        pass
     capability = torch.backends.cpu.get_cpu_capability()
     tag = "".join(c for c in capability.lower() if c.isalnum()) or "default"
-    return cpp_extension.load(
-        name=f"memristor_mat_spiking_loop_{tag}",
-        sources=[str(SOURCE)],
-        extra_cflags=["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []),
-                      *(["-fopenmp"] if _openmp() else [])],
-        verbose=False,
-    )
+    path = os.environ.get("PATH", "")
+    try:
+        try:  # the ninja of the environment, also where the environment is not activated
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
+        except ImportError:
+            pass
+        return cpp_extension.load(
+            name=f"memristor_mat_spiking_loop_{tag}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []),
+                          *(["-fopenmp"] if _openmp() else [])],
+            verbose=False,
+        )
+    finally:
+        os.environ["PATH"] = path
 
 
 def module():
