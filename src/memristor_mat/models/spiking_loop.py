@@ -1,7 +1,9 @@
 """The spiking networks' evaluation time loop in C++ (``csrc/spiking_loop.cpp``), one weight draw
 at a time, built on first use with torch's own extension builder
 (:func:`torch.utils.cpp_extension.load`) and cached by it (``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``; concurrent jobs wait on its lock while one builds).
+``~/.cache/torch_extensions``; concurrent jobs wait on its lock while one builds, and a job
+killed while building leaves no stale lock: torch holds an advisory lock that the system releases,
+checked by killing a build and starting two more).
 
 Why: :meth:`RecurrentSNN._projected_activity <memristor_mat.models.snn.RecurrentSNN>` steps every
 draw together, so each of a step's five elementwise updates streams all the draws' state through
