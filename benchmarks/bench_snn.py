@@ -50,9 +50,12 @@ VARIANTS = (("original", "spiking"), ("original", "tanh"), ("normalised", "spiki
 
 
 def random_events(n: int, seed: int, rate: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
-    """Event sequences with the sparsity of delta-modulated ECG (a few % of steps per channel)."""
+    """Event sequences with the sparsity and structure of delta-modulated ECG: a few % of steps
+    per channel, the channels UP/DN pairs of two leads (a lead's step has one event or none)."""
     g = torch.Generator().manual_seed(seed)
-    x = (torch.rand((n, STEPS, CHANNELS), generator=g) < rate).float()
+    fired = torch.rand((n, STEPS, CHANNELS // 2), generator=g) < 2 * rate
+    up = torch.rand((n, STEPS, CHANNELS // 2), generator=g) < 0.5
+    x = torch.stack([fired & up, fired & ~up], dim=-1).flatten(-2).float()
     return x, torch.randint(0, 2, (n,), generator=g)
 
 

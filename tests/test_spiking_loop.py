@@ -16,8 +16,18 @@ SPIKING = [dict(dynamics="original"), dict(recurrence="spikes"), dict(recurrence
 
 
 def events(batch, steps, rate, seed):
+    """Delta-modulated two-lead input: per lead and step an UP or a DN event, or none (at most
+    two events per window and step: the C++ loop's sparse input path)."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand((batch, steps, 4), generator=g) < rate).float()
+    fired = torch.rand((batch, steps, 2), generator=g) < 2 * rate
+    up = torch.rand((batch, steps, 2), generator=g) < 0.5
+    return torch.stack([fired & up, fired & ~up], dim=-1).flatten(-2).float()
+
+
+def analog(batch, steps, seed):
+    """Graded input (not events): the C++ loop then takes the input product itself."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, steps, 4), generator=g).abs() * 0.5
 
 
 def network(hidden=100, threshold=1.0, **options):
@@ -54,28 +64,50 @@ def compiled(monkeypatch):
 @pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("draws, batch, steps", [(16, 256, 250), (5, 239, 60), (3, 1, 40), (2, 7, 23)])
+@pytest.mark.parametrize("inputs", ["events", "analog"])
 def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatch, options, threads, draws, batch,
-                                                           steps):
+                                                           steps, inputs):
     # (16, 256, 250): the paper config's chunk; 239 windows: the ECG test split's last batch
     model = network(**options)
-    x = events(batch, steps, rate=0.05, seed=1)
+    x = events(batch, steps, rate=0.05, seed=1) if inputs == "events" else analog(batch, steps, seed=1)
     weights = draws_of(model, draws, scale=0.2, seed=2)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         python = logits_with("python", monkeypatch, model, weights, x)
-        calls = []
+        sparse_events = []  # the last argument of each call
         real = compiled.spiking_projected_activity
         monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
-            "spiking_projected_activity": staticmethod(lambda *a: calls.append(1) or real(*a))}))
+            "spiking_projected_activity": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
         cpp = logits_with("cpp", monkeypatch, model, weights, x)
     finally:
         torch.set_num_threads(previous)
-    assert calls, "the C++ loop should have run"
+    assert sparse_events == [inputs == "events"], "the C++ loop should have run, on the events as events"
     assert cpp.shape == python.shape == (draws, batch, 2)
     assert torch.equal(cpp, python)
     if steps >= 60:
         assert spike_count(model, weights, x) > 0, "the test needs spikes"
+    if inputs == "events" and batch * steps >= 1000:
+        assert (x.sum(dim=-1) == 2).any(), "the test needs steps with two events"
+
+
+def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
+    model = network(hidden=40, dynamics="original")
+    x = events(20, 50, rate=0.1, seed=7)
+    x[3, 10] = 1.0  # four events at once: a sum of four terms depends on its order
+    weights = draws_of(model, 2, scale=0.2, seed=8)
+    sparse_events = []
+    real = compiled.spiking_projected_activity
+    monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
+        "spiking_projected_activity": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        python = logits_with("python", monkeypatch, model, weights, x)
+        assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+    finally:
+        torch.set_num_threads(previous)
+    assert sparse_events == [False]
 
 
 @pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
@@ -97,13 +129,14 @@ def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_thre
         {"w_rec": stacked["w_rec"]},  # the others shared by the draws
         {"w_rec": stacked["w_rec"][:2, None], "w_out": stacked["w_out"]},  # (2, 1, ...) and (3, ...)
     ]
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for weights in cases:
             python = logits_with("python", monkeypatch, model, weights, x)
             assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(previous)
     assert python.shape == (2, 3, 9, 2)
 
 

@@ -746,9 +746,13 @@ class RecurrentSNN(nn.Module):
         def stacked(weight: torch.Tensor) -> torch.Tensor:  # (flat draws, rows, columns)
             return weight.expand(*draws, *weight.shape[-2:]).reshape(flat, *weight.shape[-2:])
 
+        # binary events, at most two per window and step (delta-modulated ECG: UP or DN per lead):
+        # the input current is then a sum of at most two rows of W_in, the product's own values
+        # (the C++ file says why) without computing it
+        sparse_events = bool(((x == 0) | (x == 1)).all()) and bool((x.sum(dim=-1) <= 2).all())
         projected = compiled.spiking_projected_activity(
             x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta, self.threshold,
-            self.dynamics == "original", self.recurrence == "spikes")
+            self.dynamics == "original", self.recurrence == "spikes", sparse_events)
         return projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,

@@ -19,44 +19,99 @@
 
 namespace {
 
-// original dynamics (SPEC §3.1), one step of one draw: h_t = h_{t-1} V + drive; reset = 1[mem > thr];
+// A row's input current x_t W_in. From the product (``product``: its row), or from binary events
+// with at most two per row (``events``): a sum of W_in's rows whose events are 1. With x in {0, 1}
+// the product's terms are exact (W_in's entries or zeros) and at most two are nonzero, so every
+// order of its sum gives the same nonzero values (w_a, or w_a + w_b rounded once; zeros added to a
+// nonzero number leave it as it is): the values of the product without computing it. Only a zero's
+// sign can differ, which no nonzero value, spike or logit depends on. (Delta-modulated ECG has at
+// most one event per lead and step, UP or DN: two per row with two leads.)
+struct RowInput {
+  const float* a = nullptr;  // nullptr: no term, the current is 0
+  const float* b = nullptr;  // nullptr: at most one term
+};
+
+// the terms of row ``i`` at step ``t``: events in x (batch, T, inputs) pick rows of w_in (inputs, H)
+RowInput event_rows(const float* x, int64_t i, int64_t t, int64_t steps, int64_t inputs, const float* w_in,
+                    int64_t size) {
+  RowInput row;
+  const float* events = x + (i * steps + t) * inputs;
+  for (int64_t k = 0; k < inputs; ++k) {
+    if (events[k] != 0.0f) {
+      (row.a == nullptr ? row.a : row.b) = w_in + k * size;
+    }
+  }
+  return row;
+}
+
+// original dynamics (SPEC §3.1), one row of one step: h_t = h_{t-1} V + x_t W_in; reset = 1[mem > thr];
 // mem_t = beta mem_{t-1} + syn_{t-1} - thr reset; syn_t = alpha syn_{t-1} + h_t
-void original_step(float* __restrict__ h, const float* __restrict__ drive, float* __restrict__ syn,
-                   float* __restrict__ mem, float* __restrict__ out, const float* __restrict__ alpha,
-                   const float* __restrict__ beta, float thr, int64_t rows, int64_t size) {
+template <int kTerms>
+void original_row(float* __restrict__ h, const float* __restrict__ a, const float* __restrict__ b,
+                  float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
+                  const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t size) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < size; ++j) {
+    const float input = kTerms == 0 ? 0.0f : kTerms == 1 ? a[j] : a[j] + b[j];
+    const float h_t = h[j] + input;
+    const float m = mem[j], s = syn[j];
+    const float reset = m > thr ? 1.0f : 0.0f;
+    h[j] = h_t;
+    out[j] = reset;
+    mem[j] = std::fma(beta[j], m, s) - thr * reset;
+    syn[j] = std::fma(alpha[j], s, h_t);
+  }
+}
+
+// normalised dynamics, one row of one step: syn = alpha syn + x_t W_in + recurrent;
+// mem = lerp(syn, mem, beta); out = 1[mem > thr]; mem -= thr out
+template <int kTerms>
+void normalised_row(const float* __restrict__ recurrent, const float* __restrict__ a, const float* __restrict__ b,
+                    float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
+                    const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t size) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < size; ++j) {
+    const float input = kTerms == 0 ? 0.0f : kTerms == 1 ? a[j] : a[j] + b[j];
+    const float s = std::fma(alpha[j], syn[j], input) + recurrent[j];
+    const float m = mem[j], w = beta[j];
+    const float m_t = std::fabs(w) < 0.5f ? std::fma(w, m - s, s) : std::fma(w - 1.0f, m - s, m);
+    const float spike = m_t > thr ? 1.0f : 0.0f;
+    syn[j] = s;
+    out[j] = spike;
+    mem[j] = m_t - thr * spike;
+  }
+}
+
+// one step of one draw, row by row; ``input(i)`` gives row i's RowInput
+template <typename Input>
+void original_step(float* h, Input input, float* syn, float* mem, float* out, const float* alpha,
+                   const float* beta, float thr, int64_t rows, int64_t size) {
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t o = i * size;
-#pragma GCC ivdep
-    for (int64_t j = 0; j < size; ++j) {
-      const float h_t = h[o + j] + drive[o + j];
-      const float m = mem[o + j], s = syn[o + j];
-      const float reset = m > thr ? 1.0f : 0.0f;
-      h[o + j] = h_t;
-      out[o + j] = reset;
-      mem[o + j] = std::fma(beta[j], m, s) - thr * reset;
-      syn[o + j] = std::fma(alpha[j], s, h_t);
+    const RowInput row = input(i);
+    if (row.a == nullptr) {
+      original_row<0>(h + o, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+    } else if (row.b == nullptr) {
+      original_row<1>(h + o, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+    } else {
+      original_row<2>(h + o, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
     }
   }
 }
 
-// normalised dynamics, one step of one draw: syn = alpha syn + drive + recurrent;
-// mem = lerp(syn, mem, beta); out = 1[mem > thr]; mem -= thr out
-void normalised_step(const float* __restrict__ recurrent, int64_t recurrent_stride, const float* __restrict__ drive,
-                     float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
-                     const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t rows,
-                     int64_t size) {
+template <typename Input>
+void normalised_step(const float* recurrent, int64_t recurrent_stride, Input input, float* syn, float* mem,
+                     float* out, const float* alpha, const float* beta, float thr, int64_t rows, int64_t size) {
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t o = i * size;
-    const float* __restrict__ rec = recurrent + i * recurrent_stride;
-#pragma GCC ivdep
-    for (int64_t j = 0; j < size; ++j) {
-      const float s = std::fma(alpha[j], syn[o + j], drive[o + j]) + rec[j];
-      const float m = mem[o + j], w = beta[j];
-      const float m_t = std::fabs(w) < 0.5f ? std::fma(w, m - s, s) : std::fma(w - 1.0f, m - s, m);
-      const float spike = m_t > thr ? 1.0f : 0.0f;
-      syn[o + j] = s;
-      out[o + j] = spike;
-      mem[o + j] = m_t - thr * spike;
+    const float* rec = recurrent + i * recurrent_stride;
+    const RowInput row = input(i);
+    if (row.a == nullptr) {
+      normalised_row<0>(rec, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+    } else if (row.b == nullptr) {
+      normalised_row<1>(rec, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+    } else {
+      normalised_row<2>(rec, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
     }
   }
 }
@@ -75,7 +130,7 @@ void check(const torch::Tensor& t, const char* name, int64_t dim) {
 torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Tensor& w_in,
                                          const torch::Tensor& w_rec, const torch::Tensor& w_out,
                                          const torch::Tensor& alpha, const torch::Tensor& beta, double threshold,
-                                         bool original, bool on_spikes) {
+                                         bool original, bool on_spikes, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
@@ -95,6 +150,10 @@ torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Te
   const float* alpha_p = a.data_ptr<float>();
   const float* beta_p = b.data_ptr<float>();
   const auto options = x.options();
+  // the events read row by row (sparse_events: binary, at most two per row, RowInput)
+  const auto events = sparse_events ? x.contiguous() : x;
+  const float* events_p = events.data_ptr<float>();
+  const int64_t inputs = x.size(2);
 
   // one draw per task: a product on a draw's rows split in parts may round differently
   at::parallel_for(0, draws, 1, [&](int64_t first, int64_t last) {
@@ -111,28 +170,35 @@ torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Te
       out.zero_();
       h.zero_();
       const auto wi = w_in.select(0, d), wr = w_rec.select(0, d), wo = w_out.select(0, d);
+      const auto wi_rows = sparse_events ? wi.contiguous() : wi;
+      const float* wi_p = wi_rows.data_ptr<float>();
       if (!original && on_spikes) {
         // the product Python's loop makes: the readout columns ride on the recurrent product
         w_rec_out = torch::cat({wr, wo}, 1);
         product = torch::empty({batch, size + classes}, options);
       }
       for (int64_t t = 0; t < steps; ++t) {
-        at::mm_out(drive, x.select(1, t), wi);
+        if (!sparse_events) at::mm_out(drive, x.select(1, t), wi);
+        const float* drive_p = drive.data_ptr<float>();
+        const auto input = [&](int64_t i) {
+          return sparse_events ? event_rows(events_p, i, t, steps, inputs, wi_p, size)
+                               : RowInput{drive_p + i * size, nullptr};
+        };
         if (original) {
           at::mm_out(h_next, h, wr);
           std::swap(h, h_next);
-          original_step(h.data_ptr<float>(), drive.data_ptr<float>(), syn.data_ptr<float>(), mem.data_ptr<float>(),
+          original_step(h.data_ptr<float>(), input, syn.data_ptr<float>(), mem.data_ptr<float>(),
                         out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
           auto slot = projected.select(0, t).select(0, d);
           at::mm_out(slot, out, wo);  // the output feeds nothing back
         } else if (on_spikes) {
           at::mm_out(product, out, w_rec_out);  // out: still the previous step's
           if (t > 0) projected.select(0, t - 1).select(0, d).copy_(product.narrow(1, size, classes));
-          normalised_step(product.data_ptr<float>(), size + classes, drive.data_ptr<float>(), syn.data_ptr<float>(),
+          normalised_step(product.data_ptr<float>(), size + classes, input, syn.data_ptr<float>(),
                           mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
         } else {
           at::mm_out(recurrent, syn, wr);
-          normalised_step(recurrent.data_ptr<float>(), size, drive.data_ptr<float>(), syn.data_ptr<float>(),
+          normalised_step(recurrent.data_ptr<float>(), size, input, syn.data_ptr<float>(),
                           mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
           auto slot = projected.select(0, t).select(0, d);
           at::mm_out(slot, out, wo);
