@@ -9,8 +9,9 @@ Why: :meth:`RecurrentSNN._projected_activity <memristor_mat.models.snn.Recurrent
 draw together, so each of a step's five elementwise updates streams all the draws' state through
 memory (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor), and they cost as much as the
 recurrent product. Stepping one draw at a time keeps its state in the core's cache and makes a
-step's updates one pass: at the paper config's passes the evaluation runs 1.5-1.7x faster, at
-41-51 % of the matrix-multiply peak against 26-30 % (``benchmarks/bench_snn.py``, a 2-core Xeon). ``torch.compile`` was tried
+step's updates one pass, and binary events enter as rows of W_in instead of a product: at the
+paper config's passes the evaluation runs 1.55-1.9x faster, at 46-57 % of the matrix-multiply
+peak against 27-32 % (``benchmarks/bench_snn.py``, a 2-core Xeon). ``torch.compile`` was tried
 first: inductor rounds ``addcmul`` as a product and a sum on a CPU, where eager fuses it, so its
 spikes differ; this loop gives the Python loop's numbers bit for bit (module docstring of the
 C++ file; the tests compare them).
