@@ -144,6 +144,16 @@ def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_thre
     assert python.shape == (2, 3, 9, 2)
 
 
+def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
+    weights = [torch.zeros(1, 4, 5), torch.zeros(1, 5, 5), torch.zeros(1, 5, 2)]
+    constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), 1.0, True, False)
+    three = torch.zeros(2, 3, 4)
+    three[1, 2, :3] = 1.0
+    with pytest.raises(RuntimeError, match="binary events, at most two per window and step"):
+        compiled.spiking_projected_activity(three, *weights, *constants, True)
+    assert compiled.spiking_projected_activity(three, *weights, *constants, False).shape == (3, 1, 2, 2)
+
+
 def test_the_loop_applies_to_spiking_float32_cpu_with_a_draw_per_thread(monkeypatch):
     x, w = torch.zeros(2, 5, 4), torch.zeros(4, 3)
     monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "auto")

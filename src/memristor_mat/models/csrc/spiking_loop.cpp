@@ -38,6 +38,10 @@ RowInput event_rows(const float* x, int64_t i, int64_t t, int64_t steps, int64_t
   const float* events = x + (i * steps + t) * inputs;
   for (int64_t k = 0; k < inputs; ++k) {
     if (events[k] != 0.0f) {
+      // the caller checked the events (RecurrentSNN._compiled_projected_activity); a third term
+      // or a graded value would need the product's order of summation
+      TORCH_CHECK(events[k] == 1.0f && row.b == nullptr, "sparse_events: the input must be binary events, "
+                  "at most two per window and step");
       (row.a == nullptr ? row.a : row.b) = w_in + k * size;
     }
   }
