@@ -456,6 +456,82 @@ def test_original_readout_is_a_per_neuron_delayed_double_integrator():
     torch.testing.assert_close(trace["readout"], torch.stack(expected, dim=1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("delayed", [True, False], ids=["original", "normalised"])
+def test_evaluation_readout_is_the_recursion_in_float32_step_by_step(delayed):
+    # evaluation integrates the readout as the original does (SPEC §3.1): each step a product and
+    # a sum rounded apart, in float32, and the logits the maximum over time; against the recursion
+    # written with numpy's float32 scalars (every operation rounded to float32), bit for bit
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    alpha, beta = torch.tensor([0.85, 0.6]), torch.tensor([0.95, 0.7])
+    projections = torch.randn((30, 3, 2), generator=g)  # (T, windows, classes)
+    projections[12:, 1] = 0.0  # a window whose readout decays from step 12 on
+    loop = snn_module._ReadoutLoop(alpha, beta, delayed=delayed, shape=(3, 2), like=projections)
+    for y in projections:
+        loop.step(y)
+    f32 = np.float32
+    for i in range(3):
+        for c in range(2):
+            a, b, flt, o, best = f32(alpha[c]), f32(beta[c]), f32(0), f32(0), -np.inf
+            for t in range(30):
+                y = f32(projections[t, i, c])
+                if delayed:
+                    o, flt = f32(f32(b * o) + flt), f32(f32(a * flt) + y)
+                else:
+                    flt = f32(f32(a * flt) + y)
+                    o = f32(f32(b * o) + flt)
+                best = max(best, o)
+            assert loop.logits[i, c].item() == best, (i, c)
+    # the same readout as training's impulse-response product, to rounding
+    if delayed:
+        kernels = delayed_double_integrator_kernels(alpha, beta, 30).float()
+        readout = torch.einsum("cts,...sc->...tc", kernels, projections.transpose(0, 1))
+    else:
+        kernels = torch.stack([double_integrator_kernel(float(alpha[c]), float(beta[c]), 30, dtype=torch.float32)
+                               for c in range(2)])
+        readout = torch.einsum("cts,...sc->...tc", kernels, projections.transpose(0, 1))
+    torch.testing.assert_close(loop.logits, readout.amax(dim=1), rtol=1e-6, atol=1e-6)
+    # NaN propagates to the logits, as amax over time propagates it
+    loop.step(torch.tensor([[float("nan"), 0.0], [0.0, 0.0], [0.0, 0.0]]))
+    loop.step(torch.zeros(3, 2))
+    assert loop.logits[0, 0].isnan() and not loop.logits[1:].isnan().any()
+
+
+@pytest.mark.parametrize("options", [dict(dynamics="original"), dict(recurrence="spikes"), dict(recurrence="currents")],
+                         ids=["original", "spikes", "currents"])
+@pytest.mark.parametrize("neuron", VARIANTS)
+def test_evaluation_logits_integrate_the_evaluation_loops_projections(options, neuron, monkeypatch):
+    # the evaluation loop hands every step's out @ W_out to _ReadoutLoop, in order, once (with
+    # spike recurrence a step late, from the next step's product): recorded here, the readout
+    # recomputed from them gives the logits bit for bit, and they are the training pass's
+    # projections to rounding
+    monkeypatch.setenv("MEMRISTOR_MAT_SPIKING_LOOP", "python")
+    model = snn(neuron=neuron, hidden_size=32, **options).eval()
+    x = events(batch=5, steps=37, rate=0.3, seed=2)
+    seen = []
+    step = snn_module._ReadoutLoop.step
+    monkeypatch.setattr(snn_module._ReadoutLoop, "step",
+                        lambda self, projection: seen.append(projection.clone()) or step(self, projection))
+    with torch.no_grad():
+        logits = model(x)
+    assert len(seen) == 37
+    replay = snn_module._ReadoutLoop(*model._readout_constants(x), delayed=options.get("dynamics") == "original",
+                                     shape=(5, 2), like=x)
+    for projection in seen:
+        step(replay, projection)
+    assert torch.equal(replay.logits, logits)
+    trace = model.record(x)
+    torch.testing.assert_close(torch.stack(seen, dim=1), trace["hidden"] @ model.w_out.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, trace["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_pass_needs_a_time_step():
+    model = snn().eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="at least one time step"):
+        model(torch.zeros(3, 0, 4))
+
+
 @pytest.mark.parametrize("dynamics", ["original", "normalised"])
 def test_readout_product_gives_the_values_and_gradients_of_the_plain_products(dynamics, monkeypatch):
     # _readout folds the windows into one product (normalised) and zeroes the kernels'

@@ -80,9 +80,9 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
     try:
         python = logits_with("python", monkeypatch, model, weights, x)
         sparse_events = []  # the last argument of each call
-        real = compiled.spiking_projected_activity
+        real = compiled.spiking_logits
         monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
-            "spiking_projected_activity": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
+            "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
         cpp = logits_with("cpp", monkeypatch, model, weights, x)
     finally:
         torch.set_num_threads(previous)
@@ -101,9 +101,9 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     x[3, 10] = 1.0  # four events at once: a sum of four terms depends on its order
     weights = draws_of(model, 2, scale=0.2, seed=8)
     sparse_events = []
-    real = compiled.spiking_projected_activity
+    real = compiled.spiking_logits
     monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
-        "spiking_projected_activity": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
+        "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -146,12 +146,13 @@ def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_thre
 
 def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
     weights = [torch.zeros(1, 4, 5), torch.zeros(1, 5, 5), torch.zeros(1, 5, 2)]
-    constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), 1.0, True, False)
+    constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), torch.full((2,), 0.5), torch.full((2,), 0.5),
+                 1.0, True, False)
     three = torch.zeros(2, 3, 4)
     three[1, 2, :3] = 1.0
     with pytest.raises(RuntimeError, match="binary events, at most two per window and step"):
-        compiled.spiking_projected_activity(three, *weights, *constants, True)
-    assert compiled.spiking_projected_activity(three, *weights, *constants, False).shape == (3, 1, 2, 2)
+        compiled.spiking_logits(three, *weights, *constants, True)
+    assert compiled.spiking_logits(three, *weights, *constants, False).shape == (1, 2, 2)
 
 
 def test_the_loop_applies_to_spiking_float32_cpu_with_a_draw_per_thread(monkeypatch):

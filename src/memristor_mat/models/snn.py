@@ -82,9 +82,12 @@ Common to both:
   :func:`lognormal_spread`, either from ``variability_seed`` alone or, with
   ``variability_seed=None``, from torch's global RNG at construction as the original did (a
   fresh draw per model, reproducible when the caller seeds the global RNG).
-* **Readout after the loop**: the readout is linear, so it is computed after the time loop as
-  one product with its (T x T) impulse-response matrix (per output neuron for the original; same
-  values up to rounding, fewer operations per step).
+* **Readout**: the readout is linear, so training computes it after the time loop as one
+  product with its (T x T) impulse-response matrix (per output neuron for the original; same
+  values up to rounding, one autograd operation instead of a recursion of 500). Evaluation
+  integrates it as the original does, step by step in float32 inside its loop, keeping only the
+  running maximum over time (:class:`_ReadoutLoop`): no (T x classes) tensor per window, and
+  none of the impulse-response product's slow subnormal products on a CPU.
 * **Two time loops, one dynamics**: training (autograd on) runs a loop that keeps what autograd
   needs anyway; evaluation (no autograd, all weight draws at once) runs a lean loop whose memory
   is O(batch x H) instead of O(batch x T x H) per draw. The tests check that both
@@ -356,6 +359,38 @@ def _without_subnormals(kernel: torch.Tensor) -> torch.Tensor:
     return kernel.masked_fill(kernel.abs() < torch.finfo(kernel.dtype).tiny, 0.0)
 
 
+class _ReadoutLoop:
+    """The readout of the evaluation loops, one step at a time: the leaky double integrator of
+    each step's projection ``y_t = out_t W_out`` and the running maximum over time of its membrane
+    (the logits), in state of shape ``shape``. ``delayed`` (the original, SPEC §3.1): ``o_t =
+    beta o_{t-1} + flt_{t-1}``, ``flt_t = alpha flt_{t-1} + y_t``; else ``flt_t = alpha flt_{t-1}
+    + y_t``, ``o_t = beta o_{t-1} + flt_t``; each a product and a sum rounded apart, as the
+    original computes ``beta * o + flt``. ``alpha``, ``beta`` ``(classes,)``.
+
+    Training computes the same readout after its loop, as one product with the impulse-response
+    matrix (:meth:`RecurrentSNN._readout`: autograd then records one operation instead of 500):
+    the same values up to rounding. Evaluation integrates as the original does, step by step: a
+    few operations on ``(draws, batch, classes)`` per step instead of a ``(draws, batch, T,
+    classes)`` tensor and a product that took 12 % of an evaluation with the C++ loop (the
+    kernels decay into float32's subnormals, where products slow down); the C++ loop
+    (``csrc/spiking_loop.cpp``, ``readout_step``) does the same operations in the same order."""
+
+    def __init__(self, alpha: torch.Tensor, beta: torch.Tensor, *, delayed: bool, shape: tuple[int, ...],
+                 like: torch.Tensor) -> None:
+        self.alpha, self.beta, self.delayed = alpha, beta, delayed
+        self.filtered, self.membrane = like.new_zeros(shape), like.new_zeros(shape)
+        self.logits = like.new_full(shape, -math.inf)
+
+    def step(self, projection: torch.Tensor) -> None:
+        if self.delayed:  # o_t takes flt_{t-1}: update o before flt
+            self.membrane.mul_(self.beta).add_(self.filtered)
+            self.filtered.mul_(self.alpha).add_(projection)
+        else:
+            self.filtered.mul_(self.alpha).add_(projection)
+            self.membrane.mul_(self.beta).add_(self.filtered)
+        torch.maximum(self.logits, self.membrane, out=self.logits)  # NaN propagates, as amax
+
+
 def _uniform_init(rows: int, cols: int, fan_in: int) -> torch.Tensor:
     """The original's initialisation (SPEC §3.1): uniform in 0.001 +- 1 / sqrt(fan_in), from the
     global RNG."""
@@ -520,8 +555,9 @@ class RecurrentSNN(nn.Module):
         """Logits ``(batch, num_classes)``; with ``record=True`` the dict of :meth:`record`
         instead (call it through a :class:`~memristor_mat.noise.NoisyModel` to record a noisy
         pass)."""
-        if x.dim() != 3 or x.shape[-1] != self.n_inputs:
-            raise ValueError(f"RecurrentSNN expects inputs (batch, time, {self.n_inputs}), got {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[-1] != self.n_inputs or x.shape[1] == 0:
+            raise ValueError(f"RecurrentSNN expects inputs (batch, time, {self.n_inputs}) with at least one time "
+                             f"step, got {tuple(x.shape)}")
         if torch.is_autocast_enabled(x.device.type):
             # mixed precision: the network runs in its weights' type. In bfloat16 (8 significant
             # bits) 250 steps of leaky integration lose the small increments and a membrane near
@@ -538,10 +574,7 @@ class RecurrentSNN(nn.Module):
             )
         w_rec = self.w_rec * self.recurrent_mask  # once per pass; zero diagonal even for noisy w_rec
         membranes: list[torch.Tensor] | None = [] if record else None
-        if torch.is_grad_enabled() or record:
-            hidden = self._hidden_activity(x, w_rec, membranes)
-            projected = hidden @ self.w_out
-        else:
+        if not (torch.is_grad_enabled() or record):
             if any(_is_vmapped(t) for t in (x, self.w_in, w_rec, self.w_out)):
                 raise ValueError(
                     "RecurrentSNN's evaluation loop (no autograd) does not run under torch.vmap: it writes "
@@ -549,8 +582,9 @@ class RecurrentSNN(nn.Module):
                     "itself: call it with w_in, w_rec, w_out of shapes (draws, ...) through "
                     "torch.func.functional_call, under torch.no_grad()"
                 )
-            hidden, projected = None, self._projected_activity(x, w_rec)
-        readout = self._readout(projected)  # (batch, T, classes): the readout membrane at every step
+            return self._evaluation_logits(x, w_rec)
+        hidden = self._hidden_activity(x, w_rec, membranes)
+        readout = self._readout(hidden @ self.w_out)  # (batch, T, classes): the readout membrane at every step
         logits = readout.amax(dim=-2)
         if record:
             return {
@@ -568,8 +602,9 @@ class RecurrentSNN(nn.Module):
 
     def _readout(self, projected: torch.Tensor) -> torch.Tensor:
         """The readout membrane ``(..., T, classes)`` from ``hidden @ w_out`` ``(..., T,
-        classes)``: linear, so one product with its impulse-response matrix (one per output
-        neuron for the original). Two things once made it a fifth of an evaluation pass (9 ms of
+        classes)`` for training and :meth:`record` (evaluation integrates step by step,
+        :class:`_ReadoutLoop`): linear, so one product with its impulse-response matrix (one per
+        output neuron for the original). Two things once made it a fifth of an evaluation pass (9 ms of
         50 at 5 draws x 100 windows, one Xeon thread): ``kernel @ projected`` broadcast the
         normalised kernel over the windows, one two-column product per window (the einsum folds
         them into one product: 1.3 ms); and the original's fastest output neurons have kernels
@@ -584,6 +619,16 @@ class RecurrentSNN(nn.Module):
         kernels = delayed_double_integrator_kernels(self.readout_alpha_per_neuron, self.readout_beta_per_neuron,
                                                     steps).to(**options)
         return torch.einsum("cts,...sc->...tc", _without_subnormals(kernels), projected)
+
+    def _readout_constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output neurons' ``alpha`` and ``beta`` ``(classes,)`` in ``x``'s type, for the
+        evaluation loops' readout (:class:`_ReadoutLoop`): the original's drawn per neuron, the
+        normalised network's nominal ones."""
+        if self.dynamics == "original":
+            return tuple(c.to(dtype=x.dtype, device=x.device)
+                         for c in (self.readout_alpha_per_neuron, self.readout_beta_per_neuron))
+        return tuple(torch.full((self.num_classes,), value, dtype=x.dtype, device=x.device)
+                     for value in (self.readout_alpha, self.readout_beta))
 
     def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # 0-dim tensors: a Python number costs a tensor conversion in every op that takes it
@@ -640,9 +685,10 @@ class RecurrentSNN(nn.Module):
         """The evaluation loops' tensors, allocated once per pass, and their products. The draws
         (the weights' leading dimensions broadcast, of shape ``draws``) are flattened into one:
         ``zeros()`` makes a state ``(draws, batch, H)`` (``(batch, H)`` without draws);
-        ``drive(t)`` writes ``x_t @ w_in`` into a buffer and returns it; ``projected_at[t]``
-        ``(draws, batch, classes)`` takes the readout's input of step t and ``unflattened()``
-        gives them all as ``(*draws, batch, T, classes)``. ``product(weight)`` makes the
+        ``drive(t)`` writes ``x_t @ w_in`` into a buffer and returns it; ``projection``
+        ``(draws, batch, classes)`` takes a step's ``out @ w_out``, ``readout`` (a
+        :class:`_ReadoutLoop`) integrates it, and ``logits()`` gives its maximum over time as
+        ``(*draws, batch, classes)``. ``product(weight)`` makes the
         function ``(a, out)`` that writes ``a @ weight`` into ``out`` as ``torch.matmul``
         computes it (``torch.mm`` over the rows of every draw for a weight without draws, else
         ``torch.bmm``) without matmul's shape logic at each of its 750 calls per pass (8 % of a
@@ -662,9 +708,10 @@ class RecurrentSNN(nn.Module):
         input_product = product(self.w_in)
         input_draws = flat if self.w_in.dim() > 2 else ()
         drive = x.new_empty((*input_draws, batch, self.hidden_size))
-        projected = x.new_empty((steps, *flat, batch, self.num_classes))
-        # every step's x_t (broadcast over w_in's draws, so the product writes into drive) and
-        # readout slot as views made once: indexing them at every step cost 5 % of a pass
+        readout = _ReadoutLoop(*self._readout_constants(x), delayed=self.dynamics == "original",
+                               shape=(*flat, batch, self.num_classes), like=x)
+        # every step's x_t (broadcast over w_in's draws, so the product writes into drive) as
+        # views made once: indexing them at every step cost 5 % of a pass
         inputs_at = [x_t.expand(*input_draws, batch, inputs) for x_t in x.unbind(1)]
 
         def drive_at(t: int) -> torch.Tensor:
@@ -677,16 +724,18 @@ class RecurrentSNN(nn.Module):
             zeros=lambda: x.new_zeros((*flat, batch, self.hidden_size)),
             product=product,
             drive=drive_at,
-            projected_at=projected.unbind(0),
-            unflattened=lambda: projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2),
+            projection=x.new_empty((*flat, batch, self.num_classes)),
+            readout=readout,
+            logits=lambda: readout.logits.view(*draws, batch, self.num_classes),
         )
 
-    def _projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
-        """``hidden @ w_out`` ``(*draws, batch, T, classes)`` without autograd: the time loop of
-        evaluation. Same dynamics as :meth:`_hidden_activity`, which the tests check, computed
-        for speed: every draw at once (weights with leading draw dimensions broadcast, see
+    def _evaluation_logits(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
+        """The logits ``(*draws, batch, classes)`` without autograd: the time loop of evaluation.
+        Same dynamics as :meth:`_hidden_activity`, which the tests check, computed for speed:
+        every draw at once (weights with leading draw dimensions broadcast, see
         :attr:`broadcasts_weight_draws`), in O(batch x H) state per draw updated in place
-        (``out=``; :meth:`_lean_buffers`). With spike recurrence it gets the readout projection
+        (``out=``; :meth:`_lean_buffers`), the readout integrated step by step with its running
+        maximum (:class:`_ReadoutLoop`). With spike recurrence it gets the readout projection
         of step t - 1 from the recurrent product of step t (``out @ [W_rec | W_out]``: a
         two-column product alone costs half as much as the whole recurrent one).
 
@@ -696,15 +745,15 @@ class RecurrentSNN(nn.Module):
         if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws), self.neuron == "spiking"):
             compiled = spiking_loop.module()
             if compiled is not None:
-                return self._compiled_projected_activity(compiled, x, w_rec, draws)
+                return self._compiled_logits(compiled, x, w_rec, draws)
         if self.dynamics == "original":
-            return self._original_projected_activity(x, w_rec)
+            return self._original_evaluation_logits(x, w_rec)
         size, alpha, beta, threshold = self.hidden_size, self.alpha, self.beta, self.threshold
         spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
         buffers = self._lean_buffers(x, w_rec)
-        projected = buffers.projected_at
+        projection, readout = buffers.projection, buffers.readout
         syn, mem, out = buffers.zeros(), buffers.zeros(), buffers.zeros()
-        readout = buffers.product(self.w_out)
+        readout_product = buffers.product(self.w_out)
         if on_spikes:
             draws = buffers.draws
             w_rec_out = torch.cat([w_rec.expand(*draws, -1, -1), self.w_out.expand(*draws, -1, -1)], dim=-1)
@@ -720,7 +769,7 @@ class RecurrentSNN(nn.Module):
             if on_spikes:
                 recurrent_and_readout(out, product)  # out: still the previous step's
                 if t > 0:
-                    projected[t - 1].copy_(product[..., size:])
+                    readout.step(product[..., size:])  # step t - 1's projection
             else:
                 recurrent_product(syn, recurrent)
             torch.addcmul(drive, alpha, syn, out=syn).add_(recurrent)
@@ -731,14 +780,15 @@ class RecurrentSNN(nn.Module):
             else:
                 torch.sub(mem, threshold, out=out).tanh_()
             if not on_spikes:
-                readout(out, projected[t])
+                readout_product(out, projection)
+                readout.step(projection)
         if on_spikes:
-            readout(out, projected[-1])
-        return buffers.unflattened()
+            readout_product(out, projection)
+            readout.step(projection)
+        return buffers.logits()
 
-    def _compiled_projected_activity(self, compiled, x: torch.Tensor, w_rec: torch.Tensor,
-                                     draws: torch.Size) -> torch.Tensor:
-        """:meth:`_projected_activity` through the C++ loop ``compiled``
+    def _compiled_logits(self, compiled, x: torch.Tensor, w_rec: torch.Tensor, draws: torch.Size) -> torch.Tensor:
+        """:meth:`_evaluation_logits` through the C++ loop ``compiled``
         (:mod:`~memristor_mat.models.spiking_loop`), for either dynamics."""
         batch, steps, _ = x.shape
         flat = math.prod(draws)
@@ -750,10 +800,11 @@ class RecurrentSNN(nn.Module):
         # the input current is then a sum of at most two rows of W_in, the product's own values
         # (the C++ file says why) without computing it
         sparse_events = bool(((x == 0) | (x == 1)).all()) and bool((x.sum(dim=-1) <= 2).all())
-        projected = compiled.spiking_projected_activity(
-            x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta, self.threshold,
-            self.dynamics == "original", self.recurrence == "spikes", sparse_events)
-        return projected.view(steps, *draws, batch, self.num_classes).movedim(0, -2)
+        logits = compiled.spiking_logits(
+            x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta,
+            *self._readout_constants(x), self.threshold, self.dynamics == "original", self.recurrence == "spikes",
+            sparse_events)
+        return logits.view(*draws, batch, self.num_classes)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
                                   membranes: list[torch.Tensor] | None) -> torch.Tensor:
@@ -799,13 +850,13 @@ class RecurrentSNN(nn.Module):
             return spike(torch.stack(states, dim=-2), threshold, scale)
         return torch.stack(outputs, dim=-2)
 
-    def _original_projected_activity(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
-        """:meth:`_projected_activity` of the original dynamics: the same lean loop."""
+    def _original_evaluation_logits(self, x: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
+        """:meth:`_evaluation_logits` of the original dynamics: the same lean loop."""
         alpha, beta, threshold = self.alpha, self.beta, self.threshold
         spiking = self.neuron == "spiking"
         buffers = self._lean_buffers(x, w_rec)
-        recurrent_product, readout = buffers.product(w_rec), buffers.product(self.w_out)
-        projected = buffers.projected_at
+        recurrent_product, readout_product = buffers.product(w_rec), buffers.product(self.w_out)
+        projection, readout = buffers.projection, buffers.readout
         h, h_next, syn, mem, out = (buffers.zeros() for _ in range(5))
         reset = out if spiking else buffers.zeros()  # spiking: the reset is the output
         for t in range(x.shape[1]):
@@ -816,11 +867,12 @@ class RecurrentSNN(nn.Module):
             torch.gt(mem, threshold, out=reset)  # 1.0 strictly above, else 0.0 (NaN too)
             if not spiking:
                 torch.sub(mem, threshold, out=out).tanh_()
-            readout(out, projected[t])  # the output feeds nothing back
+            readout_product(out, projection)  # the output feeds nothing back
+            readout.step(projection)
             # mem_t takes syn_{t-1}: update mem before syn
             torch.addcmul(syn, beta, mem, out=mem).sub_(reset, alpha=threshold)
             torch.addcmul(h, alpha, syn, out=syn)
-        return buffers.unflattened()
+        return buffers.logits()
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ at a time, built on first use with torch's own extension builder
 killed while building leaves no stale lock: torch holds an advisory lock that the system releases,
 checked by killing a build and starting two more).
 
-Why: :meth:`RecurrentSNN._projected_activity <memristor_mat.models.snn.RecurrentSNN>` steps every
+Why: :meth:`RecurrentSNN._evaluation_logits <memristor_mat.models.snn.RecurrentSNN>` steps every
 draw together, so each of a step's five elementwise updates streams all the draws' state through
 memory (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor), and they cost as much as the
 recurrent product. Stepping one draw at a time keeps its state in the core's cache and makes a

@@ -2,7 +2,9 @@
 // weight draw at a time. Python's loop steps every draw together: each of its elementwise updates
 // streams the state of all draws (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor) through
 // memory once per operation. Here a draw's 250 steps run one after another, so its state (100 kB a
-// tensor) stays in the core's cache, and the elementwise updates of a step are one pass.
+// tensor) stays in the core's cache, and the elementwise updates of a step are one pass. The
+// readout's leaky double integrator runs in the loop too, with the running maximum over time that
+// makes the logits, so no (T, draws, batch, classes) tensor is kept.
 //
 // The numbers are Python's, bit for bit (the tests compare them): the matrix products are torch's
 // own (at::mm_out, the kernel torch.bmm runs for each draw, on the same rows: a product on fewer
@@ -120,6 +122,30 @@ void normalised_step(const float* recurrent, int64_t recurrent_stride, Input inp
   }
 }
 
+// the readout of one step for every row: the leaky double integrator of the row's projection y
+// (row i at y + i * y_stride, one value per class) and the running maximum over time, as
+// RecurrentSNN._ReadoutLoop.step computes it in Python: each recursion a product and a sum
+// rounded apart (the original's `beta * o + flt`, not a fused multiply-add), ``delayed``: the
+// original's o_t = beta o_{t-1} + flt_{t-1} (o before flt), else o_t = beta o_{t-1} + flt_t; the
+// maximum as torch.maximum, NaN propagating
+void readout_step(const float* y, int64_t y_stride, float* flt, float* o, float* best, const float* alpha,
+                  const float* beta, bool delayed, int64_t rows, int64_t classes) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t c = 0; c < classes; ++c) {
+      const int64_t k = i * classes + c;
+      if (delayed) {
+        o[k] = beta[c] * o[k] + flt[k];
+        flt[k] = alpha[c] * flt[k] + y[i * y_stride + c];
+      } else {
+        flt[k] = alpha[c] * flt[k] + y[i * y_stride + c];
+        o[k] = beta[c] * o[k] + flt[k];
+      }
+      const float value = o[k], previous = best[k];
+      best[k] = (std::isnan(previous) || std::isnan(value)) ? NAN : (previous < value ? value : previous);
+    }
+  }
+}
+
 void check(const torch::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32, name, " must be a float32 CPU tensor");
   TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
@@ -127,20 +153,24 @@ void check(const torch::Tensor& t, const char* name, int64_t dim) {
 
 }  // namespace
 
-// ``hidden @ w_out`` of every step, (T, draws, batch, classes), from the events x (batch, T, inputs)
-// and the draws' weights w_in (draws, inputs, H), w_rec (draws, H, H; masked), w_out (draws, H,
-// classes) (expanded views are fine); alpha and beta (H,). ``original``: SPEC §3.1's dynamics, else
-// the normalised ones, recurring on the spikes (``on_spikes``) or on the synaptic currents.
-torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Tensor& w_in,
-                                         const torch::Tensor& w_rec, const torch::Tensor& w_out,
-                                         const torch::Tensor& alpha, const torch::Tensor& beta, double threshold,
-                                         bool original, bool on_spikes, bool sparse_events) {
+// The logits (draws, batch, classes), the maximum over time of the readout membrane, from the
+// events x (batch, T, inputs) and the draws' weights w_in (draws, inputs, H), w_rec (draws, H, H;
+// masked), w_out (draws, H, classes) (expanded views are fine); alpha and beta (H,), the hidden
+// neurons' constants; readout_alpha and readout_beta (classes,), the output neurons'.
+// ``original``: SPEC §3.1's dynamics (and its delayed readout), else the normalised ones,
+// recurring on the spikes (``on_spikes``) or on the synaptic currents.
+torch::Tensor spiking_logits(const torch::Tensor& x, const torch::Tensor& w_in, const torch::Tensor& w_rec,
+                             const torch::Tensor& w_out, const torch::Tensor& alpha, const torch::Tensor& beta,
+                             const torch::Tensor& readout_alpha, const torch::Tensor& readout_beta,
+                             double threshold, bool original, bool on_spikes, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
   check(w_out, "w_out", 3);
   check(alpha, "alpha", 1);
   check(beta, "beta", 1);
+  check(readout_alpha, "readout_alpha", 1);
+  check(readout_beta, "readout_beta", 1);
   const int64_t batch = x.size(0), steps = x.size(1), draws = w_rec.size(0);
   const int64_t size = w_rec.size(2), classes = w_out.size(2);
   TORCH_CHECK(w_in.size(0) == draws && w_out.size(0) == draws, "w_in, w_rec and w_out must have the same draws");
@@ -148,11 +178,17 @@ torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Te
               "the weights' shapes do not match");
   const auto a = alpha.contiguous(), b = beta.contiguous();
   TORCH_CHECK(a.numel() == size && b.numel() == size, "alpha and beta must have one value per hidden neuron");
-  auto projected = torch::empty({steps, draws, batch, classes}, x.options());
-  if (steps == 0 || batch == 0) return projected;
+  const auto ra = readout_alpha.contiguous(), rb = readout_beta.contiguous();
+  TORCH_CHECK(ra.numel() == classes && rb.numel() == classes,
+              "readout_alpha and readout_beta must have one value per output neuron");
+  auto logits = torch::full({draws, batch, classes}, -INFINITY, x.options());
+  if (batch == 0) return logits;
+  TORCH_CHECK(steps > 0, "the input must have at least one time step");
   const float thr = static_cast<float>(threshold);
   const float* alpha_p = a.data_ptr<float>();
   const float* beta_p = b.data_ptr<float>();
+  const float* readout_alpha_p = ra.data_ptr<float>();
+  const float* readout_beta_p = rb.data_ptr<float>();
   const auto options = x.options();
   // the events read row by row (sparse_events: binary, at most two per row, RowInput)
   const auto events = sparse_events ? x.contiguous() : x;
@@ -168,11 +204,21 @@ torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Te
     torch::Tensor h = state(), h_next = state();  // original: the recurrence's input current
     torch::Tensor recurrent = state();            // normalised on currents: syn @ W_rec
     torch::Tensor product, w_rec_out;              // normalised on spikes: out @ [W_rec | W_out]
+    // the readout: the step's projection out @ W_out, its two integrators
+    torch::Tensor y = torch::empty({batch, classes}, options), flt = torch::empty({batch, classes}, options),
+                  o = torch::empty({batch, classes}, options);
     for (int64_t d = first; d < last; ++d) {
       syn.zero_();
       mem.zero_();
       out.zero_();
       h.zero_();
+      flt.zero_();
+      o.zero_();
+      float* best = logits.select(0, d).data_ptr<float>();
+      const auto readout = [&](const float* projection, int64_t stride) {
+        readout_step(projection, stride, flt.data_ptr<float>(), o.data_ptr<float>(), best, readout_alpha_p,
+                     readout_beta_p, original, batch, classes);
+      };
       const auto wi = w_in.select(0, d), wr = w_rec.select(0, d), wo = w_out.select(0, d);
       const auto wi_rows = sparse_events ? wi.contiguous() : wi;
       const float* wi_p = wi_rows.data_ptr<float>();
@@ -193,31 +239,31 @@ torch::Tensor spiking_projected_activity(const torch::Tensor& x, const torch::Te
           std::swap(h, h_next);
           original_step(h.data_ptr<float>(), input, syn.data_ptr<float>(), mem.data_ptr<float>(),
                         out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
-          auto slot = projected.select(0, t).select(0, d);
-          at::mm_out(slot, out, wo);  // the output feeds nothing back
+          at::mm_out(y, out, wo);  // the output feeds nothing back
+          readout(y.data_ptr<float>(), classes);
         } else if (on_spikes) {
           at::mm_out(product, out, w_rec_out);  // out: still the previous step's
-          if (t > 0) projected.select(0, t - 1).select(0, d).copy_(product.narrow(1, size, classes));
+          if (t > 0) readout(product.data_ptr<float>() + size, size + classes);  // step t - 1's
           normalised_step(product.data_ptr<float>(), size + classes, input, syn.data_ptr<float>(),
                           mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
         } else {
           at::mm_out(recurrent, syn, wr);
           normalised_step(recurrent.data_ptr<float>(), size, input, syn.data_ptr<float>(),
                           mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
-          auto slot = projected.select(0, t).select(0, d);
-          at::mm_out(slot, out, wo);
+          at::mm_out(y, out, wo);
+          readout(y.data_ptr<float>(), classes);
         }
       }
       if (!original && on_spikes) {
-        auto slot = projected.select(0, steps - 1).select(0, d);
-        at::mm_out(slot, out, wo);
+        at::mm_out(y, out, wo);
+        readout(y.data_ptr<float>(), classes);
       }
     }
   });
-  return projected;
+  return logits;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("spiking_projected_activity", &spiking_projected_activity,
+  m.def("spiking_logits", &spiking_logits,
         "RecurrentSNN's evaluation time loop for spiking neurons, one weight draw at a time");
 }
