@@ -114,6 +114,39 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     assert sparse_events == [False]
 
 
+def test_the_loop_lets_other_python_threads_run(compiled):
+    # it releases the GIL, as torch's operations do: a Python thread keeps running through the
+    # call. (Holding it, the thread would run at most a switch interval, 5 ms, around the call's
+    # ends: here it must have run in the middle 60 % of the call.)
+    import threading
+    import time
+
+    model = network(dynamics="original")
+    weights = draws_of(model, 16, scale=0.2, seed=2)
+    args = (events(256, 250, rate=0.05, seed=1), weights["w_in"], weights["w_rec"] * model.recurrent_mask,
+            weights["w_out"], model.alpha, model.beta, *model._readout_constants(weights["w_in"]), 1.0, True, False,
+            True)
+    seen, stop = [], threading.Event()
+
+    def clock():
+        while not stop.is_set():
+            seen.append(time.perf_counter())
+            time.sleep(0)  # yields the GIL too, so the main thread gets on with the call
+
+    worker = threading.Thread(target=clock)
+    worker.start()
+    try:
+        time.sleep(0.02)
+        start = time.perf_counter()
+        compiled.spiking_logits(*args)  # about 11 ms a draw and thread
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        worker.join()
+    middle = [t for t in seen if start + 0.2 * (end - start) < t < end - 0.2 * (end - start)]
+    assert end - start > 0.05 and middle, (end - start, len(seen))
+
+
 @pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
 def test_cpp_loop_is_exact_for_a_larger_network(compiled, monkeypatch, options):
     # products of 300 terms: a BLAS may split a long sum into blocks, as torch.bmm then does too
