@@ -694,7 +694,7 @@ class RecurrentSNN(nn.Module):
         ``torch.bmm``) without matmul's shape logic at each of its 750 calls per pass (8 % of a
         pass). Allocating the tensors per step cost more than the
         elementwise updates: each fresh multi-megabyte tensor is new memory to map in."""
-        batch, steps, inputs = x.shape
+        batch, _, inputs = x.shape
         draws = self._weight_draws(w_rec)
         flat = (math.prod(draws),) if draws else ()
 
@@ -790,7 +790,7 @@ class RecurrentSNN(nn.Module):
     def _compiled_logits(self, compiled, x: torch.Tensor, w_rec: torch.Tensor, draws: torch.Size) -> torch.Tensor:
         """:meth:`_evaluation_logits` through the C++ loop ``compiled``
         (:mod:`~memristor_mat.models.spiking_loop`), for either dynamics."""
-        batch, steps, _ = x.shape
+        batch = x.shape[0]
         flat = math.prod(draws)
 
         def stacked(weight: torch.Tensor) -> torch.Tensor:  # (flat draws, rows, columns)
