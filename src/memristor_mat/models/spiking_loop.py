@@ -9,9 +9,11 @@ Why: :meth:`RecurrentSNN._evaluation_logits <memristor_mat.models.snn.RecurrentS
 draw together, so each of a step's five elementwise updates streams all the draws' state through
 memory (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor), and they cost as much as the
 recurrent product. Stepping one draw at a time keeps its state in the core's cache and makes a
-step's updates one pass, and binary events enter as rows of W_in instead of a product: at the
-paper config's passes the evaluation runs 1.55-1.9x faster, at 46-57 % of the matrix-multiply
-peak against 27-32 % (``benchmarks/bench_snn.py``, a 2-core Xeon). ``torch.compile`` was tried
+step's updates one pass, binary events enter as rows of W_in instead of a product, and each
+worker's MKL runs on one thread (in a worker of ``at::parallel_for`` it looked for threads at
+every product, 5-6 % of a step): at the paper config's passes the evaluation runs 1.9-2.1x
+faster, at 51-63 % of the matrix-multiply peak against 28-30 % (``benchmarks/bench_snn.py``, a
+2-core Xeon, the readout integrated in both loops). ``torch.compile`` was tried
 first: inductor rounds ``addcmul`` as a product and a sum on a CPU, where eager fuses it, so its
 spikes differ; this loop gives the Python loop's numbers bit for bit (module docstring of the
 C++ file; the tests compare them).
