@@ -136,6 +136,72 @@ def test_a_tied_weight_gets_one_draw_in_all_its_uses():
     assert not torch.equal(first, second)
 
 
+class RecurrentNet(nn.Module):
+    """torch's RNN keeps its own list of its weights (updated by its ``__setattr__``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def _spiking_net():
+    from memristor_mat.models.snn import RecurrentSNN
+
+    torch.manual_seed(0)
+    return RecurrentSNN(n_inputs=4, hidden_size=9, num_classes=3)
+
+
+@pytest.mark.parametrize("factory, shape, direct", [
+    (lambda: MLP(input_size=12, hidden_sizes=[7], num_classes=3, bias=True), (5, 12), True),
+    (small_cnn, (4, 3, 8, 8), True),
+    (_spiking_net, (4, 20, 4), True),
+    (RecurrentNet, (4, 6, 3), False),
+])
+def test_noisy_weights_swapped_in_directly_match_functional_call(factory, shape, direct):
+    """The forward pass swaps the noisy tensors into their modules' parameter dictionaries, where
+    that is safe, instead of through functional_call: the same outputs, gradients and batch-norm
+    statistics, bit for bit, and the clean parameters back in place afterwards."""
+    torch.manual_seed(1)
+    x = torch.randn(shape) if factory is not _spiking_net else (torch.rand(shape) < 0.3).float()
+    runs = []
+    for swap in ("direct", "functional_call"):
+        torch.manual_seed(0)
+        model = factory()
+        model.train()
+        noisy = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.2}, generator=torch.Generator().manual_seed(2))
+        assert (noisy._owners is not None) == direct
+        if swap == "functional_call":
+            noisy._owners = None
+        clean = {name: p.detach().clone() for name, p in model.named_parameters()}
+        identities = [id(p) for p in model.parameters()]
+        out = noisy(x)
+        out.square().sum().backward()
+        assert [id(p) for p in model.parameters()] == identities
+        assert all(isinstance(p, nn.Parameter) for p in model.parameters())
+        assert all(torch.equal(p, clean[name]) for name, p in model.named_parameters())
+        assert not torch.equal(out, model(x))  # the noise reached the forward pass
+        runs.append((out.detach(), {n: p.grad for n, p in model.named_parameters()},
+                     {n: b.clone() for n, b in model.named_buffers()}))
+    (out_a, grads_a, buffers_a), (out_b, grads_b, buffers_b) = runs
+    assert torch.equal(out_a, out_b)
+    assert grads_a.keys() == grads_b.keys() and all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
+    assert all(torch.equal(buffers_a[n], buffers_b[n]) for n in buffers_a)
+
+
+def test_clean_parameters_are_back_after_a_forward_pass_that_fails():
+    mlp = MLP(input_size=12, hidden_sizes=[7], num_classes=3)
+    model = NoisyModel(mlp, GaussianWeightNoise(), {"sigma": 0.3}, generator=torch.Generator().manual_seed(0))
+    before = [(p, p.detach().clone()) for p in mlp.parameters()]
+    with pytest.raises(RuntimeError):
+        model(torch.randn(5, 11))  # wrong input width
+    assert [p for p, _ in before] == list(mlp.parameters())
+    assert all(isinstance(p, nn.Parameter) and torch.equal(p, value) for p, value in before)
+
+
 @pytest.mark.parametrize("switch", ["disabled", "sigma0"])
 def test_no_noise_is_bitwise_the_plain_model(switch):
     torch.manual_seed(0)
