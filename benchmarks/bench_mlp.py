@@ -12,19 +12,28 @@
    configuration runs in turn within each of ``--rounds`` rounds, and each ratio is taken
    within a round (medians and ranges over the rounds): the machines measured drift by 20-40 %
    within hours.
-3. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
+3. The same steps (batch 32, Adam, clipping) alternated in blocks of ``--block-steps`` within one
+   process, ``--blocks`` times, at 1 and 2 threads: vanilla, the floor (vanilla + drawing the
+   step's normals), MAT as the library runs it (the noisy weights put into their modules for the
+   forward pass) and MAT with ``torch.func.functional_call`` swapping them in (the library's way
+   before 2026-12-04), one block of each per round: per-step times and each block's ratio to the
+   floor's block of its round, with
+   the weights of the two MATs compared bit for bit at the end. Blocks of a second or less
+   compare configurations on the same machine where whole epochs minutes apart need not.
+4. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
    after an epoch, the square root of its second moments among it (torch computes it with MKL's
    vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
    are 0 in every image), the same root on the moments with their zeros replaced, and the
    clipping's standard deviation.
 
-    python benchmarks/bench_mlp.py [--draws 48] [--threads 2]
+    python benchmarks/bench_mlp.py [--draws 48] [--threads 2] [--parts monte-carlo training blocks optimizer]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import time
 
 import numpy as np
 import torch
@@ -32,9 +41,9 @@ import torch
 from memristor_mat.datasets import prepare_dataset
 from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.mlp import MLP
-from memristor_mat.noise import draw_normals, noisy_parameter_names
+from memristor_mat.noise import GaussianWeightNoise, NoisyModel, draw_normals, noisy_parameter_names
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
-from memristor_mat.training import train
+from memristor_mat.training import clip_weights, train
 from timing import best_of, matmul_peak_gflops, warm_median
 
 
@@ -193,6 +202,64 @@ def bench_training(args) -> None:
               f"({_spread(per_round(lambda r: r['mat fused 1'] / r['mat 1'] - 1), '+.0%')}), drawing in the step")
 
 
+def bench_step_blocks(args) -> None:
+    """Training steps of four configurations alternated in short blocks (module docstring, 3)."""
+    _, _, splits = test_images(1)
+    x, y = splits.x_train, splits.y_train
+    batches = len(y) // 32
+    shapes = {n: p.shape for n, p in MLP().named_parameters()}
+
+    def stepper(kind: str):
+        torch.manual_seed(14)
+        model = MLP()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        parameters = list(model.parameters())
+        generator = torch.Generator().manual_seed(0)
+        forward = model
+        if kind.startswith("mat"):
+            forward = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.2}, generator=generator)
+            if kind == "mat, functional_call":
+                forward._owners = None  # the generic swap it falls back to (tied weights, RNNs)
+        state = {"index": 0}
+
+        def step() -> None:
+            start = 32 * (state["index"] % batches)
+            state["index"] += 1
+            optimizer.zero_grad(set_to_none=True)
+            if kind == "floor":
+                draw_normals(shapes, 1, generator)
+            loss = torch.nn.functional.cross_entropy(forward(x[start:start + 32]), y[start:start + 32])
+            loss.backward()
+            optimizer.step()
+            clip_weights(parameters, 2.5)
+        return step, model
+
+    kinds = ["vanilla", "floor", "mat", "mat, functional_call"]
+    print(f"Training steps alternated in blocks of {args.block_steps}, {args.blocks} blocks each (batch 32, Adam, "
+          "clipping 2.5 std; median and quartiles of each block's ratio to the floor's block of its round)")
+    for threads in sorted(args.train_threads):
+        torch.set_num_threads(threads)
+        steppers = {kind: stepper(kind) for kind in kinds}
+        seconds = {kind: [] for kind in kinds}
+        for block in range(args.blocks + 1):
+            for kind, (step, _) in steppers.items():
+                started = time.perf_counter()
+                for _ in range(args.block_steps):
+                    step()
+                if block:  # the first block warms up
+                    seconds[kind].append((time.perf_counter() - started) / args.block_steps)
+        floor = np.array(seconds["floor"])
+        same = all(torch.equal(a, b) for a, b in zip(steppers["mat"][1].parameters(),
+                                                       steppers["mat, functional_call"][1].parameters()))
+        print(f"  {threads} thread(s), the two MATs' weights bit for bit the same after "
+              f"{(args.blocks + 1) * args.block_steps} steps: {same}")
+        for kind in kinds:
+            times = np.array(seconds[kind])
+            ratios = times / floor - 1
+            print(f"      {kind:22s} {np.median(times) * 1e3:6.3f} ms/step | against the floor "
+                  f"{np.median(ratios):+6.1%} ({np.percentile(ratios, 25):+.1%} to {np.percentile(ratios, 75):+.1%})")
+
+
 def bench_optimizer_step(args) -> None:
     torch.set_num_threads(1)
     _, _, splits = test_images(1)
@@ -227,6 +294,11 @@ def bench_optimizer_step(args) -> None:
     print(f"  clipping's std of the first layer's weights {std_us:7.1f}")
 
 
+#: the script's parts in the order they run (module docstring, 1 to 4)
+PARTS = {"monte-carlo": bench_monte_carlo, "training": bench_training, "blocks": bench_step_blocks,
+         "optimizer": bench_optimizer_step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", type=int, default=48)
@@ -237,15 +309,19 @@ def main() -> None:
                         help="epochs per training run (the first is not timed)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of the training comparison, each training every configuration in turn")
+    parser.add_argument("--block-steps", type=int, default=40, help="steps per block of the alternated comparison")
+    parser.add_argument("--blocks", type=int, default=60, help="blocks of each configuration in that comparison")
     parser.add_argument("--threads", type=int, default=None, help="Monte-Carlo threads (default: torch's choice)")
     parser.add_argument("--train-threads", type=int, nargs="+", default=[1, 2],
                         help="threads for the training comparison (the pipeline gives training jobs 1)")
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
+                        help="which parts to run (default: all, in this order)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bench_monte_carlo(args)
-    bench_training(args)
-    bench_optimizer_step(args)
+    for part in PARTS:
+        if part in args.parts:
+            PARTS[part](args)
 
 
 if __name__ == "__main__":
