@@ -17,9 +17,9 @@
    step's normals), MAT as the library runs it (the noisy weights put into their modules for the
    forward pass) and MAT with ``torch.func.functional_call`` swapping them in (the library's way
    before 2026-12-04), one block of each per round: per-step times and each block's ratio to the
-   floor's block of its round, with
-   the weights of the two MATs compared bit for bit at the end. Blocks of a second or less
-   compare configurations on the same machine where whole epochs minutes apart need not.
+   floor's block of its round, with the weights of the two MATs compared bit for bit at the end.
+   Blocks of a second or less compare configurations on the same machine where whole epochs
+   minutes apart need not.
 4. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
    after an epoch, the square root of its second moments among it (torch computes it with MKL's
    vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
