@@ -16,10 +16,12 @@
    process, ``--blocks`` times, at 1 and 2 threads: vanilla, the floor (vanilla + drawing the
    step's normals), MAT as the library runs it (the noisy weights put into their modules for the
    forward pass) and MAT with ``torch.func.functional_call`` swapping them in (the library's way
-   before 2026-12-04), one block of each per round: per-step times and each block's ratio to the
-   floor's block of its round, with the weights of the two MATs compared bit for bit at the end.
-   Blocks of a second or less compare configurations on the same machine where whole epochs
-   minutes apart need not.
+   before 2026-12-04), and on 2 threads MAT as a training job given 2 runs it (a process drawing
+   the normals on one core, the step computing on the other), one block of each per round:
+   per-step times and each block's ratio to the floor's block of its round, with the weights of
+   the MATs computed on the same number of threads compared bit for bit at the end (another
+   thread count sums the products in another order). Blocks of a second or less compare
+   configurations on the same machine where whole epochs minutes apart need not.
 4. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
    after an epoch, the square root of its second moments among it (torch computes it with MKL's
    vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
@@ -41,7 +43,8 @@ import torch
 from memristor_mat.datasets import prepare_dataset
 from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.mlp import MLP
-from memristor_mat.noise import GaussianWeightNoise, NoisyModel, draw_normals, noisy_parameter_names
+from memristor_mat.noise import (GaussianWeightNoise, NoisyModel, PrefetchedNormals, draw_normals,
+                                 noisy_parameter_names)
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import clip_weights, train
 from timing import best_of, matmul_peak_gflops, warm_median
@@ -202,6 +205,11 @@ def bench_training(args) -> None:
               f"({_spread(per_round(lambda r: r['mat fused 1'] / r['mat 1'] - 1), '+.0%')}), drawing in the step")
 
 
+#: the block comparison's name for MAT with the normals drawn ahead by a process (one core) and
+#: the step computed on the job's other threads
+DRAWN_BY_A_PROCESS = "mat, normals drawn by a process"
+
+
 def bench_step_blocks(args) -> None:
     """Training steps of four configurations alternated in short blocks (module docstring, 3)."""
     _, _, splits = test_images(1)
@@ -216,7 +224,12 @@ def bench_step_blocks(args) -> None:
         parameters = list(model.parameters())
         generator = torch.Generator().manual_seed(0)
         forward = model
-        if kind.startswith("mat"):
+        if kind == DRAWN_BY_A_PROCESS:
+            # what a training job given these threads runs: one core draws the normals ahead
+            normals = PrefetchedNormals(shapes, 1, generator, (args.blocks + 1) * args.block_steps)
+            forward = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.2}, normals=normals)
+            closers.append(normals.close)
+        elif kind.startswith("mat"):
             forward = NoisyModel(model, GaussianWeightNoise(), {"sigma": 0.2}, generator=generator)
             if kind == "mat, functional_call":
                 forward._owners = None  # the generic swap it falls back to (tied weights, RNNs)
@@ -234,29 +247,34 @@ def bench_step_blocks(args) -> None:
             clip_weights(parameters, 2.5)
         return step, model
 
-    kinds = ["vanilla", "floor", "mat", "mat, functional_call"]
+    closers = []
     print(f"Training steps alternated in blocks of {args.block_steps}, {args.blocks} blocks each (batch 32, Adam, "
           "clipping 2.5 std; median and quartiles of each block's ratio to the floor's block of its round)")
     for threads in sorted(args.train_threads):
-        torch.set_num_threads(threads)
+        kinds = ["vanilla", "floor", "mat", "mat, functional_call"] + ([DRAWN_BY_A_PROCESS] if threads > 1 else [])
         steppers = {kind: stepper(kind) for kind in kinds}
         seconds = {kind: [] for kind in kinds}
-        for block in range(args.blocks + 1):
-            for kind, (step, _) in steppers.items():
-                started = time.perf_counter()
-                for _ in range(args.block_steps):
-                    step()
-                if block:  # the first block warms up
-                    seconds[kind].append((time.perf_counter() - started) / args.block_steps)
+        try:
+            for block in range(args.blocks + 1):
+                for kind, (step, _) in steppers.items():
+                    torch.set_num_threads(threads - 1 if kind == DRAWN_BY_A_PROCESS else threads)
+                    started = time.perf_counter()
+                    for _ in range(args.block_steps):
+                        step()
+                    if block:  # the first block warms up
+                        seconds[kind].append((time.perf_counter() - started) / args.block_steps)
+        finally:
+            while closers:
+                closers.pop()()
         floor = np.array(seconds["floor"])
         same = all(torch.equal(a, b) for a, b in zip(steppers["mat"][1].parameters(),
                                                        steppers["mat, functional_call"][1].parameters()))
-        print(f"  {threads} thread(s), the two MATs' weights bit for bit the same after "
+        print(f"  {threads} thread(s), the two MATs on {threads} thread(s) bit for bit the same after "
               f"{(args.blocks + 1) * args.block_steps} steps: {same}")
         for kind in kinds:
             times = np.array(seconds[kind])
             ratios = times / floor - 1
-            print(f"      {kind:22s} {np.median(times) * 1e3:6.3f} ms/step | against the floor "
+            print(f"      {kind:40s} {np.median(times) * 1e3:6.3f} ms/step | against the floor "
                   f"{np.median(ratios):+6.1%} ({np.percentile(ratios, 25):+.1%} to {np.percentile(ratios, 75):+.1%})")
 
 
