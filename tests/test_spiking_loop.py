@@ -1,7 +1,7 @@
 """The spiking networks' evaluation loop in C++ (memristor_mat.models.spiking_loop): the Python
 loop's numbers bit for bit, where it applies, and a clear choice and failure otherwise.
 
-The first test builds the extension (about 25 s on 2 cores, then cached by torch); CI has a
+The first test builds the extension (20-25 s on 2 cores, then cached by torch); CI has a
 compiler and ninja, so a failed build fails here rather than skipping."""
 
 import warnings

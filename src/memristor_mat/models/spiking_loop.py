@@ -69,7 +69,8 @@ def _openmp() -> bool:
 
 
 def _build():
-    """The compiled module (built or loaded from torch's extension cache)."""
+    """The compiled operators, ``torch.ops.<build name>`` (built or loaded from torch's extension
+    cache)."""
     # its import warns, on a CPU-only machine with a CUDA toolkit, that no CUDA runtime is
     # found: true and irrelevant here (a C++ build), and confusing in every job's log
     cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
@@ -90,20 +91,26 @@ def _build():
             os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
         except ImportError:
             pass
-        return cpp_extension.load(
+        # a library of torch operators (no Python module), loaded into the process: its operator is
+        # in torch.ops under the library's name (the build's, with torch's "_v<n>" where a changed
+        # source was rebuilt in the same process)
+        library = cpp_extension.load(
             name=f"memristor_mat_spiking_loop_{tag}",
             sources=[str(SOURCE)],
             extra_cflags=["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []),
                           *(["-fopenmp"] if _openmp() else [])],
+            is_python_module=False,
             verbose=False,
         )
+        return getattr(torch.ops, Path(library).stem)
     finally:
         os.environ["PATH"] = path
 
 
 def module():
-    """The compiled module, or None where ``MEMRISTOR_MAT_SPIKING_LOOP`` is ``python`` or the build
-    failed under ``auto`` (warned once, with the reason); under ``cpp`` a failed build raises."""
+    """The compiled operators (``torch.ops.<build name>``), or None where
+    ``MEMRISTOR_MAT_SPIKING_LOOP`` is ``python`` or the build failed under ``auto`` (warned once,
+    with the reason); under ``cpp`` a failed build raises."""
     global _module, _failure
     mode = choice()
     if mode == "python":
