@@ -23,8 +23,10 @@ report: "report/workflow.rst"
 
 # Light jobs run in the submitting process: on a cluster only data preparation, training and
 # evaluation become batch jobs (one sbatch per table or figure would mostly wait in the queue).
+# Fetching raw data runs there too: a login node has network, compute nodes often have none.
 localrules:
     all,
+    fetch_raw_data,
     pretrain_all,
     train_all,
     evaluate_all,

@@ -1,4 +1,5 @@
 # Helpers, target lists and wildcard constraints shared by every rule file.
+import dataclasses
 import json
 import os
 import shlex
@@ -43,6 +44,7 @@ wildcard_constraints:
     # an evaluation job's models: one model's folder below its method, a setting's seeds, or all of them
     models=f"{SETTING_PATTERN}/(seed~[0-9]+|{paths.ALL_SEEDS})|{paths.ALL_MODELS}",
     comparison=r"[a-z][a-z0-9_]*",
+    raw=paths.RAW_KEY,
 
 
 def run_of(wildcards):

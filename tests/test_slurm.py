@@ -189,7 +189,7 @@ def small_config(with_broken_task: bool) -> dict:
     task["resources"].update(train_jobs="per_model", evaluate_jobs="per_model")
     config["tasks"] = {"mnist": task}
     if with_broken_task:
-        # full MNIST, download forbidden and no files on disk: its prepare job fails. Two models
+        # full MNIST, download forbidden and no files on disk: its fetch job fails. Two models
         # that train side by side (the figures need vanilla) and no device evaluation: the rerun
         # only has to show that the rest gets finished.
         broken = yaml.safe_load(yaml.safe_dump(task))
@@ -277,7 +277,9 @@ def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_clu
     assert reference.returncode == 0, reference_log.read_text()[-3000:]
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "Error in rule prepare_data" in output and "broken" in output
+    # the raw files are fetched (here: checked) by a local job, where the workflow was started
+    assert "Error in rule fetch_raw_data" in output and "data/raw/manifests/mnist.json" in output
+    assert "Error in rule prepare_data" not in output
     ours = pd.read_parquet(cluster / "results/mnist/accuracy.parquet")
     expected = pd.read_parquet(local / "results/mnist/accuracy.parquet")
     pd.testing.assert_frame_equal(ours, expected)  # the same numbers as the local run
@@ -294,4 +296,5 @@ def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_clu
     # tables and figures are localrules and ran on the submitting node
     submitted = {path.name for path in (cluster / ".snakemake/slurm_logs").iterdir()}
     assert {"rule_prepare_data", "rule_train", "rule_evaluate"} <= submitted, submitted
-    assert not submitted & {"rule_aggregate", "rule_figures", "rule_compare_tasks"}, submitted
+    assert not submitted & {"rule_aggregate", "rule_figures", "rule_compare_tasks", "rule_fetch_raw_data"}, submitted
+    assert (cluster / "data/raw/manifests/mnist.json").is_file()

@@ -8,10 +8,24 @@ notebooks receive the figure names as parameters: a file is named in one place. 
 
 from __future__ import annotations
 
+import os
+
 RESULTS = "results"
 FIGURES = "figures"
 
 # --- one dataset, one model ------------------------------------------------------------------
+#: downloaded or generated files, as the datasets lay them out (immutable: no rule deletes them)
+RAW_DIR = "data/raw"
+#: the fetch job's output: the raw files of one ``{raw}`` key (memristor_mat.datasets.raw) with
+#: their sizes and SHA-256 sums (a manifest, so that a rerun never deletes the files themselves)
+RAW_MANIFEST = RAW_DIR + "/manifests/{raw}.json"
+#: what a ``{raw}`` key may hold (the rule's wildcard constraint)
+RAW_KEY = r"[a-z0-9][a-z0-9_.\-]*"
+
+
+def raw_dir_of(manifest: str) -> str:
+    """The raw-data folder of a :data:`RAW_MANIFEST` path (the folder above its ``manifests/``)."""
+    return os.path.dirname(os.path.dirname(manifest))
 PREPARED = "results/prepared/{task}.npz"
 #: one model's folder; ``{setting}`` is its method's swept setting, e.g. ``sigma~0.2``, ``levels~4``
 MODEL_DIR = "results/models/{task}/{method}/{setting}/seed~{seed}"

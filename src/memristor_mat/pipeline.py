@@ -14,6 +14,7 @@ from typing import Any
 from . import methods as registry
 from . import paths
 from .config import format_sigma
+from .datasets.raw import RawData, raw_data
 from .settings import DeviceSettings, MonteCarloSettings, NoisyUpdates, TrainingSettings, settings_dict
 
 #: figure stems written by notebooks/figures.ipynb for every task
@@ -259,6 +260,27 @@ def check_run(config: dict[str, Any], run: ModelRun) -> None:
 
 def prepared_data(task: str) -> str:
     return paths.PREPARED.format(task=task)
+
+
+def raw_data_jobs(config: dict[str, Any]) -> dict[str, RawData]:
+    """The raw files the config's tasks read, by key: one fetch job each, however many tasks read
+    them (with ``download`` where any of those tasks asks for it)."""
+    jobs: dict[str, RawData] = {}
+    for task in config["tasks"].values():
+        raw = raw_data(task["dataset"])
+        if raw is None:
+            continue
+        if raw.key in jobs and "download" in raw.options:
+            download = jobs[raw.key].options["download"] or raw.options["download"]
+            raw = RawData(raw.dataset, raw.key, {**raw.options, "download": download})
+        jobs[raw.key] = raw
+    return jobs
+
+
+def raw_manifests(config: dict[str, Any], task: str) -> list[str]:
+    """The fetch job's output that a task's data preparation waits for (none: its data ship in a package)."""
+    raw = raw_data(config["tasks"][task]["dataset"])
+    return [] if raw is None else [paths.RAW_MANIFEST.format(raw=raw.key)]
 
 
 def task_results(task: str, name: str) -> str:

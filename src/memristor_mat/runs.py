@@ -8,6 +8,8 @@ workflow gives exactly the files the workflow would.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,14 +19,16 @@ import pandas as pd
 import torch
 
 from . import methods as registry
-from . import pipeline
+from . import paths, pipeline
 from .aggregation import (ACCURACY_COLUMNS, aggregate, aggregate_devices, device_accuracy_columns,  # noqa: F401
                           read_parquet_metadata, write_csv, write_parquet)
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .datasets import prepare_dataset
+from .datasets.raw import RawData, fetch_raw
 from .datasets.splits import DatasetSplits, load_prepared, save_prepared
 from .device import select_device
 from .evaluation import NormalsCache, device_accuracy, monte_carlo_accuracy
+from .io import write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
@@ -38,7 +42,26 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
-def prepare_data(dataset: dict[str, Any], out_path: str | os.PathLike, raw_dir: str | os.PathLike = "data/raw") -> None:
+def fetch_raw_data(raw: RawData, manifest_path: str | os.PathLike, raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
+    """Download, generate or check the raw files of ``raw`` under ``raw_dir`` (one job for every
+    task that reads them) and write their manifest: each file's path below ``raw_dir``, size and
+    SHA-256 sum, as JSON, atomically."""
+    files = fetch_raw(raw, raw_dir)
+    listed = []
+    for path in files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+        listed.append({"path": Path(path).relative_to(raw_dir).as_posix(), "bytes": Path(path).stat().st_size,
+                       "sha256": digest.hexdigest()})
+    manifest = {"dataset": raw.dataset, "key": raw.key, "options": dict(raw.options), "files": listed}
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
+    log.info("raw data %s: %d files, %.1f MB, in %s", raw.key, len(listed),
+             sum(f["bytes"] for f in listed) / 1e6, raw_dir)
+
+
+def prepare_data(dataset: dict[str, Any], out_path: str | os.PathLike, raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
     """Build a task's dataset (``{"name": ..., "options": {...}}``) once, as an .npz file."""
     splits = prepare_dataset(dataset["name"], raw_dir, **dataset.get("options", {}))
     save_prepared(splits, out_path)

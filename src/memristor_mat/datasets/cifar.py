@@ -39,7 +39,7 @@ import torch
 from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
 from memristor_mat.datasets.splits import DatasetSplits
 
-__all__ = ["build_cifar10", "build_cifar100"]
+__all__ = ["build_cifar10", "build_cifar100", "fetch_cifar10", "fetch_cifar100"]
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32  # one row of a batch's "data": R plane, G plane, B plane, row-major
 
@@ -268,6 +268,25 @@ def _build_cifar(variant: _Variant, raw_dir: Path, download: bool) -> DatasetSpl
             f"32 x 32 colour images (official split), {classes}, from {folder}"
         ),
     )
+
+
+def _fetch_cifar(variant: _Variant, raw_dir: Path, download: bool) -> list[Path]:
+    """The extracted batch files, downloaded and extracted where missing (the tarball's and every
+    file's MD5 checked), then read once as the builder reads them."""
+    for train in (True, False):
+        _load_cifar_part(variant, raw_dir, train=train, download=download)
+    cls = _checked_cifar_class(variant.name)
+    return [raw_dir / cls.base_folder / name for name, _ in _expected_files(cls)]
+
+
+def fetch_cifar10(raw_dir: Path, *, download: bool = True) -> list[Path]:
+    """CIFAR-10's files in ``<raw_dir>/cifar-10-batches-py/`` (the workflow's ``fetch_raw_data``)."""
+    return _fetch_cifar(_CIFAR10, Path(raw_dir), download)
+
+
+def fetch_cifar100(raw_dir: Path, *, download: bool = True) -> list[Path]:
+    """CIFAR-100's files in ``<raw_dir>/cifar-100-python/`` (the workflow's ``fetch_raw_data``)."""
+    return _fetch_cifar(_CIFAR100, Path(raw_dir), download)
 
 
 def build_cifar10(raw_dir: Path, *, download: bool = True) -> DatasetSplits:

