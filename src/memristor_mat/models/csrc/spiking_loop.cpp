@@ -192,9 +192,9 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 // ``original``: SPEC §3.1's dynamics (and its delayed readout), else the normalised ones,
 // recurring on the spikes (``on_spikes``) or on the synaptic currents.
 at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_rec,
-                             const at::Tensor& w_out, const at::Tensor& alpha, const at::Tensor& beta,
-                             const at::Tensor& readout_alpha, const at::Tensor& readout_beta,
-                             double threshold, bool original, bool on_spikes, bool sparse_events) {
+                          const at::Tensor& w_out, const at::Tensor& alpha, const at::Tensor& beta,
+                          const at::Tensor& readout_alpha, const at::Tensor& readout_beta,
+                          double threshold, bool original, bool on_spikes, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
@@ -236,10 +236,10 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
     at::Tensor drive = state(), syn = state(), mem = state(), out = state();
     at::Tensor h = state(), h_next = state();  // original: the recurrence's input current
     at::Tensor recurrent = state();            // normalised on currents: syn @ W_rec
-    at::Tensor product, w_rec_out;              // normalised on spikes: out @ [W_rec | W_out]
+    at::Tensor product, w_rec_out;             // normalised on spikes: out @ [W_rec | W_out]
     // the readout: the step's projection out @ W_out, its two integrators
     at::Tensor y = at::empty({batch, classes}, options), flt = at::empty({batch, classes}, options),
-                  o = at::empty({batch, classes}, options);
+               o = at::empty({batch, classes}, options);
     for (int64_t d = first; d < last; ++d) {
       syn.zero_();
       mem.zero_();
