@@ -277,6 +277,22 @@ def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
     assert job_count(out, "fetch_raw_data") == 1  # full MNIST, downloaded once before preparation
 
 
+# the rules whose jobs a cluster queues; every other rule is light (tables, figures, targets) or
+# needs the network (fetching raw data) and must run where the workflow was started
+BATCH_RULES = {"prepare_data", "train", "train_setting", "train_method", "train_task", "evaluate", "evaluate_devices"}
+
+
+def test_every_rule_but_the_heavy_ones_is_a_localrule():
+    texts = [(REPO / "Snakefile").read_text(), *(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))]
+    # "rule name:" and "use rule other as name" (each match: one group empty)
+    matches = [m for text in texts for m in re.findall(r"^(?:rule (\w+):|use rule \w+ as (\w+))", text, re.MULTILINE)]
+    rules = {defined or reused for defined, reused in matches}
+    block = re.search(r"^localrules:\n((?:    \w+,\n)+)", texts[0], re.MULTILINE)
+    local = set(re.findall(r"\w+", block.group(1)))
+    assert local <= rules, local - rules
+    assert rules - local == BATCH_RULES, rules - local
+
+
 def test_lint_is_clean():
     result = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
