@@ -161,7 +161,7 @@ def conv_input_layouts(model: nn.Module) -> list[str]:
     return seen
 
 
-# vmap has no batching rule for one operation of the pooling in channels_last (README, "Benchmarks")
+# vmap has no batching rule for one operation of the pooling in channels_last (benchmarks/README.md)
 @pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented the batching rule")
 @pytest.mark.parametrize("draws_per_chunk", [1, 3])
 def test_channels_last_evaluation_feeds_channels_last_images_and_counts_alike(draws_per_chunk):

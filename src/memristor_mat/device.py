@@ -36,7 +36,7 @@ def in_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
     them. The model's weights keep theirs, so the noise is drawn over them as before. On a CPU,
     oneDNN's convolutions in channels_last skip the reorders that the N C H W layout costs at
     every layer (``benchmarks/bench_cnn.py`` measures it); their kernels may round otherwise (see
-    README, "Benchmarks"). torch's recommendation for convolutional networks on CPUs and on GPUs'
+    benchmarks/README.md). torch's recommendation for convolutional networks on CPUs and on GPUs'
     tensor cores: https://pytorch.org/tutorials/intermediate/memory_format_tutorial.html"""
     if x.dim() != 4:
         return x

@@ -72,7 +72,7 @@ def draw_normals(
 #: (2 MiB of L2 per core on the Xeon measured), so the slot the trainer reads has left the drawing
 #: core's cache by then. Reading lines that another core holds modified costs a cross-core
 #: transfer per line: with 3 slots of the MLP's 0.4 MB an epoch of MAT with the background draw took
-#: 2-4 % longer than with 11 (alternated epochs, README "Benchmarks").
+#: 2-4 % longer than with 11 (alternated epochs, benchmarks/README.md).
 RING_BYTES = 4 << 20
 #: the most slots a ring takes (tiny models: the draws are cheap, the ring need not be deeper)
 MAX_DEPTH = 16
