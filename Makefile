@@ -6,7 +6,7 @@ CORES ?= all
 # the venv's tools (papermill, python) must be found by Snakemake's shell commands
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test lint dry-run benchmark clean-results
+.PHONY: install demo test lint dry-run benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(VENV)/.installed: envs/requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r envs/requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# the venv alone (what every other target builds first), for the paper configs' commands
+install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES)

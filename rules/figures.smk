@@ -209,7 +209,7 @@ rule record_traces:
     params:
         checkpoints=lambda wildcards: [run.checkpoint for run in pipeline.trace_runs(config, wildcards.task)],
         dataset=lambda wildcards: config["tasks"][wildcards.task]["dataset"],
-        raw_dir="data/raw",
+        raw_dir=paths.RAW_DIR,
     log:
         paths.log("record_traces", "{task}"),
     benchmark:

@@ -37,6 +37,7 @@ def tiny_config() -> dict:
     task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
     config["evaluation"]["draws"] = 2
     config["evaluation"]["sigma_inference"] = [0, 0.1]
+    task["evaluation"]["device_draws"] = 2
     return config
 
 
@@ -200,6 +201,24 @@ def test_end_to_end_prepare_train_evaluate(workspace, capsys):
     assert runs.read_parquet_metadata(root / "both.parquet")["checkpoint"] == f"{vanilla},{mat}"
     with pytest.raises(ValueError, match="no checkpoints"):
         runs.evaluate_models([], settings, data_path=data, out_path=root / "none.parquet")
+
+    # --devices: the workflow's cross-evaluation of the same model (every condition of the task's
+    # devices), and a summary line per device condition
+    capsys.readouterr()
+    devices_shard = root / "evaluation" / "mat_devices.parquet"
+    assert main(["evaluate", "--config", config, "--checkpoint", str(mat), "--data", data,
+                 "--out", str(devices_shard), "--devices"]) == 0
+    out = capsys.readouterr().out
+    job = pipeline.device_evaluation_job(load_config(config), "mnist")
+    expected = runs.evaluate_models([mat], MonteCarloSettings(**job["settings"]), data_path=data,
+                                    out_path=root / "expected_devices.parquet", kind="devices")
+    table = pd.read_parquet(devices_shard)
+    assert table.equals(expected)
+    assert set(table["device"]) == set(load_config(config)["tasks"]["mnist"]["evaluation"]["devices"])
+    assert set(table["draw"]) == {0, 1}  # device_draws, not the study's draws
+    conditions = table.drop_duplicates(["device", "sigma_inference", "n_levels", "t_inference", "p_stuck_off", "p_stuck_on"])
+    summary = [line for line in out.splitlines()[2:] if line.strip()]  # below the header lines
+    assert len(summary) == len(conditions) > 10
 
 
 def test_a_training_job_of_several_models_keeps_their_states_until_all_are_done(workspace, tmp_path, caplog):

@@ -138,6 +138,34 @@ def test_mat_step_updates_batchnorm_statistics_and_passes_gradients_straight_thr
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("running_stats", [True, False])
+def test_evaluation_noises_batchnorm_only_when_its_settings_say_so(running_stats):
+    # the original's CIFAR evaluation noised BatchNorm's weights and biases (its training did
+    # not): MonteCarloSettings.include_normalization, from evaluation.include_normalization
+    torch.manual_seed(0)
+    model = mobilenet_v2_cifar(**TINY_MOBILENET, batchnorm_running_stats=running_stats)
+    with torch.no_grad():  # torchvision starts BatchNorm at weight 1, bias 0: make them differ
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    clean = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in norms]
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for include in (False, True):
+        seen = []
+        hooks = [m.register_forward_pre_hook(lambda m, _: seen.append((m.weight.detach().clone(),
+                                                                          m.bias.detach().clone()))) for m in norms]
+        settings = MonteCarloSettings(sigma_inference=(0.1,), draws=2, seed=5, noise_options={"reference": "absmax"},
+                                      include_normalization=include, draws_per_chunk=1, batch_size=8)
+        monte_carlo_accuracy(model, x, y, settings)
+        for hook in hooks:
+            hook.remove()
+        assert len(seen) == 2 * len(norms)  # one pass per draw
+        perturbed = [not (torch.equal(w, cw) and torch.equal(b, cb)) for (w, b), (cw, cb) in zip(seen, clean * 2)]
+        assert all(perturbed) if include else not any(perturbed), include
+
+
 def test_batched_draws_equal_one_draw_at_a_time():
     torch.manual_seed(0)
     model = mobilenet_v2_cifar(**TINY_MOBILENET)

