@@ -128,9 +128,9 @@ class OriginalLoop:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         logits, spikes = self.logits(x)
-        activity = spikes if self.neuron == "spiking" else spikes.abs()
-        loss = (F.nll_loss(F.log_softmax(logits, dim=-1), y) + 1e-7 * activity.sum()
-                + 1e-7 * activity.sum(dim=(0, 1)).square().mean())
+        # the original sums its neurons' outputs, tanh's with their signs (SPEC §3)
+        loss = (F.nll_loss(F.log_softmax(logits, dim=-1), y) + 1e-7 * spikes.sum()
+                + 1e-7 * spikes.sum(dim=(0, 1)).square().mean())
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
