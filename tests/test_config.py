@@ -924,3 +924,7 @@ def test_caption_values_state_the_task_noise_and_each_methods_models(demo):
     assert "mat: 3 models per configuration (seeds 14, 15, 16)" in models
     assert "qat, qat_noise: 2 models per configuration (seeds 14, 15)" in models
     assert pipeline.caption_values(demo, "ecg")["draws"] == "15"
+    # the paper CIFAR evaluation noises BatchNorm too (the original's): its captions say so
+    cifar = load_config(REPO / "config" / "paper_cifar.yaml")
+    assert pipeline.caption_values(cifar, "cifar10")["noise"] == (
+        "gaussian (reference absmax), the normalisation layers' parameters included")

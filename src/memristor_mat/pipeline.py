@@ -498,5 +498,6 @@ def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
         "band": "-".join(figures["band"]),
         "dataset": task_config["dataset"]["name"],
         "arch": task_config["model"]["arch"],
-        "noise": f"{noise['model']}" + (f" ({options})" if options else ""),
+        "noise": f"{noise['model']}" + (f" ({options})" if options else "")
+                 + (", the normalisation layers' parameters included" if evaluation.include_normalization else ""),
     }
