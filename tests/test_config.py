@@ -866,6 +866,27 @@ def test_task_noise_overrides_the_top_level_noise_for_that_task_only(demo):
     assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {"reference": "2absmax"}
 
 
+@pytest.mark.parametrize("where, value", [
+    (("tasks", "mnist", "training", "optimizer", "lr"), float("inf")),   # untyped: passed on to torch
+    (("tasks", "mnist", "training", "weight_clip_std"), float("nan")),
+    (("tasks", "mnist", "training", "noisy_updates", "relative_sd"), float("nan")),
+    (("evaluation", "sigma_inference", 1), float("nan")),
+    (("tasks", "cifar_standin", "training", "augmentation", "rotation_degrees"), float("-inf")),
+])
+def test_nan_or_infinity_anywhere_is_refused_with_its_key(demo, tmp_path, where, value):
+    # YAML's .nan / .inf: ranges cannot reject NaN, and an infinite lr trains NaN weights silently
+    target = demo
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    with pytest.raises(ConfigError, match=rf"config key {'.'.join(map(str, where))}: .* is not a finite number"):
+        validate_config(demo)
+    written = tmp_path / "config.yaml"
+    written.write_text(yaml.safe_dump(demo).replace(".nan", ".NaN"))  # YAML's own spelling, read back
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        load_config(written)
+
+
 def test_evaluation_may_noise_other_tensors_than_training(demo):
     # evaluation.include_normalization (the original's CIFAR evaluation noised BatchNorm, its
     # training did not); without it the evaluation noises training's tensors

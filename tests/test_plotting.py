@@ -265,6 +265,8 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
             tables_dir=str(tables),
             headline_method="mat",
             headline_sigma_train=0.2,
+            center="median",  # as the ECG tasks: every figure shows it, the heatmap too
+            band=["q25", "q75"],
             data_label="synthetic test data",
             show_published=True,
         ),
@@ -288,6 +290,14 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
     # show_published: the original's curves beside ours where it has them
     published = figure1[figure1["element"] == "published"]
     assert set(published["method"]) == {"vanilla", "noisy_updates", "mat_scratch"}
+    figure2 = pd.read_csv(tables / "sigma_train_curves.csv")  # the published MNIST vanilla beside ours
+    assert set(figure2.loc[figure2["element"] == "published", "method"]) == {"vanilla"}
+    heatmap = pd.read_csv(tables / "heatmap_sigma_train_inference.csv")
+    written = pd.read_parquet(summary_path)
+    expected = written[(written["method"] == "mat") & (written["sigma_train"] == 0.2)
+                       & (written["sigma_inference"] == 0.05)]["median"].iloc[0]
+    cell = heatmap[(heatmap["method"] == "mat") & (heatmap["sigma_train_pct"] == 20)]["5"].iloc[0]
+    assert cell == pytest.approx(expected, abs=0.051)  # the median (written to 0.1 point), not the mean
 
 
 def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
@@ -341,6 +351,13 @@ def test_task_comparison_has_one_panel_per_task(summary):
                     & (table["method"] == "mat_scratch")]
     line = curve_lines(fig.axes[0])[spiking["label"].iloc[0]]
     assert list(line.get_ydata()) == spiking["median"].tolist()
+    # one legend, right of the last panel, naming the curves of every panel: mat_scratch is drawn
+    # in the first panel only; the clean lines share one entry
+    legends = [ax.get_legend() for ax in fig.axes]
+    assert legends[0] is None and legends[1] is not None
+    entries = [text.get_text() for text in legends[1].get_texts()]
+    assert spiking["label"].iloc[0] in entries and len(entries) == len(set(entries)) == 3
+    assert sum("no noise" in entry for entry in entries) == 1
 
 
 def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():

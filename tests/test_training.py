@@ -101,6 +101,26 @@ def test_resume_with_other_settings_is_refused(tmp_path):
               resume_extra=IDENTITY)
 
 
+def test_resume_of_another_model_is_refused_naming_what_differs(tmp_path):
+    # the same training settings, another network's options (a config edit keeps the resume
+    # path): the state must not be loaded, neither failing on shapes nor silently (an SNN's
+    # time constants are buffers of the same shapes)
+    resume = tmp_path / "run.resume"
+    train(model(), toy_data(), settings(epochs=1), device=CPU, resume_path=resume, resume_extra=IDENTITY)
+    other = {**IDENTITY, "arch_options": {**IDENTITY["arch_options"], "hidden_sizes": [8]}}
+    torch.manual_seed(0)
+    smaller = MLP(input_size=16, hidden_sizes=[8], num_classes=2, bias=True)
+    with pytest.raises(CheckpointError, match=r"another arch_options .*hidden_sizes.*\[12\].*delete it"):
+        train(smaller, toy_data(), settings(epochs=1), device=CPU, resume_path=resume, resume_extra=other)
+    assert resume.exists()  # nothing deleted: the user decides
+    # a state that lacks what training stores is named, not a KeyError
+    state = torch.load(resume, weights_only=True)
+    del state["optimizer"]
+    torch.save(state, resume)
+    with pytest.raises(CheckpointError, match="does not fit this run.*optimizer"):
+        train(model(), toy_data(), settings(epochs=1), device=CPU, resume_path=resume, resume_extra=IDENTITY)
+
+
 def test_lr_schedule_steps_per_epoch():
     result = train(model(), toy_data(), settings(epochs=3, lr_scheduler={"name": "StepLR", "step_size": 1,
                                                                          "gamma": 0.5}), device=CPU)

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import methods as registry
+from .datasets.errors import DataError
 from .io import atomic_path
 from .provenance import provenance
 from .reporting.summary import CONDITION_COLUMNS, device_keys, per_model_summary, summarise
@@ -69,13 +70,12 @@ def aggregate(
     (key, value) CSV that the report shows."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
-    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
-    missing = [c for c in ACCURACY_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"evaluation shards lack columns {missing}")
+    tables, shard_meta = _read_shards(shard_paths, lambda table: ACCURACY_COLUMNS)
+    # every input read before the first output is written: a bad one leaves the outputs as they were
+    metrics = pd.concat([_read_metrics(p) for p in metrics_paths], ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
     table = table.sort_values(["method", *registry.SETTING_COLUMNS, "seed", "sigma_inference", "draw"],
                               ignore_index=True)
-    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
     meta = {
         **_shard_provenance(shard_meta),
         "shard_config_hashes": ",".join(sorted({m.get("config_hash", "?") for m in shard_meta})),
@@ -88,7 +88,6 @@ def aggregate(
     write_parquet(summary, summary_path, meta)
     write_table(summary, summary_stem)
     write_table(per_model_summary(table), per_model_stem)
-    metrics = pd.concat([pd.read_csv(p) for p in metrics_paths], ignore_index=True)
     write_csv(metrics, metrics_out_path)
     write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
     return summary
@@ -108,15 +107,13 @@ def aggregate_devices(
     condition."""
     if not shard_paths:
         raise ValueError("no device evaluation shards to aggregate")
-    table = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    tables, shard_meta = _read_shards(
+        shard_paths, lambda table: device_accuracy_columns([c for c in CONDITION_COLUMNS if c in table.columns]))
+    table = pd.concat(tables, ignore_index=True)
     conditions = [c for c in CONDITION_COLUMNS if c in table.columns]
-    missing = [c for c in device_accuracy_columns(conditions) if c not in table.columns]
-    if missing:
-        raise ValueError(f"device evaluation shards lack columns {missing}")
     table = table.loc[:, device_accuracy_columns(conditions)].sort_values(
         ["method", *registry.SETTING_COLUMNS, "seed", "device", *conditions, "draw"], ignore_index=True,
         na_position="first")
-    shard_meta = [read_parquet_metadata(p) for p in shard_paths]
     meta = {
         **_shard_provenance(shard_meta),
         "shards": str(len(shard_paths)),
@@ -127,6 +124,34 @@ def aggregate_devices(
     write_parquet(summary, summary_path, meta)
     write_csv(summary, summary_csv_path)
     return summary
+
+
+def _read_shards(paths: Sequence[str | os.PathLike], required) -> tuple[list[pd.DataFrame], list[dict[str, str]]]:
+    """Each shard's table and provenance, checked one by one: a shard that is unreadable or
+    lacks a column (``required(table)``) is named, with what to do, instead of failing later
+    in the concatenated table."""
+    tables, metas = [], []
+    for path in paths:
+        try:
+            table, meta = pd.read_parquet(path), read_parquet_metadata(path)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise DataError(f"evaluation shard {path} is unreadable ({type(error).__name__}: {error}); "
+                            "delete it and rerun: its evaluation job writes it again") from None
+        missing = [c for c in required(table) if c not in table.columns]
+        if missing:
+            raise DataError(f"evaluation shard {path} lacks the columns {missing}: it was written by "
+                            "another version or another kind of evaluation; delete it and rerun")
+        tables.append(table)
+        metas.append(meta)
+    return tables, metas
+
+
+def _read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise DataError(f"training metrics {path} are unreadable ({type(error).__name__}: {error}); "
+                        "delete the model's folder and rerun its training job") from None
 
 
 def _shard_provenance(shard_meta: Sequence[dict[str, str]]) -> dict[str, str]:

@@ -48,7 +48,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks the entries {missing}")
-    if payload["format_version"] != FORMAT_VERSION:
+    if not (isinstance(payload["format_version"], int) and payload["format_version"] == FORMAT_VERSION):
         raise CheckpointError(
             f"checkpoint {path} has format version {payload['format_version']}, "
             f"this library reads version {FORMAT_VERSION}"
@@ -60,11 +60,11 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | os.PathLike = "<c
     """Rebuild the model from the checkpoint alone (no run config needed)."""
     try:
         model = build_model(payload["arch"], **payload["arch_options"])
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # TypeError: arch_options that are no mapping
         raise CheckpointError(f"checkpoint {path}: {error}") from error
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
+    except (RuntimeError, TypeError) as error:  # TypeError: a state_dict that is no mapping
         raise CheckpointError(
             f"checkpoint {path}: weights do not fit architecture {payload['arch']!r} "
             f"{payload['arch_options']}: {error}"

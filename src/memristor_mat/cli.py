@@ -20,6 +20,7 @@ from . import __version__, pipeline, runs
 from . import methods as registry
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
+from .datasets import load_prepared
 from .datasets.errors import DataError
 from .settings import MonteCarloSettings, TrainingSettings
 
@@ -86,8 +87,13 @@ def _run(args: argparse.Namespace) -> None:
             raise ConfigError(f"{args.method} models differ by {sweep}: give --{sweep.replace('_', '-')}")
         run = pipeline.ModelRun(_task(config, args.task), args.method, float(value), args.seed)
         job = pipeline.train_job(config, run)
+        data = load_prepared(args.data)
+        expected = config["tasks"][run.task]["dataset"]["name"]
+        if data.name != expected:
+            raise DataError(f"{args.data} holds dataset {data.name!r}, but task {run.task!r} trains on {expected!r}: "
+                            f"prepare it with `memristor-mat prepare --task {run.task}`")
         runs.train_model(
-            run, TrainingSettings.from_dict(job["settings"]), job["model"],
+            run, TrainingSettings.from_dict(job["settings"]), job["model"], data=data,
             data_path=args.data, out_path=args.out,
             metrics_path=args.metrics or str(Path(args.out).with_name("metrics.csv")),
             pretrained_path=args.pretrained, device=job["device"], threads=args.threads,

@@ -106,7 +106,11 @@ def train_model(
                 f"pretrained checkpoint {pretrained_path} holds {pretrained['arch']} {pretrained['arch_options']}, "
                 f"but this run needs {arch} {options}"
             )
-        model.load_state_dict(pretrained["state_dict"])
+        try:
+            model.load_state_dict(pretrained["state_dict"])
+        except (RuntimeError, TypeError) as error:
+            raise CheckpointError(f"pretrained checkpoint {pretrained_path}: its weights do not fit {arch} "
+                                  f"{options} ({error})") from None
     identity = {
         "arch": arch, "arch_options": options, "task": run.task, "dataset": data.name,
         "method": run.method, "sigma_train": run.sigma_train, "seed": run.seed,
@@ -161,14 +165,29 @@ def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCa
             f"checkpoint {checkpoint_path} was trained on {checkpoint.get('dataset')!r}, "
             f"but the test data {data_path} is {data.name!r}"
         )
+    # what names the rows, and whether the network takes these samples: checked before the
+    # Monte-Carlo run, not after it
+    try:
+        method_settings = registry.unapplied_settings() | {
+            "sigma_train": float(checkpoint["sigma_train"]), **checkpoint.get("method_settings", {})}
+        identity = {
+            "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
+            "method": checkpoint["method"], **method_settings, "seed": int(checkpoint["seed"]),
+        }
+        commit = dict(checkpoint.get("provenance") or {}).get("git_commit", "unknown")
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint_path} lacks or garbles its identity ({error!r}); "
+                              "retrain it (delete it and rerun its rule)") from None
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(data.x_test[:1].to(torch_device))
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path} ({checkpoint['arch']} {checkpoint['arch_options']}) does not take "
+            f"the samples of {data_path} (shape {tuple(data.input_shape)}): {error}") from None
     table = evaluate(model, data.x_test, data.y_test, settings, normals_cache)
-    method_settings = registry.unapplied_settings() | {
-        "sigma_train": float(checkpoint["sigma_train"]), **checkpoint.get("method_settings", {})}
-    identity = {
-        "task": checkpoint["task"], "dataset": data.name, "arch": checkpoint["arch"],
-        "method": checkpoint["method"], **method_settings, "seed": int(checkpoint["seed"]),
-    }
-    return table, identity, checkpoint.get("provenance", {}).get("git_commit", "unknown")
+    return table, identity, commit
 
 
 def _study_columns(table: pd.DataFrame, identity: dict[str, Any], settings: MonteCarloSettings) -> pd.DataFrame:

@@ -173,14 +173,26 @@ def train(
                 f"resume checkpoint {resume_path} was written with other training settings; "
                 "delete it to start this run over"
             )
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["lr_scheduler"])
-        scaler.load_state_dict(state.get("grad_scaler") or {})
-        hooks.load_state_dict(state.get("method_state") or {})
-        history = list(state["history"])
-        start_epoch = int(state["epochs_done"])
+        # the settings' hash does not cover the model or the data (a config edit of the network's
+        # options keeps the resume path): the entries stored with the state must match too
+        changed = sorted(key for key, value in (resume_extra or {}).items() if state.get(key) != value)
+        if changed:
+            raise CheckpointError(
+                f"resume checkpoint {resume_path} was written for another {', '.join(changed)} "
+                f"({', '.join(f'{key} {state.get(key)!r}' for key in changed)}); delete it to start this run over"
+            )
+        try:
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["lr_scheduler"])
+            scaler.load_state_dict(state.get("grad_scaler") or {})
+            hooks.load_state_dict(state.get("method_state") or {})
+            history = list(state["history"])
+            start_epoch = int(state["epochs_done"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"resume checkpoint {resume_path} does not fit this run ({error}); "
+                                  "delete it to start this run over") from None
         log.info("resuming %s from epoch %d of %d", resume_path, start_epoch, settings.epochs)
 
     loss_fn = loss_function(model)

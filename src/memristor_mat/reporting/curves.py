@@ -255,9 +255,12 @@ def plot_sigma_train_curves(
     center: str = "mean",
     band: Sequence[str] | None = ("p12", "p88"),
     title: str | None = None,
+    published: pd.DataFrame | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Accuracy against inference noise, one curve per ``sigma_train`` of ``method`` (shades of
     a sequential palette, darker = larger sigma_train), plus vanilla (if present) for reference.
+    ``published``: as for :func:`plot_accuracy_vs_noise` (the original's curve of each
+    sigma_train it published, dotted beside ours).
 
     Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise` (labels are the legend's:
     ``σ_train = 10%``, ``Vanilla``).
@@ -295,6 +298,7 @@ def plot_sigma_train_curves(
             band=band,
             clean_reference=("vanilla", 0.0) if has_vanilla else None,
             legend_title=method_label(method),
+            published=published,
         )
         if title:
             ax.set_title(wrap_title(title), loc="left")
@@ -337,12 +341,40 @@ def plot_task_comparison(
                 legend_title=None,
             )
             ax.set_title(panel_title, loc="left", fontsize="medium")
-            if index < len(axes) - 1:
-                ax.get_legend().remove()
             if index > 0:
                 ax.set_ylabel("")
             table.insert(0, "panel", panel_title)
             tables.append(table)
+        _merge_legends(axes, tables)
         if title:
             fig.suptitle(title, x=0.01, horizontalalignment="left", fontweight="bold")
     return fig, pd.concat(tables, ignore_index=True)
+
+
+def _merge_legends(axes, tables: Sequence[pd.DataFrame]) -> None:
+    """One legend, right of the last panel, naming every curve of every panel once (a curve of
+    one panel only, e.g. noisy updates where the other network has none, keeps its entry); the
+    clean-reference lines, one value per panel, share one entry with the values left to right."""
+    clean_labels = [label for table in tables for label in table.loc[table["element"] == "clean_reference", "label"]]
+    entries: dict[str, object] = {}
+    clean_handle = None
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label in clean_labels:
+                clean_handle = clean_handle or handle
+            else:
+                entries.setdefault(label, handle)
+    if clean_handle is not None:
+        if len(set(clean_labels)) == 1:
+            entries[clean_labels[0]] = clean_handle
+        else:  # "Vanilla, no noise (99.0%)" per panel -> "Vanilla, no noise (99.0% | 97.5%, left to right)"
+            stem = clean_labels[0][:clean_labels[0].rindex("(")]
+            numbers = [label[label.rindex("(") + 1:-1] for label in clean_labels]
+            entries[f"{stem}({' | '.join(numbers)}, left to right)"] = clean_handle
+    last = axes[-1].get_legend()
+    title = last.get_title().get_text() if last is not None else None
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    axes[-1].legend(list(entries.values()), list(entries.keys()), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    borderaxespad=0.0, title=title, fontsize="small", title_fontsize="small", alignment="left")

@@ -20,7 +20,7 @@ TRACE_PANELS = (
     ("signal", "ECG (mV)"),
     ("event", "Delta events"),
     ("spike", "Hidden neuron"),
-    ("readout", "Readout"),
+    ("readout", "Readout membrane\n(a.u.)"),
 )
 
 
@@ -46,13 +46,13 @@ def plot_heartbeat_traces(traces: pd.DataFrame, *, method: str, title: str | Non
             for row, (quantity, ylabel) in enumerate(TRACE_PANELS):
                 ax = axes[row, column]
                 rows = beat_rows[beat_rows["quantity"] == quantity]
-                _draw_trace_panel(ax, quantity, rows)
+                _draw_trace_panel(ax, quantity, rows, legend=column == len(beats) - 1)
                 if column == 0:
                     ax.set_ylabel(ylabel)
             predicted = beat_rows.dropna(subset=["prediction"])["prediction"]
             verdict = ""
             if len(predicted):
-                verdict = f"; {method_label(method)} says {'abnormal' if int(predicted.iloc[0]) else 'normal'}"
+                verdict = f"\n{method_label(method)} says {'abnormal' if int(predicted.iloc[0]) else 'normal'}"
             axes[0, column].set_title(f"Test beat {beat}: {label}{verdict}", loc="left", fontsize="medium")
             axes[-1, column].set_xlabel("Time (ms)")
         if title:
@@ -60,13 +60,17 @@ def plot_heartbeat_traces(traces: pd.DataFrame, *, method: str, title: str | Non
     return fig, shown.reset_index(drop=True)
 
 
-def _draw_trace_panel(ax, quantity: str, rows: pd.DataFrame) -> None:
+def _draw_trace_panel(ax, quantity: str, rows: pd.DataFrame, *, legend: bool = True) -> None:
+    """One panel; ``legend``: name the lines, right of the panel (the last column's: outside
+    the axes, where it hides no trace)."""
     time_ms = 1000.0 * rows["time_s"].to_numpy(dtype=float)
     if quantity in ("signal", "readout"):
         for index, (channel, part) in enumerate(rows.groupby("channel", sort=False)):
             ax.plot(1000.0 * part["time_s"].to_numpy(dtype=float), part["value"].to_numpy(dtype=float),
                     color=_PALETTE[index % len(_PALETTE)], linewidth=1.0, label=str(channel))
-        ax.legend(loc="upper right", fontsize="x-small", frameon=False, ncol=2)
+        if legend:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="x-small",
+                      frameon=False)
         return
     channels = list(dict.fromkeys(rows["channel"]))
     position = {channel: i for i, channel in enumerate(channels)}
