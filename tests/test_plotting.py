@@ -373,6 +373,18 @@ def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():
     assert lightness[0] < lightness[1]
 
 
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_every_methods_shades_are_told_apart_and_seen_on_white(count):
+    # QAT's pink sat at the old palette's light end: its 2- and 4-level curves had one colour
+    from memristor_mat import methods as registry
+    from memristor_mat.reporting.style import MAX_SHADE_LUMINANCE, method_shades, relative_luminance
+
+    for method in registry.method_names():
+        luminance = [relative_luminance(c) for c in method_shades(method, count)]
+        assert luminance[0] <= MAX_SHADE_LUMINANCE + 1e-9, method
+        assert all(a - b >= 0.04 for a, b in zip(luminance, luminance[1:])), (method, luminance)
+
+
 def matplotlib_rgb(color):
     from matplotlib.colors import to_rgb
 

@@ -8,6 +8,7 @@ close) inside the package style (:func:`style_context`), so they look the same w
 
 from __future__ import annotations
 
+import colorsys
 import contextlib
 import os
 import textwrap
@@ -144,15 +145,34 @@ def _fmt_pct(value: float) -> str:
     return f"{float(value):g}%"
 
 
+#: the lightest shade's largest relative luminance: a contrast of 2.6:1 or more against the
+#: white background (WCAG 2's formula: (1.05) / (luminance + 0.05))
+MAX_SHADE_LUMINANCE = 0.35
+
+
+def relative_luminance(color) -> float:
+    """WCAG 2's relative luminance of an sRGB colour (0 black, 1 white)."""
+    from matplotlib.colors import to_rgb
+
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(color)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
 def method_shades(method: str, count: int) -> list:
-    """``count`` shades of the method's colour, light to dark (darker = larger sigma_train);
-    the method's own colour when ``count`` is 1."""
+    """``count`` shades of the method's colour, light to dark (darker = larger sigma_train),
+    evenly spaced in lightness; the method's own colour when ``count`` is 1. The lightest keeps
+    :data:`MAX_SHADE_LUMINANCE` (a light green or pink on white is hard to see), the darkest is
+    at least 0.3 darker, so every shade differs from the next whatever the base colour's own
+    lightness (fixed ends once gave QAT's pink, itself near the light end, two equal shades)."""
     if count <= 1:
         return [method_color(method)]
     color = method_color(method)
-    return sns.blend_palette(
-        [sns.set_hls_values(color, l=0.62), color, sns.set_hls_values(color, l=0.22)], n_colors=count
-    )
+    base = colorsys.rgb_to_hls(*matplotlib.colors.to_rgb(color))[1]
+    light = min(base + 0.2, 0.75)
+    while light > 0.2 and relative_luminance(sns.set_hls_values(color, l=light)) > MAX_SHADE_LUMINANCE:
+        light -= 0.01
+    dark = max(0.12, min(base - 0.2, light - 0.3))
+    return [sns.set_hls_values(color, l=float(level)) for level in np.linspace(light, dark, count)]
 
 
 def curve_colors(curves: Sequence[tuple[str, float]]) -> list:
