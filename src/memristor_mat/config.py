@@ -116,12 +116,12 @@ def format_sigma(value: float) -> str:
     return np.format_float_positional(float(value), trim="-", precision=8)
 
 
-def _non_finite_number(value: Any, path: tuple = ()) -> tuple | None:
-    """The key path of the first NaN or infinity (YAML's .nan, .inf) in ``value``, or None. No
-    number of a config means either, and options passed to torch untyped (an optimiser's lr)
-    would otherwise train to NaN weights without a word."""
+def _non_finite_number(value: Any, path: tuple = ()) -> tuple[tuple, float] | None:
+    """The key path and value of the first NaN or infinity (YAML's .nan, .inf) in ``value``, or
+    None. No number of a config means either, and options passed to torch untyped (an
+    optimiser's lr) would otherwise train to NaN weights without a word."""
     if isinstance(value, float) and not math.isfinite(value):
-        return path
+        return path, value
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         found = _non_finite_number(item, (*path, key))
@@ -132,19 +132,13 @@ def _non_finite_number(value: Any, path: tuple = ()) -> tuple | None:
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate (and fill defaults in) ``config`` in place; raise ConfigError naming the key."""
-    path = _non_finite_number(config)
-    if path is not None:
-        raise ConfigError(f"config key {key_path(path)}: {_lookup(config, path)!r} is not a finite number")
+    found = _non_finite_number(config)
+    if found is not None:
+        raise ConfigError(f"config key {key_path(found[0])}: {found[1]!r} is not a finite number")
     error = _best_error(config_validator()(schema()), config)
     if error is not None:
         raise ConfigError(f"config key {key_path(error.absolute_path)}: {error.message}")
     check_semantics(config)
-    return config
-
-
-def _lookup(config: Any, path: tuple) -> Any:
-    for key in path:
-        config = config[key]
     return config
 
 
