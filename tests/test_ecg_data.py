@@ -199,6 +199,20 @@ def test_truncated_signal_file_names_it(tmp_path):
         read_beat_windows(path)
 
 
+@pytest.mark.parametrize("keep", [0.5, 4])
+def test_truncated_annotation_file_names_it(tmp_path, keep):
+    # wfdb reads an annotation file cut at an even length without complaint, minus the beats
+    # after the cut: the missing end-of-file code gives it away
+    path, _ = write_record(tmp_path)
+    atr = tmp_path / "100.atr"
+    data = atr.read_bytes()
+    assert data.endswith(b"\x00\x00")
+    cut = (int(len(data) * keep) // 2) * 2 if keep < 1 else keep
+    atr.write_bytes(data[:cut])
+    with pytest.raises(DataError, match=r"100\.atr is (truncated|corrupt)"):
+        read_beat_windows(path)
+
+
 def test_unknown_options_are_rejected(tmp_path):
     assert {"mitbih", "ecg_synthetic"} <= set(DATASETS)
     with pytest.raises(ValueError, match="bogus"):

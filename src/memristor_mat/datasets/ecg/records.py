@@ -118,6 +118,15 @@ def _read_annotations(record_path: Path, *, beats_only: bool) -> tuple[np.ndarra
         raise DataError(
             f"ECG record {record_path}: annotation file {annotation_file} is corrupt ({_describe(err)})."
         ) from err
+    # A WFDB annotation file ends with the end-of-file code 0x0000 (the MIT format); wfdb reads a
+    # file cut at an even length without a word, dropping the annotations after the cut
+    with open(annotation_file, "rb") as handle:
+        handle.seek(max(annotation_file.stat().st_size - 2, 0))
+        if handle.read() != b"\x00\x00":
+            raise DataError(
+                f"ECG record {record_path}: annotation file {annotation_file} is truncated (it lacks the "
+                "end-of-file code 0x0000); delete it and fetch the record again."
+            )
     samples = np.asarray(annotation.sample, dtype=np.int64)
     symbols = np.asarray(annotation.symbol, dtype=str)
     if not beats_only:
