@@ -406,6 +406,30 @@ def _resnet_two_widths(c):
     _cnn(c)["model"] = {"arch": "resnet_cifar", "depth": 20, "widths": [16, 32]}
 
 
+def _optimizer_keyword_typo(c):
+    _task(c)["training"]["optimizer"]["momentun"] = 0.9
+
+
+def _method_optimizer_keyword_of_another(c):
+    _task(c)["methods"]["mat"]["training"]["optimizer"] = {"name": "SGD", "lr": 0.01, "betas": [0.9, 0.99]}
+
+
+def _scheduler_without_milestones(c):
+    _task(c)["training"]["lr_scheduler"] = {"name": "MultiStepLR", "gamma": 0.5}
+
+
+def _scheduler_keyword_typo(c):
+    _task(c)["training"]["lr_scheduler"] = {"name": "StepLR", "step_size": 2, "gama": 0.5}
+
+
+def _scheduler_of_a_function(c):
+    _task(c)["training"]["lr_scheduler"] = {"name": "LambdaLR", "lr_lambda": "0.9 ** epoch"}
+
+
+def _plateau_per_batch(c):
+    _task(c)["training"]["lr_scheduler"] = {"name": "ReduceLROnPlateau", "interval": "batch"}
+
+
 # Rejected with the key's exact path (test_bad_option_is_rejected_at_its_exact_key).
 BAD_OPTIONS = [
     pytest.param(_test_fraction_above_one, "tasks.mnist.dataset.options.test_fraction", id="test-fraction-1.5"),
@@ -428,6 +452,14 @@ BAD_OPTIONS = [
     pytest.param(_window_one, "tasks.ecg.dataset.options.window", id="window-1"),
     pytest.param(_neuron_lif, "tasks.ecg.model.neuron", id="neuron-lif"),
     pytest.param(_dynamics_orig, "tasks.ecg.model.dynamics", id="dynamics-orig"),
+    pytest.param(_optimizer_keyword_typo, "tasks.mnist.training.optimizer.momentun", id="optimizer-keyword-typo"),
+    pytest.param(_method_optimizer_keyword_of_another, "tasks.mnist.methods.mat.training.optimizer.betas",
+                 id="optimizer-keyword-of-another-optimizer"),
+    pytest.param(_scheduler_without_milestones, "tasks.mnist.training.lr_scheduler.milestones",
+                 id="lr-scheduler-required-keyword"),
+    pytest.param(_scheduler_keyword_typo, "tasks.mnist.training.lr_scheduler.gama", id="lr-scheduler-keyword-typo"),
+    pytest.param(_scheduler_of_a_function, "tasks.mnist.training.lr_scheduler.name", id="lr-scheduler-of-a-function"),
+    pytest.param(_plateau_per_batch, "tasks.mnist.training.lr_scheduler.interval", id="plateau-schedule-per-batch"),
     pytest.param(_recurrence_with_original_dynamics, "tasks.ecg.model.recurrence",
                  id="recurrence-with-original-dynamics"),
     pytest.param(_input_gain_with_original_dynamics, "tasks.ecg.model.input_gain",

@@ -154,6 +154,37 @@ def test_lr_scheduler_names_are_those_of_the_installed_torch():
     )
 
 
+def _keywords(cls):
+    """(required, optional) keyword arguments of ``cls``'s constructor, its parameters or optimiser
+    left out, read from the installed torch."""
+    import inspect
+
+    parameters = [p for p in inspect.signature(cls.__init__).parameters.values()
+                  if p.name not in ("self", "params", "optimizer")]
+    assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters), cls
+    return (tuple(p.name for p in parameters if p.default is inspect.Parameter.empty),
+            tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty))
+
+
+def test_optimizer_and_schedule_keywords_are_those_of_the_installed_torch():
+    import torch
+
+    from memristor_mat.settings import TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
+
+    for module, table in ((torch.optim, TORCH_OPTIMIZERS), (torch.optim.lr_scheduler, TORCH_LR_SCHEDULERS)):
+        for name, keywords in table.items():
+            assert tuple(keywords) == _keywords(getattr(module, name)), (
+                f"torch {torch.__version__}'s {module.__name__}.{name} takes other keyword arguments than "
+                f"memristor_mat.settings says: {_keywords(getattr(module, name))}"
+            )
+
+
+def test_schedules_a_config_cannot_build_are_torch_classes():
+    from memristor_mat.settings import LR_SCHEDULERS_NOT_CONFIGURABLE, LR_SCHEDULERS_ON_LOSS, TORCH_LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS_NOT_CONFIGURABLE) | set(LR_SCHEDULERS_ON_LOSS) <= set(TORCH_LR_SCHEDULERS)
+
+
 def test_mixed_precision_names_are_the_training_types():
     from memristor_mat.settings import MIXED_PRECISION_TYPES
     from memristor_mat.training import MIXED_PRECISION

@@ -127,6 +127,22 @@ def test_lr_schedule_steps_per_epoch():
     assert [row["lr"] for row in result.history] == pytest.approx([0.01, 0.005, 0.0025])
 
 
+def test_plateau_schedule_steps_on_the_epochs_training_loss(monkeypatch):
+    """ReduceLROnPlateau needs a measured loss: each epoch's mean training loss, as recorded."""
+    seen = []
+    step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
+                        lambda self, metrics: (seen.append(metrics), step(self, metrics)))
+    # a threshold no loss can beat (not even the first, against infinity): the rate halves every epoch
+    schedule = {"name": "ReduceLROnPlateau", "factor": 0.5, "patience": 0, "threshold": 2.0}
+    result = train(model(), toy_data(), settings(epochs=3, lr_scheduler=schedule), device=CPU)
+    assert seen == pytest.approx([row["train_loss"] for row in result.history])
+    assert [row["lr"] for row in result.history] == pytest.approx([0.01, 0.005, 0.0025])
+    with pytest.raises(ValueError, match="interval must be 'epoch'"):
+        training.make_lr_scheduler({**schedule, "interval": "batch"},
+                                   training.make_optimizer({"name": "SGD", "lr": 0.1}, model().parameters()))
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"method": "sgd_magic"}, "unknown training method"),
     ({"method": "mat", "sigma_train": 0.0}, "needs sigma_train > 0"),

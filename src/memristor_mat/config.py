@@ -21,7 +21,7 @@ from . import methods as registry
 from .datasets import DATASET_OPTIONS, DATASETS
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
 from .noise_registry import NOISE_MODELS, condition_grid, device_chain
-from .settings import TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
+from .settings import LR_SCHEDULERS_NOT_CONFIGURABLE, LR_SCHEDULERS_ON_LOSS, TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -147,11 +147,27 @@ def _check_name(value: str, known, key: str) -> None:
         raise ConfigError(f"config key {key}: unknown name {value!r}; expected one of {sorted(known)}")
 
 
-def _check_torch_class(name: str, module: str, classes: tuple[str, ...], key: str) -> None:
-    """``name`` must be one of ``classes``, the classes of torch module ``module`` that fit (see
-    :data:`memristor_mat.settings.TORCH_OPTIMIZERS`): checked without importing torch."""
+def _check_torch_class(spec: dict[str, Any], module: str, classes: dict, key: str, ours=(),
+                       not_configurable: dict[str, str] | None = None) -> None:
+    """``spec["name"]`` must be one of ``classes``, the classes of torch module ``module`` that fit,
+    and the other keys of ``spec`` (but ``ours``, read by this project) its keyword arguments, each
+    required one given (:data:`memristor_mat.settings.TORCH_OPTIMIZERS`): checked without importing
+    torch, so a misspelt keyword fails at ``snakemake -n`` with its key, not when the job starts."""
+    name = spec["name"]
     if name not in classes:
-        raise ConfigError(f"config key {key}: {name!r} is not a {module} class")
+        raise ConfigError(f"config key {key}.name: {name!r} is not a {module} class")
+    why = (not_configurable or {}).get(name)
+    if why is not None:
+        raise ConfigError(f"config key {key}.name: {module}.{name} cannot be set in a config: {why}")
+    keywords = classes[name]
+    accepted = (*keywords.required, *keywords.optional)
+    unknown = sorted(set(spec) - {"name", *ours} - set(accepted))
+    if unknown:
+        raise ConfigError(f"config key {key}.{unknown[0]}: {module}.{name} takes no argument {unknown[0]!r}; "
+                          f"its arguments: {', '.join(accepted)}")
+    missing = [keyword for keyword in keywords.required if keyword not in spec]
+    if missing:
+        raise ConfigError(f"config key {key}.{missing[0]}: required by {module}.{name}")
 
 
 def _check_levels(levels, key: str) -> None:
@@ -277,11 +293,15 @@ def check_semantics(config: dict[str, Any]) -> None:
         ]
         for key, training in trainings:
             if "optimizer" in training:
-                _check_torch_class(training["optimizer"]["name"], "torch.optim", TORCH_OPTIMIZERS,
-                                   f"{key}.optimizer.name")
-            if training.get("lr_scheduler"):
-                _check_torch_class(training["lr_scheduler"]["name"], "torch.optim.lr_scheduler",
-                                   TORCH_LR_SCHEDULERS, f"{key}.lr_scheduler.name")
+                _check_torch_class(training["optimizer"], "torch.optim", TORCH_OPTIMIZERS, f"{key}.optimizer")
+            schedule = training.get("lr_scheduler")
+            if schedule:
+                _check_torch_class(schedule, "torch.optim.lr_scheduler", TORCH_LR_SCHEDULERS,
+                                   f"{key}.lr_scheduler", ours=("interval",),
+                                   not_configurable=LR_SCHEDULERS_NOT_CONFIGURABLE)
+                if schedule["name"] in LR_SCHEDULERS_ON_LOSS and schedule.get("interval") == "batch":
+                    raise ConfigError(f"config key {key}.lr_scheduler.interval: {schedule['name']} steps on "
+                                      "the epoch's training loss, once per epoch (interval: epoch)")
         figures = task["figures"]
         if figures["traces"] and task["model"]["arch"] != "recurrent_snn":
             raise ConfigError(f"config key {prefix}.figures.traces: only recurrent networks record traces")

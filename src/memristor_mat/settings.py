@@ -1,8 +1,8 @@
 """The settings of a training job and of a Monte-Carlo evaluation job, and the names they may use.
 
 The workflow builds these when it parses the config (:mod:`memristor_mat.pipeline`), so this
-module imports no torch: the optimiser and learning-rate schedule names are checked against
-static tuples of the pinned torch's classes (:data:`TORCH_OPTIMIZERS`,
+module imports no torch: the optimiser and learning-rate schedule names and keyword arguments are
+checked against static tables of the pinned torch's classes (:data:`TORCH_OPTIMIZERS`,
 :data:`TORCH_LR_SCHEDULERS`; a test compares them with the installed torch), the
 mixed-precision types and memory formats by name (:data:`MIXED_PRECISION_TYPES`,
 :data:`MEMORY_FORMATS`; the torch types are in :data:`memristor_mat.training.MIXED_PRECISION`
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from . import methods as registry
 from .noise_registry import CONDITION_KEYS, condition_grid, device_chain
@@ -28,25 +28,102 @@ __all__ = [
     "MonteCarloSettings",
     "device_condition_columns",
     "NoisyUpdates",
+    "LR_SCHEDULERS_NOT_CONFIGURABLE",
+    "LR_SCHEDULERS_ON_LOSS",
     "TORCH_LR_SCHEDULERS",
     "TORCH_OPTIMIZERS",
+    "TorchKeywords",
     "TrainingSettings",
     "settings_dict",
 ]
 
+
+class TorchKeywords(NamedTuple):
+    """The keyword arguments of a torch class's constructor, beside its first argument (the
+    parameters of an optimiser, the optimiser of a schedule): those without a default, the rest."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+
 #: The classes of ``torch.optim`` a config may name as ``optimizer.name`` (every subclass of
-#: ``torch.optim.Optimizer`` there, itself excluded), for the pinned torch (envs/requirements.txt).
-TORCH_OPTIMIZERS = (
-    "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "LBFGS", "Muon", "NAdam", "RAdam",
-    "RMSprop", "Rprop", "SGD", "SparseAdam",
-)
-#: The classes of ``torch.optim.lr_scheduler`` a config may name as ``lr_scheduler.name`` (every
-#: subclass of ``LRScheduler`` there, itself excluded; ``_LRScheduler`` is torch's old alias).
-TORCH_LR_SCHEDULERS = (
-    "ChainedScheduler", "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR",
-    "ExponentialLR", "LambdaLR", "LinearLR", "MultiStepLR", "MultiplicativeLR", "OneCycleLR", "PolynomialLR",
-    "ReduceLROnPlateau", "SequentialLR", "StepLR", "_LRScheduler",
-)
+#: ``torch.optim.Optimizer`` there, itself excluded) with their keyword arguments, for the pinned
+#: torch (envs/requirements.txt): the config names a misspelt or missing one at ``snakemake -n``
+#: without importing torch; a test compares them with the installed torch's signatures.
+TORCH_OPTIMIZERS: dict[str, TorchKeywords] = {
+    "ASGD": TorchKeywords((), (
+        "lr", "lambd", "alpha", "t0", "weight_decay", "foreach", "maximize", "differentiable", "capturable")),
+    "Adadelta": TorchKeywords((), (
+        "lr", "rho", "eps", "weight_decay", "foreach", "capturable", "maximize", "differentiable")),
+    "Adafactor": TorchKeywords((), ("lr", "beta2_decay", "eps", "d", "weight_decay", "foreach", "maximize")),
+    "Adagrad": TorchKeywords((), (
+        "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "foreach", "maximize",
+        "differentiable", "fused")),
+    "Adam": TorchKeywords((), (
+        "lr", "betas", "eps", "weight_decay", "amsgrad", "foreach", "maximize", "capturable",
+        "differentiable", "fused", "decoupled_weight_decay")),
+    "AdamW": TorchKeywords((), (
+        "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach", "capturable",
+        "differentiable", "fused")),
+    "Adamax": TorchKeywords((), (
+        "lr", "betas", "eps", "weight_decay", "foreach", "maximize", "differentiable", "capturable")),
+    "LBFGS": TorchKeywords((), (
+        "lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn",
+        "maximize")),
+    "Muon": TorchKeywords((), (
+        "lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn")),
+    "NAdam": TorchKeywords((), (
+        "lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay", "foreach",
+        "maximize", "capturable", "differentiable")),
+    "RAdam": TorchKeywords((), (
+        "lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "foreach", "maximize", "capturable",
+        "differentiable")),
+    "RMSprop": TorchKeywords((), (
+        "lr", "alpha", "eps", "weight_decay", "momentum", "centered", "capturable", "foreach", "maximize",
+        "differentiable")),
+    "Rprop": TorchKeywords((), (
+        "lr", "etas", "step_sizes", "capturable", "foreach", "maximize", "differentiable")),
+    "SGD": TorchKeywords((), (
+        "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", "foreach", "differentiable",
+        "fused")),
+    "SparseAdam": TorchKeywords((), ("lr", "betas", "eps", "maximize")),
+}
+#: The classes of ``torch.optim.lr_scheduler`` (every subclass of ``LRScheduler`` there, itself
+#: excluded; ``_LRScheduler`` is torch"s old alias) with their keyword arguments, as above.
+TORCH_LR_SCHEDULERS: dict[str, TorchKeywords] = {
+    "ChainedScheduler": TorchKeywords(("schedulers",), ()),
+    "ConstantLR": TorchKeywords((), ("factor", "total_iters", "last_epoch")),
+    "CosineAnnealingLR": TorchKeywords(("T_max",), ("eta_min", "last_epoch")),
+    "CosineAnnealingWarmRestarts": TorchKeywords(("T_0",), ("T_mult", "eta_min", "last_epoch")),
+    "CyclicLR": TorchKeywords(("base_lr", "max_lr"), (
+        "step_size_up", "step_size_down", "mode", "gamma", "scale_fn", "scale_mode", "cycle_momentum",
+        "base_momentum", "max_momentum", "last_epoch")),
+    "ExponentialLR": TorchKeywords(("gamma",), ("last_epoch",)),
+    "LambdaLR": TorchKeywords(("lr_lambda",), ("last_epoch",)),
+    "LinearLR": TorchKeywords((), ("start_factor", "end_factor", "total_iters", "last_epoch")),
+    "MultiStepLR": TorchKeywords(("milestones",), ("gamma", "last_epoch")),
+    "MultiplicativeLR": TorchKeywords(("lr_lambda",), ("last_epoch",)),
+    "OneCycleLR": TorchKeywords(("max_lr",), (
+        "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy", "cycle_momentum",
+        "base_momentum", "max_momentum", "div_factor", "final_div_factor", "three_phase", "last_epoch")),
+    "PolynomialLR": TorchKeywords((), ("total_iters", "power", "last_epoch")),
+    "ReduceLROnPlateau": TorchKeywords((), (
+        "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps")),
+    "SequentialLR": TorchKeywords(("schedulers", "milestones"), ("last_epoch",)),
+    "StepLR": TorchKeywords(("step_size",), ("gamma", "last_epoch")),
+    "_LRScheduler": TorchKeywords((), ("last_epoch",)),
+}
+#: The schedules of :data:`TORCH_LR_SCHEDULERS` that a config cannot build, and why.
+LR_SCHEDULERS_NOT_CONFIGURABLE = {
+    "ChainedScheduler": "it chains schedule objects, which a config cannot hold",
+    "SequentialLR": "it chains schedule objects, which a config cannot hold",
+    "LambdaLR": "its factor is a Python function, which a config cannot hold",
+    "MultiplicativeLR": "its factor is a Python function, which a config cannot hold",
+    "_LRScheduler": "it is torch's abstract base class",
+}
+#: The schedules that step on a measured loss: training steps them once per epoch with the epoch's
+#: mean training loss (the pipeline holds out no validation set; the test set must not steer training).
+LR_SCHEDULERS_ON_LOSS = ("ReduceLROnPlateau",)
 
 #: the names of the reduced-precision compute types for ``mixed_precision``
 MIXED_PRECISION_TYPES = ("bfloat16", "float16")

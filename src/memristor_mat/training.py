@@ -30,7 +30,7 @@ from .evaluation import clean_accuracy
 from .methods.hooks import EpochContext, TrainingHooks
 from .noise import noisy_parameter_names
 from .provenance import config_hash
-from .settings import TrainingSettings
+from .settings import LR_SCHEDULERS_ON_LOSS, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,12 @@ def make_lr_scheduler(spec: dict[str, Any] | None, optimizer):
     ``"epoch"`` (default) steps it once per epoch; ``"batch"`` after every optimiser step,
     counting batches across epochs, which is how the original stepped its
     ``MultiStepLR([100, 150, 200], 0.5)`` (SPEC §2.1: lr 1e-3, 5e-4 from batch 100, 2.5e-4 from
-    150, 1.25e-4 from 200 on)."""
+    150, 1.25e-4 from 200 on). A schedule of :data:`~memristor_mat.settings.LR_SCHEDULERS_ON_LOSS`
+    (``ReduceLROnPlateau``) steps per epoch on the epoch's mean training loss."""
     if spec is None:
         return None
-    lr_interval(spec)
+    if lr_interval(spec) == "batch" and spec["name"] in LR_SCHEDULERS_ON_LOSS:
+        raise ValueError(f"lr_scheduler {spec['name']} steps on the epoch's training loss: interval must be 'epoch'")
     options = {k: v for k, v in spec.items() if k != "interval"}
     name = options.pop("name")
     factory = getattr(torch.optim.lr_scheduler, name, None)
@@ -250,7 +252,10 @@ def train(
         finally:
             hooks.end_epoch()
         if scheduler is not None and not per_batch_schedule:
-            scheduler.step()
+            if settings.lr_scheduler["name"] in LR_SCHEDULERS_ON_LOSS:
+                scheduler.step(float(loss_sum) / n_train)
+            else:
+                scheduler.step()
         test_accuracy = clean_accuracy(model, x_test, data.y_test, batch_size=settings.eval_batch_size)
         history.append({
             "epoch": epoch + 1,
