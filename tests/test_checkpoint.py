@@ -180,7 +180,7 @@ def test_missing_file_raises_checkpoint_error_with_path(tmp_path):
 
 
 def test_directory_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
         load_checkpoint(tmp_path)
 
 
@@ -289,3 +289,14 @@ def test_atomic_write_removes_the_temporary_file_of_a_killed_earlier_write(tmp_p
     assert target.read_text() == "a,b\n"
     assert not stale.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.abc123.tmp", "summary.csv"]
+
+
+def test_atomic_write_onto_a_directory_is_refused_leaving_it_as_it_was(tmp_path):
+    from memristor_mat.io import write_text_atomic
+
+    target = tmp_path / "summary.csv"
+    target.mkdir()
+    (target / "kept.txt").write_text("x")
+    with pytest.raises(ValueError, match=f"{target} is a directory; give the path of the file to write"):
+        write_text_atomic(target, "a,b\n")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept.txt", "summary.csv"]  # no temporary file left

@@ -288,6 +288,25 @@ def test_train_refuses_prepared_data_of_another_dataset(workspace, tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("which", ["--out", "--metrics", "--data"])
+def test_a_directory_given_as_a_file_is_refused_before_training(workspace, tmp_path, capsys, monkeypatch, which):
+    monkeypatch.setattr(runs, "train_model", lambda *args, **kwargs: pytest.fail("trained before checking its paths"))
+    paths = {"--out": str(tmp_path / "model.pt"), "--metrics": str(tmp_path / "metrics.csv"),
+             "--data": workspace["data"], which: str(tmp_path)}
+    args = ["train", "--config", workspace["config"], "--task", "mnist", "--method", "vanilla", "--seed", "14"]
+    assert main([*args, *(part for item in paths.items() for part in item)]) == 2
+    assert f"{tmp_path} is a directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing trained or written
+
+
+def test_prepare_and_evaluate_refuse_a_directory_given_as_a_file(workspace, tmp_path, capsys):
+    assert main(["prepare", "--config", workspace["config"], "--task", "mnist", "--out", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a directory; give the path of the file to write" in capsys.readouterr().err
+    assert main(["evaluate", "--config", workspace["config"], "--checkpoint", str(tmp_path), "--data",
+                 workspace["data"], "--out", str(tmp_path / "table.parquet")]) == 2
+    assert f"checkpoint {tmp_path} is a directory" in capsys.readouterr().err
+
+
 def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):
     out = tmp_path / "mat.pt"
     code = main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat",

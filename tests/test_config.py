@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -430,6 +431,14 @@ def _plateau_per_batch(c):
     _task(c)["training"]["lr_scheduler"] = {"name": "ReduceLROnPlateau", "interval": "batch"}
 
 
+def _seed_beyond_int64(c):
+    _task(c)["seeds"] = [0, 2**63]
+
+
+def _evaluation_seed_beyond_int64(c):
+    c["evaluation"]["seed"] = 2**64
+
+
 # Rejected with the key's exact path (test_bad_option_is_rejected_at_its_exact_key).
 BAD_OPTIONS = [
     pytest.param(_test_fraction_above_one, "tasks.mnist.dataset.options.test_fraction", id="test-fraction-1.5"),
@@ -460,6 +469,8 @@ BAD_OPTIONS = [
     pytest.param(_scheduler_keyword_typo, "tasks.mnist.training.lr_scheduler.gama", id="lr-scheduler-keyword-typo"),
     pytest.param(_scheduler_of_a_function, "tasks.mnist.training.lr_scheduler.name", id="lr-scheduler-of-a-function"),
     pytest.param(_plateau_per_batch, "tasks.mnist.training.lr_scheduler.interval", id="plateau-schedule-per-batch"),
+    pytest.param(_seed_beyond_int64, "tasks.mnist.seeds.1", id="seed-2**63"),
+    pytest.param(_evaluation_seed_beyond_int64, "evaluation.seed", id="evaluation-seed-2**64"),
     pytest.param(_recurrence_with_original_dynamics, "tasks.ecg.model.recurrence",
                  id="recurrence-with-original-dynamics"),
     pytest.param(_input_gain_with_original_dynamics, "tasks.ecg.model.input_gain",
@@ -796,6 +807,21 @@ def test_invalid_yaml_names_the_file(tmp_path):
         load_config(path)
     assert str(path) in str(info.value)
     assert "YAML" in str(info.value)
+
+
+def test_config_file_not_in_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("tasks: {}\nevaluation: {label: 'D\xe9mo'}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"config file {re.escape(str(path))} is not UTF-8 text: byte 0xe9 at byte 32"):
+        load_config(path)
+    path.write_text("tasks: {}\nevaluation: {label: 'bell \x07'}\n")
+    with pytest.raises(ConfigError, match=r"control character '\\x07' at character 36"):
+        load_config(path)
+
+
+def test_directory_as_config_file_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=f"config file {re.escape(str(tmp_path))} cannot be read"):
+        load_config(tmp_path)
 
 
 @pytest.mark.parametrize("text", ["", "- a\n- b\n", "just a string\n"])

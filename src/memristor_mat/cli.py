@@ -22,6 +22,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
+from .io import check_output_path
 from .settings import MonteCarloSettings, TrainingSettings
 
 
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     config = load_config(args.config)
+    for output in (getattr(args, "out", None), getattr(args, "metrics", None)):
+        if output is not None:
+            check_output_path(output)
     if args.command == "validate":
         print(f"{args.config}: valid; {len(pipeline.model_runs(config))} models")
     elif args.command == "list":

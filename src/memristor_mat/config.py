@@ -361,10 +361,19 @@ def _check_comparisons(config: dict[str, Any]) -> None:
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     try:
-        with open(path) as handle:
+        # bytes: yaml reads UTF-8/16 whatever the locale, and names a byte it cannot decode
+        with open(path, "rb") as handle:
             config = yaml.safe_load(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as error:  # a directory, no permission
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from None
+    except yaml.reader.ReaderError as error:
+        if error.encoding == "unicode":  # decoded, but a control character YAML forbids
+            raise ConfigError(f"config file {path} holds the control character {chr(error.character)!r} at "
+                              f"character {error.position}, which YAML does not allow") from None
+        raise ConfigError(f"config file {path} is not {error.encoding.upper()} text: byte {error.character:#04x} "
+                          f"at byte {error.position} ({error.reason}); save it as UTF-8") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if not isinstance(config, dict):

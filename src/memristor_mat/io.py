@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Iterator
 
 
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse an output path that names a directory (``os.replace`` cannot put a file there): a
+    command line checks its outputs before its work, :func:`atomic_path` after it."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory; give the path of the file to write")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
@@ -20,6 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     single writer, so they cannot belong to a live one).
     """
     target = Path(path)
+    check_output_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
         stale.unlink(missing_ok=True)

@@ -104,6 +104,8 @@ def save_prepared(splits: DatasetSplits, path: str | os.PathLike) -> None:
 def load_prepared(path: str | os.PathLike) -> DatasetSplits:
     """Read a file written by :func:`save_prepared`, checking it is complete and consistent."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"prepared dataset {path} is a directory; give the .npz file the prepare rule wrote")
     if not path.is_file():
         raise DataError(
             f"prepared dataset {path} does not exist; run the prepare rule "
