@@ -413,6 +413,81 @@ def test_drift_compensation_of_a_bias():
     assert torch.allclose(out.abs().mean(-1), reference.abs().mean(-1), rtol=1e-5)
 
 
+def programmed_only(w, normals):
+    """The PCM weights right after programming (programming noise only) from ``normals``."""
+    g, a = device_conductances(w)
+    block = normals.unflatten(1, (3, 2))
+    g_p = PCMNoise().apply(g, [block.select(1, i) for i in range(3)], {}, programmed_only=True)
+    return (g_p[:, 0] - g_p[:, 1]) * a
+
+
+def test_drift_compensation_rescales_a_layer_as_a_whole_from_its_weight_and_bias():
+    # SPEC §8: one scalar per layer, the ratio of its mean |output| to an all-ones probe (W 1 + b)
+    # right after programming and now, multiplying the weight and the bias alike
+    gen = torch.Generator().manual_seed(5)
+    w, b = torch.randn(10, 32, generator=gen), torch.randn(10, generator=gen)
+    compensated, plain = make_noise_model("pcm"), make_noise_model("pcm", {"drift_compensation": False})
+    normals = {"w": common_draws(plain, w.shape, draws=3, seed=1), "b": common_draws(plain, b.shape, draws=3, seed=2)}
+    condition = {"t_inference": YEAR}
+    layer = at_conditions(compensated, {"w": w, "b": b}, normals, {"w": 0, "b": 0})(condition)
+    now_w, now_b = plain.apply(w, normals["w"], condition), plain.apply(b, normals["b"], condition)
+    then = programmed_only(w, normals["w"]).sum(-1) + programmed_only(b, normals["b"])
+    alpha = then.abs().mean(-1) / (now_w.sum(-1) + now_b).abs().mean(-1)
+    assert torch.allclose(layer["w"], now_w * alpha.view(3, 1, 1), rtol=1e-5)
+    assert torch.allclose(layer["b"], now_b * alpha.view(3, 1), rtol=1e-5)
+    # not the factor each tensor would get alone
+    alone = compensated.apply(b, normals["b"], condition)
+    assert not torch.allclose(alone, layer["b"], rtol=1e-3)
+
+
+def test_drift_compensation_reads_a_layer_along_its_output_axis():
+    # an (in, out) matrix used as x @ W (the spiking network's) is the transposed (out, in) one
+    compensated = make_noise_model("pcm")
+    w = torch.randn(6, 20, generator=torch.Generator().manual_seed(6))  # (out, in)
+    normals = common_draws(compensated, w.shape, draws=2)
+    condition = {"t_inference": YEAR}
+    out_in = at_conditions(compensated, {"w": w}, {"w": normals}, {"w": 0})(condition)["w"]
+    in_out = at_conditions(compensated, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 1})(condition)["w"]
+    assert torch.allclose(in_out.transpose(-1, -2), out_in, rtol=1e-6)
+    # read along the wrong axis, the factor differs
+    wrong = at_conditions(compensated, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 0})(condition)["w"]
+    assert not torch.allclose(wrong.transpose(-1, -2), out_in, rtol=1e-3)
+
+
+def test_crossbar_layers_group_each_modules_tensors_and_follow_a_models_layout():
+    from memristor_mat.models.mlp import MLP
+    from memristor_mat.models.snn import RecurrentSNN
+    from memristor_mat.noise import crossbar_layers, noisy_parameter_names
+
+    mlp = MLP(input_size=8, hidden_sizes=[4], num_classes=3, bias=True)
+    assert crossbar_layers(mlp, noisy_parameter_names(mlp)) == [
+        {"layers.1.weight": 0, "layers.1.bias": 0}, {"layers.3.weight": 0, "layers.3.bias": 0}]
+    snn = RecurrentSNN(n_inputs=4, hidden_size=6, num_classes=2)
+    assert crossbar_layers(snn, noisy_parameter_names(snn)) == [{"w_in": 1, "w_rec": 1}, {"w_out": 1}]
+    with pytest.raises(ValueError, match="lists"):
+        crossbar_layers(snn, ("w_in", "w_rec"))
+
+    class Misdeclared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Parameter(torch.zeros(3, 5)), torch.nn.Parameter(torch.zeros(5, 4))
+
+        def crossbar_layers(self):
+            return ({"a": 0, "b": 0},)
+
+    with pytest.raises(ValueError, match="same outputs"):
+        crossbar_layers(Misdeclared(), ("a", "b"))
+
+
+def test_stuck_devices_are_stuck_after_the_device_physics():
+    # [pcm, stuck_at] with every device stuck on: both devices of each pair read g_max whatever
+    # PCM did before, so every weight is 0 (stuck_at applied first, PCM noise would move them)
+    model = make_noise_model(["stuck_at", "pcm"], {"drift_compensation": False})  # listed in either order
+    w = torch.randn(5, 4, generator=torch.Generator().manual_seed(7))
+    out = model.apply(w, common_draws(model, w.shape), {"t_inference": DAY, "p_stuck_off": 0.0, "p_stuck_on": 1.0})
+    assert torch.equal(out, torch.zeros(3, 5, 4))
+
+
 def test_common_random_numbers_age_the_same_devices():
     model = make_noise_model("pcm", {"drift_compensation": False})
     w = torch.randn(64, 64, generator=torch.Generator().manual_seed(4))
@@ -486,9 +561,9 @@ def test_a_chip_programmed_once_reads_as_applying_anew_at_every_condition(model_
     conditions = [model.check_condition(c) for c in conditions]
     w = torch.randn(12, 9, generator=torch.Generator().manual_seed(3))
     normals = common_draws(model, w.shape, draws=4)
-    chip = at_conditions(model, w, normals)
+    chip = at_conditions(model, {"w": w}, {"w": normals})
     for condition in [*conditions, *reversed(conditions)]:
-        read = chip(condition)
+        read = chip(condition)["w"]
         assert read.shape == (4, 12, 9) or (model.is_identity(condition) and read is w)
         assert torch.equal(read, model.apply(w, normals, condition)), condition
 

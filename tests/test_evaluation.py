@@ -241,3 +241,29 @@ def test_a_device_draw_is_one_chip_read_at_every_time():
     # drift only shrinks conductances: the same devices, smaller on average a year later
     assert float(late.abs().mean()) < float(early.abs().mean())
     assert torch.corrcoef(torch.stack([early.flatten(), late.flatten()]))[0, 1] > 0.9
+
+
+def test_the_device_evaluation_compensates_drift_per_layer(monkeypatch):
+    # the MLP's layers are a weight and a bias each: one factor per layer and draw for both
+    import memristor_mat.evaluation as evaluation
+    from memristor_mat.noise import make_noise_model
+
+    seen = []
+    monkeypatch.setattr(evaluation, "correct_with_stacked_weights",
+                        lambda model, stacked, x, y, batch: (seen.append(stacked), torch.zeros(len(next(iter(
+                            stacked.values()))), dtype=torch.long))[1])
+    model = mlp(bias=True)
+    x, y = data()
+    condition = {"t_inference": 3.15e7}
+    evaluation.condition_accuracy(model, x, y, make_noise_model("pcm"), [condition], settings(draws=3))
+    names = noisy_parameter_names(model)
+    params = dict(model.named_parameters())
+    plain = make_noise_model("pcm", {"drift_compensation": False})
+    normals = standard_normal_draws({n: params[n].shape for n in names}, plain.normals_per_weight, 11, range(3))
+    for layer in ("layers.1", "layers.3"):
+        weight, bias = (f"{layer}.weight", f"{layer}.bias")
+        factor_w = seen[0][weight] / plain.apply(params[weight].detach(), normals[weight], condition)
+        factor_b = seen[0][bias] / plain.apply(params[bias].detach(), normals[bias], condition)
+        per_draw = factor_w.flatten(1).nanmedian(1).values
+        assert torch.allclose(factor_b, per_draw[:, None].expand_as(factor_b), rtol=1e-4, equal_nan=True)
+        assert bool((per_draw > 1.5).all())  # a year's drift compensated

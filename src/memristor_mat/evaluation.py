@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .device import derive_seed, generator, in_memory_format
-from .noise import NoiseModel, at_conditions, draw_normals, make_noise_model, noisy_parameter_names
+from .noise import NoiseModel, at_conditions, crossbar_layers, draw_normals, make_noise_model, noisy_parameter_names
 from .noise_registry import condition_column
 from .settings import MonteCarloSettings, device_condition_columns
 
@@ -176,6 +176,7 @@ def condition_accuracy(
     params = dict(model.named_parameters())
     clean = {n: params[n].detach() for n in names}
     shapes = {n: w.shape for n, w in clean.items()}
+    layers = crossbar_layers(model, names)
     conditions = [noise.check_condition(c) for c in conditions]
     columns = [condition_column(k) for k in noise.condition_keys]
     rows = []
@@ -189,9 +190,11 @@ def condition_accuracy(
             chunk = range(first, min(first + settings.draws_per_chunk, settings.draws))
             draw = normals_cache.draws if normals_cache is not None else standard_normal_draws
             normals = draw(shapes, noise.normals_per_weight, settings.seed, chunk, device)
-            chips = {n: at_conditions(noise, clean[n], normals[n]) for n in names}  # read at every condition
+            # each layer's chip programmed once, read at every condition
+            chips = [at_conditions(noise, {n: clean[n] for n in layer}, {n: normals[n] for n in layer}, layer)
+                     for layer in layers]
             for condition in noisy:
-                stacked = {n: chips[n](condition) for n in names}
+                stacked = {n: w for chip in chips for n, w in chip(condition).items()}
                 correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
                 rows += [(*condition.values(), d, c) for d, c in zip(chunk, correct)]
     table = pd.DataFrame(rows, columns=[*columns, "draw", "n_correct"])

@@ -552,6 +552,12 @@ class RecurrentSNN(nn.Module):
     def memristor_parameter_names(self) -> tuple[str, ...]:
         return ("w_in", "w_rec", "w_out")
 
+    def crossbar_layers(self) -> tuple[dict[str, int], ...]:
+        """The crossbar's layers (:func:`memristor_mat.noise.crossbar_layers`): the input and the
+        recurrent matrix feed the hidden neurons' input current together, the readout matrix the
+        readout; all are (in, out), the network computing ``x @ w``."""
+        return ({"w_in": 1, "w_rec": 1}, {"w_out": 1})
+
     def extra_repr(self) -> str:
         recurrence = "input current h" if self.recurrence is None else self.recurrence
         return (f"{self.n_inputs} -> {self.hidden_size} -> {self.num_classes}, dynamics={self.dynamics}, "

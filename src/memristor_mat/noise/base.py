@@ -19,7 +19,6 @@ That split is what the rest of the library relies on:
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -79,13 +78,18 @@ class SampledNoise:
         return self.apply(weight, normals.to(weight.device), self.check_condition(condition))
 
 
-def at_conditions(noise: NoiseModel, weight: torch.Tensor,
-                  normals: torch.Tensor) -> Callable[[Mapping[str, float]], torch.Tensor]:
-    """``condition -> noise.apply(weight, normals, condition)``, for reading one draw of a chip at
-    several conditions: a model with a ``program(weight, normals)`` of that form (the crossbar)
-    makes what the condition does not change once, the others apply anew at each condition."""
-    program = getattr(noise, "program", None)
-    return program(weight, normals) if program is not None else functools.partial(noise.apply, weight, normals)
+def at_conditions(noise: NoiseModel, weights: Mapping[str, torch.Tensor], normals: Mapping[str, torch.Tensor],
+                  output_axes: Mapping[str, int] | None = None
+                  ) -> Callable[[Mapping[str, float]], dict[str, torch.Tensor]]:
+    """``condition -> {name: noise.apply(weights[name], normals[name], condition)}`` for the
+    tensors of one layer (:func:`memristor_mat.noise.crossbar_layers`), for reading one draw of a
+    chip at several conditions: a model with a ``program_layer(weights, normals, output_axes)`` of
+    that form (the crossbar, whose drift compensation rescales the layer as a whole) makes what the
+    condition does not change once; the others apply anew to each tensor at each condition."""
+    program_layer = getattr(noise, "program_layer", None)
+    if program_layer is not None:
+        return program_layer(weights, normals, output_axes)
+    return lambda condition: {name: noise.apply(w, normals[name], condition) for name, w in weights.items()}
 
 
 def make_noise_model(model: str | Sequence[str], options: Mapping[str, Any] | None = None) -> NoiseModel:

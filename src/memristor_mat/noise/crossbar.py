@@ -21,17 +21,22 @@ rate ...): reading it later ages the same devices (common random numbers).
 
 Global drift compensation (Ambrogio et al., "Reducing the impact of phase-change memory
 conductance drift on the inference of large-scale hardware neural networks", IEDM 2019;
-aihwkit's ``GlobalDriftCompensation``): the periphery reads each tensor's response to a fixed
-probe once right after programming and again at the time of inference, and rescales the
-tensor's outputs by the ratio. Here the probe is an all-ones input (that of the first aihwkit
-versions, which read out the largest |output|; later ones probe with the one-hot vectors and read
-the mean) and the readout is the mean absolute output (SPEC §8): with the tensor viewed as
-``(shape[0], -1)``,
+aihwkit's ``GlobalDriftCompensation``): the periphery reads each layer's response to a fixed
+probe once right after programming and again at the time of inference, and rescales the layer's
+outputs by the ratio (SPEC §8: one scalar per layer and Monte-Carlo draw). Here the probe is an
+all-ones input (that of the first aihwkit versions, which read out the largest |output|; later
+ones probe with the one-hot vectors and read the mean) and the readout is the mean absolute
+output. A layer is the tensors that feed the same outputs (:func:`memristor_mat.noise.crossbar_layers`:
+a module's weight and bias; the spiking network's input and recurrent matrices), each with the
+axis of its outputs (0 for ``nn.Linear`` and convolutions, whose weights are (out, in, ...); a
+bias is its own response); with ``r`` the layer's response, the sum over its tensors of each
+tensor summed over its other axes,
 
-    alpha = mean_i |sum_j W_ref[i, j]| / mean_i |sum_j W_t[i, j]|,
+    alpha = mean_i |r_ref[i]| / mean_i |r_t[i]|,
 
-``W_ref`` being the weights right after programming (programming noise only) from the same
-normals. One scalar per tensor and Monte-Carlo draw; a 1-D tensor (a bias) is read as ``(n, 1)``.
+``r_ref`` from the weights right after programming (programming noise only) from the same
+normals, and every tensor of the layer is multiplied by alpha (a layer's output is linear in its
+weights and bias).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import torch
 
 from .base import SampledNoise
 
-__all__ = ["ConductanceEffect", "Crossbar", "device_conductances", "drift_compensation_factor"]
+__all__ = ["ConductanceEffect", "Crossbar", "device_conductances", "drift_compensation_factor", "probe_response"]
 
 
 @runtime_checkable
@@ -89,23 +94,23 @@ def device_conductances(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return g.clamp_min_(0), a
 
 
-def drift_compensation_factor(reference: torch.Tensor, current: torch.Tensor, weight_dims: int) -> torch.Tensor:
-    """alpha = mean_i |sum_j ref[i, j]| / mean_i |sum_j cur[i, j]| for each leading (draw) index,
-    each tensor's last ``weight_dims`` dimensions viewed as ``(shape[0], -1)`` (an all-ones probe
-    input, read out as the mean absolute output). Shape: the leading dimensions followed by
-    ``weight_dims`` ones, ready to multiply ``current``."""
+def probe_response(weight: torch.Tensor, weight_dims: int, output_axis: int = 0) -> torch.Tensor:
+    """A tensor's output to an all-ones probe: ``(*lead, n_out)``, summed over every one of its
+    last ``weight_dims`` dimensions but ``output_axis`` (counted among those); a 1-D tensor (a
+    bias) is its own response."""
+    lead = weight.dim() - weight_dims
+    if weight_dims == 0:  # a scalar parameter: one output
+        return weight.unsqueeze(-1)
+    outputs_last = weight.movedim(lead + output_axis, -1)
+    return outputs_last if weight_dims == 1 else outputs_last.flatten(lead, -2).sum(-2)
 
-    def readout(w: torch.Tensor) -> torch.Tensor:
-        lead = w.shape[: w.dim() - weight_dims]
-        rows = w.shape[w.dim() - weight_dims] if weight_dims > 0 else 1
-        return w.reshape(*lead, rows, -1).sum(-1).abs().mean(-1)
 
-    ref, cur = readout(reference), readout(current)
-    tiny = torch.finfo(cur.dtype).tiny
-    alpha = ref / cur.clamp_min(tiny)
-    lead = torch.broadcast_shapes(reference.shape[: reference.dim() - weight_dims],
-                                  current.shape[: current.dim() - weight_dims])
-    return alpha.expand(lead).reshape((*lead, *([1] * weight_dims)))
+def drift_compensation_factor(reference: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """alpha = mean_i |reference[..., i]| / mean_i |current[..., i]|: from a layer's responses
+    ``(*lead, n_out)`` to the probe right after programming and now, one per leading (draw)
+    index, shape ``lead``."""
+    tiny = torch.finfo(current.dtype).tiny
+    return reference.abs().mean(-1) / current.abs().mean(-1).clamp_min(tiny)
 
 
 class Crossbar(SampledNoise):
@@ -142,10 +147,12 @@ class Crossbar(SampledNoise):
 
     def apply(self, weight: torch.Tensor, normals: torch.Tensor, condition: Mapping[str, Any]) -> torch.Tensor:
         """Deployed weights ``(*draws, *weight.shape)`` from ``normals`` of shape
-        ``(*draws, normals_per_weight, *weight.shape)``. ``weight`` itself where every effect is
-        the identity at ``condition``. The gradient with respect to ``weight`` is the identity
-        (straight-through): the result is ``weight + (noisy - weight).detach()`` when a gradient
-        is being recorded, the noisy weights themselves otherwise (no extra rounding)."""
+        ``(*draws, normals_per_weight, *weight.shape)``, the tensor read as a layer of its own
+        with its outputs along dimension 0 (:meth:`program_layer` reads a layer of several).
+        ``weight`` itself where every effect is the identity at ``condition``. The gradient with
+        respect to ``weight`` is the identity (straight-through): the result is
+        ``weight + (noisy - weight).detach()`` when a gradient is being recorded, the noisy weights
+        themselves otherwise (no extra rounding)."""
         if self.is_identity(condition):
             return weight
         return self.program(weight, normals)(condition)
@@ -153,24 +160,68 @@ class Crossbar(SampledNoise):
     def program(self, weight: torch.Tensor, normals: torch.Tensor) -> Callable[[Mapping[str, Any]], torch.Tensor]:
         """The chip programmed with ``weight`` and one draw (or a stack of draws) of ``normals``,
         as a function of the condition: ``program(weight, normals)(condition)`` is
-        ``apply(weight, normals, condition)``. What no condition changes is made once: the
-        conductances, and, where the first effect has a ``program(g, normals)`` and
-        ``read(programmed, condition)`` (PCM: programming noise, drift exponents), that effect's
-        programmed state, which then reads at each time for less than half the work of applying
-        it anew (a PCM condition of the MLP's first layer, 16 draws: 13.6 instead of 32.2 ms)."""
+        ``apply(weight, normals, condition)``."""
+        read = self.program_layer({"": weight}, {"": normals})
+        return lambda condition: read(condition)[""]
+
+    def program_layer(self, weights: Mapping[str, torch.Tensor], normals: Mapping[str, torch.Tensor],
+                      output_axes: Mapping[str, int] | None = None
+                      ) -> Callable[[Mapping[str, Any]], dict[str, torch.Tensor]]:
+        """The tensors of one layer (by name; see the module docstring) programmed with one draw
+        (or a stack of draws) of their ``normals``, as a function of the condition that gives the
+        deployed tensors by name. ``output_axes``: each tensor's axis of the layer's outputs
+        (default 0), for the drift compensation, which rescales the layer as a whole. What no
+        condition changes is made once: the conductances, and, where the first effect has a
+        ``program(g, normals)`` and ``read(programmed, condition)`` (PCM: programming noise, drift
+        exponents), that effect's programmed state, which then reads at each time for less than
+        half the work of applying it anew (a PCM condition of the MLP's first layer, 16 draws:
+        13.6 instead of 32.2 ms)."""
+        readers = {name: self._program_tensor(weight, normals[name]) for name, weight in weights.items()}
+        # the draw dimensions of each tensor's normals (an effect that ignores them returns fewer)
+        leads = {name: normals[name].shape[:normals[name].dim() - weight.dim() - 1] for name, weight in weights.items()}
+        axes = {name: (output_axes or {}).get(name, 0) for name in weights}
+
+        def read(condition: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+            if self.is_identity(condition):
+                return dict(weights)
+            readings = {name: reader(condition) for name, reader in readers.items()}
+            deployed = {name: noisy for name, (noisy, _) in readings.items()}
+            if any(reference is not None for _, reference in readings.values()):
+                response_now = sum(probe_response(noisy, weights[name].dim(), axes[name])
+                                   for name, (noisy, _) in readings.items())
+                response_then = sum(probe_response(reference, weights[name].dim(), axes[name])
+                                    for name, (_, reference) in readings.items())
+                alpha = drift_compensation_factor(response_then, response_now)
+                deployed = {name: noisy * alpha.reshape(*alpha.shape, *([1] * weights[name].dim()))
+                            for name, noisy in deployed.items()}
+            for name, noisy in deployed.items():
+                weight = weights[name]
+                noisy = noisy.to(weight.dtype).expand((*leads[name], *weight.shape))
+                if torch.is_grad_enabled() and weight.requires_grad:
+                    noisy = weight + (noisy - weight).detach()
+                deployed[name] = noisy
+            return deployed
+
+        return read
+
+    def _program_tensor(self, weight: torch.Tensor, normals: torch.Tensor):
+        """One tensor of a layer: ``condition -> (noisy, reference)``, its deployed weights before
+        the drift compensation and, where an effect compensates drift, those right after
+        programming (both in the weight's units, with the draw dimensions of ``normals``)."""
         dim = normals.dim() - weight.dim() - 1
         if dim < 0 or normals.shape[dim] != self.normals_per_weight or normals.shape[dim + 1:] != weight.shape:
             raise ValueError(f"normals of shape {tuple(normals.shape)} do not fit a weight of shape "
                              f"{tuple(weight.shape)} with {self.normals_per_weight} normals per weight")
-        lead = normals.shape[:dim]
         g, a = device_conductances(weight)
         blocks = self._blocks(normals, dim)
         first = self.effects[0]
         programmed = first.program(g, blocks[0]) if hasattr(first, "program") else None
+        pair = -weight.dim() - 1  # the plus/minus dimension
 
-        def read(condition: Mapping[str, Any]) -> torch.Tensor:
-            if self.is_identity(condition):
-                return weight
+        def deployed(conductances: torch.Tensor) -> torch.Tensor:
+            return torch.sub(conductances.select(pair, 0), conductances.select(pair, 1)).mul_(a)
+
+        def read(condition: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
             conductances, reference = g, None  # reference: the programmed-only conductances, once they differ
             for index, (effect, block) in enumerate(zip(self.effects, blocks)):
                 if index == 0 and programmed is not None:
@@ -183,14 +234,6 @@ class Crossbar(SampledNoise):
                 elif self.compensates_drift and effect.drift_compensation:
                     reference = effect.apply(conductances, block, condition, programmed_only=True)
                 conductances = effect.apply(conductances, block, condition)
-            pair = -weight.dim() - 1  # the plus/minus dimension
-            noisy = torch.sub(conductances.select(pair, 0), conductances.select(pair, 1))
-            if reference is not None:
-                deployed = reference.select(pair, 0) - reference.select(pair, 1)
-                noisy.mul_(drift_compensation_factor(deployed, noisy, weight.dim()))
-            noisy = noisy.mul_(a).to(weight.dtype).expand((*lead, *weight.shape))
-            if torch.is_grad_enabled() and weight.requires_grad:
-                return weight + (noisy - weight).detach()
-            return noisy
+            return deployed(conductances), None if reference is None else deployed(reference)
 
         return read

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -47,6 +47,34 @@ def noisy_parameter_names(model: nn.Module, include_normalization: bool = False)
                 seen.add(id(param))
                 names.append(f"{module_name}.{param_name}" if module_name else param_name)
     return tuple(names)
+
+
+def crossbar_layers(model: nn.Module, names: Sequence[str]) -> list[dict[str, int]]:
+    """The noisy parameters ``names`` (:func:`noisy_parameter_names`) grouped into the crossbar's
+    layers, the tensors that feed the same outputs, each with its axis of those outputs: what the
+    drift compensation rescales as one (:mod:`memristor_mat.noise.crossbar`). By default each
+    module's parameters form one layer (a ``nn.Linear``'s or a convolution's weight and bias, a
+    normalisation layer's scale and shift), outputs along dimension 0; a model whose tensors are
+    laid out otherwise defines ``crossbar_layers()``, a sequence of ``{name: output axis}`` (the
+    spiking network's ``x @ w_in`` matrices are (in, out))."""
+    params = dict(model.named_parameters())
+    if hasattr(model, "crossbar_layers"):
+        layers = [dict(layer) for layer in model.crossbar_layers()]
+        listed = [name for layer in layers for name in layer]
+        if sorted(listed) != sorted(names):
+            raise ValueError(f"crossbar_layers() of {type(model).__name__} lists {sorted(listed)}, "
+                             f"but its noisy parameters are {sorted(names)}")
+    else:
+        grouped: dict[str, dict[str, int]] = {}
+        for name in names:
+            grouped.setdefault(name.rpartition(".")[0], {})[name] = 0
+        layers = list(grouped.values())
+    for layer in layers:
+        outputs = {name: params[name].shape[axis] if params[name].dim() else 1 for name, axis in layer.items()}
+        if len(set(outputs.values())) > 1:
+            raise ValueError(f"the tensors of one crossbar layer must feed the same outputs; their numbers "
+                             f"of outputs differ: {outputs}")
+    return layers
 
 
 def draw_normals(
