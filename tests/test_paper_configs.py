@@ -119,3 +119,14 @@ def test_paper_ecg_models_build_with_the_original_dynamics_and_a_draw_per_model(
     # time constants are drawn per model (hidden and output neurons), as the original did
     assert not torch.equal(built[0].tau_mem_per_neuron, built[1].tau_mem_per_neuron)
     assert not torch.equal(built[0].readout_tau_mem_per_neuron, built[1].readout_tau_mem_per_neuron)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar", "ecg"])
+def test_paper_device_sweeps_cover_spec_ranges(name):
+    # SPEC §8: stuck-at rates p0 and p1 "swept from 0 to 10 %"; every task of the config gets them
+    config = paper(name)
+    for task in config["tasks"]:
+        devices = {device.name: device for device in pipeline.monte_carlo_settings(config, task).devices}
+        rates = [(c["p_stuck_off"], c["p_stuck_on"]) for c in devices["stuck_at"].conditions]
+        assert rates[0] == (0, 0) and rates[-1] == (0.1, 0.1), (task, rates)
+        assert rates == sorted(rates)
