@@ -30,10 +30,19 @@ import torch
 
 from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import make_noise_model
-from memristor_mat.noise.pcm import PCMNoise, PROGRAMMING_COEFFICIENTS, T0, read_noise_time_factor
+from memristor_mat.noise.pcm import PCMNoise
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 365 * 86400.0}
 G_MAX = 25.0
+# the published constants (SPEC §8; Nandakumar et al. 2019), written here again rather than
+# imported from the implementation, so that the formula column is independent of it
+SIGMA_P_COEFFICIENTS = (0.26348, 1.9650, -1.1731)  # uS
+T0, T_READ = 20.0, 250e-9  # s
+
+
+def read_noise_time_factor(t: float) -> float:
+    """sqrt(ln((t + t0 + t_r) / (2 t_r))), the 1/f read noise's growth with time."""
+    return math.sqrt(math.log((t + T0 + T_READ) / (2 * T_READ)))
 
 
 def gauss_grid(mean: float, sd: float, points: int = 20001, width: float = 12.0):
@@ -46,7 +55,7 @@ def gauss_grid(mean: float, sd: float, points: int = 20001, width: float = 12.0)
 
 
 def closed_form(g: float, t: float) -> dict[str, float]:
-    c0, c1, c2 = PROGRAMMING_COEFFICIENTS
+    c0, c1, c2 = SIGMA_P_COEFFICIENTS
     sigma_p = c0 + c1 * g + c2 * g * g  # uS
     log_g = math.log(max(g, 1e-7))
     mu = min(max(-0.0155 * log_g + 0.0244, 0.049), 0.1)
