@@ -11,6 +11,7 @@ from __future__ import annotations
 import colorsys
 import contextlib
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "method_label",
     "method_color",
     "curve_label",
+    "drawn_label",
     "sampling_label",
     "save_figure",
 ]
@@ -197,12 +199,24 @@ def _setting_column(method: str) -> str | None:
 
 def curve_label(method: str, value: float) -> str:
     """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%`` or ``QAT, 4 levels``: the method and
-    the value of its swept setting (nothing for a method that sweeps none, or sigma_train 0)."""
+    the value of its swept setting (nothing for a method that sweeps none, or sigma_train 0).
+    Plain text, as the tables write it; :func:`drawn_label` gives the text a figure draws."""
     label = method_label(method)
     setting = registry.curve_setting(method)
     if setting is not None and not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL):
         label += f", {setting.label(value)}"
     return label
+
+
+#: ``σ_name``: a sigma with its subscript written as plain text (tables, CSV)
+_PLAIN_SIGMA = re.compile(r"σ_([A-Za-z]+)")
+
+
+def drawn_label(text: str) -> str:
+    """``text`` as a figure draws it: ``σ_train`` and ``σ_inference`` with mathtext subscripts
+    (``$\\sigma_\\mathrm{train}$``), as the axis titles write them, instead of a visible
+    underscore. Tables keep the plain text, which reads (and greps) better in a CSV."""
+    return _PLAIN_SIGMA.sub(lambda match: rf"$\sigma_\mathrm{{{match.group(1)}}}$", str(text))
 
 
 def _band_label(band: Sequence[str] | None) -> str | None:
