@@ -74,6 +74,10 @@ def test_labels():
     assert curve_label("mat", 0.2) == "MAT (fine-tuned), σ_train = 20%"
     assert curve_label("vanilla", 0.0) == "Vanilla"
     assert curve_label("new_method", 0.05) == "new_method, σ_train = 5%"
+    # noise_sd 0 is a trained configuration of QAT + noise (without the noise), not "not applied"
+    assert curve_label("qat_noise", 0.0) == "QAT + noise, noise_sd = 0"
+    assert curve_label("qat_noise", 0.01) == "QAT + noise, noise_sd = 0.01"
+    assert curve_label("qat", 4) == "QAT, 4 levels"
 
 
 def test_drawn_labels_write_sigma_with_a_subscript():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
+import math
 import os
 import re
 import textwrap
@@ -197,13 +198,21 @@ def _setting_column(method: str) -> str | None:
     return None if setting is None else setting.name
 
 
+def _zero_is_a_value(setting: registry.Setting) -> bool:
+    """Whether 0 is a valid value of the setting (QAT + noise's noise_sd), rather than its
+    "not applied" (sigma_train 0: a model trained without forward noise)."""
+    schema = setting.value_schema
+    return schema.get("minimum", -math.inf) <= 0 and schema.get("exclusiveMinimum", -math.inf) < 0
+
+
 def curve_label(method: str, value: float) -> str:
-    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%`` or ``QAT, 4 levels``: the method and
-    the value of its swept setting (nothing for a method that sweeps none, or sigma_train 0).
-    Plain text, as the tables write it; :func:`drawn_label` gives the text a figure draws."""
+    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%``, ``QAT, 4 levels`` or ``QAT + noise,
+    noise_sd = 0``: the method and the value of its swept setting (nothing for a method that
+    sweeps none, or a 0 that means "not applied", as sigma_train 0). Plain text, as the tables
+    write it; :func:`drawn_label` gives the text a figure draws."""
     label = method_label(method)
     setting = registry.curve_setting(method)
-    if setting is not None and not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL):
+    if setting is not None and (_zero_is_a_value(setting) or not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL)):
         label += f", {setting.label(value)}"
     return label
 
