@@ -306,6 +306,8 @@ def test_accuracy_vs_time_band_only_where_ci_exists():
 def test_accuracy_vs_time_errors(summary):
     with pytest.raises(ValueError, match="'pcm_drift'.*not in the device summary"):
         accuracy_vs_time(summary, devices=["pcm", "pcm_drift"])
+    with pytest.raises(ValueError, match="lists a device twice"):
+        accuracy_vs_time(summary, devices=["pcm", "pcm"])
     with pytest.raises(ValueError, match="'stuck_at'.*t_inference"):
         accuracy_vs_time(summary, devices=["pcm", "stuck_at"])
     no_time = summary[summary["device"].isin(["stuck_at", "gaussian"])].drop(columns="t_inference")

@@ -609,6 +609,7 @@ def accuracy_vs_time(
             _legend(ax, None, _legend_title(center, band, heading, bands_left_out=bands_left_out))
         _merge_legends(axes, tables)  # one entry per configuration, right of the last panel
         if title:
+            # about 14 characters an inch in the title's font: one line where the figure is wide enough
             fig.suptitle(wrap_title(title, width=int(14 * width)), x=0.01, horizontalalignment="left",
                          fontweight="bold")
     return fig, pd.concat(tables, ignore_index=True)
