@@ -11,7 +11,14 @@ import pytest
 
 from memristor_mat.reporting.curves import plot_accuracy_vs_noise, plot_sigma_train_curves
 from memristor_mat.reporting.heatmaps import plot_sigma_heatmap
-from memristor_mat.reporting.style import METHOD_LABELS, curve_label, noise_axis_label, sampling_label, save_figure
+from memristor_mat.reporting.style import (
+    METHOD_LABELS,
+    curve_label,
+    drawn_label,
+    noise_axis_label,
+    sampling_label,
+    save_figure,
+)
 from memristor_mat.reporting.summary import summarise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +74,19 @@ def test_labels():
     assert curve_label("mat", 0.2) == "MAT (fine-tuned), σ_train = 20%"
     assert curve_label("vanilla", 0.0) == "Vanilla"
     assert curve_label("new_method", 0.05) == "new_method, σ_train = 5%"
+    # noise_sd 0 is a trained configuration of QAT + noise (without the noise), not "not applied"
+    assert curve_label("qat_noise", 0.0) == "QAT + noise, noise_sd = 0"
+    assert curve_label("qat_noise", 0.01) == "QAT + noise, noise_sd = 0.01"
+    assert curve_label("qat", 4) == "QAT, 4 levels"
+
+
+def test_drawn_labels_write_sigma_with_a_subscript():
+    # as the axis titles do ($\sigma_\mathrm{inference}$); no visible underscore
+    assert drawn_label("MAT (fine-tuned), σ_train = 20%") == r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 20%"
+    assert drawn_label("σ_inference = 5%") == r"$\sigma_\mathrm{inference}$ = 5%"
+    assert drawn_label("Published (mean), σ_inference = 5%") == r"Published (mean), $\sigma_\mathrm{inference}$ = 5%"
+    assert drawn_label("Vanilla, no noise (97.1%)") == "Vanilla, no noise (97.1%)"
+    assert drawn_label("QAT + noise, noise_sd = 0.01") == "QAT + noise, noise_sd = 0.01"
 
 
 def test_noise_axis_names_the_reference(summary):
@@ -115,8 +135,13 @@ def test_accuracy_vs_noise_table_is_what_is_plotted(summary):
     points = table[table["element"] == "curve"]
     assert list(dict.fromkeys(points["label"])) == [curve_label(m, s) for m, s in curves]
     assert len(points) == 3 * len(LEVELS)
+    # the table's labels are plain text; the figure draws sigma's subscript
+    assert set(lines) == {drawn_label(label) for label in points["label"]} | {
+        drawn_label(label) for label in table.loc[table["element"] == "clean_reference", "label"]}
+    assert r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 20%" in lines
+    assert not any("σ_" in text.get_text() for text in fig.axes[0].get_legend().get_texts())
     for label, part in points.groupby("label", sort=False):
-        line = lines[label]
+        line = lines[drawn_label(label)]
         np.testing.assert_array_equal(line.get_xdata(), part["noise_level_pct"].to_numpy())
         np.testing.assert_array_equal(line.get_ydata(), part["mean"].to_numpy())
     # the table holds the summary's numbers
@@ -136,7 +161,7 @@ def test_accuracy_vs_noise_table_is_what_is_plotted(summary):
     # clean reference: dash-dot line at vanilla's clean mean
     ref = table[table["element"] == "clean_reference"]
     assert len(ref) == 1
-    ref_line = lines[ref["label"].iloc[0]]
+    ref_line = lines[drawn_label(ref["label"].iloc[0])]
     assert ref_line.get_linestyle() == "-."
     clean = summary[(summary["method"] == "vanilla") & (summary["sigma_inference"] == 0.0)]
     assert set(ref_line.get_ydata()) == {clean["mean"].iloc[0]} == {ref["mean"].iloc[0]}
@@ -187,9 +212,12 @@ def test_sigma_train_curves_table_is_what_is_plotted(summary):
     points = table[table["element"] == "curve"]
     assert list(dict.fromkeys(points["label"])) == ["Vanilla", "σ_train = 10%", "σ_train = 20%"]
     lines = curve_lines(fig.axes[0])
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert legend[:3] == ["Vanilla", r"$\sigma_\mathrm{train}$ = 10%", r"$\sigma_\mathrm{train}$ = 20%"]
     for label, part in points.groupby("label", sort=False):
-        np.testing.assert_array_equal(lines[label].get_xdata(), part["noise_level_pct"].to_numpy())
-        np.testing.assert_array_equal(lines[label].get_ydata(), part["median"].to_numpy())
+        line = lines[drawn_label(label)]
+        np.testing.assert_array_equal(line.get_xdata(), part["noise_level_pct"].to_numpy())
+        np.testing.assert_array_equal(line.get_ydata(), part["median"].to_numpy())
     assert (table["element"] == "clean_reference").sum() == 1
 
 
@@ -210,8 +238,9 @@ def test_heatmap_table_is_what_is_plotted(summary):
         & np.isclose(summary["sigma_inference"], 0.1)
     ]["mean"].iloc[0]
     assert table.loc[2, "10"] == expected
+    assert list(table["label"]) == ["Vanilla", "MAT (fine-tuned), σ_train = 10%", "MAT (fine-tuned), σ_train = 20%"]
     assert [t.get_text() for t in ax.get_yticklabels()] == [
-        "Vanilla", "MAT (fine-tuned), σ_train = 10%", "MAT (fine-tuned), σ_train = 20%"]
+        "Vanilla", r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 10%", r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 20%"]
 
 
 def test_heatmap_has_a_row_per_trained_configuration_of_every_method(summary):
@@ -330,7 +359,7 @@ def test_published_numbers_are_drawn_beside_ours(summary):
     vanilla = drawn[drawn["method"] == "vanilla"].sort_values("noise_level_pct")
     assert vanilla["mean"].tolist() == [97.51, 97.47, 96.45, 89.72, 78.03, 63.39, 49.49]
     lines = curve_lines(fig.axes[0])
-    line = lines[vanilla["label"].iloc[0]]
+    line = lines[drawn_label(vanilla["label"].iloc[0])]
     assert line.get_linestyle() == ":"
     assert list(line.get_ydata()) == vanilla["mean"].tolist()
 
@@ -349,14 +378,14 @@ def test_task_comparison_has_one_panel_per_task(summary):
     assert set(table[table["panel"] == "Non-spiking"]["method"]) == {"vanilla"}
     spiking = table[(table["panel"] == "Spiking") & (table["element"] == "curve")
                     & (table["method"] == "mat_scratch")]
-    line = curve_lines(fig.axes[0])[spiking["label"].iloc[0]]
+    line = curve_lines(fig.axes[0])[drawn_label(spiking["label"].iloc[0])]
     assert list(line.get_ydata()) == spiking["median"].tolist()
     # one legend, right of the last panel, naming the curves of every panel: mat_scratch is drawn
     # in the first panel only; the clean lines share one entry
     legends = [ax.get_legend() for ax in fig.axes]
     assert legends[0] is None and legends[1] is not None
     entries = [text.get_text() for text in legends[1].get_texts()]
-    assert spiking["label"].iloc[0] in entries and len(entries) == len(set(entries)) == 3
+    assert r"MAT (from scratch), $\sigma_\mathrm{train}$ = 20%" in entries and len(entries) == len(set(entries)) == 3
     assert sum("no noise" in entry for entry in entries) == 1
 
 

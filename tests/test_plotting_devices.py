@@ -25,7 +25,7 @@ from memristor_mat.reporting.devices import (
     time_label,
 )
 from memristor_mat.reporting.heatmaps import trained_configurations
-from memristor_mat.reporting.style import curve_label, method_color, save_figure
+from memristor_mat.reporting.style import curve_label, drawn_label, method_color, save_figure
 
 REPO = Path(__file__).resolve().parents[1]
 TIMES = [1.0, 3600.0, DAY, 30 * DAY, YEAR, 10 * YEAR]
@@ -132,6 +132,12 @@ def test_device_label_and_sampling(summary):
     assert device_label(summary, "levels_pcm", leave_out=("t_inference",)) == "16 levels + PCM"
     # no sigma_inference column: every row counts
     assert device_sampling_label(summary.drop(columns="sigma_inference")) == "1–3 models × 20 draws"
+    # no stuck devices is the clean network, evaluated once per model: not "1–20 draws"
+    stuck = summary[summary["device"] == "stuck_at"].copy()
+    clean = (stuck["p_stuck_off"] == 0) & (stuck["p_stuck_on"] == 0)
+    stuck.loc[clean, "n_draws"] = 1
+    assert device_sampling_label(stuck) == "1–3 models × 20 draws"
+    assert device_sampling_label(stuck[clean]) == "1–3 models × 1 draw"
 
 
 # --------------------------------------------------------------------------------------------- heatmap
@@ -165,7 +171,8 @@ def test_device_heatmap_cells_and_order(summary):
     mesh = ax.collections[0].get_array().reshape(len(rows), len(columns))
     matrix = table.pivot(index="row", columns="column", values="mean").to_numpy()
     np.testing.assert_allclose(np.asarray(mesh), matrix)
-    assert [t.get_text() for t in ax.get_yticklabels()] == rows["label"].tolist()
+    assert [t.get_text() for t in ax.get_yticklabels()] == [drawn_label(label) for label in rows["label"]]
+    assert r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 10%" in [t.get_text() for t in ax.get_yticklabels()]
     assert [t.get_text() for t in ax.get_xticklabels()] == columns["condition"].tolist()
     texts = [t.get_text() for t in ax.texts]
     assert texts == [f"{v:.1f}" for v in matrix.ravel()]
@@ -201,32 +208,61 @@ def test_device_heatmap_errors(summary):
 
 def test_accuracy_vs_time_curves(summary, tmp_path):
     fig, table = accuracy_vs_time(summary, devices=["pcm", "pcm_uncompensated"], title="Drift")
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log"
-    low, high = ax.get_xlim()
-    assert 1 / 1.5 < low <= 1.0 and 10 * YEAR <= high < 1.5 * 10 * YEAR
-    labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert labels == ["1 s", "1 min", "1 h", "1 day", "1 month", "1 year", "10 years"]
-    np.testing.assert_allclose(ax.get_xticks(), [1, 60, 3600, DAY, YEAR / 12, YEAR, 10 * YEAR])
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert len(lines) == 2 * len(CONFIGS)
-    for device, style, text in (("pcm", "-", "PCM"), ("pcm_uncompensated", "--", "PCM uncompensated")):
+    # one panel per device, in the order given, on a shared accuracy axis
+    assert len(fig.axes) == 2
+    panels = dict(zip(["pcm", "pcm_uncompensated"], fig.axes))
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["PCM", "PCM uncompensated"]
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()
+    assert fig.get_suptitle() == "Drift"
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log"
+        low, high = ax.get_xlim()
+        assert 1 / 1.5 < low <= 1.0 and 10 * YEAR <= high < 1.5 * 10 * YEAR
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == ["1 s", "1 min", "1 h", "1 day", "1 month", "1 year", "10 years"]
+        np.testing.assert_allclose(ax.get_xticks(), [1, 60, 3600, DAY, YEAR / 12, YEAR, 10 * YEAR])
+    for device, ax in panels.items():
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert len(lines) == len(CONFIGS)
         for (method, sigma_train, levels, noise_sd), swept in zip(CONFIGS, SWEPT):
-            line = lines[f"{curve_label(*swept)}, {text}"]
+            line = lines[drawn_label(curve_label(*swept))]
             expected = [row_of(summary, device, method, sigma_train, levels, noise_sd, t_inference=t)["mean"]
                         for t in TIMES]
             np.testing.assert_allclose(line.get_xdata(), TIMES)
             np.testing.assert_allclose(line.get_ydata(), expected)
-            assert line.get_linestyle() == style
+            assert line.get_linestyle() == "-"  # the panel tells the devices apart
             if method in ("vanilla", "noisy_updates", "qat"):  # one configuration: the method's colour
                 assert to_rgb(line.get_color()) == pytest.approx(method_color(method))
-    # the legend: one entry per configuration and one per device (line style)
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == [curve_label(*s) for s in SWEPT] + ["PCM", "PCM uncompensated"]
+    # one legend, right of the last panel: one entry per configuration, sigma as drawn
+    assert fig.axes[0].get_legend() is None
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == [drawn_label(curve_label(*s)) for s in SWEPT]
+    assert r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 10%" in legend and not any("σ_" in e for e in legend)
+    # 7 curves a panel: more bands than can be told apart, none drawn, and the table has none
+    assert not any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+    assert "No bands (95% bootstrap CI of the mean)" in fig.axes[1].get_legend().get_title().get_text()
+    assert "ci95_low" not in table.columns and "ci95_high" not in table.columns
     curve = table[(table["method"] == "vanilla") & (table["device"] == "pcm")]
     assert curve["t_inference"].tolist() == TIMES and set(curve["label"]) == {"Vanilla"}
+    assert set(table.loc[table["device"] == "pcm_uncompensated", "device_label"]) == {"PCM uncompensated"}
+    mat = table[table["method"] == "mat"]
+    assert set(mat["label"]) == {"MAT (fine-tuned), σ_train = 10%", "MAT (fine-tuned), σ_train = 20%"}  # plain text
     assert len(table) == 2 * len(CONFIGS) * len(TIMES)
     assert save_figure(fig, tmp_path, "accuracy_vs_time")[0].stat().st_size > 1000
+
+
+def test_accuracy_vs_time_bands_where_they_can_be_told_apart(summary):
+    few = summary[summary["method"].isin(["vanilla", "mat"])]  # 3 curves a panel
+    fig, table = accuracy_vs_time(few, devices=["pcm", "pcm_uncompensated"], band=("p12", "p88"))
+    assert all(any(isinstance(c, PolyCollection) for c in ax.collections) for ax in fig.axes)
+    assert {"p12", "p88"} <= set(table.columns)
+    assert "Band: 12th–88th percentile" in fig.axes[-1].get_legend().get_title().get_text()
+    # the limit is the caller's: with max_bands=2 these 3 curves are drawn without bands
+    fig, table = accuracy_vs_time(few, devices=["pcm", "pcm_uncompensated"], band=("p12", "p88"), max_bands=2)
+    assert not any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+    assert "p12" not in table.columns
+    assert "3 curves a panel" in fig.axes[-1].get_legend().get_title().get_text()
 
 
 def band_extents(ax, color) -> list[tuple[float, float]]:
@@ -270,6 +306,8 @@ def test_accuracy_vs_time_band_only_where_ci_exists():
 def test_accuracy_vs_time_errors(summary):
     with pytest.raises(ValueError, match="'pcm_drift'.*not in the device summary"):
         accuracy_vs_time(summary, devices=["pcm", "pcm_drift"])
+    with pytest.raises(ValueError, match="lists a device twice"):
+        accuracy_vs_time(summary, devices=["pcm", "pcm"])
     with pytest.raises(ValueError, match="'stuck_at'.*t_inference"):
         accuracy_vs_time(summary, devices=["pcm", "stuck_at"])
     no_time = summary[summary["device"].isin(["stuck_at", "gaussian"])].drop(columns="t_inference")
@@ -288,10 +326,12 @@ def test_accuracy_vs_stuck_at(summary, tmp_path):
     fig, table = accuracy_vs_stuck_at(summary, device="stuck_at", title="Stuck")
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines) == [curve_label(*s) for s in SWEPT]
+    assert list(lines) == [drawn_label(curve_label(*s)) for s in SWEPT]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == list(lines) and not any("σ_" in entry for entry in legend)
     offs = [0.0, 0.01, 0.02, 0.05]
     for (method, sigma_train, levels, noise_sd), swept in zip(CONFIGS, SWEPT):
-        line = lines[curve_label(*swept)]
+        line = lines[drawn_label(curve_label(*swept))]
         rows = [row_of(summary, "stuck_at", method, sigma_train, levels, noise_sd, p_stuck_off=p, p_stuck_on=p / 2)
                 for p in offs]
         np.testing.assert_allclose(line.get_xdata(), [100 * (r["p_stuck_off"] + r["p_stuck_on"]) for r in rows])

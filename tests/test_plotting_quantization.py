@@ -16,7 +16,7 @@ from memristor_mat.reporting.quantization import (
     plot_accuracy_vs_qat_noise,
 )
 from memristor_mat.runs import ACCURACY_COLUMNS
-from memristor_mat.reporting.style import save_figure
+from memristor_mat.reporting.style import drawn_label, save_figure
 from memristor_mat.reporting.summary import published_numbers, summarise
 
 INFERENCE = [0.0, 0.05, 0.1]
@@ -66,6 +66,11 @@ def published_qat() -> pd.DataFrame:
                               statistic="mean", accuracy_pct=a, note="") for m, n, sd, a in rows])
 
 
+#: the lines' labels in the tables (plain text) and as drawn (sigma's subscript in mathtext)
+LEVEL_LABELS = ["no inference noise", "σ_inference = 5%", "σ_inference = 10%"]
+DRAWN_LEVEL_LABELS = ["no inference noise", r"$\sigma_\mathrm{inference}$ = 5%", r"$\sigma_\mathrm{inference}$ = 10%"]
+
+
 def lines_by_label(ax):
     return {line.get_label(): line for line in ax.get_lines()}
 
@@ -87,20 +92,21 @@ def test_levels_table_is_what_is_plotted(summary):
     assert set(curves["method"]) == {"qat"}
     assert len(curves) == len(QAT_LEVELS) * len(INFERENCE)
     lines = lines_by_label(ax)
-    assert set(lines) == {"no inference noise", "σ_inference = 5%", "σ_inference = 10%"}
-    for sigma, label in zip(INFERENCE, ["no inference noise", "σ_inference = 5%", "σ_inference = 10%"]):
+    assert set(lines) == set(DRAWN_LEVEL_LABELS)
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == DRAWN_LEVEL_LABELS
+    for sigma, label in zip(INFERENCE, LEVEL_LABELS):
         expected = expected_curve(summary, "qat", sigma, "levels")
         part = curves[curves["label"] == label]
         # the table holds the summary's numbers, and the line draws them
         np.testing.assert_array_equal(part["levels"].to_numpy(), QAT_LEVELS)
         for column in ("mean", "p12", "p88", "n_models", "n_draws", "noise_level_pct"):
             np.testing.assert_array_equal(part[column].to_numpy(), expected[column].to_numpy())
-        np.testing.assert_array_equal(lines[label].get_xdata(), QAT_LEVELS)
-        np.testing.assert_array_equal(lines[label].get_ydata(), expected["mean"].to_numpy())
+        np.testing.assert_array_equal(lines[drawn_label(label)].get_xdata(), QAT_LEVELS)
+        np.testing.assert_array_equal(lines[drawn_label(label)].get_ydata(), expected["mean"].to_numpy())
     # a band per line, the noise-free line darkest
     assert len(ax.collections) == len(INFERENCE)
-    lightness = {label: np.mean(to_rgb(line.get_color())) for label, line in lines.items()}
-    assert lightness["no inference noise"] < lightness["σ_inference = 5%"] < lightness["σ_inference = 10%"]
+    lightness = [np.mean(to_rgb(lines[label].get_color())) for label in DRAWN_LEVEL_LABELS]
+    assert lightness[0] < lightness[1] < lightness[2]
     # log2 axis, ticks at the levels, labelled 2, 4, 8, ...
     assert ax.get_xscale() == "log"
     assert list(ax.get_xticks()) == QAT_LEVELS
@@ -131,7 +137,7 @@ def test_levels_published_points_are_drawn_beside_the_noise_free_line(summary):
     assert set(published["method"]) == {"qat"} and set(published["sigma_inference"]) == {0.0}
     np.testing.assert_array_equal(published["levels"].to_numpy(), QAT_LEVELS)
     np.testing.assert_array_equal(published["mean"].to_numpy(), [93.87, 96.90, 97.42, 97.62, 97.80])
-    line = lines_by_label(fig.axes[0])[published["label"].iloc[0]]
+    line = lines_by_label(fig.axes[0])[drawn_label(published["label"].iloc[0])]
     assert line.get_linestyle() == ":" and line.get_markerfacecolor() == "none"
     np.testing.assert_array_equal(line.get_ydata(), [93.87, 96.90, 97.42, 97.62, 97.80])
     # the colour of the noise-free line
@@ -172,14 +178,14 @@ def test_qat_noise_table_is_what_is_plotted(summary):
     assert set(curves["method"]) == {"qat_noise"} and set(curves["levels"]) == {4}
     assert len(curves) == len(NOISE_SDS) * len(INFERENCE)
     lines = lines_by_label(ax)
-    for sigma, label in zip(INFERENCE, ["no inference noise", "σ_inference = 5%", "σ_inference = 10%"]):
+    for sigma, label in zip(INFERENCE, LEVEL_LABELS):
         expected = expected_curve(summary, "qat_noise", sigma, "noise_sd")
         part = curves[curves["label"] == label]
         np.testing.assert_array_equal(part["noise_sd"].to_numpy(), NOISE_SDS)
         for column in ("mean", "p12", "p88", "n_models", "n_draws"):
             np.testing.assert_array_equal(part[column].to_numpy(), expected[column].to_numpy())
-        np.testing.assert_array_equal(lines[label].get_xdata(), NOISE_SDS)
-        np.testing.assert_array_equal(lines[label].get_ydata(), expected["mean"].to_numpy())
+        np.testing.assert_array_equal(lines[drawn_label(label)].get_xdata(), NOISE_SDS)
+        np.testing.assert_array_equal(lines[drawn_label(label)].get_ydata(), expected["mean"].to_numpy())
     # symlog: linear up to the smallest positive noise_sd, so 0 is on the axis
     assert ax.get_xscale() == "symlog"
     assert ax.xaxis.get_transform().linthresh == pytest.approx(1e-5)
@@ -198,7 +204,7 @@ def test_qat_noise_published_points_of_the_same_levels(summary):
     np.testing.assert_array_equal(
         published["mean"].to_numpy(), [96.99, 97.00, 97.04, 97.21, 96.86, 97.04, 96.98, 96.77, 96.17])
     assert set(published["levels"]) == {4} and set(published["sigma_inference"]) == {0.0}
-    line = lines_by_label(fig.axes[0])[published["label"].iloc[0]]
+    line = lines_by_label(fig.axes[0])[drawn_label(published["label"].iloc[0])]
     assert line.get_linestyle() == ":" and line.get_markerfacecolor() == "none"
     # the published runs had 4 levels: not drawn beside an 8-level summary
     eight = summarise(synthetic_table(n_models=2, n_draws=2, qat_noise_levels=8), bootstrap_resamples=5)

@@ -27,6 +27,7 @@ from memristor_mat.reporting.style import (
     _setting_column,
     curve_colors,
     curve_label,
+    drawn_label,
     method_color,
     method_label,
     method_shades,
@@ -144,7 +145,7 @@ def _draw_curves(
                 linewidth=0,
             )
         ax.plot(
-            x, y, color=color, marker=METHOD_MARKERS.get(method, "o"), label=label,
+            x, y, color=color, marker=METHOD_MARKERS.get(method, "o"), label=drawn_label(label),
             markeredgecolor="white", markeredgewidth=0.6,
         )
         tables.append(_curve_table(rows, label, center, band))
@@ -154,7 +155,7 @@ def _draw_curves(
     if clean is not None:
         value = float(clean[center].iloc[0])
         ref_label = f"{curve_label(*clean_reference)}, no noise ({value:.1f}%)"
-        ax.axhline(value, color="#444444", linestyle="-.", linewidth=1.1, label=ref_label,
+        ax.axhline(value, color="#444444", linestyle="-.", linewidth=1.1, label=drawn_label(ref_label),
                    zorder=1)
         ref_table = _curve_table(clean, ref_label, center, None)
         ref_table["element"] = "clean_reference"
@@ -189,7 +190,7 @@ def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float
     x = 100.0 * rows["sigma_inference"].to_numpy(dtype=float)
     published_label = f"{label}, published ({rows['statistic'].iloc[0]})"
     ax.plot(x, rows["accuracy_pct"].to_numpy(dtype=float), color=color, linestyle=":",
-            marker=METHOD_MARKERS.get(method, "o"), markerfacecolor="none", label=published_label)
+            marker=METHOD_MARKERS.get(method, "o"), markerfacecolor="none", label=drawn_label(published_label))
     table = pd.DataFrame({
         "element": "published", "label": published_label, "method": method, "sigma_train": sigma_train,
         "sigma_train_pct": round(100.0 * sigma_train, 6), "sigma_inference": rows["sigma_inference"].to_numpy(),
@@ -220,7 +221,7 @@ def plot_accuracy_vs_noise(
     ``summary`` must hold one task / dataset / arch / noise model / reference per curve.
     Returns ``(fig, table)``: the table has one row per plotted point (``element == "curve"``)
     and one for the reference line (``element == "clean_reference"``), with the columns
-    ``label`` (legend label), method, sigma_train(_pct), sigma_inference, noise_level_pct,
+    ``label`` (legend label, plain text: the figure draws ``σ_train`` with a subscript), method, sigma_train(_pct), sigma_inference, noise_level_pct,
     n_models, n_draws and the plotted statistics under their own names.
     Raises ``ValueError`` naming a requested curve that is not in the summary.
     """
@@ -262,8 +263,8 @@ def plot_sigma_train_curves(
     ``published``: as for :func:`plot_accuracy_vs_noise` (the original's curve of each
     sigma_train it published, dotted beside ours).
 
-    Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise` (labels are the legend's:
-    ``σ_train = 10%``, ``Vanilla``).
+    Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise` (labels are the legend's, in plain
+    text: ``σ_train = 10%``, ``Vanilla``; drawn as :func:`~memristor_mat.reporting.style.drawn_label`).
     """
     band = tuple(band) if band is not None else None
     _check_stats(summary, center, band)
@@ -355,7 +356,8 @@ def _merge_legends(axes, tables: Sequence[pd.DataFrame]) -> None:
     """One legend, right of the last panel, naming every curve of every panel once (a curve of
     one panel only, e.g. noisy updates where the other network has none, keeps its entry); the
     clean-reference lines, one value per panel, share one entry with the values left to right."""
-    clean_labels = [label for table in tables for label in table.loc[table["element"] == "clean_reference", "label"]]
+    clean_labels = [drawn_label(label) for table in tables
+                    for label in table.loc[table["element"] == "clean_reference", "label"]]
     entries: dict[str, object] = {}
     clean_handle = None
     for ax in axes:

@@ -13,7 +13,8 @@ exactly the numbers drawn.
 
 * :func:`device_heatmap`: trained configurations x device conditions;
 * :func:`accuracy_vs_time`: accuracy against the time after programming (log axis, 1 s to 10
-  years), a line style per device (e.g. PCM with drift compensation solid, without dashed);
+  years), a panel per device (e.g. PCM with drift compensation, then without) on a shared
+  accuracy axis;
 * :func:`accuracy_vs_stuck_at`: accuracy against the fraction of stuck devices;
 * :func:`condition_label` and :func:`time_label`: how a device condition and a time are written.
 """
@@ -31,6 +32,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from memristor_mat import methods as registry
 from memristor_mat import noise_registry
+from memristor_mat.reporting.curves import _merge_legends
 from memristor_mat.reporting.heatmaps import annotated_heatmap, trained_configurations
 from memristor_mat.reporting.style import (
     _SIGMA_ATOL,
@@ -42,6 +44,7 @@ from memristor_mat.reporting.style import (
     _setting_column,
     curve_colors,
     curve_label,
+    drawn_label,
     sampling_label,
     style_context,
     wrap_title,
@@ -85,7 +88,8 @@ TIME_TICKS: tuple[tuple[float, str], ...] = (
 #: the time axis spans at least 1 s to 10 years, with this factor of room for the end markers
 _TIME_PAD = 10 ** 0.12
 TIME_AXIS_LABEL = "Time after programming (log scale)"
-TIME_FIGSIZE = (9.6, 4.6)
+#: height of the time figure (inches); its width grows with the number of panels
+TIME_HEIGHT = 4.6
 
 
 def _whole(value: float) -> int | None:
@@ -252,12 +256,19 @@ def device_label(summary: pd.DataFrame, device: str, *, leave_out: Sequence[str]
 def device_sampling_label(summary: pd.DataFrame) -> str:
     """``"5 models × 100 draws"`` (:func:`~memristor_mat.reporting.style.sampling_label`) of a
     device summary, whose rows need not have ``sigma_inference``: rows without one count as
-    noisy conditions."""
+    noisy conditions, except those evaluated once per model (a condition at which the device
+    is the clean network, e.g. no stuck devices), which count as the noise-free level does."""
     if summary.empty:
         return sampling_label(summary)
     frame = summary.copy()
     sigma = frame["sigma_inference"] if "sigma_inference" in frame.columns else pd.Series(np.nan, index=frame.index)
-    frame["sigma_inference"] = sigma.astype(float).fillna(1.0)
+    sigma = sigma.astype(float)
+    if "n_draws" in frame.columns:
+        draws = frame["n_draws"].astype(float)
+    else:
+        draws = frame["n_samples"].astype(float) / frame["n_models"].astype(float)
+    once = np.isclose(draws.to_numpy(), 1.0)
+    frame["sigma_inference"] = sigma.where(sigma.notna(), np.where(once, 0.0, 1.0))
     return sampling_label(frame)
 
 
@@ -412,7 +423,7 @@ def device_heatmap(
             records.append(record)
     table = pd.DataFrame(records)
 
-    row_labels = [info["label"] for info in row_info]
+    row_labels = [drawn_label(info["label"]) for info in row_info]
     col_labels = [info["condition"] for info in column_info]
     n_rows, n_cols = matrix.shape
     width = min(max(6.4, 3.2 + 0.5 * n_cols), 24.0)
@@ -454,10 +465,10 @@ def _curve_table(rows: pd.DataFrame, label: str, device: str, device_text: str, 
 
 
 def _configuration_curve(ax, rows: pd.DataFrame, method: str, value, x_column: str, device: str,
-                         device_text: str, *, center: str, band: tuple[str, str] | None, color, linestyle: str,
-                         in_label: bool) -> pd.DataFrame | None:
+                         device_text: str, *, center: str, band: tuple[str, str] | None,
+                         color) -> pd.DataFrame | None:
     """One trained configuration's curve of ``rows`` against ``x_column`` (None if it has no rows);
-    returns its table. ``in_label``: the device's text goes into the line's label too."""
+    returns its table. The line is labelled with the configuration's label as drawn."""
     curve = rows[_config_mask(rows, method, value)]
     if curve.empty:
         return None
@@ -466,13 +477,12 @@ def _configuration_curve(ax, rows: pd.DataFrame, method: str, value, x_column: s
         raise _duplicate_error(f"trained configuration {label!r} on device {device!r} at one {x_column}", curve)
     curve = curve.sort_values(x_column)
     _draw_curve(ax, curve[x_column].to_numpy(dtype=float), curve, center=center, band=band, color=color,
-                marker=METHOD_MARKERS.get(method, "o"), linestyle=linestyle,
-                label=f"{label}, {device_text}" if in_label else label)
+                marker=METHOD_MARKERS.get(method, "o"), label=drawn_label(label))
     return _curve_table(curve, label, device, device_text, x_column, center, band)
 
 
 def _draw_curve(ax, x: np.ndarray, rows: pd.DataFrame, *, center: str, band: tuple[str, str] | None,
-                color, marker: str, linestyle: str, label: str) -> None:
+                color, marker: str, label: str) -> None:
     if band is not None:
         low = rows[band[0]].to_numpy(dtype=float)
         high = rows[band[1]].to_numpy(dtype=float)
@@ -480,23 +490,34 @@ def _draw_curve(ax, x: np.ndarray, rows: pd.DataFrame, *, center: str, band: tup
         if where.any():  # a band only where the statistic exists (CI: >= 2 models)
             ax.fill_between(x, np.where(where, low, np.nan), np.where(where, high, np.nan), where=where,
                             color=color, alpha=0.15, linewidth=0, interpolate=False)
-    ax.plot(x, rows[center].to_numpy(dtype=float), color=color, marker=marker, linestyle=linestyle,
-            label=label, markeredgecolor="white", markeredgewidth=0.6)
+    ax.plot(x, rows[center].to_numpy(dtype=float), color=color, marker=marker, label=label,
+            markeredgecolor="white", markeredgewidth=0.6)
 
 
-def _legend(ax, config_handles: list, device_handles: list, center: str, band: tuple[str, str] | None,
-            heading: str | None) -> None:
+def _legend_title(center: str, band: tuple[str, str] | None, heading: str | None, *,
+                  bands_left_out: str | None = None) -> str:
     lines = [heading[:1].upper() + heading[1:]] if heading else []
     lines.append(f"Line: {STAT_LABELS.get(center, center)}")
-    if band is not None:
+    if bands_left_out is not None:
+        lines.append(bands_left_out)
+    elif band is not None:
         lines.append(f"Band: {_band_label(band)} (where defined)")
-    handles = config_handles + device_handles
+    return "\n".join(lines)
+
+
+def _legend(ax, handles: list | None, title: str) -> None:
+    """The legend of ``handles`` (None: the axes' labelled lines) titled ``title``."""
     # Outside the axes, right: never hides a curve, whatever the data.
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-              title="\n".join(lines), fontsize="small", title_fontsize="small", alignment="left")
+    ax.legend(**({} if handles is None else {"handles": handles}), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0, title=title, fontsize="small", title_fontsize="small", alignment="left")
 
 
-_LINESTYLES = ("-", "--", ":", "-.")
+#: the most curves a panel draws with their bands: beyond this the overlapping bands merge into
+#: one tint in which no curve's band can be told apart (the demo's 12 configurations did)
+MAX_BANDS = 4
+#: width of one time panel and of the legend beside the last one (inches)
+_TIME_PANEL_WIDTH = 4.2
+_TIME_LEGEND_WIDTH = 3.6
 
 
 def accuracy_vs_time(
@@ -506,19 +527,27 @@ def accuracy_vs_time(
     center: str = "mean",
     band: Sequence[str] | None = ("ci95_low", "ci95_high"),
     title: str | None = None,
+    max_bands: int = MAX_BANDS,
 ) -> tuple[Figure, pd.DataFrame]:
     """Accuracy (%) against the time after programming (``t_inference``, log axis spanning at
-    least 1 s to 10 years, ticks 1 s, 1 min, 1 h, 1 day, 1 month, 1 year, 10 years), one curve
-    per trained configuration and device: the method's colour (shades of it for several
-    values of its setting) and marker, a line style per device in the order given (solid,
-    dashed, dotted, dash-dot: e.g. PCM with drift compensation solid, without dashed), the
-    ``center`` statistic with a shaded ``band`` (a pair of summary columns, None for none)
-    where both band columns are defined (the CI is NaN below 2 models).
+    least 1 s to 10 years, ticks 1 s, 1 min, 1 h, 1 day, 1 month, 1 year, 10 years): one panel
+    per device in the order given (e.g. PCM with drift compensation, then without), side by
+    side on a shared accuracy axis and titled by the device, one curve per trained
+    configuration in each (the method's colour, shades of it for several values of its
+    setting, and marker; the same in every panel), the ``center`` statistic with a shaded
+    ``band`` (a pair of summary columns, None for none) where both band columns are defined (the
+    CI is NaN below 2 models). One legend, right of the last panel, names each configuration
+    once.
+
+    Bands are drawn only if no panel has more than ``max_bands`` curves: more overlap into one
+    tint in which no band can be told apart; the legend then says that they are left out, and
+    the table has no band columns (it holds what is drawn).
 
     Returns ``(fig, table)``: one row per point, with ``element`` (``"curve"``), ``label`` (the
-    configuration's), ``device_label``, method, settings, device, noise_model, the condition
-    columns, ``n_models``, ``n_draws`` and the plotted statistics under their own names. The
-    Axes' lines are labelled ``"<configuration>, <device label>"``.
+    configuration's, plain text), ``device_label`` (the panel's title), method, settings, device,
+    noise_model, the condition columns, ``n_models``, ``n_draws`` and the plotted statistics
+    under their own names. Each panel's lines are labelled by their configuration, as drawn
+    (:func:`~memristor_mat.reporting.style.drawn_label`).
     Raises ``ValueError`` for a device not in the summary, one without ``t_inference``, or
     several rows per (configuration, time) of one device (filter the summary first).
     """
@@ -526,6 +555,8 @@ def accuracy_vs_time(
     devices = list(devices)
     if not devices:
         raise ValueError("devices is empty: give at least one device with t_inference conditions")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"devices lists a device twice: {devices}")
     selected = {}
     for device in devices:
         rows = _device_rows(summary, device)
@@ -533,49 +564,54 @@ def accuracy_vs_time(
         selected[device] = rows[rows["t_inference"].notna()]
     shown = pd.concat(selected.values())
     configs = trained_configurations(shown)
-    colors = dict(zip(configs, curve_colors(configs)))
-    styles = {device: _LINESTYLES[k % len(_LINESTYLES)] for k, device in enumerate(devices)}
+    colors = dict(zip(configs, curve_colors(configs)))  # the same colours in every panel
     device_texts = {device: device_label(summary, device, leave_out=("t_inference",)) for device in devices}
+    most_curves = max(len(trained_configurations(rows)) for rows in selected.values())
+    bands_left_out = None
+    if band is not None and most_curves > max_bands:
+        bands_left_out = f"No bands ({_band_label(band)}):\n{most_curves} curves a panel would overlap"
+        band = None
 
     tables = []
     xs = []
     with style_context():
-        fig, ax = _new_figure(TIME_FIGSIZE)
-        for device in devices:
-            rows = selected[device]
+        width = _TIME_PANEL_WIDTH * len(devices) + _TIME_LEGEND_WIDTH
+        fig = Figure(figsize=(width, TIME_HEIGHT), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(devices), sharex=True, sharey=True))
+        for ax, device in zip(axes, devices):
             for method, value in configs:
-                drawn = _configuration_curve(ax, rows, method, value, "t_inference", device, device_texts[device],
-                                             center=center, band=band, color=colors[(method, value)],
-                                             linestyle=styles[device], in_label=True)
+                drawn = _configuration_curve(ax, selected[device], method, value, "t_inference", device,
+                                             device_texts[device], center=center, band=band,
+                                             color=colors[(method, value)])
                 if drawn is not None:
                     tables.append(drawn)
                     xs.append(drawn["t_inference"].to_numpy(dtype=float))
-        ax.set_xscale("log")
-        ticks = [t for t, _ in TIME_TICKS]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.set_xticks(ticks, [text for _, text in TIME_TICKS])
-        for text in ax.get_xticklabels():  # the long-time ticks are close: slanted, they never overlap
-            text.set(rotation=35, horizontalalignment="right", rotation_mode="anchor")
-        ax.xaxis.set_minor_locator(NullLocator())
+            if len(devices) > 1:
+                ax.set_title(device_texts[device], loc="left", fontsize="medium")
         every = np.concatenate(xs)
         positive = every[every > 0]
         low = min(1.0, float(positive.min()) if positive.size else 1.0) / _TIME_PAD
         high = max(10.0 * YEAR, float(every.max())) * _TIME_PAD
-        ax.set_xlim(low, high)
-        ax.set_xlabel(TIME_AXIS_LABEL)
-        ax.set_ylabel(ACCURACY_AXIS_LABEL)
-        ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
-        config_handles = [
-            Line2D([], [], color=colors[c], marker=METHOD_MARKERS.get(c[0], "o"), markeredgecolor="white",
-                   markeredgewidth=0.6, label=curve_label(*c)) for c in configs
-        ]
-        device_handles = [] if len(devices) < 2 else [
-            Line2D([], [], color="#444444", linestyle=styles[d], label=device_texts[d]) for d in devices
-        ]
-        _legend(ax, config_handles, device_handles, center, band,
-                device_texts[devices[0]] if len(devices) == 1 else None)
+        for index, ax in enumerate(axes):
+            ax.set_xscale("log")
+            ticks = [t for t, _ in TIME_TICKS]
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.set_xticks(ticks, [text for _, text in TIME_TICKS])
+            for text in ax.get_xticklabels():  # the long-time ticks are close: slanted, they never overlap
+                text.set(rotation=35, horizontalalignment="right", rotation_mode="anchor")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xlim(low, high)
+            ax.set_xlabel(TIME_AXIS_LABEL)
+            ax.set_ylabel(ACCURACY_AXIS_LABEL if index == 0 else "")
+        axes[0].set_ylim(top=min(axes[0].get_ylim()[1], 101.0))  # shared: every panel
+        heading = device_texts[devices[0]] if len(devices) == 1 else None
+        for ax in axes:
+            _legend(ax, None, _legend_title(center, band, heading, bands_left_out=bands_left_out))
+        _merge_legends(axes, tables)  # one entry per configuration, right of the last panel
         if title:
-            ax.set_title(wrap_title(title), loc="left")
+            # about 14 characters an inch in the title's font: one line where the figure is wide enough
+            fig.suptitle(wrap_title(title, width=int(14 * width)), x=0.01, horizontalalignment="left",
+                         fontweight="bold")
     return fig, pd.concat(tables, ignore_index=True)
 
 
@@ -613,7 +649,7 @@ def accuracy_vs_stuck_at(
         fig, ax = _new_figure()
         for method, value in configs:
             drawn = _configuration_curve(ax, rows, method, value, "stuck_pct", device, text, center=center,
-                                         band=band, color=colors[(method, value)], linestyle="-", in_label=False)
+                                         band=band, color=colors[(method, value)])
             if drawn is not None:
                 tables.append(drawn)
         all_x = rows["stuck_pct"].to_numpy(dtype=float)
@@ -624,9 +660,9 @@ def accuracy_vs_stuck_at(
         ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
         handles = [
             Line2D([], [], color=colors[c], marker=METHOD_MARKERS.get(c[0], "o"), markeredgecolor="white",
-                   markeredgewidth=0.6, label=curve_label(*c)) for c in configs
+                   markeredgewidth=0.6, label=drawn_label(curve_label(*c))) for c in configs
         ]
-        _legend(ax, handles, [], center, band, text)
+        _legend(ax, handles, _legend_title(center, band, text))
         if title:
             ax.set_title(wrap_title(title), loc="left")
     return fig, pd.concat(tables, ignore_index=True)

@@ -15,7 +15,15 @@ from matplotlib.figure import Figure
 
 from memristor_mat import methods as registry
 from memristor_mat.reporting.curves import _check_stats, _curve_rows, _curve_value
-from memristor_mat.reporting.style import STAT_LABELS, _new_figure, curve_label, noise_axis_label, style_context, wrap_title
+from memristor_mat.reporting.style import (
+    STAT_LABELS,
+    _new_figure,
+    curve_label,
+    drawn_label,
+    noise_axis_label,
+    style_context,
+    wrap_title,
+)
 
 __all__ = ["plot_sigma_heatmap", "trained_configurations"]
 
@@ -80,7 +88,7 @@ def plot_sigma_heatmap(
                         "sigma_train_pct": round(100.0 * float(first["sigma_train"]), 6),
                         **{c: first[c] for c in settings}})
 
-    row_labels = [r["label"] for r in records]
+    row_labels = [drawn_label(r["label"]) for r in records]
     col_labels = [f"{lv:g}" for lv in levels]
     table = pd.concat([pd.DataFrame(records), pd.DataFrame(matrix, columns=col_labels)], axis=1)
     table.columns.name = "noise_level_pct"

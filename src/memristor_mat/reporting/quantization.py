@@ -7,7 +7,7 @@ They follow :mod:`memristor_mat.reporting.curves`: each takes the summary table 
 ``(figure, table)``, the table holding exactly the numbers drawn, one row per point:
 
 * ``element``: ``"curve"`` (ours) or ``"published"`` (the original study's number),
-* ``label`` (the legend's), ``method``, ``levels``, ``noise_sd``, ``sigma_inference``,
+* ``label`` (the legend's, in plain text: the figure draws ``σ_inference`` with a subscript), ``method``, ``levels``, ``noise_sd``, ``sigma_inference``,
   ``noise_level_pct``, ``n_models`` and ``n_draws`` (where the summary has them),
 * the plotted statistics under their own names (``mean``, ``p12``, ``p88``, ...; a published
   point gives its number under its own statistic, e.g. ``mean``).
@@ -34,6 +34,7 @@ from memristor_mat.reporting.style import (
     STAT_LABELS,
     _band_label,
     _new_figure,
+    drawn_label,
     method_color,
     method_label,
     noise_axis_label,
@@ -192,7 +193,7 @@ def _draw(
         if band is not None:
             ax.fill_between(x, curve[band[0]].to_numpy(dtype=float), curve[band[1]].to_numpy(dtype=float),
                             color=colors[level], alpha=0.15, linewidth=0)
-        ax.plot(x, curve[center].to_numpy(dtype=float), color=colors[level], marker=marker, label=label,
+        ax.plot(x, curve[center].to_numpy(dtype=float), color=colors[level], marker=marker, label=drawn_label(label),
                 markeredgecolor="white", markeredgewidth=0.6)
         tables.append(_curve_table(curve, label, center, band))
         xs.append(x)
@@ -206,7 +207,7 @@ def _draw(
             x = part[x_column].to_numpy(dtype=float)
             label = f"Published ({statistic}), {_level_label(level)}"
             ax.plot(x, part["accuracy_pct"].to_numpy(dtype=float), color=colors[level], linestyle=":",
-                    marker=marker, markerfacecolor="none", label=label)
+                    marker=marker, markerfacecolor="none", label=drawn_label(label))
             tables.append(pd.DataFrame({
                 "element": "published", "label": label, "method": method,
                 "levels": part["levels"].astype(int).to_numpy(), "noise_sd": part["noise_sd"].astype(float).to_numpy(),

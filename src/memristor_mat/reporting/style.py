@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
+import math
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,6 +39,7 @@ __all__ = [
     "method_label",
     "method_color",
     "curve_label",
+    "drawn_label",
     "sampling_label",
     "save_figure",
 ]
@@ -195,14 +198,34 @@ def _setting_column(method: str) -> str | None:
     return None if setting is None else setting.name
 
 
+def _zero_is_a_value(setting: registry.Setting) -> bool:
+    """Whether 0 is a valid value of the setting (QAT + noise's noise_sd), rather than its
+    "not applied" (sigma_train 0: a model trained without forward noise)."""
+    schema = setting.value_schema
+    return schema.get("minimum", -math.inf) <= 0 and schema.get("exclusiveMinimum", -math.inf) < 0
+
+
 def curve_label(method: str, value: float) -> str:
-    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%`` or ``QAT, 4 levels``: the method and
-    the value of its swept setting (nothing for a method that sweeps none, or sigma_train 0)."""
+    """Legend label, e.g. ``MAT (fine-tuned), σ_train = 20%``, ``QAT, 4 levels`` or ``QAT + noise,
+    noise_sd = 0``: the method and the value of its swept setting (nothing for a method that
+    sweeps none, or a 0 that means "not applied", as sigma_train 0). Plain text, as the tables
+    write it; :func:`drawn_label` gives the text a figure draws."""
     label = method_label(method)
     setting = registry.curve_setting(method)
-    if setting is not None and not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL):
+    if setting is not None and (_zero_is_a_value(setting) or not np.isclose(float(value), 0.0, atol=_SIGMA_ATOL)):
         label += f", {setting.label(value)}"
     return label
+
+
+#: ``σ_name``: a sigma with its subscript written as plain text (tables, CSV)
+_PLAIN_SIGMA = re.compile(r"σ_([A-Za-z]+)")
+
+
+def drawn_label(text: str) -> str:
+    """``text`` as a figure draws it: ``σ_train`` and ``σ_inference`` with mathtext subscripts
+    (``$\\sigma_\\mathrm{train}$``), as the axis titles write them, instead of a visible
+    underscore. Tables keep the plain text, which reads (and greps) better in a CSV."""
+    return _PLAIN_SIGMA.sub(lambda match: rf"$\sigma_\mathrm{{{match.group(1)}}}$", str(text))
 
 
 def _band_label(band: Sequence[str] | None) -> str | None:
