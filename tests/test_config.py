@@ -49,8 +49,8 @@ def test_demo_config_is_valid_and_complete():
     assert config["device"] == "auto"
     # mnist: 3 seeds x (vanilla, noisy_updates, 4 mat, 2 mat_scratch); cifar_standin: 2 seeds x
     # (vanilla, 2 mat); ecg (original): 2 seeds x 5; ecg_tanh: 1 x 2; ecg_improved: 1 x 3; QAT with
-    # seeds of its own: 2 seeds x (3 level counts + 1 qat_noise setting)
-    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 2 + 1 * 3 + 2 * (3 + 1)
+    # seeds of its own: 2 seeds x (3 level counts + 2 qat_noise settings)
+    assert len(pipeline.model_runs(config)) == 3 * (1 + 1 + 4 + 2) + 2 * 3 + 2 * 5 + 1 * 2 + 1 * 3 + 2 * (3 + 2)
 
 
 def test_defaults_are_filled_in(tmp_path, demo):
