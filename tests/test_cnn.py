@@ -31,9 +31,66 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("classes, expected", [(10, 502_538), (100, 617_828)])
-def test_mobilenet_cifar_specs_parameter_counts(classes, expected):
-    assert n_parameters(mobilenet_v2_cifar(num_classes=classes)) == expected
+#: MobileNetV2's block table (Sandler et al. 2018, table 2; torchvision's default): expansion t,
+#: channels c, repeats n, stride s of a stage's first block
+IMAGENET_BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                   (6, 320, 1, 1)]
+#: "cifar_specs": the 24- and 32-channel stages at stride 1, so that with the stride-1 stem
+#: 32 x 32 images reach the classifier as 8 x 8; width 0.4
+CIFAR_BLOCKS = [(t, c, n, 1 if c in (24, 32) else s) for t, c, n, s in IMAGENET_BLOCKS]
+
+
+def rounded_channels(channels: float) -> int:
+    """MobileNetV2's channel rounding: to the nearest multiple of 8 (at least 8), one multiple
+    more where that lost over 10 % of the scaled width."""
+    nearest = max(8, int(channels / 8 + 0.5) * 8)
+    return nearest + 8 if nearest < 0.9 * channels else nearest
+
+
+def mobilenet_layout(blocks, width: float, classes: int):
+    """The inverted residuals (in, hidden, out, stride) and the parameter count that the block
+    table gives: a 3 x 3 stem of 32 x width channels; per block a 1 x 1 expansion to t x in
+    channels (none where t = 1), a 3 x 3 depthwise convolution, a 1 x 1 projection; a 1 x 1
+    convolution to 1280 channels; a linear classifier with bias. Convolutions have no bias,
+    each is followed by a BatchNorm of 2 parameters a channel."""
+    stem = rounded_channels(32 * width)
+    count = 3 * 3 * 3 * stem + 2 * stem
+    layout, channels = [], stem
+    for t, c, n, s in blocks:
+        out = rounded_channels(c * width)
+        for index in range(n):
+            hidden = t * channels
+            if t != 1:
+                count += channels * hidden + 2 * hidden
+            count += 3 * 3 * hidden + 2 * hidden + hidden * out + 2 * out
+            layout.append((channels, hidden, out, s if index == 0 else 1))
+            channels = out
+    last = rounded_channels(1280 * max(1.0, width))
+    count += channels * last + 2 * last + last * classes + classes
+    return layout, count
+
+
+def built_layout(model):
+    """(in, hidden, out, stride) of each inverted residual of a built MobileNetV2."""
+    layout = []
+    for block in model.network.features[1:-1]:
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        (depthwise,) = [conv for conv in convs if conv.groups > 1]
+        layout.append((convs[0].in_channels, depthwise.in_channels, convs[-1].out_channels, depthwise.stride[0]))
+    return layout
+
+
+@pytest.mark.parametrize("classes, documented", [(10, 502_538), (100, 617_828)])
+def test_mobilenet_cifar_specs_parameter_counts(classes, documented):
+    model = mobilenet_v2_cifar(num_classes=classes)
+    layout, count = mobilenet_layout(CIFAR_BLOCKS, 0.4, classes)
+    built = built_layout(model)
+    assert len(built) == len(layout) == 17
+    wrong = [(index, got, want) for index, (got, want) in enumerate(zip(built, layout)) if got != want]
+    assert not wrong, f"inverted residuals (index, built (in, hidden, out, stride), cifar_specs'): {wrong}"
+    assert model.network.features[0][0].out_channels == 16 and model.network.features[0][0].stride == (1, 1)
+    assert n_parameters(model) == count
+    assert count == documented  # the count README.md and the paper configs give
 
 
 def test_mobilenet_is_torchvisions_class_with_stride_one_stem_and_batchnorm():

@@ -132,6 +132,30 @@ def test_image_label_count_mismatch_is_data_error(tmp_path):
     assert "train-labels-idx1-ubyte" in str(info.value)
 
 
+def test_label_outside_0_to_9_is_data_error(tmp_path):
+    make_mnist_raw(tmp_path)
+    # a well-formed label file (IDX reads any byte) with one label 10 among ten
+    labels = np.arange(10, dtype=np.uint8)
+    labels[3] = 10
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    write_idx(path, labels)
+
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte holds labels outside 0\.\.9; replace it") as info:
+        prepare_dataset("mnist", tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_images_not_28_by_28_are_data_error(tmp_path):
+    make_mnist_raw(tmp_path)
+    # a well-formed IDX image file whose images are one row short
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros((20, 27, 28), dtype=np.uint8))
+
+    with pytest.raises(DataError, match=r"holds \(20, 27, 28\) images, expected N x 28 x 28") as info:
+        prepare_dataset("mnist", tmp_path)
+    assert str(path) in str(info.value)
+
+
 def test_mnist_offline_says_where_to_put_files(tmp_path, url_calls):
     with pytest.raises(DatasetUnavailableError) as info:
         prepare_dataset("mnist", tmp_path)

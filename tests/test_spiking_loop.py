@@ -116,8 +116,11 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
 
 def test_the_loop_lets_other_python_threads_run(compiled):
     # it releases the GIL, as torch's operations do: a Python thread keeps running through the
-    # call. (Holding it, the thread would run at most a switch interval, 5 ms, around the call's
-    # ends: here it must have run in the middle 60 % of the call.)
+    # call. Counted in the thread's ticks while the call runs, not in seconds: with a switch
+    # interval far longer than the call, a thread that holds the GIL is never made to hand it
+    # over, so the worker ticks in the call only if the call lets go of it (the control: a
+    # builtin that holds it lets no tick through).
+    import sys
     import threading
     import time
 
@@ -126,28 +129,37 @@ def test_the_loop_lets_other_python_threads_run(compiled):
     args = (events(256, 250, rate=0.05, seed=1), weights["w_in"], weights["w_rec"] * model.recurrent_mask,
             weights["w_out"], model.alpha, model.beta, *model._readout_constants(weights["w_in"]), 1.0, True, False,
             True)
-    seen, stop = [], threading.Event()
+    state = {"in_call": False, "ticks": 0}
+    started, stop = threading.Event(), threading.Event()
 
     def clock():
+        started.set()
         while not stop.is_set():
-            seen.append(time.perf_counter())
-            time.sleep(0)  # yields the GIL too, so the main thread gets on with the call
+            state["ticks"] += state["in_call"]
+            time.sleep(1e-4)  # off the GIL long enough for the main thread to take it back at once
+
+    def ticks_during(call):
+        state["ticks"], state["in_call"] = 0, True
+        call()
+        state["in_call"] = False
+        return state["ticks"]
 
     worker = threading.Thread(target=clock)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # a call long enough on any machine: 16 draws on one thread
+    previous, interval = torch.get_num_threads(), sys.getswitchinterval()
+    torch.set_num_threads(1)  # the call on one thread; the worker has the other core
+    sys.setswitchinterval(10.0)
     worker.start()
     try:
-        time.sleep(0.02)
-        start = time.perf_counter()
-        compiled.spiking_logits(*args)  # about 11 ms a draw
-        end = time.perf_counter()
+        started.wait()
+        held = ticks_during(lambda: sum(range(3_000_000)))  # a builtin that keeps the GIL
+        released = ticks_during(lambda: compiled.spiking_logits(*args))  # 16 draws: hundreds of ticks
     finally:
         stop.set()
         worker.join()
+        sys.setswitchinterval(interval)
         torch.set_num_threads(previous)
-    middle = [t for t in seen if start + 0.2 * (end - start) < t < end - 0.2 * (end - start)]
-    assert end - start > 0.05 and middle, (end - start, len(seen))
+    assert held == 0, "the count is not what the test assumes: a thread holding the GIL let the worker run"
+    assert released > 10, released
 
 
 @pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))

@@ -1,6 +1,7 @@
 """Training methods (SPEC §2): determinism, resume after a kill, the method-specific mechanics."""
 
 import dataclasses
+import inspect
 
 import pytest
 import torch
@@ -9,9 +10,11 @@ from conftest import killed_in_epoch, standin_splits, toy_data, toy_events
 
 from memristor_mat import training
 from memristor_mat.checkpoint import CheckpointError
+from memristor_mat.device import derive_seed
 from memristor_mat.models import build_model
 from memristor_mat.models.mlp import MLP
 from memristor_mat.methods import mat, noisy_updates
+from memristor_mat.methods.hooks import EpochContext
 from memristor_mat.settings import NoisyUpdates, TrainingSettings
 from memristor_mat.training import train
 
@@ -21,6 +24,13 @@ CPU = torch.device("cpu")
 def model(seed=0):
     torch.manual_seed(seed)
     return MLP(input_size=16, hidden_sizes=[12], num_classes=2, bias=True)
+
+
+def model_with_batchnorm():
+    # a normalisation layer's affine parameters are not on the crossbar: clipping and injections must leave them out
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.BatchNorm1d(12),
+                               torch.nn.ReLU(), torch.nn.Linear(12, 2))
 
 
 def settings(method="vanilla", **overrides):
@@ -60,6 +70,98 @@ def test_methods_differ_from_vanilla():
     assert not torch.equal(final["vanilla"][w], final["noisy_updates"][w])
 
 
+@pytest.mark.parametrize("method", ["vanilla", "mat_scratch"])
+def test_another_seed_gives_other_weights(method):
+    # the same initial weights and data: only the run's seed differs (data order, noise)
+    a = train(model(), toy_data(), settings(method, seed=3), device=CPU).model
+    b = train(model(), toy_data(), settings(method, seed=4), device=CPU).model
+    assert not torch.equal(a.state_dict()["layers.1.weight"], b.state_dict()["layers.1.weight"])
+
+
+@pytest.fixture
+def epoch_randomness(monkeypatch):
+    """Per epoch of train(): the data order (sample indices in batch order), the noise
+    generator's seed and the global torch seed (dropout) it set."""
+    seen = {"order": [], "noise": [], "torch": []}
+
+    class Batches(training.EpochBatches):
+        def __init__(self, x, y, index_batches, *args, **kwargs):
+            seen["order"].append(torch.cat(list(index_batches)))
+            super().__init__(x, y, index_batches, *args, **kwargs)
+
+    def context(**kwargs):
+        seen["noise"].append(kwargs["generator"].initial_seed())
+        return EpochContext(**kwargs)
+
+    manual_seed = torch.manual_seed
+    monkeypatch.setattr(training, "EpochBatches", Batches)
+    monkeypatch.setattr(training, "EpochContext", context)
+    monkeypatch.setattr(training.torch, "manual_seed", lambda s: (seen["torch"].append(s), manual_seed(s))[1])
+    return seen
+
+
+@pytest.mark.parametrize("purpose", ["order", "noise", "torch"])
+def test_each_epochs_randomness_depends_on_the_seed_and_the_epoch(epoch_randomness, purpose):
+    nets = [model(), model()]
+    epoch_randomness["torch"].clear()  # model() seeds torch itself
+    train(nets[0], toy_data(), settings("mat_scratch", seed=3, epochs=2), device=CPU)
+    train(nets[1], toy_data(), settings("mat_scratch", seed=4, epochs=2), device=CPU)
+    runs = epoch_randomness[purpose]
+    assert len(runs) == 4  # (seed 3: epochs 0, 1), (seed 4: epochs 0, 1)
+    different = (lambda a, b: not torch.equal(a, b)) if purpose == "order" else (lambda a, b: a != b)
+    assert different(runs[0], runs[1]) and different(runs[2], runs[3]), "two epochs drew the same"
+    assert different(runs[0], runs[2]) and different(runs[1], runs[3]), "two seeds drew the same"
+    if purpose == "order":
+        assert all(torch.equal(order.sort().values, torch.arange(256)) for order in runs)  # each a permutation
+
+
+def test_mat_trains_through_w_plus_sigma_train_r_w_z_of_the_epochs_generator():
+    """SPEC §2: each batch's forward pass sees W + sigma_train * R(W) * z, z fresh standard
+    normals from the epoch's generator (seeded by (seed, "noise", epoch)), R the configured
+    reference. lr 0 keeps W fixed, so every batch's noisy weights can be computed by hand."""
+    net = model()
+    clean = {name: p.detach().clone() for name, p in net.named_parameters()}
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(
+        {name: p.detach().clone() for name, p in module.named_parameters()}) if module.training else None)
+    config = settings("mat_scratch", epochs=2, sigma_train=0.07, noise_options={"reference": "range"},
+                      optimizer={"name": "SGD", "lr": 0.0})
+    train(net, toy_data(), config, device=CPU, prefetch_noise=False)
+    assert len(seen) == 2 * 16
+    for epoch in range(2):
+        g = torch.Generator().manual_seed(derive_seed(3, "noise", epoch))
+        for batch in range(16):
+            # one draw per batch, the tensors in the model's parameter order
+            for name, w in clean.items():
+                z = torch.randn(w.shape, generator=g)
+                expected = w + 0.07 * (w.max() - w.min()) * z
+                torch.testing.assert_close(seen[16 * epoch + batch][name], expected, rtol=1e-6, atol=1e-7)
+    assert all(torch.equal(p, clean[name]) for name, p in net.named_parameters())  # lr 0: W never moved
+
+
+def test_noisy_updates_pass_their_configured_scale_and_reference(monkeypatch):
+    calls = []
+    original = noisy_updates.add_permanent_noise
+    signature = inspect.signature(original)
+
+    def spy(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        calls.append(dict(bound.arguments))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(noisy_updates, "add_permanent_noise", spy)
+    net = model_with_batchnorm()
+    updates = NoisyUpdates(last_epochs=1, every_n_batches=8, relative_sd=0.03, reference="max")
+    train(net, toy_data(), settings("noisy_updates", epochs=2, noisy_updates=updates), device=CPU)
+    assert len(calls) == 2  # batches 7 and 15 of the last epoch
+    memristor = [net[1].weight, net[1].bias, net[4].weight, net[4].bias]
+    for call in calls:
+        assert call["relative_sd"] == 0.03 and call["reference"] == "max"
+        assert len(call["parameters"]) == 4 and all(a is b for a, b in zip(call["parameters"], memristor))
+        assert call["gen"].initial_seed() == derive_seed(3, "noise", 1)  # the last epoch's generator
+
+
 def test_noisy_updates_only_in_the_last_epochs(monkeypatch):
     calls = []
     original = noisy_updates.add_permanent_noise
@@ -69,12 +171,32 @@ def test_noisy_updates_only_in_the_last_epochs(monkeypatch):
     assert len(calls) == 2 * 4
 
 
-def test_weight_clipping_bounds_every_weight():
-    clipped = train(model(), toy_data(), settings(weight_clip_std=1.0, epochs=2), device=CPU).model
-    for name, w in clipped.named_parameters():
-        if w.numel() > 1:
-            # after the last step, |w| <= 1 * std of the tensor before clipping; check loosely
-            assert w.abs().max() <= 1.5 * w.std() + 1e-6, name
+def test_weight_clipping_clips_the_memristor_tensors_at_the_configured_k(monkeypatch):
+    calls = []
+    clip = training.clip_weights
+
+    def spy(parameters, k_std):
+        parameters = list(parameters)
+        before = [w.detach().clone() for w in parameters]
+        clip(parameters, k_std)
+        calls.append((parameters, k_std, before, [w.detach().clone() for w in parameters]))
+
+    monkeypatch.setattr(training, "clip_weights", spy)
+    net = model_with_batchnorm()
+    clipped = train(net, toy_data(), settings(weight_clip_std=1.3, epochs=2), device=CPU).model
+    assert len(calls) == 2 * 16  # after every optimiser step
+    memristor = [net[1].weight, net[1].bias, net[4].weight, net[4].bias]
+    for parameters, k_std, _, _ in calls:
+        assert k_std == 1.3
+        assert len(parameters) == len(memristor) and all(a is b for a, b in zip(parameters, memristor))
+    # the arithmetic, to the bit: each tensor clamped to +-k of its own std before the clipping
+    _, _, before, after = calls[-1]
+    for pre, post in zip(before, after):
+        assert torch.equal(post, pre.clamp(-1.3 * pre.std(), 1.3 * pre.std()))
+    assert not torch.equal(before[0], after[0])  # not vacuous: the step pushed weights beyond the bound
+    # nothing moves the weights after the last clipping
+    assert all(torch.equal(w, post) for w, post in zip(memristor, after))
+    assert clipped is net
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
