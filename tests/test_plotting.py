@@ -272,8 +272,8 @@ def test_save_figure_writes_pdf_and_png(tmp_path, summary):
 
 
 def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
-    papermill = pytest.importorskip("papermill")
-    pytest.importorskip("ipykernel")
+    import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
+    import ipykernel  # noqa: F401  (the kernel papermill starts)
     summary_path = tmp_path / "summary.parquet"
     summarise(synthetic_table(n_models=2, n_draws=2), bootstrap_resamples=20).to_parquet(
         summary_path
@@ -330,8 +330,8 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
 
 
 def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
-    papermill = pytest.importorskip("papermill")
-    pytest.importorskip("ipykernel")
+    import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
+    import ipykernel  # noqa: F401  (the kernel papermill starts)
     monkeypatch.setenv("PYTHONPATH", str(REPO / "src"))
     with pytest.raises(papermill.PapermillExecutionError, match="figure_dir"):
         papermill.execute_notebook(

@@ -363,8 +363,8 @@ def test_accuracy_vs_stuck_at_equal_halves_and_errors(summary):
 
 
 def _run_notebook(tmp_path, monkeypatch, **parameters):
-    papermill = pytest.importorskip("papermill")
-    pytest.importorskip("ipykernel")
+    import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
+    import ipykernel  # noqa: F401  (the kernel papermill starts)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     ))
@@ -440,7 +440,7 @@ def test_devices_notebook_draws_one_figure(tmp_path, monkeypatch):
     (dict(figure="accuracy_vs_stuck_at", stuck_device=""), r"needs a stuck_device"),
 ])
 def test_devices_notebook_rejects_bad_parameters(tmp_path, monkeypatch, parameters, message):
-    papermill = pytest.importorskip("papermill")
+    import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
     with pytest.raises(papermill.PapermillExecutionError, match=message):
         _run_notebook(tmp_path, monkeypatch, **parameters)
     assert not (tmp_path / "figures").exists()
