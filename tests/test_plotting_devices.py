@@ -339,10 +339,16 @@ def test_accuracy_vs_stuck_at(summary, tmp_path):
         np.testing.assert_allclose(line.get_ydata(), [r["mean"] for r in rows])
     assert "equal halves" not in ax.get_xlabel() and "p_stuck_off + p_stuck_on" in ax.get_xlabel()
     assert table.loc[table["method"] == "vanilla", "stuck_pct"].tolist() == pytest.approx([0.0, 1.5, 3.0, 7.5])
-    # bands only for configurations with a CI (noisy_updates has one model)
-    assert band_extents(ax, method_color("vanilla")) == [(0.0, 7.5)]
-    assert band_extents(ax, method_color("noisy_updates")) == []
+    # 7 curves: more bands than can be told apart, none drawn, and the table has none
+    assert not any(isinstance(c, PolyCollection) for c in ax.collections)
+    assert "No bands (95% bootstrap CI of the mean):\n7 curves would overlap" in ax.get_legend().get_title().get_text()
+    assert "ci95_low" not in table.columns
     assert save_figure(fig, tmp_path, "accuracy_vs_stuck_at")[1].stat().st_size > 1000
+    # where the caller allows them: bands only for configurations with a CI (noisy_updates has one model)
+    fig, table = accuracy_vs_stuck_at(summary, device="stuck_at", max_bands=len(CONFIGS))
+    assert band_extents(fig.axes[0], method_color("vanilla")) == [(0.0, 7.5)]
+    assert band_extents(fig.axes[0], method_color("noisy_updates")) == []
+    assert "ci95_low" in table.columns
 
 
 def test_accuracy_vs_stuck_at_equal_halves_and_errors(summary):

@@ -520,6 +520,15 @@ _TIME_PANEL_WIDTH = 4.2
 _TIME_LEGEND_WIDTH = 3.6
 
 
+def _bands_if_few(band: tuple[str, str] | None, curves: int, max_bands: int,
+                  where: str = "") -> tuple[tuple[str, str] | None, str | None]:
+    """``(band, None)`` where ``curves`` curves (``where``: in one panel) can show their bands,
+    else ``(None, the legend's line saying why they are left out)``."""
+    if band is None or curves <= max_bands:
+        return band, None
+    return None, f"No bands ({_band_label(band)}):\n{curves} curves{where} would overlap"
+
+
 def accuracy_vs_time(
     summary: pd.DataFrame,
     *,
@@ -567,10 +576,7 @@ def accuracy_vs_time(
     colors = dict(zip(configs, curve_colors(configs)))  # the same colours in every panel
     device_texts = {device: device_label(summary, device, leave_out=("t_inference",)) for device in devices}
     most_curves = max(len(trained_configurations(rows)) for rows in selected.values())
-    bands_left_out = None
-    if band is not None and most_curves > max_bands:
-        bands_left_out = f"No bands ({_band_label(band)}):\n{most_curves} curves a panel would overlap"
-        band = None
+    band, bands_left_out = _bands_if_few(band, most_curves, max_bands, " a panel")
 
     tables = []
     xs = []
@@ -622,11 +628,13 @@ def accuracy_vs_stuck_at(
     center: str = "mean",
     band: Sequence[str] | None = ("ci95_low", "ci95_high"),
     title: str | None = None,
+    max_bands: int = MAX_BANDS,
 ) -> tuple[Figure, pd.DataFrame]:
     """Accuracy (%) against the fraction of stuck devices, ``p_stuck_off + p_stuck_on`` in %
     (a missing or NaN one counts as 0), one curve per trained configuration of ``device``
     (method colour, shades for several values of its setting, method marker), the ``center``
-    statistic with a shaded ``band`` where both band columns are defined.
+    statistic with a shaded ``band`` where both band columns are defined, if there are no more
+    than ``max_bands`` curves (as :func:`accuracy_vs_time`).
 
     Returns ``(fig, table)`` as :func:`accuracy_vs_time`, with the x value in the column
     ``stuck_pct``. Raises ``ValueError`` for a device not in the summary, one without
@@ -644,6 +652,7 @@ def accuracy_vs_stuck_at(
     configs = trained_configurations(rows)
     colors = dict(zip(configs, curve_colors(configs)))
     text = device_label(summary, device, leave_out=parts)
+    band, bands_left_out = _bands_if_few(band, len(configs), max_bands)
     tables = []
     with style_context():
         fig, ax = _new_figure()
@@ -662,7 +671,7 @@ def accuracy_vs_stuck_at(
             Line2D([], [], color=colors[c], marker=METHOD_MARKERS.get(c[0], "o"), markeredgecolor="white",
                    markeredgewidth=0.6, label=drawn_label(curve_label(*c))) for c in configs
         ]
-        _legend(ax, handles, _legend_title(center, band, text))
+        _legend(ax, handles, _legend_title(center, band, text, bands_left_out=bands_left_out))
         if title:
             ax.set_title(wrap_title(title), loc="left")
     return fig, pd.concat(tables, ignore_index=True)
