@@ -664,7 +664,8 @@ def accuracy_vs_stuck_at(
         all_x = rows["stuck_pct"].to_numpy(dtype=float)
         pad = 0.025 * (all_x.max() - all_x.min()) if all_x.max() > all_x.min() else 0.5
         ax.set_xlim(all_x.min() - pad, all_x.max() + pad)  # room for the end markers
-        ax.set_xlabel("Stuck devices, p_stuck_off + p_stuck_on (%)" + (", equal halves" if halves else ""))
+        # two lines: one ran under the legend beside the axes
+        ax.set_xlabel("Stuck devices, p_stuck_off + p_stuck_on (%)" + ("\n(equal halves)" if halves else ""))
         ax.set_ylabel(ACCURACY_AXIS_LABEL)
         ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
         handles = [
