@@ -73,20 +73,20 @@ def test_validate_demo_config(capsys):
     assert main(["validate", "--config", str(DEMO_CONFIG)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out
-    assert "53 models" in out  # mnist 3 x 8 + qat 2 x 3 + qat_noise 2 x 1, cifar_standin 2 x 3, ecg 2 x 5, ecg_tanh 1 x 2, ecg_improved 1 x 3
+    assert "55 models" in out  # mnist 3 x 8 + qat 2 x 3 + qat_noise 2 x 2, cifar_standin 2 x 3, ecg 2 x 5, ecg_tanh 1 x 2, ecg_improved 1 x 3
 
 
 def test_list_prints_one_line_per_model(capsys):
     assert main(["list", "--config", str(DEMO_CONFIG)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 53
-    assert len(set(lines)) == 53
+    assert len(lines) == 55
+    assert len(set(lines)) == 55
     rows = [line.split("\t") for line in lines]
     assert all(len(row) == 5 for row in rows)
     assert ["mnist", "mat", "sigma~0.2", "14", "results/models/mnist/mat/sigma~0.2/seed~14/model.pt"] in rows
     assert ["mnist", "vanilla", "sigma~0", "15", "results/models/mnist/vanilla/sigma~0/seed~15/model.pt"] in rows
     counts = pd.Series([row[1] for row in rows if row[0] == "mnist"]).value_counts().to_dict()
-    assert counts == {"vanilla": 3, "noisy_updates": 3, "mat": 12, "mat_scratch": 6, "qat": 6, "qat_noise": 2}
+    assert counts == {"vanilla": 3, "noisy_updates": 3, "mat": 12, "mat_scratch": 6, "qat": 6, "qat_noise": 4}
 
 
 def test_bad_config_returns_2_and_names_the_key(tmp_path, capsys):
