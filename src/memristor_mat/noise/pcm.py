@@ -73,7 +73,7 @@ class ProgrammedPCM(NamedTuple):
 class PCMNoise:
     """The PCM conductance effect (see the module docstring); condition ``t_inference`` (s).
 
-    ``drift_compensation``: the crossbar rescales each tensor by its global drift-compensation
+    ``drift_compensation``: the crossbar rescales each layer by its global drift-compensation
     factor (:mod:`memristor_mat.noise.crossbar`). ``g_max``: uS (default 25, the fit's)."""
 
     registry_name = "pcm"
