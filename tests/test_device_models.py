@@ -454,6 +454,61 @@ def test_drift_compensation_reads_a_layer_along_its_output_axis():
     assert not torch.allclose(wrong.transpose(-1, -2), out_in, rtol=1e-3)
 
 
+def test_one_hot_probe_compensates_with_the_mean_of_every_devices_response():
+    # the option compensation_probe: one_hot: alpha = mean_ij |W_ref + b_ref| / mean_ij |W_t + b_t|
+    gen = torch.Generator().manual_seed(7)
+    w, b = torch.randn(10, 32, generator=gen), torch.randn(10, generator=gen)
+    compensated = make_noise_model("pcm", {"compensation_probe": "one_hot"})
+    plain = make_noise_model("pcm", {"drift_compensation": False})
+    assert compensated.compensation_probe == "one_hot" and make_noise_model("pcm").compensation_probe == "ones"
+    normals = {"w": common_draws(plain, w.shape, draws=3, seed=1), "b": common_draws(plain, b.shape, draws=3, seed=2)}
+    condition = {"t_inference": YEAR}
+    layer = at_conditions(compensated, {"w": w, "b": b}, normals, {"w": 0, "b": 0})(condition)
+    now_w, now_b = plain.apply(w, normals["w"], condition), plain.apply(b, normals["b"], condition)
+    then_w, then_b = programmed_only(w, normals["w"]), programmed_only(b, normals["b"])
+    alpha = ((then_w + then_b[:, :, None]).abs().mean((-2, -1))
+             / (now_w + now_b[:, :, None]).abs().mean((-2, -1)))
+    assert torch.allclose(layer["w"], now_w * alpha.view(3, 1, 1), rtol=1e-5)
+    assert torch.allclose(layer["b"], now_b * alpha.view(3, 1), rtol=1e-5)
+    ones = at_conditions(make_noise_model("pcm"), {"w": w, "b": b}, normals, {"w": 0, "b": 0})(condition)
+    assert not torch.allclose(ones["w"], layer["w"], rtol=1e-3)  # the default probe's factor differs
+
+
+def test_one_hot_probe_reads_matrices_of_either_layout_and_convolutions_as_unrolled():
+    from memristor_mat.noise.crossbar import probe_readout
+
+    gen = torch.Generator().manual_seed(8)
+    w_in, w_rec, b = torch.randn(4, 6, generator=gen), torch.randn(6, 6, generator=gen), torch.randn(6, generator=gen)
+    # (in, out) matrices feeding the same 6 outputs: the responses are the rows of both, plus b
+    expected = (torch.cat([w_in, w_rec]) + b).abs().mean()
+    readout = probe_readout([(w_in, 2, 1), (w_rec, 2, 1), (b, 1, 0)], "one_hot")
+    assert torch.allclose(readout, expected)
+    # an (out, in, kh, kw) convolution: its unrolled (out, in kh kw) matrix; draws lead
+    conv = torch.randn(2, 5, 3, 3, 3, generator=gen)
+    assert torch.allclose(probe_readout([(conv, 4, 0)], "one_hot"), conv.abs().mean((1, 2, 3, 4)))
+    assert torch.allclose(probe_readout([(b, 1, 0)], "one_hot"), b.abs().mean())  # biases alone
+    with pytest.raises(ValueError, match="compensation_probe"):
+        probe_readout([(b, 1, 0)], "zeros")
+    with pytest.raises(ValueError, match="compensation_probe"):
+        make_noise_model("pcm", {"compensation_probe": "zeros"})
+
+
+def test_one_hot_probe_scatters_less_than_the_all_ones_probe():
+    # the all-ones probe reads signed row sums, which partly cancel: its factor scatters more from
+    # draw to draw than the one-hot probe's mean over every device (module docstring)
+    gen = torch.Generator().manual_seed(9)
+    w = torch.randn(10, 128, generator=gen)
+    normals = {"w": common_draws(make_noise_model("pcm"), w.shape, draws=200, seed=3)}
+    plain = at_conditions(make_noise_model("pcm", {"drift_compensation": False}), {"w": w}, normals)
+    spread = {}
+    for probe in ("ones", "one_hot"):
+        model = make_noise_model("pcm", {"compensation_probe": probe})
+        layer = at_conditions(model, {"w": w}, normals)({"t_inference": YEAR})["w"]
+        alpha = (layer / plain({"t_inference": YEAR})["w"]).flatten(1).nanmedian(1).values
+        spread[probe] = float(alpha.std() / alpha.mean())
+    assert spread["one_hot"] < 0.7 * spread["ones"], spread
+
+
 def test_crossbar_layers_group_each_modules_tensors_and_follow_a_models_layout():
     from memristor_mat.models.mlp import MLP
     from memristor_mat.models.snn import RecurrentSNN

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
+    "COMPENSATION_PROBES",
     "ConditionKey",
     "NoiseEntry",
     "NOISE_MODELS",
@@ -85,6 +86,9 @@ class NoiseEntry:
     condition_rule: Callable[[Mapping[str, float]], str | None] | None = None
 
 
+#: the inputs PCM's drift compensation can probe a layer with (memristor_mat.noise.crossbar)
+COMPENSATION_PROBES = ("ones", "one_hot")
+
 _SECONDS = "seconds after programming"
 _T_INFERENCE = ConditionKey("t_inference", "t_inference", f"time of inference, {_SECONDS}")
 
@@ -112,6 +116,9 @@ NOISE_MODELS: Mapping[str, NoiseEntry] = {
             conditions=(_T_INFERENCE,),
             options={"type": "object", "additionalProperties": False, "properties": {
                 "drift_compensation": {"type": "boolean", "description": "global drift compensation per layer"},
+                "compensation_probe": {"enum": list(COMPENSATION_PROBES),
+                                       "description": "the compensation's probe: one all-ones input (default) "
+                                                      "or every one-hot input"},
                 "g_max": {"type": "number", "exclusiveMinimum": 0, "description": "uS (default 25)"},
             }},
             stage=1,

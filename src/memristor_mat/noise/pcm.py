@@ -32,6 +32,8 @@ from typing import Mapping, NamedTuple, Sequence
 
 import torch
 
+from ..noise_registry import COMPENSATION_PROBES
+
 __all__ = ["PCMNoise", "PROGRAMMING_COEFFICIENTS", "ProgrammedPCM", "T0", "T_READ"]
 
 #: sigma_p polynomial in g (uS), lowest order first (Nandakumar et al. 2019)
@@ -74,21 +76,27 @@ class PCMNoise:
     """The PCM conductance effect (see the module docstring); condition ``t_inference`` (s).
 
     ``drift_compensation``: the crossbar rescales each layer by its global drift-compensation
-    factor (:mod:`memristor_mat.noise.crossbar`). ``g_max``: uS (default 25, the fit's)."""
+    factor, read with ``compensation_probe`` (``ones`` or ``one_hot``; see
+    :mod:`memristor_mat.noise.crossbar`). ``g_max``: uS (default 25, the fit's)."""
 
     registry_name = "pcm"
     normals_per_device = 3  # programming, drift exponent, read noise
 
-    def __init__(self, drift_compensation: bool = True, g_max: float = 25.0) -> None:
+    def __init__(self, drift_compensation: bool = True, g_max: float = 25.0, compensation_probe: str = "ones") -> None:
         if not isinstance(drift_compensation, bool):
             raise ValueError(f"drift_compensation must be true or false, not {drift_compensation!r}")
+        if compensation_probe not in COMPENSATION_PROBES:
+            raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, "
+                             f"not {compensation_probe!r}")
         if isinstance(g_max, bool) or not isinstance(g_max, (int, float)) or not g_max > 0 or math.isinf(g_max):
             raise ValueError(f"g_max must be a positive number of uS, not {g_max!r}")
         self.drift_compensation = drift_compensation
+        self.compensation_probe = compensation_probe
         self.g_max = float(g_max)
 
     def __repr__(self) -> str:
-        return f"PCMNoise(drift_compensation={self.drift_compensation}, g_max={self.g_max:g})"
+        return (f"PCMNoise(drift_compensation={self.drift_compensation}, g_max={self.g_max:g}, "
+                f"compensation_probe={self.compensation_probe!r})")
 
     def is_identity(self, condition: Mapping[str, float]) -> bool:
         return False  # programming and read noise act at any time
