@@ -14,6 +14,7 @@ rule evaluate:
     params:
         job=lambda wildcards: pipeline.evaluate_job(config, wildcards.task),
         checkpoints=evaluation_checkpoints,
+        progress=lambda wildcards: evaluation_job(wildcards).progress("study"),
     log:
         paths.log("evaluate", paths.EVALUATION_JOB),
     benchmark:
@@ -80,6 +81,7 @@ rule evaluate_devices:
     params:
         job=lambda wildcards: pipeline.device_evaluation_job(config, wildcards.task),
         checkpoints=evaluation_checkpoints,
+        progress=lambda wildcards: evaluation_job(wildcards).progress("devices"),
         kind="devices",
     log:
         paths.log("evaluate_devices", paths.EVALUATION_JOB),

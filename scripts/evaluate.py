@@ -18,4 +18,5 @@ evaluate_models(
     kind=getattr(snakemake.params, "kind", "study"),
     # a quarter of the job's memory for the draws' normals shared by its models
     normals_cache_mb=snakemake.resources.mem_mb // 4,
+    progress_dir=snakemake.params.progress,
 )

@@ -248,6 +248,77 @@ def test_a_training_job_of_several_models_keeps_their_states_until_all_are_done(
     assert not list((tmp_path / "resume").iterdir())
 
 
+@pytest.mark.parametrize("kind", ["study", "devices"])
+def test_a_killed_evaluation_job_resumes_from_its_finished_chunks(workspace, tmp_path, monkeypatch, caplog, kind):
+    # two models, 6 draws in chunks of 2; killed in the second model's second chunk, the rerun
+    # computes only what had not finished and writes the rows of an uninterrupted run
+    import dataclasses
+
+    from memristor_mat.evaluation import EvaluationProgress
+
+    config = load_config(workspace["config"])
+    paths = [tmp_path / "vanilla.pt", tmp_path / "mat.pt"]
+    assert main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "vanilla",
+                 "--seed", "14", "--data", workspace["data"], "--out", str(paths[0])]) == 0
+    assert main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat", "--sigma-train",
+                 "0.2", "--seed", "14", "--data", workspace["data"], "--out", str(paths[1]),
+                 "--pretrained", str(paths[0])]) == 0
+    job = (pipeline.device_evaluation_job if kind == "devices" else pipeline.evaluate_job)(config, "mnist")
+    settings = dataclasses.replace(MonteCarloSettings(**job["settings"]), draws=6, draws_per_chunk=2)
+    if kind == "devices":  # two devices, one with a clean condition
+        settings = dataclasses.replace(settings, devices=tuple(d for d in settings.devices
+                                                               if d.name in ("gaussian", "stuck_at")))
+    out, progress = tmp_path / "shard.parquet", tmp_path / "progress"
+    computed, original_rows = [], EvaluationProgress.rows
+
+    def evaluate(kill_at=None):
+        def rows(self, key, compute):
+            def counted():
+                computed.append(key)
+                if len(computed) == kill_at:
+                    raise KeyboardInterrupt("killed")
+                return compute()
+            return original_rows(self, key, counted)
+
+        computed.clear()
+        monkeypatch.setattr(EvaluationProgress, "rows", rows)
+        return runs.evaluate_models(paths, settings, data_path=workspace["data"], out_path=out,
+                                    progress_dir=progress, kind=kind)
+
+    expected = evaluate()
+    entries = len(computed)  # per model: each clean condition, and each chunk of each device
+    assert entries == 2 * (4 if kind == "study" else 7)
+    assert not progress.exists()  # a finished job leaves no progress behind
+    out.unlink()
+
+    kill_at = entries // 2 + 2 + (kind == "study")  # in the second model's second chunk of draws
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(kill_at)
+    assert not out.exists() and sorted(p.name for p in progress.iterdir()) == ["model-0.json", "model-1.json"]
+    with caplog.at_level("INFO", logger="memristor_mat.runs"):
+        resumed = evaluate()
+    assert resumed.equals(expected) and pd.read_parquet(out).equals(expected)
+    assert len(computed) == entries - (kill_at - 1)  # only what had not finished
+    assert "finished chunks taken from" in caplog.text
+    assert not progress.exists()
+
+    # progress of other settings is not used: a rerun with another evaluation seed computes anew
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(kill_at=2)
+    settings = dataclasses.replace(settings, seed=settings.seed + 1)
+    with caplog.at_level("WARNING", logger="memristor_mat.evaluation"):
+        other_seed = evaluate()
+    assert len(computed) == entries and "another evaluation" in caplog.text
+    assert not other_seed["accuracy"].equals(expected["accuracy"])
+
+    # an unreadable progress file (not one of ours: our writes are atomic) is set aside
+    progress.mkdir()
+    (progress / "model-0.json").write_text("{not json")
+    with caplog.at_level("WARNING", logger="memristor_mat.evaluation"):
+        assert evaluate().equals(other_seed)
+    assert len(computed) == entries and "unreadable" in caplog.text
+
+
 def test_evaluation_checks_the_checkpoint_against_the_data_before_the_monte_carlo_run(workspace, tmp_path,
                                                                                      monkeypatch):
     # a checkpoint of another input shape (the CIFAR stand-in's digits carry the same dataset

@@ -1,6 +1,6 @@
 """A real `kill -9` of the whole workflow (Snakemake and its jobs) at several points, then the
 same command again: the rerun finishes with exactly the numbers of an uninterrupted run, keeps
-what had finished, and leaves no partial file. After a hard kill Snakemake's lock stays behind;
+what had finished (trained epochs, evaluated chunks of draws), and leaves no partial file. After a hard kill Snakemake's lock stays behind;
 the documented way past it is `snakemake --unlock` (it only removes the lock), then the same
 command."""
 
@@ -77,7 +77,8 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
         "data preparation": lambda: (killed_dir / "results/logs/prepare_data/mnist.log").exists(),
         # the job's first model done (its state kept until the job ends), the second one epoch in
         "mid-training, after an epoch": lambda: (resume / "seed~15.pt").exists(),
-        "evaluation": lambda: any((killed_dir / "results/logs/evaluate").rglob("*.log")),
+        # the evaluation job's first chunks of draws done (kept until the job ends)
+        "evaluation": lambda: any((killed_dir / "results/progress/evaluation").rglob("model-*.json")),
         "a notebook": lambda: (killed_dir / "results/notebooks/mnist_figures.ipynb").exists(),
     }
     for point, ready in kill_points.items():
@@ -93,6 +94,8 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     log = (killed_dir / "results/logs/train/mnist/all_methods/all_models.log").read_text()
     assert "vanilla/sigma~0/seed~14.pt from epoch 3 of 3" in log
     assert "vanilla/sigma~0/seed~15.pt from epoch" in log
+    log = (killed_dir / "results/logs/evaluate/mnist/all_methods/all_models.log").read_text()
+    assert "finished chunks taken from" in log
 
     # identical numbers: every Monte-Carlo count, every training metric but wall seconds
     ours = pd.read_parquet(killed_dir / "results/mnist/accuracy.parquet")
@@ -107,3 +110,4 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
                  if p.name.startswith(".") and p.is_file() and p.name != ".snakemake_timestamp"]  # Snakemake's own
     assert not leftovers, leftovers
     assert not [p for p in (killed_dir / "results/resume").rglob("*") if p.is_file()]
+    assert not [p for p in (killed_dir / "results/progress").rglob("*") if p.is_file()]

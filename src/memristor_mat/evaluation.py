@@ -7,6 +7,9 @@ differences between methods are not blurred by different luck with the devices. 
 come from CPU generators whatever the evaluation device, so a job on a GPU and a job on a CPU
 see the same draws.
 
+A long evaluation (hours for MobileNetV2 on a CPU) keeps its finished chunks of draws in an
+:class:`EvaluationProgress` file, so that a killed job redoes only the chunk it was in.
+
 Several draws are evaluated at once: their noisy weights are stacked and the model runs under
 ``torch.vmap``, so a layer whose input is shared across draws becomes one wide matrix multiply.
 A model whose class sets ``broadcasts_weight_draws = True`` takes the stacked weights in its own
@@ -15,7 +18,11 @@ forward pass instead (the ECG network: its time loop then writes into preallocat
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -23,9 +30,12 @@ from torch import nn
 from torch.func import functional_call
 
 from .device import derive_seed, generator, in_memory_format
+from .io import write_text_atomic
 from .noise import NoiseModel, at_conditions, crossbar_layers, draw_normals, make_noise_model, noisy_parameter_names
 from .noise_registry import condition_column
 from .settings import MonteCarloSettings, device_condition_columns
+
+log = logging.getLogger(__name__)
 
 
 def _test_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device) -> Iterator[tuple]:
@@ -150,6 +160,66 @@ class NormalsCache:
         return _to_device(normals, device)
 
 
+class EvaluationProgress:
+    """The finished rows of one model's Monte-Carlo evaluation, kept in a JSON file as each chunk
+    of draws (and each clean condition) finishes, so that a rerun after a kill skips them: every
+    draw is seeded by its index alone, so the rows it skips are those it would compute.
+
+    ``fingerprint``: what the rows depend on (settings, checkpoint, data, device type ...); a file
+    written under another one, or unreadable, is set aside with a warning and the evaluation
+    starts afresh. Each save rewrites the file atomically (one model's rows: hundreds of short
+    lists). :meth:`part` gives a view whose keys are prefixed (one per device model)."""
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str) -> None:
+        self.path, self.fingerprint = Path(path), fingerprint
+        self.reused = 0  # entries taken from the file
+        self._rows: dict[str, list] = {}
+        if not self.path.exists():
+            return
+        try:
+            state = json.loads(self.path.read_text())
+            if state.get("fingerprint") != fingerprint:
+                log.warning("%s holds the progress of another evaluation (other settings, checkpoint or data): "
+                            "starting afresh", self.path)
+            else:
+                self._rows = dict(state["rows"])
+                log.info("%s: resuming, %d chunks finished", self.path, len(self._rows))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            log.warning("%s is unreadable (%s): starting afresh", self.path, error)
+
+    def rows(self, key: str, compute: Callable[[], list[tuple]]) -> list[tuple]:
+        """The rows of ``key``: from the file where a killed run finished them, else computed and
+        saved."""
+        if key in self._rows:
+            self.reused += 1
+            return [tuple(row) for row in self._rows[key]]
+        rows = compute()
+        self._rows[key] = [list(row) for row in rows]
+        write_text_atomic(self.path, json.dumps({"fingerprint": self.fingerprint, "rows": self._rows}))
+        return rows
+
+    def part(self, name: str) -> "_ProgressPart":
+        return _ProgressPart(self, f"{name}/")
+
+
+class _ProgressPart:
+    """A view of an :class:`EvaluationProgress` whose keys start with ``prefix``."""
+
+    def __init__(self, progress: EvaluationProgress, prefix: str) -> None:
+        self.progress, self.prefix = progress, prefix
+
+    def rows(self, key: str, compute: Callable[[], list[tuple]]) -> list[tuple]:
+        return self.progress.rows(self.prefix + key, compute)
+
+
+class _NoProgress:
+    """Computes every chunk (an evaluation without a progress file)."""
+
+    @staticmethod
+    def rows(key: str, compute: Callable[[], list[tuple]]) -> list[tuple]:
+        return compute()
+
+
 @torch.no_grad()
 def condition_accuracy(
     model: nn.Module,
@@ -159,6 +229,7 @@ def condition_accuracy(
     conditions: Sequence[Mapping[str, float]],
     settings: MonteCarloSettings,
     normals_cache: NormalsCache | None = None,
+    progress: EvaluationProgress | None = None,
 ) -> pd.DataFrame:
     """Accuracy under ``noise`` at every condition x draw: one column per condition key (named
     by the registry, e.g. ``sigma_inference``, ``t_inference``), then draw, n_correct, n_test,
@@ -168,7 +239,8 @@ def condition_accuracy(
 
     Draw ``d`` has the same normals at every condition and for every model of the architecture
     (common random numbers): the same chip, read at another time or noise level.
-    ``normals_cache``: where the models of one job share them (:class:`NormalsCache`)."""
+    ``normals_cache``: where the models of one job share them (:class:`NormalsCache`).
+    ``progress``: where finished chunks are kept for a rerun after a kill (:class:`EvaluationProgress`)."""
     model.eval()
     device = next(model.parameters()).device
     x = in_memory_format(x, settings.memory_format)  # once: the test batches are slices of it
@@ -179,24 +251,32 @@ def condition_accuracy(
     layers = crossbar_layers(model, names)
     conditions = [noise.check_condition(c) for c in conditions]
     columns = [condition_column(k) for k in noise.condition_keys]
+    progress = progress if progress is not None else _NoProgress()
     rows = []
     noisy = [c for c in conditions if not noise.is_identity(c)]
-    for condition in conditions:
+    for index, condition in enumerate(conditions):
         if noise.is_identity(condition):
             # the clean model whatever the draw: compute it once
-            rows.append((*condition.values(), 0, correct_with_weights(model, clean, x, y, settings.batch_size)))
+            rows += progress.rows(f"clean {index}", lambda condition=condition: [
+                (*condition.values(), 0, correct_with_weights(model, clean, x, y, settings.batch_size))])
+
+    def chunk_rows(chunk: range) -> list[tuple]:
+        draw = normals_cache.draws if normals_cache is not None else standard_normal_draws
+        normals = draw(shapes, noise.normals_per_weight, settings.seed, chunk, device)
+        # each layer's chip programmed once, read at every condition
+        chips = [at_conditions(noise, {n: clean[n] for n in layer}, {n: normals[n] for n in layer}, layer)
+                 for layer in layers]
+        found = []
+        for condition in noisy:
+            stacked = {n: w for chip in chips for n, w in chip(condition).items()}
+            correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
+            found += [(*condition.values(), d, c) for d, c in zip(chunk, correct)]
+        return found
+
     if noisy:
         for first in range(0, settings.draws, settings.draws_per_chunk):
             chunk = range(first, min(first + settings.draws_per_chunk, settings.draws))
-            draw = normals_cache.draws if normals_cache is not None else standard_normal_draws
-            normals = draw(shapes, noise.normals_per_weight, settings.seed, chunk, device)
-            # each layer's chip programmed once, read at every condition
-            chips = [at_conditions(noise, {n: clean[n] for n in layer}, {n: normals[n] for n in layer}, layer)
-                     for layer in layers]
-            for condition in noisy:
-                stacked = {n: w for chip in chips for n, w in chip(condition).items()}
-                correct = correct_with_stacked_weights(model, stacked, x, y, settings.batch_size).tolist()
-                rows += [(*condition.values(), d, c) for d, c in zip(chunk, correct)]
+            rows += progress.rows(f"draws {chunk.start}-{chunk.stop - 1}", lambda chunk=chunk: chunk_rows(chunk))
     table = pd.DataFrame(rows, columns=[*columns, "draw", "n_correct"])
     table["n_test"] = len(y)
     table["accuracy"] = table["n_correct"] / len(y)
@@ -205,19 +285,19 @@ def condition_accuracy(
 
 def monte_carlo_accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MonteCarloSettings,
-    normals_cache: NormalsCache | None = None,
+    normals_cache: NormalsCache | None = None, progress: EvaluationProgress | None = None,
 ) -> pd.DataFrame:
     """The study's evaluation (SPEC §4): accuracy at every inference noise level
     (``settings.sigma_inference``) of the training noise model x draw. Columns
     sigma_inference, draw, n_correct, n_test, accuracy (see :func:`condition_accuracy`)."""
     noise = make_noise_model(settings.noise_model, settings.noise_options)
     return condition_accuracy(model, x, y, noise, [{"sigma": s} for s in settings.sigma_inference], settings,
-                              normals_cache)
+                              normals_cache, progress)
 
 
 def device_accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MonteCarloSettings,
-    normals_cache: NormalsCache | None = None,
+    normals_cache: NormalsCache | None = None, progress: EvaluationProgress | None = None,
 ) -> pd.DataFrame:
     """The cross-evaluation: accuracy under every device of ``settings.devices`` at each of its
     conditions x draw. Columns device, noise_model, one per condition key of any device (NaN
@@ -226,7 +306,8 @@ def device_accuracy(
     parts = []
     for spec in settings.devices:
         noise = make_noise_model(spec.model, spec.options)
-        part = condition_accuracy(model, x, y, noise, spec.conditions, settings, normals_cache)
+        part = condition_accuracy(model, x, y, noise, spec.conditions, settings, normals_cache,
+                                  None if progress is None else progress.part(spec.name))
         part.insert(0, "noise_model", spec.noise_model_name)
         part.insert(0, "device", spec.name)
         parts.append(part)

@@ -64,6 +64,10 @@ TASK_JOB = "{task}/" + ALL_METHODS + "/" + ALL_MODELS
 #: cross-evaluation (``evaluation.devices``)
 EVALUATION = "results/evaluation/{task}/{method}/{models}.parquet"
 DEVICE_EVALUATION = "results/device_evaluation/{task}/{method}/{models}.parquet"
+#: an evaluation job's finished chunks of draws while it runs, a JSON file per model (outside
+#: the job's outputs, which Snakemake deletes before it reruns a job; a killed job resumes from it)
+EVALUATION_PROGRESS = "results/progress/evaluation/{task}/{method}/{models}"
+DEVICE_EVALUATION_PROGRESS = "results/progress/device_evaluation/{task}/{method}/{models}"
 #: how an evaluation job names its log and benchmark files
 EVALUATION_JOB = "{task}/{method}/{models}"
 

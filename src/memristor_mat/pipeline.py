@@ -102,6 +102,8 @@ def method_seeds(task_config: dict[str, Any], method: str) -> list[int]:
 
 #: the Monte-Carlo evaluations of a task: the study's inference levels and the device cross-evaluation
 EVALUATION_SHARDS = {"study": paths.EVALUATION, "devices": paths.DEVICE_EVALUATION}
+#: where each kind of evaluation job keeps its finished chunks while it runs
+EVALUATION_PROGRESS = {"study": paths.EVALUATION_PROGRESS, "devices": paths.DEVICE_EVALUATION_PROGRESS}
 
 
 #: How a task's ``resources.train_jobs`` and ``evaluate_jobs`` group its models into jobs: one
@@ -141,6 +143,10 @@ class EvaluationJob:
     def shard(self, kind: str) -> str:
         """Its Parquet shard of the study (``kind="study"``) or of the cross-evaluation (``"devices"``)."""
         return EVALUATION_SHARDS[kind].format(**self.wildcards)
+
+    def progress(self, kind: str) -> str:
+        """The folder of its finished chunks while it runs (``kind`` as for :meth:`shard`)."""
+        return EVALUATION_PROGRESS[kind].format(**self.wildcards)
 
 
 def evaluation_jobs(config: dict[str, Any], task: str) -> list[EvaluationJob]:

@@ -8,10 +8,10 @@ workflow gives exactly the files the workflow would.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,8 +27,8 @@ from .datasets import prepare_dataset
 from .datasets.raw import RawData, fetch_raw
 from .datasets.splits import DatasetSplits, load_prepared, save_prepared
 from .device import select_device
-from .evaluation import NormalsCache, device_accuracy, monte_carlo_accuracy
-from .io import write_text_atomic
+from .evaluation import EvaluationProgress, NormalsCache, device_accuracy, monte_carlo_accuracy
+from .io import check_output_path, file_sha256, write_text_atomic
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
@@ -49,12 +49,8 @@ def fetch_raw_data(raw: RawData, manifest_path: str | os.PathLike, raw_dir: str 
     files = fetch_raw(raw, raw_dir)
     listed = []
     for path in files:
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
         listed.append({"path": Path(path).relative_to(raw_dir).as_posix(), "bytes": Path(path).stat().st_size,
-                       "sha256": digest.hexdigest()})
+                       "sha256": file_sha256(path)})
     manifest = {"dataset": raw.dataset, "key": raw.key, "options": dict(raw.options), "files": listed}
     write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
     log.info("raw data %s: %d files, %.1f MB, in %s", raw.key, len(listed),
@@ -154,7 +150,7 @@ def train_models(jobs: Sequence[dict[str, Any]], *, data_path: str | os.PathLike
 
 
 def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCarloSettings, torch_device, evaluate,
-              normals_cache: NormalsCache | None = None):
+              normals_cache: NormalsCache | None = None, progress: EvaluationProgress | None = None):
     """Load a checkpoint (checked to match the test ``data``) and run ``evaluate`` on it; returns
     the table, the identity of the model (task, method, settings, seed ...) and the commit that
     trained it."""
@@ -186,7 +182,7 @@ def _evaluate(checkpoint_path, data: DatasetSplits, data_path, settings: MonteCa
         raise CheckpointError(
             f"checkpoint {checkpoint_path} ({checkpoint['arch']} {checkpoint['arch_options']}) does not take "
             f"the samples of {data_path} (shape {tuple(data.input_shape)}): {error}") from None
-    table = evaluate(model, data.x_test, data.y_test, settings, normals_cache)
+    table = evaluate(model, data.x_test, data.y_test, settings, normals_cache, progress)
     return table, identity, commit
 
 
@@ -220,12 +216,18 @@ def evaluate_models(
     threads: int = 1,
     kind: str = "study",
     normals_cache_mb: int = 256,
+    progress_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Monte-Carlo accuracy of checkpoints of one task -> one Parquet shard: at every inference
     level x draw (``kind="study"``), or on every device of ``settings.devices`` at each
     condition x draw (``kind="devices"``). Each model's rows are what it alone would give: the
     draws are seeded per draw, not per job. The models share the draws' normals through a
-    :class:`~memristor_mat.evaluation.NormalsCache` of ``normals_cache_mb`` MiB."""
+    :class:`~memristor_mat.evaluation.NormalsCache` of ``normals_cache_mb`` MiB.
+
+    Resumable: each model's finished chunks of draws are kept in ``progress_dir`` (default
+    ``<out>.progress``; :class:`~memristor_mat.evaluation.EvaluationProgress`, one file per
+    model) until the shard is written, so a killed job recomputes only the chunk each model was
+    in; a file of other settings, checkpoint, data or device type is not used."""
     if kind not in EVALUATIONS:
         raise ValueError(f"unknown evaluation {kind!r}; expected one of {sorted(EVALUATIONS)}")
     if kind == "devices" and not settings.devices:
@@ -238,9 +240,20 @@ def evaluate_models(
     data = load_prepared(data_path)
     tables, commits = [], []
     normals_cache = NormalsCache(normals_cache_mb * 2**20)
-    for checkpoint_path in checkpoint_paths:
+    progress_dir = Path(progress_dir if progress_dir is not None else str(out_path) + ".progress")
+    check_output_path(out_path)
+    data_sum = file_sha256(data_path)
+    for index, checkpoint_path in enumerate(checkpoint_paths):
+        # what the rows depend on; the threads only change the float order of sums, not a count
+        fingerprint = json.dumps({
+            "kind": kind, "settings": dataclasses.asdict(settings), "checkpoint": file_sha256(checkpoint_path),
+            "data": data_sum, "device": torch_device.type, "torch": torch.__version__,
+        }, sort_keys=True, default=str)
+        progress = EvaluationProgress(progress_dir / f"model-{index}.json", fingerprint)
         table, identity, commit = _evaluate(checkpoint_path, data, data_path, settings, torch_device, evaluate,
-                                            normals_cache)
+                                            normals_cache, progress)
+        if progress.reused:
+            log.info("%s: %d finished chunks taken from %s", checkpoint_path, progress.reused, progress.path)
         tables.append(columns(table, identity, settings))
         commits.append(commit)
     log.info("normals of the draws: %d chunks drawn, %d taken from the cache (%.0f MiB kept)",
@@ -252,6 +265,7 @@ def evaluate_models(
     }
     table = pd.concat(tables, ignore_index=True)
     write_parquet(table, out_path, metadata)
+    shutil.rmtree(progress_dir, ignore_errors=True)
     return table
 
 
