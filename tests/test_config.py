@@ -911,6 +911,41 @@ def test_task_noise_overrides_the_top_level_noise_for_that_task_only(demo):
     assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {"reference": "2absmax"}
 
 
+@pytest.fixture
+def lognormal_noise(monkeypatch):
+    """A weight noise registered as README's "Extending" says, without the Gaussian's
+    ``reference`` option (a multiplicative lognormal factor needs no scale)."""
+    from memristor_mat.noise_registry import NOISE_MODELS, ConditionKey, NoiseEntry
+
+    monkeypatch.setitem(NOISE_MODELS, "lognormal", NoiseEntry(
+        "lognormal", "memristor_mat_plugins:LognormalWeightNoise", "weights", "W exp(sigma z - sigma^2 / 2)",
+        conditions=(ConditionKey("sigma", "sigma_inference", "log-sd of the factor"),)))
+    return "lognormal"
+
+
+def test_a_weight_noise_without_the_gaussians_options_is_the_study_noise_by_its_name(demo, lognormal_noise):
+    # the Gaussian's default reference (2absmax) is no default of another model: it has no such option
+    demo["noise"] = {"model": lognormal_noise}
+    assert validate_config(demo)["noise"]["options"] == {}
+    run = pipeline.ModelRun("mnist", "mat", 0.2, 14)
+    assert pipeline.training_settings(demo, run).noise_options == {}
+    assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {}
+
+
+def test_the_gaussian_keeps_its_default_reference_however_the_noise_is_given(demo):
+    for noise in ({}, {"model": "gaussian"}, {"include_normalization": False}):
+        config = copy.deepcopy(demo)
+        config["noise"] = noise
+        assert validate_config(config)["noise"]["options"] == {"reference": "2absmax"}
+
+
+def test_an_option_a_noise_model_lacks_is_named_with_its_none(demo, lognormal_noise):
+    demo["noise"] = {"model": lognormal_noise, "options": {"reference": "2absmax"}}
+    with pytest.raises(ConfigError, match=r"^config key noise.options.reference: noise model 'lognormal' has no "
+                                          r"option 'reference'; its options: none$"):
+        validate_config(demo)
+
+
 @pytest.mark.parametrize("where, value", [
     (("tasks", "mnist", "training", "optimizer", "lr"), float("inf")),   # untyped: passed on to torch
     (("tasks", "mnist", "training", "weight_clip_std"), float("nan")),

@@ -193,7 +193,7 @@ def _check_options(options, option_schema: dict, prefix: str, owner: str, from_d
         note = " (it is set from the data)" if unknown[0] in from_data else ""
         raise ConfigError(
             f"config key {key_path([*path, unknown[0]])}: {owner} has no option{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted))}"
+            f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted)) or 'none'}"
         )
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [name for name in error.validator_value if name not in error.instance]
