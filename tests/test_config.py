@@ -926,6 +926,7 @@ def lognormal_noise(monkeypatch):
 def test_a_weight_noise_without_the_gaussians_options_is_the_study_noise_by_its_name(demo, lognormal_noise):
     # the Gaussian's default reference (2absmax) is no default of another model: it has no such option
     demo["noise"] = {"model": lognormal_noise}
+    del demo["tasks"]["cifar_standin"]["noise"]  # the Gaussian's reference absmax
     assert validate_config(demo)["noise"]["options"] == {}
     run = pipeline.ModelRun("mnist", "mat", 0.2, 14)
     assert pipeline.training_settings(demo, run).noise_options == {}
@@ -943,6 +944,25 @@ def test_an_option_a_noise_model_lacks_is_named_with_its_none(demo, lognormal_no
     demo["noise"] = {"model": lognormal_noise, "options": {"reference": "2absmax"}}
     with pytest.raises(ConfigError, match=r"^config key noise.options.reference: noise model 'lognormal' has no "
                                           r"option 'reference'; its options: none$"):
+        validate_config(demo)
+
+
+def test_a_tasks_noise_is_checked_as_its_jobs_get_it(demo, lognormal_noise):
+    # key by key over the top-level noise: a task naming another model gets the top-level options
+    demo["tasks"]["mnist"]["noise"] = {"model": lognormal_noise}
+    with pytest.raises(ConfigError, match=r"^config key tasks.mnist.noise.options.reference: noise model 'lognormal' "
+                                          r"has no option 'reference'; .* the top-level noise.options"):
+        validate_config(copy.deepcopy(demo))
+    demo["tasks"]["mnist"]["noise"]["options"] = {}
+    config = validate_config(demo)
+    assert pipeline.monte_carlo_settings(config, "mnist").noise_options == {}
+
+
+def test_a_tasks_noise_options_are_checked_against_the_top_level_model(demo, lognormal_noise):
+    # the CIFAR stand-in's own options (reference absmax) under a top-level model without them
+    demo["noise"] = {"model": lognormal_noise}
+    with pytest.raises(ConfigError, match=r"^config key tasks.cifar_standin.noise.options.reference: noise model "
+                                          r"'lognormal' has no option 'reference'"):
         validate_config(demo)
 
 
