@@ -36,7 +36,7 @@ from memristor_mat.reporting.style import (
     wrap_title,
 )
 
-__all__ = ["plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_task_comparison"]
+__all__ = ["headline_curves", "plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_task_comparison"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +197,24 @@ def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float
         "noise_level_pct": x, rows["statistic"].iloc[0]: rows["accuracy_pct"].to_numpy(dtype=float),
     })
     return [table]
+
+
+def headline_curves(summary: pd.DataFrame, headline_method: str, headline_sigma_train: float) -> list[tuple[str, float]]:
+    """The curves of a task's accuracy_vs_noise figure (notebooks/figures.ipynb): vanilla, the
+    other trained methods that sweep no setting (noisy updates), the headline configuration, then
+    every other method that sweeps ``sigma_train`` and trained a model at the headline's (MAT
+    fine-tuned and from scratch, a new method of the registry), in the registry's order."""
+    trained = set(summary["method"])
+    headline = (headline_method, float(headline_sigma_train))
+    curves = [("vanilla", 0.0)]
+    curves += [(name, 0.0) for name, entry in registry.METHODS.items()
+               if entry.sweep is None and name in trained and (name, 0.0) not in curves and name != headline_method]
+    curves.append(headline)
+    at_headline = np.isclose(summary["sigma_train"].astype(float), headline[1], rtol=0, atol=1e-9)
+    curves += [(name, headline[1]) for name, entry in registry.METHODS.items()
+               if entry.sweep == "sigma_train" and name != headline_method
+               and (at_headline & (summary["method"] == name)).any()]
+    return curves
 
 
 def plot_accuracy_vs_noise(
