@@ -413,6 +413,28 @@ def test_task_comparison_has_one_panel_per_task(summary):
     assert sum("no noise" in entry for entry in entries) == 1
 
 
+def test_task_comparison_shares_an_axis_that_holds_every_panel(summary):
+    # the shared accuracy axis was fixed by the first panel: a later task with lower accuracies
+    # (a new, more fragile network) was cut off at the first panel's lowest value
+    from memristor_mat.reporting.curves import plot_task_comparison
+
+    stat = ["median", "q25", "q75"]
+    fragile = summary.copy()
+    fragile[stat] = fragile[stat] * 0.5
+    curves = [("vanilla", 0.0), ("mat", 0.2)]
+    fig, table = plot_task_comparison([("MLP", summary), ("CNN", fragile)], curves=curves, center="median",
+                                      band=("q25", "q75"))
+    drawn = table[table["element"] == "curve"]
+    for ax in fig.axes:
+        bottom, top = ax.get_ylim()
+        assert bottom <= drawn[stat].min().min() and top >= drawn[stat].max().max()
+        assert top <= 101.0
+    # and the same axis whichever task comes first
+    swapped, _ = plot_task_comparison([("CNN", fragile), ("MLP", summary)], curves=curves, center="median",
+                                      band=("q25", "q75"))
+    assert swapped.axes[0].get_ylim() == fig.axes[0].get_ylim()
+
+
 def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():
     from memristor_mat.reporting.style import curve_colors, method_color
 
