@@ -384,8 +384,8 @@ def test_train_mat_without_pretrained_returns_2(workspace, tmp_path, capsys):
                  "--sigma-train", "0.2", "--seed", "14", "--data", workspace["data"], "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "pretrained" in err
-    assert "mat" in err
+    # what to give: the flag, and which model (a new method's starts_from, not always vanilla)
+    assert "mat fine-tunes the 'vanilla' model of seed 14: give its checkpoint with --pretrained" in err
     assert not out.exists()
 
 
@@ -394,5 +394,8 @@ def test_train_run_not_in_config_returns_2(workspace, tmp_path, capsys):
     code = main(["train", "--config", workspace["config"], "--task", "mnist", "--method", "mat",
                  "--sigma-train", "0.3", "--seed", "14", "--data", workspace["data"], "--out", str(out)])
     assert code == 2
-    assert "not one of the models" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not one of the models" in err
+    # and which ones the config asks for
+    assert "the config's mat models of task 'mnist': sigma~0.2/seed~14" in err
     assert not out.exists()

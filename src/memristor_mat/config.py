@@ -19,6 +19,7 @@ import yaml
 
 from . import methods as registry
 from .datasets import DATASET_OPTIONS, DATASETS
+from .datasets.raw import raw_data
 from .models import ARCHITECTURE_CHECKS, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS
 from .noise_registry import NOISE_MODELS, condition_grid, device_chain
 from .settings import LR_SCHEDULERS_NOT_CONFIGURABLE, LR_SCHEDULERS_ON_LOSS, TORCH_LR_SCHEDULERS, TORCH_OPTIMIZERS
@@ -193,7 +194,7 @@ def _check_options(options, option_schema: dict, prefix: str, owner: str, from_d
         note = " (it is set from the data)" if unknown[0] in from_data else ""
         raise ConfigError(
             f"config key {key_path([*path, unknown[0]])}: {owner} has no option{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted))}"
+            f"{', '.join(repr(name) for name in unknown)}{note}; its options: {', '.join(sorted(accepted)) or 'none'}"
         )
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [name for name in error.validator_value if name not in error.instance]
@@ -220,8 +221,10 @@ def _check_component_options(task: dict[str, Any], prefix: str) -> None:
         raise ConfigError(f"config key {prefix}.model.{option}: {why}")
 
 
-def _check_training_noise(noise: dict[str, Any], key: str) -> None:
-    """MAT's noise acts on weights and is swept by one sigma (sigma_train, sigma_inference)."""
+def _check_training_noise(noise: dict[str, Any], key: str, inherited: tuple[str, ...] = ()) -> None:
+    """MAT's noise acts on weights and is swept by one sigma (sigma_train, sigma_inference).
+    ``inherited``: the keys of ``noise`` a task takes from the top-level noise (a task's jobs get
+    the two merged, key by key: :func:`memristor_mat.pipeline.task_noise`)."""
     _check_name(noise["model"], NOISE_MODELS, f"{key}.model")
     entry = NOISE_MODELS[noise["model"]]
     if entry.kind != "weights" or [c.name for c in entry.conditions] != ["sigma"]:
@@ -229,7 +232,13 @@ def _check_training_noise(noise: dict[str, Any], key: str) -> None:
                           f"sigma_inference noise is a weight noise with one sigma (list devices under "
                           f"evaluation.devices)")
     if "options" in noise:
-        _check_options(noise["options"], entry.options, f"{key}.options", f"noise model {noise['model']!r}")
+        try:
+            _check_options(noise["options"], entry.options, f"{key}.options", f"noise model {noise['model']!r}")
+        except ConfigError as error:
+            if "options" not in inherited:
+                raise
+            raise ConfigError(f"{error} (the options are the top-level noise.options, since {key} gives none: "
+                              f"give {key}.options)") from None
 
 
 def _check_devices(devices: dict[str, Any], key: str) -> None:
@@ -279,8 +288,13 @@ def check_semantics(config: dict[str, Any]) -> None:
     for task_name, task in config["tasks"].items():
         prefix = f"tasks.{task_name}"
         _check_name(task["dataset"]["name"], DATASETS, f"{prefix}.dataset.name")
-        if "model" in task.get("noise", {}):
-            _check_training_noise(task["noise"], f"{prefix}.noise")
+        try:  # the raw files it reads (fetched by the workflow), or none
+            raw_data(task["dataset"])
+        except ValueError as error:
+            raise ConfigError(f"config key {prefix}.dataset.name: {error}") from None
+        if task.get("noise"):  # checked as the task's jobs get it: merged into the top-level noise
+            _check_training_noise({**config["noise"], **task["noise"]}, f"{prefix}.noise",
+                                  inherited=tuple(k for k in config["noise"] if k not in task["noise"]))
         if "sigma_inference" in task.get("evaluation", {}):
             _check_levels(task["evaluation"]["sigma_inference"], f"{prefix}.evaluation.sigma_inference")
         _check_devices(task.get("evaluation", {}).get("devices", {}), f"{prefix}.evaluation.devices")

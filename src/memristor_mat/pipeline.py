@@ -260,8 +260,11 @@ def run_settings(config: dict[str, Any], run: ModelRun) -> dict[str, float]:
 
 
 def check_run(config: dict[str, Any], run: ModelRun) -> None:
-    if run not in model_runs(config, run.task):
-        raise ValueError(f"{run} is not one of the models the config asks for")
+    runs = model_runs(config, run.task)
+    if run not in runs:
+        asked = [f"{other.setting_dir}/seed~{other.seed}" for other in runs if other.method == run.method]
+        raise ValueError(f"{run} is not one of the models the config asks for; the config's {run.method} models "
+                         f"of task {run.task!r}: {', '.join(asked) or 'none'}")
 
 
 def prepared_data(task: str) -> str:

@@ -36,7 +36,7 @@ from memristor_mat.reporting.style import (
     wrap_title,
 )
 
-__all__ = ["plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_task_comparison"]
+__all__ = ["headline_curves", "plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_task_comparison"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +118,11 @@ def _draw_curves(
     clean_reference: tuple[str, float] | None,
     legend_title: str | None,
     published: pd.DataFrame | None = None,
+    cap_top: bool = True,
 ) -> pd.DataFrame:
+    """``cap_top``: keep the accuracy axis below 101 % here (False for a panel of a shared axis,
+    which its figure caps once every panel is drawn: a limit set here would stop the later
+    panels' curves from widening the axis)."""
     tables = []
     selected = [_curve_rows(summary, m, s) for m, s in curves]  # validate all before drawing
     clean = None
@@ -167,7 +171,8 @@ def _draw_curves(
     x_lo, x_hi = float(all_x.min()), float(all_x.max())
     pad = 0.025 * (x_hi - x_lo) if x_hi > x_lo else 1.0
     ax.set_xlim(x_lo - pad, x_hi + pad)  # room for the end markers
-    ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
+    if cap_top:
+        ax.set_ylim(top=min(ax.get_ylim()[1], 101.0))
     stat_line = f"Line: {STAT_LABELS.get(center, center)}"
     if band is not None:
         stat_line += f"\nBand: {_band_label(band)}"
@@ -197,6 +202,24 @@ def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float
         "noise_level_pct": x, rows["statistic"].iloc[0]: rows["accuracy_pct"].to_numpy(dtype=float),
     })
     return [table]
+
+
+def headline_curves(summary: pd.DataFrame, headline_method: str, headline_sigma_train: float) -> list[tuple[str, float]]:
+    """The curves of a task's accuracy_vs_noise figure (notebooks/figures.ipynb): vanilla, the
+    other trained methods that sweep no setting (noisy updates), the headline configuration, then
+    every other method that sweeps ``sigma_train`` and trained a model at the headline's (MAT
+    fine-tuned and from scratch, a new method of the registry), in the registry's order."""
+    trained = set(summary["method"])
+    headline = (headline_method, float(headline_sigma_train))
+    curves = [("vanilla", 0.0)]
+    curves += [(name, 0.0) for name, entry in registry.METHODS.items()
+               if entry.sweep is None and name in trained and (name, 0.0) not in curves and name != headline_method]
+    curves.append(headline)
+    at_headline = np.isclose(summary["sigma_train"].astype(float), headline[1], rtol=0, atol=1e-9)
+    curves += [(name, headline[1]) for name, entry in registry.METHODS.items()
+               if entry.sweep == "sigma_train" and name != headline_method
+               and (at_headline & (summary["method"] == name)).any()]
+    return curves
 
 
 def plot_accuracy_vs_noise(
@@ -340,12 +363,14 @@ def plot_task_comparison(
                 center=center, band=band,
                 clean_reference=("vanilla", 0.0) if ("vanilla", 0.0) in present else None,
                 legend_title=None,
+                cap_top=False,
             )
             ax.set_title(panel_title, loc="left", fontsize="medium")
             if index > 0:
                 ax.set_ylabel("")
             table.insert(0, "panel", panel_title)
             tables.append(table)
+        axes[0].set_ylim(top=min(axes[0].get_ylim()[1], 101.0))  # shared: every panel's curves drawn
         _merge_legends(axes, tables)
         if title:
             fig.suptitle(title, x=0.01, horizontalalignment="left", fontweight="bold")
