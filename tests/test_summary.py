@@ -423,6 +423,10 @@ def test_published_numbers_transcription():
     assert ecg["accuracy_pct"] == 91.34 and ecg["statistic"] == "median"
     assert value("ecg", "vanilla", 0.0, 0.0)["accuracy_pct"] == 96.64
     assert "absmax" in value("cifar10", "vanilla", 0.0, 0.0)["note"]
+    # the noise axis of each (SPEC §1): the Gaussian, R(W) = max|W| for CIFAR, 2 max|W| otherwise
+    assert set(pub["noise_model"]) == {"gaussian"}
+    assert set(pub.loc[pub["task"].str.startswith("cifar"), "reference"]) == {"absmax"}
+    assert set(pub.loc[~pub["task"].str.startswith("cifar"), "reference"]) == {"2absmax"}
     assert set(pub.loc[pub["task"] != "ecg", "statistic"]) == {"mean"}
     assert set(pub.loc[pub["task"] == "ecg", "statistic"]) == {"median"}
     # '-' cells have no row
@@ -433,6 +437,23 @@ def test_published_numbers_task_filter():
     assert set(published_numbers("cifar100")["task"]) == {"cifar100"}
     assert len(published_numbers("mnist")) == 42 + 5 + 9
     assert published_numbers("no_such_task").empty
+
+
+def test_published_numbers_of_a_summarys_noise_axis_only():
+    # the published numbers are the Gaussian's at the study's R(W): beside a task evaluated with
+    # another reference or noise model, they would compare different axes
+    same = summarise(tidy([("vanilla", 0.0, 0, 0.1, 0, 0.9)]), bootstrap_resamples=10)
+    assert len(published_numbers("mnist", same)) == len(published_numbers("mnist")) == 42 + 5 + 9
+    for other in ({"reference": "absmax"}, {"noise_model": "lognormal", "reference": ""}):
+        summary = summarise(tidy([("vanilla", 0.0, 0, 0.1, 0, 0.9)], **other), bootstrap_resamples=10)
+        assert published_numbers("mnist", summary).empty
+        assert compare_with_published(summary, "mnist").empty
+    cifar = summarise(tidy([("vanilla", 0.0, 0, 0.1, 0, 0.6)], task="cifar10", reference="absmax"),
+                      bootstrap_resamples=10)
+    assert len(published_numbers("cifar10", cifar)) == 12
+    assert compare_with_published(cifar, "cifar10")["published"].tolist() == [63.51]
+    with pytest.raises(ValueError, match="reference"):
+        published_numbers("mnist", same.drop(columns="reference"))
 
 
 def test_compare_with_published_difference():

@@ -40,6 +40,7 @@ __all__ = [
     "per_model_summary",
     "published_numbers",
     "compare_with_published",
+    "NOISE_AXIS",
 ]
 
 #: One summary row per combination of these columns of the tidy table.
@@ -103,6 +104,8 @@ PUBLISHED_COLUMNS: tuple[str, ...] = (
     "task",
     "method",
     *SETTING_COLUMNS,
+    "noise_model",
+    "reference",
     "sigma_inference",
     "statistic",
     "accuracy_pct",
@@ -391,12 +394,19 @@ def per_model_summary(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(keys, kind="mergesort").reset_index(drop=True)
 
 
-def published_numbers(task: str | None = None) -> pd.DataFrame:
+#: what places a row on a noise axis: the published numbers are the Gaussian's, at R(W) = 2 max|W|
+#: (MNIST, ECG) or max|W| (CIFAR: the original's axis, SPEC §1), and no reference for another noise
+NOISE_AXIS = ("noise_model", "reference")
+
+
+def published_numbers(task: str | None = None, summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """The published accuracies (percent) shipped as package data ``published.csv``.
 
-    Columns: :data:`PUBLISHED_COLUMNS`. ``statistic`` is ``mean`` or ``median`` (ECG).
+    Columns: :data:`PUBLISHED_COLUMNS`. ``statistic`` is ``mean`` or ``median`` (ECG);
+    ``noise_model`` and ``reference`` the noise axis they were measured on (:data:`NOISE_AXIS`).
     With ``task`` given, only that task's rows (an empty frame for a task the study did not
-    report).
+    report). With ``summary`` given, only the rows on a noise axis of its rows (of ``task``):
+    a task evaluated under another noise model or reference (R(W)) gets none.
     """
     text = (resources.files("memristor_mat.reporting") / "published.csv").read_text(encoding="utf-8")
     df = pd.read_csv(
@@ -407,6 +417,8 @@ def published_numbers(task: str | None = None) -> pd.DataFrame:
             "sigma_train": float,
             "levels": int,
             "noise_sd": float,
+            "noise_model": str,
+            "reference": str,
             "sigma_inference": float,
             "statistic": str,
             "accuracy_pct": float,
@@ -418,21 +430,27 @@ def published_numbers(task: str | None = None) -> pd.DataFrame:
     df = df.loc[:, list(PUBLISHED_COLUMNS)]
     if task is not None:
         df = df[df["task"] == task]
+    if summary is not None:
+        _check_columns(summary, NOISE_AXIS, "summary")
+        rows = summary if task is None or "task" not in summary.columns else summary[summary["task"] == task]
+        axes = rows.loc[:, list(NOISE_AXIS)].astype(str).drop_duplicates()
+        df = df.merge(axes, on=list(NOISE_AXIS), how="inner")
     return df.reset_index(drop=True)
 
 
 def compare_with_published(summary: pd.DataFrame, task: str) -> pd.DataFrame:
     """Our accuracy beside the published one, for ``task``.
 
-    One row per summary row of ``task`` whose (method, settings, sigma_inference) the
-    published study reports (an inner join: configurations only one side has are left out).
+    One row per summary row of ``task`` whose (method, settings, noise model, reference,
+    sigma_inference) the published study reports (an inner join: configurations only one side
+    has are left out; so is every row of another noise axis than the published one's).
     Columns: task, method, sigma_train, levels, noise_sd, sigma_inference, noise_level_pct, dataset, arch,
     noise_model, reference, n_models, n_draws, ``mean``, ``median`` (ours, percent),
     ``statistic`` (the published statistic: mean or median), ``ours`` (our value of that
     statistic), ``published``, ``difference`` (ours - published, percentage points), ``note``.
     """
     needed = (
-        "task", "method", "sigma_train", "sigma_inference", "mean", "median",
+        "task", "method", "sigma_train", *NOISE_AXIS, "sigma_inference", "mean", "median",
         "n_models", "n_draws",
     )
     _check_columns(summary, needed, "summary")
@@ -445,7 +463,7 @@ def compare_with_published(summary: pd.DataFrame, task: str) -> pd.DataFrame:
             frame[f"_{column}"] = frame[column].astype(float).round(_SIGMA_DECIMALS)
     merged = ours.merge(
         pub.drop(columns=["task", *keys]),
-        on=["method", *(f"_{column}" for column in keys)],
+        on=["method", *NOISE_AXIS, *(f"_{column}" for column in keys)],
         how="inner",
     )
     merged["ours"] = np.where(merged["statistic"] == "median", merged["median"], merged["mean"])
