@@ -543,6 +543,19 @@ def test_stuck_devices_are_stuck_after_the_device_physics():
     assert torch.equal(out, torch.zeros(3, 5, 4))
 
 
+def test_an_effect_between_two_stages_acts_between_them(monkeypatch):
+    # a registry stage of 1.5 (README "Extending"): after the device physics, before stuck devices,
+    # and chained with a physics without counting as a second one
+    from memristor_mat.noise_registry import NOISE_MODELS, NoiseEntry, device_chain
+
+    monkeypatch.setitem(NOISE_MODELS, "offset", NoiseEntry(
+        "offset", "memristor_mat_plugins:Offset", "conductance", "a random offset per device", stage=1.5))
+    assert [e.name for e in device_chain(["stuck_at", "offset", "pcm", "levels"])] == [
+        "levels", "pcm", "offset", "stuck_at"]
+    with pytest.raises(ValueError, match="one device physics"):
+        device_chain(["pcm", "rram", "offset"])
+
+
 def test_common_random_numbers_age_the_same_devices():
     model = make_noise_model("pcm", {"drift_compensation": False})
     w = torch.randn(64, 64, generator=torch.Generator().manual_seed(4))

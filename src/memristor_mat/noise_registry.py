@@ -80,8 +80,11 @@ class NoiseEntry:
     #: JSON schema of the options (``additionalProperties: false``)
     options: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "additionalProperties": False,
                                                                  "properties": {}})
-    #: order of application inside one device (conductance models only)
-    stage: int = 0
+    #: order of application inside one device (conductance models only): 0 rounds to levels when
+    #: programming, 1 is the device physics (at most one per device), 2 overrides all of it (stuck
+    #: devices); any number between places an effect accordingly (1.5: after the physics, before
+    #: stuck devices)
+    stage: float = 0
     #: a rule across condition keys: the full condition -> why it is invalid, or None
     condition_rule: Callable[[Mapping[str, float]], str | None] | None = None
 
