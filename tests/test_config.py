@@ -741,10 +741,30 @@ def _dataset_parameters(name):
 
 
 def _architecture_parameters(arch):
-    from memristor_mat.models import ARCHITECTURES, DATA_OPTIONS
+    from memristor_mat.models import ARCHITECTURE_DATA, ARCHITECTURES
 
+    from_data = {"num_classes", *(ARCHITECTURE_DATA[arch].names if arch in ARCHITECTURE_DATA else ())}
     parameters = inspect.signature(ARCHITECTURES[arch]).parameters.values()
-    return {p.name: p for p in parameters if p.name not in DATA_OPTIONS}
+    return {p.name: p for p in parameters if p.name not in from_data}
+
+
+def test_each_architecture_reads_off_the_data_what_its_registry_entry_names():
+    # ARCHITECTURE_DATA (README "Extending"): a network's data options are declared beside it,
+    # DATA_OPTIONS is their union, and an architecture without an entry gets num_classes alone
+    from memristor_mat.models import (ARCHITECTURE_DATA, ARCHITECTURE_OPTIONS, ARCHITECTURES, DATA_OPTIONS,
+                                      architecture_options)
+
+    assert set(ARCHITECTURE_DATA) <= set(ARCHITECTURES)
+    assert set(DATA_OPTIONS) == {"num_classes", "input_size", "n_inputs"}
+    samples = {"mlp": (1, 28, 28), "recurrent_snn": (250, 4), "mobilenet_v2_cifar": (3, 32, 32),
+               "resnet_cifar": (3, 32, 32)}
+    for arch in ARCHITECTURES:
+        options = architecture_options(arch, {"arch": arch}, samples[arch], 10)
+        assert set(options) <= {"num_classes", *ARCHITECTURE_DATA[arch].names, *ARCHITECTURE_OPTIONS[arch]["properties"]}
+        assert options["num_classes"] == 10 and set(ARCHITECTURE_DATA[arch].names) <= set(options)
+    assert architecture_options("mlp", {"arch": "mlp"}, (1, 28, 28), 10)["input_size"] == 784
+    assert architecture_options("recurrent_snn", {"arch": "recurrent_snn"}, (250, 4), 2)["n_inputs"] == 4
+    assert architecture_options("new_net", {"arch": "new_net", "width": 3}, (5,), 7) == {"width": 3, "num_classes": 7}
 
 
 def _components():

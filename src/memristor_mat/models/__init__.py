@@ -2,8 +2,8 @@
 
 This package's ``__init__`` is the registry: the architectures by name (:data:`ARCHITECTURES`),
 the JSON schema of each one's options (:data:`ARCHITECTURE_OPTIONS`, with
-:data:`ARCHITECTURE_CHECKS` for rules a schema cannot say), :func:`build_model` and
-:func:`architecture_options`. It imports no torch: the workflow reads the names and schemas
+:data:`ARCHITECTURE_CHECKS` for rules a schema cannot say), the options each reads off the data
+(:data:`ARCHITECTURE_DATA`), :func:`build_model` and :func:`architecture_options`. It imports no torch: the workflow reads the names and schemas
 when it parses the config, and a constructor is imported when it is first looked up. The
 networks live in the modules :mod:`~memristor_mat.models.mlp` (the MNIST MLP),
 :mod:`~memristor_mat.models.cnn` (MobileNetV2 "cifar_specs", ResNet-20) and
@@ -22,8 +22,12 @@ from memristor_mat.models.options import (
     MOBILENET_V2_CIFAR_OPTIONS,
     RECURRENT_SNN_OPTIONS,
     RESNET_CIFAR_OPTIONS,
+    DataOptions,
     check_recurrent_snn_options,
     check_resnet_cifar_options,
+    image_options_from_data,
+    mlp_options_from_data,
+    recurrent_snn_options_from_data,
 )
 
 if TYPE_CHECKING:
@@ -39,8 +43,6 @@ ARCHITECTURES: Mapping[str, Callable[..., Any]] = LazyRegistry({
     "resnet_cifar": "memristor_mat.models.cnn:resnet_cifar",
 })
 
-#: Constructor options that architecture_options fills in from the data, not from the config.
-DATA_OPTIONS = ("input_size", "n_inputs", "num_classes")
 
 #: The JSON schema of each architecture's options in a task's ``model`` mapping (less ``arch``),
 #: by the same names as ARCHITECTURES; the config layer validates against it when a config is
@@ -60,6 +62,19 @@ ARCHITECTURE_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], tuple[str, str] 
 })
 
 
+#: The options each architecture reads off the data, for those that read any besides
+#: ``num_classes`` (which every one takes): what they are and the function that fills them in.
+ARCHITECTURE_DATA: Mapping[str, DataOptions] = MappingProxyType({
+    "mlp": DataOptions(("input_size",), mlp_options_from_data),
+    "recurrent_snn": DataOptions(("n_inputs",), recurrent_snn_options_from_data),
+    "mobilenet_v2_cifar": DataOptions((), image_options_from_data),
+    "resnet_cifar": DataOptions((), image_options_from_data),
+})
+
+#: Constructor options that architecture_options fills in from the data, not from the config.
+DATA_OPTIONS = tuple(sorted({"num_classes", *(name for entry in ARCHITECTURE_DATA.values() for name in entry.names)}))
+
+
 def build_model(arch: str, **options) -> nn.Module:
     try:
         factory = ARCHITECTURES[arch]
@@ -74,20 +89,7 @@ def build_model(arch: str, **options) -> nn.Module:
 def architecture_options(arch: str, model_config: Mapping, input_shape: Sequence[int], num_classes: int) -> dict:
     """Constructor options for ``arch`` from the task's model config and the data's shape."""
     options = {k: v for k, v in model_config.items() if k != "arch"}
-    if arch == "mlp":
-        size = 1
-        for dim in input_shape:
-            size *= int(dim)
-        options.setdefault("input_size", size)
-        options["hidden_sizes"] = list(options.get("hidden_sizes", [128]))
-    elif arch == "recurrent_snn":
-        options.setdefault("n_inputs", int(input_shape[-1]))  # input_shape is (time steps, channels)
-    elif arch in ("mobilenet_v2_cifar", "resnet_cifar"):
-        if len(input_shape) != 3 or int(input_shape[0]) != 3:
-            raise ValueError(f"{arch} takes 3-channel images (C x H x W), but the data's samples are {tuple(input_shape)}")
-        # YAML gives lists; keep them lists so the options compare equal to a checkpoint's
-        for key in ("inverted_residual_setting", "widths", "input_mean", "input_std"):
-            if key in options:
-                options[key] = [list(v) if isinstance(v, (list, tuple)) else v for v in options[key]]
+    if arch in ARCHITECTURE_DATA:
+        ARCHITECTURE_DATA[arch].fill(arch, options, input_shape)
     options.setdefault("num_classes", num_classes)
     return options

@@ -1,8 +1,11 @@
-"""The options the architectures take: their JSON schemas and the rules a schema cannot say.
+"""The options the architectures take: their JSON schemas, the rules a schema cannot say, and
+the options read off the data.
 
-Gathered in :data:`memristor_mat.models.ARCHITECTURE_OPTIONS` and
-:data:`~memristor_mat.models.ARCHITECTURE_CHECKS`: the config layer validates a task's ``model``
-mapping (less ``arch``) against them when a config is loaded. A test keeps each schema in step
+Gathered in :data:`memristor_mat.models.ARCHITECTURE_OPTIONS`,
+:data:`~memristor_mat.models.ARCHITECTURE_CHECKS` and
+:data:`~memristor_mat.models.ARCHITECTURE_DATA`: the config layer validates a task's ``model``
+mapping (less ``arch``) against the first two when a config is loaded; a job fills in the
+third's options from its prepared data. A test keeps each schema in step
 with its constructor's parameters (less :data:`~memristor_mat.models.DATA_OPTIONS`). This module
 imports no torch, so that the workflow can check a config when it is parsed; the networks import
 the allowed values they share with it from here.
@@ -10,9 +13,10 @@ the allowed values they share with it from here.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 __all__ = [
+    "DataOptions",
     "DYNAMICS",
     "MLP_OPTIONS",
     "MOBILENET_V2_CIFAR_OPTIONS",
@@ -22,7 +26,20 @@ __all__ = [
     "RESNET_CIFAR_OPTIONS",
     "check_recurrent_snn_options",
     "check_resnet_cifar_options",
+    "image_options_from_data",
+    "mlp_options_from_data",
+    "recurrent_snn_options_from_data",
 ]
+
+
+class DataOptions(NamedTuple):
+    """An architecture's options read off the data (beside ``num_classes``, which every one takes)."""
+
+    #: the options ``fill`` sets: a config does not give them
+    names: tuple[str, ...]
+    #: ``fill(arch, options, input_shape)`` completes the options in place (the shape of one
+    #: sample); raises ValueError for data the network cannot take
+    fill: Callable[[str, dict, Sequence[int]], None]
 
 # --------------------------------------------------------------------------- mlp
 
@@ -35,6 +52,16 @@ MLP_OPTIONS = {
         "bias": {"type": "boolean"},
     },
 }
+
+
+def mlp_options_from_data(arch: str, options: dict, input_shape: Sequence[int]) -> None:
+    """``input_size``: the number of values of a sample (flattened); ``hidden_sizes`` as a list."""
+    size = 1
+    for dim in input_shape:
+        size *= int(dim)
+    options.setdefault("input_size", size)
+    options["hidden_sizes"] = list(options.get("hidden_sizes", [128]))
+
 
 # --------------------------------------------------------------------------- cnn
 
@@ -73,6 +100,17 @@ RESNET_CIFAR_OPTIONS = {
         "input_std": _CHANNEL_STD,
     },
 }
+
+
+def image_options_from_data(arch: str, options: dict, input_shape: Sequence[int]) -> None:
+    """Nothing read off the data but the check that its samples are 3-channel images (C x H x W);
+    the lists of the options kept lists, so that they compare equal to a checkpoint's."""
+    if len(input_shape) != 3 or int(input_shape[0]) != 3:
+        raise ValueError(f"{arch} takes 3-channel images (C x H x W), but the data's samples are {tuple(input_shape)}")
+    # YAML gives lists; keep them lists so the options compare equal to a checkpoint's
+    for key in ("inverted_residual_setting", "widths", "input_mean", "input_std"):
+        if key in options:
+            options[key] = [list(v) if isinstance(v, (list, tuple)) else v for v in options[key]]
 
 
 def _resnet_depth_problem(depth: int) -> str | None:
@@ -120,6 +158,11 @@ RECURRENT_SNN_OPTIONS = {
         "spike_rate_weight": _NON_NEGATIVE,
     },
 }
+
+
+def recurrent_snn_options_from_data(arch: str, options: dict, input_shape: Sequence[int]) -> None:
+    """``n_inputs``: the channels of a sample of (time steps, channels)."""
+    options.setdefault("n_inputs", int(input_shape[-1]))
 
 
 def check_recurrent_snn_options(options: Mapping[str, Any]) -> tuple[str, str] | None:
