@@ -43,6 +43,29 @@ def test_evaluating_per_model_writes_a_shard_per_model_at_the_models_path():
     assert job.shard("devices") == "results/device_evaluation/mnist/qat/levels~4/seed~14.parquet"
     assert paths.log("evaluate", paths.EVALUATION_JOB).format(**job.wildcards) == \
         "results/logs/evaluate/mnist/qat/levels~4/seed~14.log"
+    # its finished chunks of draws while it runs: outside the outputs Snakemake deletes on a rerun
+    assert job.progress("study") == "results/progress/evaluation/mnist/qat/levels~4/seed~14"
+    assert job.progress("devices") == "results/progress/device_evaluation/mnist/qat/levels~4/seed~14"
+
+
+def test_the_device_figures_follow_the_condition_keys_not_the_names():
+    # accuracy against time: every device sweeping t_inference alone (PCM, RRAM, one named
+    # anything); against the stuck fraction: the first sweeping p_stuck_*; the heatmap: all
+    from memristor_mat.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    config["tasks"]["mnist"]["evaluation"]["devices"] = {
+        "chip_a": {"model": "pcm", "conditions": {"t_inference": [1, 86400]}},
+        "rram": {"model": "rram", "conditions": {"t_inference": [1, 86400, 172800]}},
+        "levels_pcm": {"model": ["levels", "pcm"], "conditions": {"n_levels": [4, 16], "t_inference": [1, 86400]}},
+        "pcm_day": {"model": "pcm", "conditions": {"t_inference": [86400]}},
+        "faults": {"model": ["stuck_at", "rram"], "conditions": {"p_stuck_off": [0, 0.01], "t_inference": [1]}},
+    }
+    figures = pipeline.device_figures(config, "mnist")
+    assert figures["time_devices"] == ["chip_a", "rram"]  # levels_pcm sweeps two keys, pcm_day none
+    assert figures["stuck_device"] == "faults"
+    assert figures["devices"] == ["chip_a", "rram", "levels_pcm", "pcm_day", "faults"]
+    assert figures["stems"] == [paths.DEVICE_FIGURES[k] for k in ("heatmap", "time", "stuck_at")]
 
 
 def test_evaluating_per_method_gives_each_method_one_job_with_all_its_models():

@@ -439,8 +439,10 @@ def device_draws(config: dict[str, Any], task: str) -> int:
 
 def device_figures(config: dict[str, Any], task: str) -> dict[str, Any]:
     """What notebooks/devices.ipynb draws for a task (none without devices): the heatmap of every
-    device; accuracy against time for the devices evaluated at several ``t_inference``; accuracy
-    against the stuck fraction for the first ``stuck_at`` device with several fractions."""
+    device; accuracy against time for the devices evaluated at several ``t_inference`` and
+    nothing else swept (PCM, RRAM, any device with that condition key); accuracy against the
+    stuck fraction for the first device with several stuck-at fractions. Chosen by the
+    registry's condition keys, never by a device's or model's name."""
     settings = monte_carlo_settings(config, task).devices
     if not settings:
         return {"stems": [], "devices": [], "time_devices": [], "stuck_device": ""}
@@ -449,10 +451,9 @@ def device_figures(config: dict[str, Any], task: str) -> dict[str, Any]:
         return len({c.get(key) for c in device.conditions}) > 1
 
     # a curve per model needs one condition per time: devices that sweep t_inference alone
-    time_devices = [d.name for d in settings if "pcm" in d.noise_model_name.split("+") and swept(d, "t_inference")
+    time_devices = [d.name for d in settings if swept(d, "t_inference")
                     and not any(swept(d, key) for key in d.conditions[0] if key != "t_inference")]
-    stuck = [d.name for d in settings if "stuck_at" in d.noise_model_name.split("+")
-             and (swept(d, "p_stuck_off") or swept(d, "p_stuck_on"))]
+    stuck = [d.name for d in settings if swept(d, "p_stuck_off") or swept(d, "p_stuck_on")]
     stems = [paths.DEVICE_FIGURES["heatmap"]]
     stems += [paths.DEVICE_FIGURES["time"]] if time_devices else []
     stems += [paths.DEVICE_FIGURES["stuck_at"]] if stuck else []
