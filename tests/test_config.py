@@ -1085,3 +1085,28 @@ def test_caption_values_state_the_task_noise_and_each_methods_models(demo):
     cifar = load_config(REPO / "config" / "paper_cifar.yaml")
     assert pipeline.caption_values(cifar, "cifar10")["noise"] == (
         "gaussian (reference absmax), the normalisation layers' parameters included")
+
+
+def test_the_config_reference_lists_every_key_of_the_schema_with_a_description():
+    # README's "Config reference" is generated from the schema: every key, each described, the
+    # names a key takes from a registry listed from the registry, and the README block up to date
+    from memristor_mat.config_reference import BEGIN, END, reference_markdown, reference_rows, replace_reference
+    from memristor_mat.datasets import DATASETS
+    from memristor_mat.methods import METHODS
+
+    rows = {path: (kind, default, description) for path, kind, default, description in reference_rows()}
+    assert [path for path, (_, _, description) in rows.items() if not description] == []
+    for path in ("device", "noise.options.reference", "evaluation.draws_per_chunk", "tasks.<task>.training.epochs",
+                 "tasks.<task>.training.noisy_updates.timing", "tasks.<task>.evaluation.devices.<device>.conditions",
+                 "tasks.<task>.resources.evaluate_jobs", "comparisons.<name>.curves[].sigma_train"):
+        assert path in rows, path
+    assert rows["evaluation.draws_per_chunk"][:2] == ("integer (>= 1)", "16")
+    assert rows["tasks.<task>.training.lr_scheduler.interval"][0] == "`epoch` / `batch`"
+    assert rows["tasks.<task>.methods.<method>.training"][2].startswith("as `tasks.<task>.training`")
+    assert all(f"`{name}`" in rows["tasks.<task>.dataset.name"][2] for name in DATASETS)
+    assert all(f"`{name}`" in rows["tasks.<task>.methods"][2] for name in METHODS)
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert block == "\n" + reference_markdown(), (
+        "README's config reference is stale: run .venv/bin/python -m memristor_mat.config_reference README.md")
+    assert replace_reference(readme) == readme

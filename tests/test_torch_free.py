@@ -34,6 +34,8 @@ def test_config_pipeline_and_methods_import_no_torch():
         import memristor_mat.datasets, memristor_mat.models, memristor_mat.noise_registry, memristor_mat.settings
         import memristor_mat.reporting
         import memristor_mat.aggregation  # the aggregation jobs: table work, no torch start-up
+        import memristor_mat.config_reference
+        memristor_mat.config_reference.reference_markdown()
         assert 'torch' not in sys.modules, 'torch imported'
     """)
     assert result.returncode == 0, result.stderr
