@@ -150,6 +150,13 @@ def test_pcm_is_never_identity_and_rejects_bad_options():
         pcm([0.5], t=-1.0)
 
 
+def test_an_option_no_model_of_a_device_has_is_named_with_those_it_has():
+    with pytest.raises(ValueError, match=r"'rram' has no option 'drift_compensation'; its options: g_max$"):
+        make_noise_model("rram", {"drift_compensation": False})
+    with pytest.raises(ValueError, match=r"has no option 'g_max'; its options: none$"):
+        make_noise_model("levels", {"g_max": 25})
+
+
 # ---------------------------------------------------------------------------------------------
 # RRAM golden values: sigma(g, t) = c0 + c1 g + c2 g^2 + c3 g^3 + c4 g^4 uS, g_max = 40 uS
 #   t = 1 s, g = 0.5: 0.348 + 8.015 - 10.96325 + 5.674125 - 1.0509375 = 2.0229375 -> /40 = 0.0505734375

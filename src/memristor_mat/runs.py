@@ -95,7 +95,9 @@ def train_model(
     model = build_model(arch, **options)
     if pipeline.pretrained_run(run) is not None:
         if pretrained_path is None:
-            raise ValueError(f"{run.method} fine-tunes a pretrained model: give its checkpoint")
+            start = pipeline.pretrained_run(run)
+            raise ValueError(f"{run.method} fine-tunes the {start.method!r} model of seed {run.seed}: give its "
+                             f"checkpoint (pretrained_path; on the command line --pretrained)")
         pretrained = load_checkpoint(pretrained_path)
         if (pretrained["arch"], pretrained["arch_options"]) != (arch, options):
             raise CheckpointError(

@@ -108,8 +108,9 @@ def make_noise_model(model: str | Sequence[str], options: Mapping[str, Any] | No
         unclaimed -= set(own)
         per_model[entry.name] = own
     if unclaimed:
+        accepted = sorted(k for e in entries for k in e.options.get("properties", {}))
         raise ValueError(f"noise model {model!r} has no option {sorted(unclaimed)[0]!r}; its options: "
-                         f"{sorted(k for e in entries for k in e.options.get('properties', {}))}")
+                         f"{', '.join(accepted) or 'none'}")
     if entries[0].kind == "weights":
         return resolve(entries[0].implementation)(**per_model[entries[0].name])
     from .crossbar import Crossbar
