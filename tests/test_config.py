@@ -517,6 +517,14 @@ def _device_unknown_probe(c):
     _devices(c)["pcm"]["options"] = {"compensation_probe": "zeros"}
 
 
+def _device_unknown_scope(c):
+    _devices(c)["pcm"]["options"] = {"compensation_probe": "one_hot", "compensation_scope": "row"}
+
+
+def _device_column_scope_with_ones(c):
+    _devices(c)["pcm"]["options"] = {"compensation_scope": "column"}  # the default probe: ones
+
+
 def _device_rram_time(c):
     _devices(c)["rram"]["conditions"]["t_inference"] = [1, 3600]
 
@@ -594,6 +602,9 @@ BAD_CONFIGS = [
     pytest.param(_device_unknown_option, "tasks.mnist.evaluation.devices.pcm.options.drift_compensaton", id="device-option-typo"),
     pytest.param(_device_option_type, "tasks.mnist.evaluation.devices.pcm.options.drift_compensation", id="device-option-type"),
     pytest.param(_device_unknown_probe, "tasks.mnist.evaluation.devices.pcm.options.compensation_probe", id="device-unknown-probe"),
+    pytest.param(_device_unknown_scope, "tasks.mnist.evaluation.devices.pcm.options.compensation_scope", id="device-unknown-scope"),
+    pytest.param(_device_column_scope_with_ones, "tasks.mnist.evaluation.devices.pcm.options.compensation_probe",
+                 id="device-column-scope-needs-one-hot"),
     pytest.param(_device_rram_time, "tasks.mnist.evaluation.devices.rram.conditions.t_inference", id="device-rram-unfitted-time"),
     pytest.param(_device_unknown_condition, "tasks.mnist.evaluation.devices.pcm.conditions.sigma", id="device-unknown-condition"),
     pytest.param(_device_missing_condition, "tasks.mnist.evaluation.devices.levels_pcm.conditions", id="device-missing-condition"),

@@ -516,6 +516,50 @@ def test_one_hot_probe_scatters_less_than_the_all_ones_probe():
     assert spread["one_hot"] < 0.7 * spread["ones"], spread
 
 
+def test_per_column_compensation_restores_each_outputs_mean_response():
+    # compensation_scope: column: alpha_i = mean_j |W_ref[i, j] + b_ref[i]| / mean_j |W_t[i, j] + b_t[i]|,
+    # one per output and draw, multiplying the weight's row i and the bias' entry i
+    from memristor_mat.noise.crossbar import probe_readout
+
+    gen = torch.Generator().manual_seed(10)
+    w, b = torch.randn(10, 32, generator=gen), torch.randn(10, generator=gen)
+    per_column = make_noise_model("pcm", {"compensation_probe": "one_hot", "compensation_scope": "column"})
+    plain = make_noise_model("pcm", {"drift_compensation": False})
+    normals = {"w": common_draws(plain, w.shape, draws=3, seed=1), "b": common_draws(plain, b.shape, draws=3, seed=2)}
+    condition = {"t_inference": YEAR}
+    layer = at_conditions(per_column, {"w": w, "b": b}, normals, {"w": 0, "b": 0})(condition)
+    now_w, now_b = plain.apply(w, normals["w"], condition), plain.apply(b, normals["b"], condition)
+    then_w, then_b = programmed_only(w, normals["w"]), programmed_only(b, normals["b"])
+    alpha = (then_w + then_b[:, :, None]).abs().mean(-1) / (now_w + now_b[:, :, None]).abs().mean(-1)  # (3, 10)
+    assert torch.allclose(layer["w"], now_w * alpha[:, :, None], rtol=1e-5)
+    assert torch.allclose(layer["b"], now_b * alpha, rtol=1e-5)
+    assert float(alpha.std(-1).min()) > 0.01  # a factor per column, not one per layer
+    # each column's readout is the programmed one again
+    restored = probe_readout([(layer["w"], 2, 0), (layer["b"], 1, 0)], "one_hot", "column")
+    programmed = probe_readout([(then_w, 2, 0), (then_b, 1, 0)], "one_hot", "column")
+    assert torch.allclose(restored, programmed, rtol=1e-5)
+
+
+def test_per_column_compensation_follows_the_output_axis_and_needs_the_one_hot_probe():
+    from memristor_mat.noise.crossbar import probe_readout
+
+    per_column = make_noise_model("pcm", {"compensation_probe": "one_hot", "compensation_scope": "column"})
+    w = torch.randn(6, 20, generator=torch.Generator().manual_seed(11))  # (out, in)
+    normals = common_draws(per_column, w.shape, draws=2)
+    condition = {"t_inference": YEAR}
+    out_in = at_conditions(per_column, {"w": w}, {"w": normals}, {"w": 0})(condition)["w"]
+    in_out = at_conditions(per_column, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 1})(condition)["w"]
+    assert torch.allclose(in_out.transpose(-1, -2), out_in, rtol=1e-6)
+    conv = torch.randn(2, 4, 3, 3, 3, generator=torch.Generator().manual_seed(12))  # draws, (out, in, kh, kw)
+    assert torch.allclose(probe_readout([(conv, 4, 0)], "one_hot", "column"), conv.abs().mean((2, 3, 4)))
+    with pytest.raises(ValueError, match="needs compensation_probe one_hot"):
+        make_noise_model("pcm", {"compensation_scope": "column"})
+    with pytest.raises(ValueError, match="needs compensation_probe one_hot"):
+        probe_readout([(w, 2, 0)], "ones", "column")
+    with pytest.raises(ValueError, match="compensation_scope"):
+        make_noise_model("pcm", {"compensation_scope": "row"})
+
+
 def test_crossbar_layers_group_each_modules_tensors_and_follow_a_models_layout():
     from memristor_mat.models.mlp import MLP
     from memristor_mat.models.snn import RecurrentSNN

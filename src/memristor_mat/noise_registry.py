@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "COMPENSATION_PROBES",
+    "COMPENSATION_SCOPES",
     "ConditionKey",
     "NoiseEntry",
     "NOISE_MODELS",
@@ -89,8 +90,10 @@ class NoiseEntry:
     condition_rule: Callable[[Mapping[str, float]], str | None] | None = None
 
 
-#: the inputs PCM's drift compensation can probe a layer with (memristor_mat.noise.crossbar)
+#: the inputs PCM's drift compensation can probe a layer with, and what one factor rescales
+#: (memristor_mat.noise.crossbar)
 COMPENSATION_PROBES = ("ones", "one_hot")
+COMPENSATION_SCOPES = ("layer", "column")
 
 _SECONDS = "seconds after programming"
 _T_INFERENCE = ConditionKey("t_inference", "t_inference", f"time of inference, {_SECONDS}")
@@ -122,8 +125,14 @@ NOISE_MODELS: Mapping[str, NoiseEntry] = {
                 "compensation_probe": {"enum": list(COMPENSATION_PROBES),
                                        "description": "the compensation's probe: one all-ones input (default) "
                                                       "or every one-hot input"},
+                "compensation_scope": {"enum": list(COMPENSATION_SCOPES),
+                                       "description": "one factor per layer (default) or per output column "
+                                                      "(with compensation_probe one_hot)"},
                 "g_max": {"type": "number", "exclusiveMinimum": 0, "description": "uS (default 25)"},
-            }},
+            },
+                # a column's factor needs every input line read (memristor_mat.noise.crossbar)
+                "if": {"properties": {"compensation_scope": {"const": "column"}}, "required": ["compensation_scope"]},
+                "then": {"properties": {"compensation_probe": {"const": "one_hot"}}, "required": ["compensation_probe"]}},
             stage=1,
         ),
         NoiseEntry(

@@ -45,6 +45,14 @@ matrix); a bias adds to every output whatever the input. Two probes (the PCM opt
 ``*_ref`` are the weights right after programming (programming noise only) from the same normals,
 and every tensor of the layer is multiplied by alpha (a layer's output is linear in its weights
 and bias).
+
+Per column (the PCM option ``compensation_scope: column``; aihwkit's
+``PerColumnDriftCompensation``): one factor per output of the layer (a column of the crossbar)
+instead of one per layer, from the one-hot probe's responses of that output alone,
+``alpha_i = mean_j |W_ref[i, j] + b_ref[i]| / mean_j |W_t[i, j] + b_t[i]|``, multiplying the
+layer's tensors along their output axis. It undoes each column's mean drift, at the price of a
+factor from fewer devices. (With the all-ones probe a column's factor would be the ratio of two
+signed sums, unbounded where a row sums to about 0: refused.)
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from ..noise_registry import COMPENSATION_PROBES
+from ..noise_registry import COMPENSATION_PROBES, COMPENSATION_SCOPES
 from .base import SampledNoise
 
 __all__ = ["ConductanceEffect", "Crossbar", "device_conductances", "drift_compensation_factor",
@@ -70,7 +78,8 @@ class ConductanceEffect(Protocol):
     normals_per_device: int
     #: True only for an effect that drifts with drift compensation switched on
     drift_compensation: bool
-    # Optional, for such an effect: ``compensation_probe``, one of COMPENSATION_PROBES (default "ones")
+    # Optional, for such an effect: ``compensation_probe``, one of COMPENSATION_PROBES (default
+    # "ones"), and ``compensation_scope``, one of COMPENSATION_SCOPES (default "layer")
 
     def is_identity(self, condition: Mapping[str, float]) -> bool:
         """True if the effect leaves every conductance exactly as it is at ``condition``."""
@@ -116,31 +125,52 @@ def probe_response(weight: torch.Tensor, weight_dims: int, output_axis: int = 0)
     return outputs_last if weight_dims == 1 else outputs_last.flatten(lead, -2).sum(-2)
 
 
-def probe_readout(layer: Sequence[tuple[torch.Tensor, int, int]], probe: str = "ones") -> torch.Tensor:
+def probe_readout(layer: Sequence[tuple[torch.Tensor, int, int]], probe: str = "ones",
+                  scope: str = "layer") -> torch.Tensor:
     """A layer's mean absolute response to ``probe`` (see the module docstring), one per leading
-    (draw) index. ``layer``: its tensors as ``(tensor, weight_dims, output_axis)``, each tensor
-    with leading draw dimensions before its last ``weight_dims``; tensors of at most one weight
-    dimension are biases (their own response to any input)."""
+    (draw) index (``scope="layer"``), or one per leading index and output (``scope="column"``:
+    shape ``(*lead, n_out)``, the one-hot probe only). ``layer``: its tensors as ``(tensor,
+    weight_dims, output_axis)``, each tensor with leading draw dimensions before its last
+    ``weight_dims``; tensors of at most one weight dimension are biases (their own response to
+    any input)."""
+    if scope not in COMPENSATION_SCOPES:
+        raise ValueError(f"compensation_scope must be one of {list(COMPENSATION_SCOPES)}, not {scope!r}")
+    if probe not in COMPENSATION_PROBES:
+        raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, not {probe!r}")
+    if scope == "column" and probe != "one_hot":
+        raise ValueError("compensation_scope column needs compensation_probe one_hot: a column's factor from "
+                         "the all-ones probe is a ratio of two signed sums, unbounded where a row sums to about 0")
     if probe == "ones":
         return sum(probe_response(t, dims, axis) for t, dims, axis in layer).abs().mean(-1)
-    if probe != "one_hot":
-        raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, not {probe!r}")
     biases = [probe_response(t, dims, axis) for t, dims, axis in layer if dims <= 1]
     bias = sum(biases[1:], biases[0]) if biases else None
     matrices = [t.movedim(t.dim() - dims + axis, -1).flatten(t.dim() - dims, -2) for t, dims, axis in layer if dims > 1]
+    per_output = scope == "column"
     if not matrices:  # biases alone: no input line to probe
-        return bias.abs().mean(-1)
+        return bias.abs() if per_output else bias.abs().mean(-1)
     # (*lead, n_in, n_out) each: the responses to that tensor's one-hot inputs, the bias added
-    total = sum((matrix if bias is None else matrix + bias.unsqueeze(-2)).abs().sum((-2, -1)) for matrix in matrices)
-    reads = sum(matrix.shape[-2] for matrix in matrices) * matrices[0].shape[-1]
+    summed = (-2,) if per_output else (-2, -1)
+    total = sum((matrix if bias is None else matrix + bias.unsqueeze(-2)).abs().sum(summed) for matrix in matrices)
+    reads = sum(matrix.shape[-2] for matrix in matrices) * (1 if per_output else matrices[0].shape[-1])
     return total / reads
 
 
 def drift_compensation_factor(reference: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     """alpha = reference / current: from a layer's probe readouts (:func:`probe_readout`) right
-    after programming and now, one per leading (draw) index (a readout of 0 counts as the
-    smallest positive number)."""
+    after programming and now, one per leading (draw) index, and output where the readouts are
+    per column (a readout of 0 counts as the smallest positive number)."""
     return reference / current.clamp_min(torch.finfo(current.dtype).tiny)
+
+
+def _along_outputs(alpha: torch.Tensor, scope: str, weight_dims: int, output_axis: int) -> torch.Tensor:
+    """The factors ``alpha`` (``(*lead)`` per layer, ``(*lead, n_out)`` per column) shaped to
+    multiply a tensor of the layer (``(*lead, *weight)``, its outputs along ``output_axis``)."""
+    if scope == "layer":
+        return alpha.reshape(*alpha.shape, *([1] * weight_dims))
+    lead, n_out = alpha.shape[:-1], alpha.shape[-1]
+    if weight_dims == 0:  # a scalar parameter: its one output
+        return alpha.reshape(lead)
+    return alpha.reshape(*lead, *([1] * output_axis), n_out, *([1] * (weight_dims - 1 - output_axis)))
 
 
 class Crossbar(SampledNoise):
@@ -160,6 +190,8 @@ class Crossbar(SampledNoise):
         self.compensates_drift = any(e.drift_compensation for e in self.effects)
         #: the drift compensation's probe, from the effect that compensates (PCM's option)
         self.compensation_probe = next((getattr(e, "compensation_probe", "ones") for e in self.effects
+                                        if e.drift_compensation), None)
+        self.compensation_scope = next((getattr(e, "compensation_scope", "layer") for e in self.effects
                                         if e.drift_compensation), None)
 
     def __repr__(self) -> str:
@@ -220,12 +252,13 @@ class Crossbar(SampledNoise):
             readings = {name: reader(condition) for name, reader in readers.items()}
             deployed = {name: noisy for name, (noisy, _) in readings.items()}
             if any(reference is not None for _, reference in readings.values()):
+                probe, scope = self.compensation_probe, self.compensation_scope
                 response_now = probe_readout([(noisy, weights[name].dim(), axes[name])
-                                              for name, (noisy, _) in readings.items()], self.compensation_probe)
+                                              for name, (noisy, _) in readings.items()], probe, scope)
                 response_then = probe_readout([(reference, weights[name].dim(), axes[name])
-                                               for name, (_, reference) in readings.items()], self.compensation_probe)
+                                               for name, (_, reference) in readings.items()], probe, scope)
                 alpha = drift_compensation_factor(response_then, response_now)
-                deployed = {name: noisy * alpha.reshape(*alpha.shape, *([1] * weights[name].dim()))
+                deployed = {name: noisy * _along_outputs(alpha, scope, weights[name].dim(), axes[name])
                             for name, noisy in deployed.items()}
             for name, noisy in deployed.items():
                 weight = weights[name]

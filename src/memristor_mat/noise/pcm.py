@@ -32,7 +32,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import torch
 
-from ..noise_registry import COMPENSATION_PROBES
+from ..noise_registry import COMPENSATION_PROBES, COMPENSATION_SCOPES
 
 __all__ = ["PCMNoise", "PROGRAMMING_COEFFICIENTS", "ProgrammedPCM", "T0", "T_READ"]
 
@@ -76,27 +76,36 @@ class PCMNoise:
     """The PCM conductance effect (see the module docstring); condition ``t_inference`` (s).
 
     ``drift_compensation``: the crossbar rescales each layer by its global drift-compensation
-    factor, read with ``compensation_probe`` (``ones`` or ``one_hot``; see
-    :mod:`memristor_mat.noise.crossbar`). ``g_max``: uS (default 25, the fit's)."""
+    factor, read with ``compensation_probe`` (``ones`` or ``one_hot``), or by one factor per
+    output column (``compensation_scope: column``, with the one-hot probe); see
+    :mod:`memristor_mat.noise.crossbar`. ``g_max``: uS (default 25, the fit's)."""
 
     registry_name = "pcm"
     normals_per_device = 3  # programming, drift exponent, read noise
 
-    def __init__(self, drift_compensation: bool = True, g_max: float = 25.0, compensation_probe: str = "ones") -> None:
+    def __init__(self, drift_compensation: bool = True, g_max: float = 25.0, compensation_probe: str = "ones",
+                 compensation_scope: str = "layer") -> None:
         if not isinstance(drift_compensation, bool):
             raise ValueError(f"drift_compensation must be true or false, not {drift_compensation!r}")
         if compensation_probe not in COMPENSATION_PROBES:
             raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, "
                              f"not {compensation_probe!r}")
+        if compensation_scope not in COMPENSATION_SCOPES:
+            raise ValueError(f"compensation_scope must be one of {list(COMPENSATION_SCOPES)}, "
+                             f"not {compensation_scope!r}")
+        if compensation_scope == "column" and compensation_probe != "one_hot":
+            raise ValueError("compensation_scope column needs compensation_probe one_hot (a column's factor from "
+                             "the all-ones probe is a ratio of two signed sums, unbounded where a row sums to about 0)")
         if isinstance(g_max, bool) or not isinstance(g_max, (int, float)) or not g_max > 0 or math.isinf(g_max):
             raise ValueError(f"g_max must be a positive number of uS, not {g_max!r}")
         self.drift_compensation = drift_compensation
         self.compensation_probe = compensation_probe
+        self.compensation_scope = compensation_scope
         self.g_max = float(g_max)
 
     def __repr__(self) -> str:
         return (f"PCMNoise(drift_compensation={self.drift_compensation}, g_max={self.g_max:g}, "
-                f"compensation_probe={self.compensation_probe!r})")
+                f"compensation_probe={self.compensation_probe!r}, compensation_scope={self.compensation_scope!r})")
 
     def is_identity(self, condition: Mapping[str, float]) -> bool:
         return False  # programming and read noise act at any time
