@@ -229,7 +229,7 @@ def condition_accuracy(
     conditions: Sequence[Mapping[str, float]],
     settings: MonteCarloSettings,
     normals_cache: NormalsCache | None = None,
-    progress: EvaluationProgress | None = None,
+    progress: EvaluationProgress | _ProgressPart | None = None,
 ) -> pd.DataFrame:
     """Accuracy under ``noise`` at every condition x draw: one column per condition key (named
     by the registry, e.g. ``sigma_inference``, ``t_inference``), then draw, n_correct, n_test,
