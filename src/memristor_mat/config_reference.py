@@ -146,7 +146,8 @@ def reference_markdown(schema: dict | None = None) -> str:
     """The reference as a Markdown table (without the markers)."""
     lines = ["| key | takes | default | what it is |", "|---|---|---|---|"]
     for path, kind, default, description in reference_rows(schema):
-        lines.append(f"| `{path}` | {_cell(kind)} | {'`' + _cell(default) + '`' if default else ''} | {_cell(description)} |")
+        shown = f"`{_cell(default)}`" if default else ""
+        lines.append(f"| `{path}` | {_cell(kind)} | {shown} | {_cell(description)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,9 +3,9 @@
 This package's ``__init__`` is the registry: the architectures by name (:data:`ARCHITECTURES`),
 the JSON schema of each one's options (:data:`ARCHITECTURE_OPTIONS`, with
 :data:`ARCHITECTURE_CHECKS` for rules a schema cannot say), the options each reads off the data
-(:data:`ARCHITECTURE_DATA`), :func:`build_model` and :func:`architecture_options`. It imports no torch: the workflow reads the names and schemas
-when it parses the config, and a constructor is imported when it is first looked up. The
-networks live in the modules :mod:`~memristor_mat.models.mlp` (the MNIST MLP),
+(:data:`ARCHITECTURE_DATA`), :func:`build_model` and :func:`architecture_options`. It imports
+no torch: the workflow reads the names and schemas when it parses the config, and a constructor
+is imported when it is first looked up. The networks live in the modules :mod:`~memristor_mat.models.mlp` (the MNIST MLP),
 :mod:`~memristor_mat.models.cnn` (MobileNetV2 "cifar_specs", ResNet-20) and
 :mod:`~memristor_mat.models.snn` (the recurrent spiking network of the ECG task); their option
 schemas in :mod:`~memristor_mat.models.options`.

@@ -64,7 +64,7 @@ import torch
 from ..noise_registry import COMPENSATION_PROBES, COMPENSATION_SCOPES
 from .base import SampledNoise
 
-__all__ = ["ConductanceEffect", "Crossbar", "device_conductances", "drift_compensation_factor",
+__all__ = ["ConductanceEffect", "Crossbar", "check_compensation", "device_conductances", "drift_compensation_factor",
            "probe_readout", "probe_response"]
 
 
@@ -125,6 +125,17 @@ def probe_response(weight: torch.Tensor, weight_dims: int, output_axis: int = 0)
     return outputs_last if weight_dims == 1 else outputs_last.flatten(lead, -2).sum(-2)
 
 
+def check_compensation(probe: str, scope: str) -> None:
+    """ValueError unless ``probe`` and ``scope`` name a drift compensation this module computes."""
+    if probe not in COMPENSATION_PROBES:
+        raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, not {probe!r}")
+    if scope not in COMPENSATION_SCOPES:
+        raise ValueError(f"compensation_scope must be one of {list(COMPENSATION_SCOPES)}, not {scope!r}")
+    if scope == "column" and probe != "one_hot":
+        raise ValueError("compensation_scope column needs compensation_probe one_hot: a column's factor from "
+                         "the all-ones probe is a ratio of two signed sums, unbounded where a row sums to about 0")
+
+
 def probe_readout(layer: Sequence[tuple[torch.Tensor, int, int]], probe: str = "ones",
                   scope: str = "layer") -> torch.Tensor:
     """A layer's mean absolute response to ``probe`` (see the module docstring), one per leading
@@ -133,13 +144,7 @@ def probe_readout(layer: Sequence[tuple[torch.Tensor, int, int]], probe: str = "
     weight_dims, output_axis)``, each tensor with leading draw dimensions before its last
     ``weight_dims``; tensors of at most one weight dimension are biases (their own response to
     any input)."""
-    if scope not in COMPENSATION_SCOPES:
-        raise ValueError(f"compensation_scope must be one of {list(COMPENSATION_SCOPES)}, not {scope!r}")
-    if probe not in COMPENSATION_PROBES:
-        raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, not {probe!r}")
-    if scope == "column" and probe != "one_hot":
-        raise ValueError("compensation_scope column needs compensation_probe one_hot: a column's factor from "
-                         "the all-ones probe is a ratio of two signed sums, unbounded where a row sums to about 0")
+    check_compensation(probe, scope)
     if probe == "ones":
         return sum(probe_response(t, dims, axis) for t, dims, axis in layer).abs().mean(-1)
     biases = [probe_response(t, dims, axis) for t, dims, axis in layer if dims <= 1]

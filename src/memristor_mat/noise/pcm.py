@@ -32,7 +32,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import torch
 
-from ..noise_registry import COMPENSATION_PROBES, COMPENSATION_SCOPES
+from .crossbar import check_compensation
 
 __all__ = ["PCMNoise", "PROGRAMMING_COEFFICIENTS", "ProgrammedPCM", "T0", "T_READ"]
 
@@ -87,15 +87,7 @@ class PCMNoise:
                  compensation_scope: str = "layer") -> None:
         if not isinstance(drift_compensation, bool):
             raise ValueError(f"drift_compensation must be true or false, not {drift_compensation!r}")
-        if compensation_probe not in COMPENSATION_PROBES:
-            raise ValueError(f"compensation_probe must be one of {list(COMPENSATION_PROBES)}, "
-                             f"not {compensation_probe!r}")
-        if compensation_scope not in COMPENSATION_SCOPES:
-            raise ValueError(f"compensation_scope must be one of {list(COMPENSATION_SCOPES)}, "
-                             f"not {compensation_scope!r}")
-        if compensation_scope == "column" and compensation_probe != "one_hot":
-            raise ValueError("compensation_scope column needs compensation_probe one_hot (a column's factor from "
-                             "the all-ones probe is a ratio of two signed sums, unbounded where a row sums to about 0)")
+        check_compensation(compensation_probe, compensation_scope)
         if isinstance(g_max, bool) or not isinstance(g_max, (int, float)) or not g_max > 0 or math.isinf(g_max):
             raise ValueError(f"g_max must be a positive number of uS, not {g_max!r}")
         self.drift_compensation = drift_compensation
