@@ -186,8 +186,9 @@ def test_end_to_end_prepare_train_evaluate(workspace, capsys):
     assert set(table["n_test"]) == {1000}
     # one epoch on 4,000 digits is far better than chance (0.1) without noise
     assert table.loc[table["sigma_inference"] == 0, "accuracy"].min() > 0.5
-    # no temporary files left behind by the atomic writers
+    # no temporary files left behind by the atomic writers, no progress of a finished evaluation
     assert not [p for p in root.rglob("*.tmp")]
+    assert not shard.with_name(shard.name + ".progress").exists()
 
     # one job evaluating both models (resources.evaluate_jobs: per_method) writes exactly the rows
     # that a job per model writes, in one shard whose provenance names both checkpoints
