@@ -12,7 +12,10 @@ Checks:
      (same correct counts expected);
   5. device-independent draws: draw d moved to the GPU equals draw d on the CPU, also when an
      evaluation job's cache of normals hands it over;
-  6. a tiny workflow run (`snakemake`, as far as its tables) whose training, evaluation and
+  6. the device models (SPEC §8: PCM with drift compensation per layer and per column, RRAM,
+     levels + PCM, stuck-at faults) on the GPU give the CPU's correct counts (an MLP with biases,
+     whose outputs the compensation changes);
+  7. a tiny workflow run (`snakemake`, as far as its tables) whose training, evaluation and
      device-evaluation jobs request `gpu: 1`.
 
 Without a CUDA device it says so and exits 0; `--cpu-fallback` runs every check on the CPU
@@ -36,11 +39,11 @@ import torch
 import yaml
 
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
-from memristor_mat.evaluation import NormalsCache, monte_carlo_accuracy, standard_normal_draws
+from memristor_mat.evaluation import NormalsCache, device_accuracy, monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.cnn import mobilenet_v2_cifar
 from memristor_mat.models.mlp import MLP
 from memristor_mat.models.snn import RecurrentSNN
-from memristor_mat.settings import MonteCarloSettings, TrainingSettings
+from memristor_mat.settings import DeviceSettings, MonteCarloSettings, TrainingSettings
 from memristor_mat.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +160,32 @@ def check_device_independent_draws(device):
     return "draws 0 and 7 identical on both devices, drawn and from the job's cache"
 
 
+def check_device_models(device):
+    data = digits()
+    torch.manual_seed(0)
+    model = MLP(bias=True)  # biases and ReLU units: a compensation factor changes its outputs
+    year = 365 * 86400
+    devices = {
+        "pcm": {"model": "pcm", "conditions": {"t_inference": [1, year]}},
+        "pcm_per_column": {"model": "pcm", "options": {"compensation_probe": "one_hot", "compensation_scope": "column"},
+                           "conditions": {"t_inference": [year]}},
+        "rram": {"model": "rram", "conditions": {"t_inference": [86400]}},
+        "levels_pcm": {"model": ["levels", "pcm"], "conditions": {"n_levels": [16], "t_inference": [86400]}},
+        "stuck_at": {"model": "stuck_at", "conditions": {"p_stuck_off": [0.05], "p_stuck_on": [0.05]}},
+    }
+    settings = MonteCarloSettings(sigma_inference=(0.0,), draws=4, seed=5, draws_per_chunk=2, batch_size=256,
+                                  devices=tuple(DeviceSettings.from_config(n, d) for n, d in devices.items()))
+    started = time.perf_counter()
+    on_cpu = device_accuracy(model.cpu(), data.x_test, data.y_test, settings)
+    on_device = device_accuracy(model.to(device), data.x_test, data.y_test, settings)
+    differences = (on_cpu.n_correct - on_device.n_correct).abs()
+    # the noise's exp and log may round otherwise on a GPU: allow one sample in a thousand
+    assert differences.max() <= max(1, len(data.y_test) // 1000), (on_cpu.n_correct.tolist(),
+                                                                    on_device.n_correct.tolist())
+    return (f"{len(on_cpu)} rows (device conditions x draws), largest count difference to the CPU "
+            f"{int(differences.max())}, in {time.perf_counter() - started:.1f} s")
+
+
 def check_workflow(device):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     task = config["tasks"]["mnist"]
@@ -188,6 +217,7 @@ CHECKS = {
     "augmented CNN through pinned memory": check_augmented_cnn,
     "Monte-Carlo evaluation, stacked vs single draws": check_evaluation,
     "device-independent draws": check_device_independent_draws,
+    "device models, GPU against CPU": check_device_models,
     "workflow with gpu: 1": check_workflow,
 }
 

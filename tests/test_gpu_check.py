@@ -28,5 +28,5 @@ def test_cpu_fallback_passes_every_check():
     result = run("--cpu-fallback")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(lines) == 6 and all(line.startswith("PASS") for line in lines), result.stdout
-    assert "6 of 6 checks passed" in result.stdout
+    assert len(lines) == 7 and all(line.startswith("PASS") for line in lines), result.stdout
+    assert "7 of 7 checks passed" in result.stdout
