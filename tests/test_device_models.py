@@ -447,18 +447,26 @@ def test_drift_compensation_rescales_a_layer_as_a_whole_from_its_weight_and_bias
     assert not torch.allclose(alone, layer["b"], rtol=1e-3)
 
 
+def read_in_both_layouts(model, seed, transposed_axis=1):
+    """A year after programming, an (out, in) matrix read with its outputs along axis 0, and its
+    transpose (in, out) with the same devices read along ``transposed_axis``; the latter
+    transposed back."""
+    w = torch.randn(6, 20, generator=torch.Generator().manual_seed(seed))  # (out, in)
+    normals = common_draws(model, w.shape, draws=2)
+    condition = {"t_inference": YEAR}
+    out_in = at_conditions(model, {"w": w}, {"w": normals}, {"w": 0})(condition)["w"]
+    in_out = at_conditions(model, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": transposed_axis})(condition)["w"]
+    return out_in, in_out.transpose(-1, -2)
+
+
 def test_drift_compensation_reads_a_layer_along_its_output_axis():
     # an (in, out) matrix used as x @ W (the spiking network's) is the transposed (out, in) one
     compensated = make_noise_model("pcm")
-    w = torch.randn(6, 20, generator=torch.Generator().manual_seed(6))  # (out, in)
-    normals = common_draws(compensated, w.shape, draws=2)
-    condition = {"t_inference": YEAR}
-    out_in = at_conditions(compensated, {"w": w}, {"w": normals}, {"w": 0})(condition)["w"]
-    in_out = at_conditions(compensated, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 1})(condition)["w"]
-    assert torch.allclose(in_out.transpose(-1, -2), out_in, rtol=1e-6)
+    out_in, in_out = read_in_both_layouts(compensated, seed=6)
+    assert torch.allclose(in_out, out_in, rtol=1e-6)
     # read along the wrong axis, the factor differs
-    wrong = at_conditions(compensated, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 0})(condition)["w"]
-    assert not torch.allclose(wrong.transpose(-1, -2), out_in, rtol=1e-3)
+    _, wrong = read_in_both_layouts(compensated, seed=6, transposed_axis=0)
+    assert not torch.allclose(wrong, out_in, rtol=1e-3)
 
 
 def test_one_hot_probe_compensates_with_the_mean_of_every_devices_response():
@@ -544,18 +552,14 @@ def test_per_column_compensation_follows_the_output_axis_and_needs_the_one_hot_p
     from memristor_mat.noise.crossbar import probe_readout
 
     per_column = make_noise_model("pcm", {"compensation_probe": "one_hot", "compensation_scope": "column"})
-    w = torch.randn(6, 20, generator=torch.Generator().manual_seed(11))  # (out, in)
-    normals = common_draws(per_column, w.shape, draws=2)
-    condition = {"t_inference": YEAR}
-    out_in = at_conditions(per_column, {"w": w}, {"w": normals}, {"w": 0})(condition)["w"]
-    in_out = at_conditions(per_column, {"w": w.T}, {"w": normals.transpose(-1, -2)}, {"w": 1})(condition)["w"]
-    assert torch.allclose(in_out.transpose(-1, -2), out_in, rtol=1e-6)
+    out_in, in_out = read_in_both_layouts(per_column, seed=11)
+    assert torch.allclose(in_out, out_in, rtol=1e-6)
     conv = torch.randn(2, 4, 3, 3, 3, generator=torch.Generator().manual_seed(12))  # draws, (out, in, kh, kw)
     assert torch.allclose(probe_readout([(conv, 4, 0)], "one_hot", "column"), conv.abs().mean((2, 3, 4)))
     with pytest.raises(ValueError, match="needs compensation_probe one_hot"):
         make_noise_model("pcm", {"compensation_scope": "column"})
     with pytest.raises(ValueError, match="needs compensation_probe one_hot"):
-        probe_readout([(w, 2, 0)], "ones", "column")
+        probe_readout([(conv, 4, 0)], "ones", "column")
     with pytest.raises(ValueError, match="compensation_scope"):
         make_noise_model("pcm", {"compensation_scope": "row"})
 
