@@ -40,6 +40,15 @@ rule aggregate:
         summary=paths.SUMMARY,
         summary_csv=paths.SUMMARY_CSV,
         summary_md=paths.SUMMARY_MD,
+        paired=paths.PAIRED,
+        paired_csv=report(
+            paths.PAIRED_CSV,
+            caption="../report/paired_table.rst",
+            category="{task}",
+            subcategory="tables",
+            labels={"table": "paired_differences"},
+        ),
+        paired_md=paths.PAIRED_MD,
         metrics=paths.TRAINING_METRICS,
         per_model_csv=paths.fill(paths.TABLE, stem=paths.PER_MODEL_TABLE, ext="csv"),
         per_model_md=paths.fill(paths.TABLE, stem=paths.PER_MODEL_TABLE, ext="md"),
@@ -52,6 +61,7 @@ rule aggregate:
     params:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
         metrics=lambda wildcards: [run.metrics for run in pipeline.model_runs(config, wildcards.task)],
+        baseline=lambda wildcards: config["tasks"][wildcards.task]["figures"]["baseline_method"],
     log:
         paths.log("aggregate", "{task}"),
     benchmark:
@@ -111,6 +121,16 @@ rule aggregate_devices:
             category="{task}",
             subcategory="devices",
         ),
+        paired=paths.DEVICE_PAIRED,
+        paired_csv=report(
+            paths.DEVICE_PAIRED_CSV,
+            caption="../report/paired_table.rst",
+            category="{task}",
+            subcategory="devices",
+            labels={"table": "device_paired_differences"},
+        ),
+    params:
+        baseline=lambda wildcards: config["tasks"][wildcards.task]["figures"]["baseline_method"],
     log:
         paths.log("aggregate_devices", "{task}"),
     benchmark:

@@ -6,12 +6,14 @@ rule figures:
     input:
         notebook=NOTEBOOK,
         summary=paths.SUMMARY,
+        paired=paths.PAIRED,
     output:
         pdfs=[paths.fill(paths.FIGURE, stem=stem, ext="pdf") for stem in pipeline.FIGURE_STEMS],
         pngs=[
             report(
                 paths.fill(paths.FIGURE, stem=stem, ext="png"),
-                caption="../report/task_figure.rst",
+                # the gain figure draws paired differences, not the summary's statistics
+                caption="../report/gain_figure.rst" if stem == paths.TASK_FIGURES["gain"] else "../report/task_figure.rst",
                 category="{task}",
                 subcategory="figures",
                 labels={"figure": stem},
@@ -51,10 +53,11 @@ rule figures:
         ENV
     shell:
         "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
-        " -p summary_path {input.summary:q} -p task {wildcards.task}"
+        " -p summary_path {input.summary:q} -p paired_path {input.paired:q} -p task {wildcards.task}"
         " -p figures_dir {params.figures_dir:q} -p tables_dir {params.tables_dir:q}"
         " -y {params.stems:q}"
         " -p headline_method {params.figures[headline_method]}"
+        " -p baseline_method {params.figures[baseline_method]}"
         " -p headline_sigma_train {params.figures[headline_sigma_train]}"
         " -p center {params.figures[center]} -p show_published {params.figures[show_published]}"
         " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"

@@ -19,4 +19,7 @@ aggregate(
     per_model_stem=Path(out.per_model_csv).with_suffix(""),
     metrics_out_path=out.metrics,
     provenance_path=out.provenance,
+    paired_path=out.paired,
+    paired_stem=Path(out.paired_csv).with_suffix(""),
+    baseline=snakemake.params.baseline,
 )

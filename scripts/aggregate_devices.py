@@ -12,4 +12,7 @@ aggregate_devices(
     accuracy_csv_path=out.accuracy_csv,
     summary_path=out.summary,
     summary_csv_path=out.summary_csv,
+    paired_path=out.paired,
+    paired_csv_path=out.paired_csv,
+    baseline=snakemake.params.baseline,
 )

@@ -40,7 +40,8 @@ def run(root, shards, metrics):
     return aggregate(shards, metrics, label="test", accuracy_path=out / "accuracy.parquet",
                      accuracy_csv_path=out / "accuracy.csv", summary_path=out / "summary.parquet",
                      summary_stem=out / "summary", per_model_stem=out / "per_model",
-                     metrics_out_path=out / "training_metrics.csv", provenance_path=out / "provenance.csv")
+                     metrics_out_path=out / "training_metrics.csv", provenance_path=out / "provenance.csv",
+                     paired_path=out / "paired.parquet", paired_stem=out / "paired")
 
 
 def test_the_shards_of_a_task_become_its_tables(inputs):
@@ -107,7 +108,8 @@ def test_device_shards_become_one_sorted_table_and_its_summary(tmp_path):
         write_parquet(device_shard(seed, device), shards[-1], {"config_hash": f"h{seed}", "torch_version": "2"})
     out = tmp_path / "out"
     summary = aggregate_devices(shards, accuracy_path=out / "accuracy.parquet", accuracy_csv_path=out / "accuracy.csv",
-                                summary_path=out / "summary.parquet", summary_csv_path=out / "summary.csv")
+                                summary_path=out / "summary.parquet", summary_csv_path=out / "summary.csv",
+                                paired_path=out / "paired.parquet", paired_csv_path=out / "paired.csv")
     # every condition column of the shards (registry order), sorted by seed, device, conditions
     # (a device's missing column first), draw
     conditions = ["sigma_inference", "p_stuck_off"]
@@ -154,3 +156,22 @@ def test_an_unreadable_metrics_file_is_named_before_any_output_is_written(inputs
     with pytest.raises(DataError, match="are unreadable"):
         run(root, shards, metrics)
     assert not (root / "out").exists()
+
+
+def test_every_configuration_is_paired_with_the_tasks_baseline(inputs):
+    root, shards, metrics = inputs
+    for seed in (14, 15):  # MAT models 10 answers better than vanilla on every chip
+        mat = shard(seed).assign(method="mat", sigma_train=0.2)
+        mat["n_correct"] += 10
+        mat["accuracy"] = mat["n_correct"] / 1000
+        shards.append(root / f"mat~{seed}.parquet")
+        write_parquet(mat, shards[-1], {"config_hash": "abc", "git_commit": "c0ffee", "torch_version": "2"})
+    run(root, shards, metrics)
+    out = root / "out"
+    paired = pd.read_parquet(out / "paired.parquet")
+    assert list(paired["method"]) == ["mat", "mat"] and list(paired["sigma_inference"]) == [0.0, 0.1]
+    assert list(paired["difference"]) == pytest.approx([1.0, 1.0]) and list(paired["n_models"]) == [2, 2]
+    assert list(paired["n_draws"]) == [1, 3] and (paired["baseline"] == "vanilla").all()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "paired.csv"), paired, check_dtype=False)
+    assert sum(line.startswith("| mnist ") for line in (out / "paired.md").read_text().splitlines()) == 2
+    assert read_parquet_metadata(out / "paired.parquet")["shard_config_hashes"] == "abc"

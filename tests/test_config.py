@@ -75,7 +75,7 @@ def test_defaults_are_filled_in(tmp_path, demo):
     assert task["resources"] == {"gpu": 0, "train_threads": 1, "train_mem_mb": 4000, "train_runtime": "1h",
                                  "evaluate_threads": 2, "evaluate_gpu": 0, "evaluate_mem_mb": 4000,
                                  "evaluate_runtime": "1h", "train_jobs": "per_model", "evaluate_jobs": "per_model"}
-    assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2,
+    assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2, "baseline_method": "vanilla",
                                "center": "mean", "band": ["p12", "p88"], "traces": False,
                                "show_published": False}
     assert config["comparisons"] == {}
@@ -213,6 +213,15 @@ def _method_seeds_duplicate(c):
 
 def _headline_is_qat(c):
     _task(c)["figures"]["headline_method"] = "qat"
+
+
+def _baseline_not_trained(c):
+    del _task(c)["methods"]["noisy_updates"]
+    _task(c)["figures"]["baseline_method"] = "noisy_updates"
+
+
+def _baseline_sweeps(c):
+    _task(c)["figures"]["baseline_method"] = "mat_scratch"
 
 
 def _headline_sigma_missing(c):
@@ -581,6 +590,8 @@ BAD_CONFIGS = [
     pytest.param(_mat_seed_without_vanilla, "tasks.mnist.methods.mat.seeds", id="mat-seed-without-vanilla-model"),
     pytest.param(_method_seeds_duplicate, "tasks.mnist.methods.qat.seeds", id="method-seeds-duplicate"),
     pytest.param(_headline_is_qat, "tasks.mnist.figures.headline_method", id="headline-is-qat"),
+    pytest.param(_baseline_not_trained, "tasks.mnist.figures.baseline_method", id="baseline-not-trained"),
+    pytest.param(_baseline_sweeps, "tasks.mnist.figures.baseline_method", id="baseline-sweeps-a-setting"),
     pytest.param(_headline_sigma_missing, "tasks.mnist.figures.headline_sigma_train",
                  id="headline-sigma-not-trained"),
     pytest.param(_runtime_without_units, "tasks.mnist.resources.train_runtime", id="runtime-without-units"),
@@ -1086,12 +1097,14 @@ def test_memory_format_reaches_the_jobs_and_is_left_out_of_their_params_at_its_d
 def test_caption_values_state_the_task_noise_and_each_methods_models(demo):
     # the CIFAR stand-in overrides the noise reference: its captions must say absmax, not the
     # top-level 2absmax; QAT trains other seeds than the task's
+    demo = validate_config(demo)  # as the Snakefile reads it: defaults filled in
     assert pipeline.caption_values(demo, "cifar_standin")["noise"] == "gaussian (reference absmax)"
     assert pipeline.caption_values(demo, "mnist")["noise"] == "gaussian (reference 2absmax)"
     models = pipeline.caption_values(demo, "mnist")["models"]
     assert "mat: 3 models per configuration (seeds 14, 15, 16)" in models
     assert "qat, qat_noise: 2 models per configuration (seeds 14, 15)" in models
     assert pipeline.caption_values(demo, "ecg")["draws"] == "15"
+    assert pipeline.caption_values(demo, "ecg")["baseline"] == "vanilla"
     # the paper CIFAR evaluation noises BatchNorm too (the original's): its captions say so
     cifar = load_config(REPO / "config" / "paper_cifar.yaml")
     assert pipeline.caption_values(cifar, "cifar10")["noise"] == (

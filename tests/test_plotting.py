@@ -274,10 +274,13 @@ def test_save_figure_writes_pdf_and_png(tmp_path, summary):
 def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
     import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
     import ipykernel  # noqa: F401  (the kernel papermill starts)
-    summary_path = tmp_path / "summary.parquet"
+    from memristor_mat.reporting.summary import paired_differences
+
+    summary_path, paired_path = tmp_path / "summary.parquet", tmp_path / "paired.parquet"
     summarise(synthetic_table(n_models=2, n_draws=2), bootstrap_resamples=20).to_parquet(
         summary_path
     )
+    paired_differences(synthetic_table(n_models=2, n_draws=2), bootstrap_resamples=20).to_parquet(paired_path)
     figures, tables = tmp_path / "figs", tmp_path / "tabs"
     src = str(REPO / "src")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
@@ -289,6 +292,7 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
         str(tmp_path / "out.ipynb"),
         parameters=dict(
             summary_path=str(summary_path),
+            paired_path=str(paired_path),
             task="mnist",
             figures_dir=str(figures),
             tables_dir=str(tables),
@@ -304,7 +308,7 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
         progress_bar=False,
         execution_timeout=120,
     )
-    stems = ["accuracy_vs_noise", "sigma_train_curves", "heatmap_sigma_train_inference"]
+    stems = ["accuracy_vs_noise", "gain_vs_noise", "sigma_train_curves", "heatmap_sigma_train_inference"]
     for stem in stems:
         for suffix in (".pdf", ".png"):
             assert (figures / f"{stem}{suffix}").stat().st_size > 0
@@ -321,6 +325,8 @@ def test_figures_notebook_runs_with_papermill(tmp_path, monkeypatch):
     assert set(published["method"]) == {"vanilla", "noisy_updates", "mat_scratch"}
     figure2 = pd.read_csv(tables / "sigma_train_curves.csv")  # the published MNIST vanilla beside ours
     assert set(figure2.loc[figure2["element"] == "published", "method"]) == {"vanilla"}
+    gain = pd.read_csv(tables / "gain_vs_noise.csv")  # figure 1's curves less the baseline
+    assert set(gain["method"]) == {"noisy_updates", "mat", "mat_scratch"}
     heatmap = pd.read_csv(tables / "heatmap_sigma_train_inference.csv")
     written = pd.read_parquet(summary_path)
     expected = written[(written["method"] == "mat") & (written["sigma_train"] == 0.2)
@@ -368,6 +374,35 @@ def test_figure_one_draws_every_method_at_the_headline_sigma_train(summary, monk
         ("vanilla", 0.0), ("noisy_updates", 0.0), ("mat", 0.2), ("mat_epoch", 0.2)]
     fig, table = plot_accuracy_vs_noise(extended, curves=headline_curves(extended, "mat", 0.2))
     assert "mat_epoch" in set(table["method"])
+    # another baseline (figures.baseline_method) comes first in vanilla's place
+    assert headline_curves(summary, "mat", 0.2, baseline="noisy_updates") == [
+        ("noisy_updates", 0.0), ("vanilla", 0.0), ("mat", 0.2), ("mat_scratch", 0.2)]
+
+
+def test_gain_figure_draws_the_paired_differences_and_their_interval():
+    from memristor_mat.reporting.curves import plot_gain_vs_noise
+    from memristor_mat.reporting.summary import paired_differences
+
+    paired = paired_differences(synthetic_table(), bootstrap_resamples=50)
+    curves = [("vanilla", 0.0), ("noisy_updates", 0.0), ("mat", 0.2)]
+    fig, table = plot_gain_vs_noise(paired, curves=curves, title="gain")
+    ax = fig.axes[0]
+    # the baseline is the zero line, not a curve
+    assert set(table["method"]) == {"noisy_updates", "mat"} and (table["baseline"] == "vanilla").all()
+    mat = table[table["method"] == "mat"].sort_values("sigma_inference")
+    expected = paired[(paired["method"] == "mat") & (paired["sigma_train"] == 0.2)].sort_values("sigma_inference")
+    assert list(mat["difference"]) == pytest.approx(list(expected["difference"]))
+    assert list(mat["ci95_low"]) == pytest.approx(list(expected["ci95_low"]))
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    drawn = lines[drawn_label(curve_label("mat", 0.2))]
+    assert list(drawn.get_ydata()) == pytest.approx(list(expected["difference"]))
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in ax.get_lines())  # no gain
+    assert "Vanilla" in ax.get_ylabel() and len(ax.collections) == 2  # a CI band per curve
+    # MAT gains at high noise in the synthetic table (its accuracy halves later)
+    assert expected["difference"].iloc[-1] > 10
+    # nothing but the baseline: a figure that says so and an empty table
+    fig, table = plot_gain_vs_noise(paired[paired["method"] == "nope"], curves=[("vanilla", 0.0)])
+    assert table.empty and "nothing to compare" in fig.axes[0].texts[0].get_text()
 
 
 def test_published_numbers_are_drawn_beside_ours(summary):

@@ -576,3 +576,128 @@ def test_device_summary_groups_by_device_and_its_own_conditions():
     broken.loc[0, "method"] = None
     with pytest.raises(ValueError, match="method"):
         summarise(broken, keys=keys)
+
+
+# --- paired differences (common random numbers) ------------------------------------------------
+
+
+def paired_table(offset_by_seed: dict[int, float], draws: int = 4, level: float = 0.1) -> pd.DataFrame:
+    """vanilla and mat 0.2, each (seed, draw) one chip: mat's accuracy is vanilla's on the same
+    chip plus the seed's offset; the chips themselves differ by up to 0.3 (the spread both share)."""
+    rows = []
+    chip = {draw: 0.3 * draw / max(draws - 1, 1) for draw in range(draws)}
+    for seed, offset in offset_by_seed.items():
+        for draw in range(draws):
+            accuracy = 0.6 + chip[draw] + 0.01 * seed
+            rows.append(("vanilla", 0.0, seed, level, draw, accuracy))
+            rows.append(("mat", 0.2, seed, level, draw, accuracy + offset))
+    return tidy(rows)
+
+
+def test_paired_differences_by_hand():
+    from memristor_mat.reporting.summary import PAIRED_COLUMNS, paired_differences
+
+    table = tidy([
+        # seed 0: two chips; seed 1: two chips; mat also has a chip vanilla lacks and a seed 2
+        ("vanilla", 0.0, 0, 0.1, 0, 0.80), ("vanilla", 0.0, 0, 0.1, 1, 0.60),
+        ("vanilla", 0.0, 1, 0.1, 0, 0.70), ("vanilla", 0.0, 1, 0.1, 1, 0.50),
+        ("mat", 0.2, 0, 0.1, 0, 0.85), ("mat", 0.2, 0, 0.1, 1, 0.58),
+        ("mat", 0.2, 1, 0.1, 0, 0.76), ("mat", 0.2, 1, 0.1, 1, 0.50),
+        ("mat", 0.2, 0, 0.1, 2, 0.10),  # no vanilla on chip 2: unpaired, left out
+        ("mat", 0.2, 2, 0.1, 0, 0.10),  # no vanilla model of seed 2: left out
+    ])
+    out = paired_differences(table, bootstrap_resamples=200)
+    assert list(out.columns) == list(PAIRED_COLUMNS)
+    assert len(out) == 1  # mat only: the baseline is not compared with itself
+    got = out.iloc[0]
+    # pairs in points: seed 0: +5, -2; seed 1: +6, 0
+    assert (got["method"], got["baseline"], got["n_models"], got["n_draws"]) == ("mat", "vanilla", 2, 2)
+    assert got["difference"] == pytest.approx((1.5 + 3.0) / 2)
+    assert got["mean"] == pytest.approx((71.5 + 63.0) / 2)
+    assert got["baseline_mean"] == pytest.approx((70.0 + 60.0) / 2)
+    assert got["median_difference"] == pytest.approx(2.5)
+    assert got["difference_sd"] == pytest.approx(np.std([5, -2, 6, 0], ddof=1))
+    assert got["between_model_sd"] == pytest.approx(np.std([1.5, 3.0], ddof=1))
+    assert (got["share_better"], got["share_worse"]) == (0.5, 0.25)  # one tie
+    assert got["ci95_low"] <= got["difference"] <= got["ci95_high"]
+    assert got["noise_level_pct"] == 10.0 and got["sigma_train_pct"] == 20.0
+
+
+def test_paired_differences_pair_the_same_chip_not_the_row_order():
+    from memristor_mat.reporting.summary import paired_differences
+
+    table = paired_table({0: 0.02, 1: 0.02, 2: 0.02})
+    shuffled = table.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    out = paired_differences(shuffled, bootstrap_resamples=300).iloc[0]
+    # every pair differs by exactly 2 points: no spread left, whatever the chips' own spread
+    assert out["difference"] == pytest.approx(2.0)
+    assert out["difference_sd"] == pytest.approx(0.0, abs=1e-9)
+    assert (out["ci95_low"], out["ci95_high"]) == (pytest.approx(2.0), pytest.approx(2.0))
+    assert out["share_better"] == 1.0
+    # the unpaired intervals of the two means are wide: the pairing is what removes the chips
+    summary = summarise(table, bootstrap_resamples=300)
+    assert (summary["ci95_high"] - summary["ci95_low"]).min() > 5.0
+    # a chip of one model that is another for the other (draws relabelled) pairs differently
+    relabelled = table.copy()
+    mat = relabelled["method"] == "mat"
+    relabelled.loc[mat, "draw"] = 3 - relabelled.loc[mat, "draw"]
+    relabelled.loc[mat, "eval_seed"] = 1000 * relabelled.loc[mat, "seed"] + relabelled.loc[mat, "draw"]
+    assert paired_differences(relabelled, bootstrap_resamples=300).iloc[0]["difference_sd"] > 5.0
+
+
+def test_paired_differences_need_the_same_evaluation_seed():
+    from memristor_mat.reporting.summary import paired_differences
+
+    table = paired_table({0: 0.02, 1: 0.02})
+    table.loc[(table["method"] == "mat") & (table["seed"] == 1), "eval_seed"] += 7  # other chips
+    out = paired_differences(table, bootstrap_resamples=50).iloc[0]
+    assert out["n_models"] == 1 and np.isnan(out["ci95_low"])  # one paired model: no interval
+
+
+def test_paired_differences_baseline_checks():
+    from memristor_mat.reporting.summary import PAIRED_COLUMNS, paired_differences
+
+    table = paired_table({0: 0.02, 1: 0.03})
+    none = paired_differences(table[table["method"] != "vanilla"])
+    assert none.empty and list(none.columns) == list(PAIRED_COLUMNS)
+    other = paired_differences(table, baseline="mat").iloc[0]  # any one configuration can be the baseline
+    assert (other["method"], other["difference"]) == ("vanilla", pytest.approx(-2.5))
+    two = pd.concat([table, table[table["method"] == "mat"].assign(sigma_train=0.3)], ignore_index=True)
+    with pytest.raises(ValueError, match="baseline method 'mat' has 2 trained configurations"):
+        paired_differences(two, baseline="mat")
+    with pytest.raises(ValueError, match="draw"):
+        paired_differences(table.drop(columns=["draw"]))
+
+
+def test_paired_differences_of_the_noise_free_level_pair_each_models_one_evaluation():
+    from memristor_mat.reporting.summary import paired_differences
+
+    table = tidy([("vanilla", 0.0, 0, 0.0, 0, 0.90), ("vanilla", 0.0, 1, 0.0, 0, 0.80),
+                  ("mat", 0.2, 0, 0.0, 0, 0.91), ("mat", 0.2, 1, 0.0, 0, 0.83)])
+    out = paired_differences(table, bootstrap_resamples=100).iloc[0]
+    assert (out["n_models"], out["n_draws"]) == (2, 1)
+    assert out["difference"] == pytest.approx(2.0) and out["between_model_sd"] == pytest.approx(2 ** 0.5)
+
+
+def test_device_paired_differences_pair_within_each_device_condition():
+    from memristor_mat.reporting.summary import device_keys, paired_differences
+
+    rows = []
+    for method, sigma_train, shift in (("vanilla", 0.0, 0.0), ("mat", 0.2, 0.05)):
+        for seed in (14, 15):
+            for device, model, condition, base in (("pcm", "pcm", {"t_inference": 1.0}, 0.9),
+                                                   ("pcm", "pcm", {"t_inference": 86400.0}, 0.8),
+                                                   ("stuck", "stuck_at", {"p_stuck_off": 0.05, "p_stuck_on": 0.05}, 0.7)):
+                for draw in range(3):
+                    rows.append({"task": "mnist", "dataset": "d", "arch": "mlp", "method": method,
+                                 "sigma_train": sigma_train, "levels": 0, "noise_sd": 0.0, "seed": seed,
+                                 "device": device, "noise_model": model, "t_inference": np.nan,
+                                 "p_stuck_off": np.nan, "p_stuck_on": np.nan, **condition, "draw": draw,
+                                 "eval_seed": 7, "accuracy": base - 0.05 * draw + (shift if device == "stuck" else 0.0)})
+    table = pd.DataFrame(rows)
+    out = paired_differences(table, keys=device_keys(table), bootstrap_resamples=100)
+    assert len(out) == 3 and (out["method"] == "mat").all() and (out["n_models"] == 2).all()
+    by_condition = {(row.device, row.t_inference if row.device == "pcm" else row.p_stuck_on): row.difference
+                    for row in out.itertuples()}
+    assert by_condition == {("pcm", 1.0): pytest.approx(0.0), ("pcm", 86400.0): pytest.approx(0.0),
+                            ("stuck", 0.05): pytest.approx(5.0)}

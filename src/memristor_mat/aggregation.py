@@ -15,7 +15,7 @@ from . import methods as registry
 from .datasets.errors import DataError
 from .io import atomic_path
 from .provenance import provenance
-from .reporting.summary import CONDITION_COLUMNS, device_keys, per_model_summary, summarise
+from .reporting.summary import CONDITION_COLUMNS, device_keys, paired_differences, per_model_summary, summarise
 from .reporting.tables import write_table
 
 #: columns of the tidy accuracy table, in order (one row per model x level x draw); every
@@ -64,10 +64,14 @@ def aggregate(
     per_model_stem: str | os.PathLike,
     metrics_out_path: str | os.PathLike,
     provenance_path: str | os.PathLike,
+    paired_path: str | os.PathLike,
+    paired_stem: str | os.PathLike,
+    baseline: str = "vanilla",
 ) -> pd.DataFrame:
     """Concatenate one task's shards into the tidy table, its summary statistics (models as the
-    independent units, SPEC §4) and a table per model; the provenance also goes to a small
-    (key, value) CSV that the report shows."""
+    independent units, SPEC §4), a table per model and every configuration against
+    ``baseline``, paired by seed and draw (:func:`~memristor_mat.reporting.summary.paired_differences`);
+    the provenance also goes to a small (key, value) CSV that the report shows."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
     tables, shard_meta = _read_shards(shard_paths, lambda table: ACCURACY_COLUMNS)
@@ -88,6 +92,9 @@ def aggregate(
     write_parquet(summary, summary_path, meta)
     write_table(summary, summary_stem)
     write_table(per_model_summary(table), per_model_stem)
+    paired = paired_differences(table, baseline=baseline)
+    write_parquet(paired, paired_path, meta)
+    write_table(paired, paired_stem)
     write_csv(metrics, metrics_out_path)
     write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
     return summary
@@ -100,11 +107,15 @@ def aggregate_devices(
     accuracy_csv_path: str | os.PathLike,
     summary_path: str | os.PathLike,
     summary_csv_path: str | os.PathLike,
+    paired_path: str | os.PathLike,
+    paired_csv_path: str | os.PathLike,
+    baseline: str = "vanilla",
 ) -> pd.DataFrame:
     """One task's device cross-evaluation: the shards concatenated into the tidy table (one row
-    per model x device condition x draw) and its summary, with the hierarchical CI of
+    per model x device condition x draw), its summary, with the hierarchical CI of
     :func:`~memristor_mat.reporting.summary.summarise` per trained configuration x device
-    condition."""
+    condition, and every configuration against ``baseline`` on the same chips
+    (:func:`~memristor_mat.reporting.summary.paired_differences`)."""
     if not shard_paths:
         raise ValueError("no device evaluation shards to aggregate")
     tables, shard_meta = _read_shards(
@@ -123,6 +134,9 @@ def aggregate_devices(
     summary = summarise(table, keys=device_keys(table))
     write_parquet(summary, summary_path, meta)
     write_csv(summary, summary_csv_path)
+    paired = paired_differences(table, baseline=baseline, keys=device_keys(table))
+    write_parquet(paired, paired_path, meta)
+    write_csv(paired, paired_csv_path)
     return summary
 
 

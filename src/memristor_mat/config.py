@@ -319,6 +319,16 @@ def check_semantics(config: dict[str, Any]) -> None:
         figures = task["figures"]
         if figures["traces"] and task["model"]["arch"] != "recurrent_snn":
             raise ConfigError(f"config key {prefix}.figures.traces: only recurrent networks record traces")
+        baseline = figures["baseline_method"]
+        if baseline not in methods:
+            raise ConfigError(
+                f"config key {prefix}.figures.baseline_method: {baseline!r} is not among the methods "
+                f"{sorted(methods)}; every figure compares with it: train it, or name a trained method "
+                "that sweeps no setting")
+        if registry.method(baseline).sweep is not None:
+            raise ConfigError(
+                f"config key {prefix}.figures.baseline_method: the baseline is one model per seed; "
+                f"{baseline!r} sweeps {registry.method(baseline).sweep}")
         headline = figures["headline_method"]
         if headline not in methods:
             raise ConfigError(f"config key {prefix}.figures.headline_method: {headline!r} is not among the methods")

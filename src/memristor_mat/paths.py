@@ -78,12 +78,18 @@ ACCURACY_CSV = TASK_DIR + "/accuracy.csv"
 SUMMARY = TASK_DIR + "/summary.parquet"
 SUMMARY_CSV = TASK_DIR + "/summary.csv"
 SUMMARY_MD = TASK_DIR + "/summary.md"
+#: every trained configuration against the task's baseline, paired by seed and device draw
+PAIRED = TASK_DIR + "/paired_differences.parquet"
+PAIRED_CSV = TASK_DIR + "/paired_differences.csv"
+PAIRED_MD = TASK_DIR + "/paired_differences.md"
 TRAINING_METRICS = TASK_DIR + "/training_metrics.csv"
 PROVENANCE = TASK_DIR + "/provenance.csv"
 DEVICE_ACCURACY = TASK_DIR + "/device_accuracy.parquet"
 DEVICE_ACCURACY_CSV = TASK_DIR + "/device_accuracy.csv"
 DEVICE_SUMMARY = TASK_DIR + "/device_summary.parquet"
 DEVICE_SUMMARY_CSV = TASK_DIR + "/device_summary.csv"
+DEVICE_PAIRED = TASK_DIR + "/device_paired_differences.parquet"
+DEVICE_PAIRED_CSV = TASK_DIR + "/device_paired_differences.csv"
 TRACES = TASK_DIR + "/traces.parquet"
 TABLES_DIR = TASK_DIR + "/tables"
 FIGURES_DIR = "figures/{task}"
@@ -101,6 +107,7 @@ TASK_FIGURES = {
     "accuracy": "accuracy_vs_noise",
     "sigma_train": "sigma_train_curves",
     "heatmap": "heatmap_sigma_train_inference",
+    "gain": "gain_vs_noise",
 }
 #: the tables it writes beside them: one per figure, and ours against the published numbers
 PUBLISHED_TABLE = "published_comparison"

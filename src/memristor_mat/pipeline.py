@@ -486,7 +486,7 @@ def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list
 def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
     """What a task's report captions state, computed here rather than re-derived from the raw
     config in the caption template (where task overrides, per-method seeds and defaults are
-    easy to get wrong): models per configuration, draws, statistics, data, model, noise."""
+    easy to get wrong): models per configuration, draws, statistics, the baseline, data, model, noise."""
     task_config = config["tasks"][task]
     by_seeds: dict[tuple[int, ...], list[str]] = {}
     for method in task_config["methods"]:
@@ -506,6 +506,7 @@ def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
         "device_draws": str(device_draws(config, task)),
         "center": figures["center"],
         "band": "-".join(figures["band"]),
+        "baseline": figures["baseline_method"],
         "dataset": task_config["dataset"]["name"],
         "arch": task_config["model"]["arch"],
         "noise": f"{noise['model']}" + (f" ({options})" if options else "")

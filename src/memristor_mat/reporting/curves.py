@@ -36,7 +36,8 @@ from memristor_mat.reporting.style import (
     wrap_title,
 )
 
-__all__ = ["headline_curves", "plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_task_comparison"]
+__all__ = ["headline_curves", "plot_accuracy_vs_noise", "plot_sigma_train_curves", "plot_gain_vs_noise",
+           "plot_task_comparison"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,14 +205,16 @@ def _draw_published(ax, published: pd.DataFrame, method: str, sigma_train: float
     return [table]
 
 
-def headline_curves(summary: pd.DataFrame, headline_method: str, headline_sigma_train: float) -> list[tuple[str, float]]:
-    """The curves of a task's accuracy_vs_noise figure (notebooks/figures.ipynb): vanilla, the
-    other trained methods that sweep no setting (noisy updates), the headline configuration, then
-    every other method that sweeps ``sigma_train`` and trained a model at the headline's (MAT
-    fine-tuned and from scratch, a new method of the registry), in the registry's order."""
+def headline_curves(summary: pd.DataFrame, headline_method: str, headline_sigma_train: float,
+                    baseline: str = "vanilla") -> list[tuple[str, float]]:
+    """The curves of a task's accuracy_vs_noise figure (notebooks/figures.ipynb): the baseline
+    (``figures.baseline_method``, vanilla by default), the other trained methods that sweep no
+    setting (noisy updates), the headline configuration, then every other method that sweeps
+    ``sigma_train`` and trained a model at the headline's (MAT fine-tuned and from scratch, a
+    new method of the registry), in the registry's order."""
     trained = set(summary["method"])
     headline = (headline_method, float(headline_sigma_train))
-    curves = [("vanilla", 0.0)]
+    curves = [(baseline, 0.0)]
     curves += [(name, 0.0) for name, entry in registry.METHODS.items()
                if entry.sweep is None and name in trained and (name, 0.0) not in curves and name != headline_method]
     curves.append(headline)
@@ -280,9 +283,11 @@ def plot_sigma_train_curves(
     band: Sequence[str] | None = ("p12", "p88"),
     title: str | None = None,
     published: pd.DataFrame | None = None,
+    reference: str = "vanilla",
 ) -> tuple[Figure, pd.DataFrame]:
     """Accuracy against inference noise, one curve per ``sigma_train`` of ``method`` (shades of
-    a sequential palette, darker = larger sigma_train), plus vanilla (if present) for reference.
+    a sequential palette, darker = larger sigma_train), plus ``reference`` (the task's baseline
+    method, vanilla by default; if present) for reference.
     ``published``: as for :func:`plot_accuracy_vs_noise` (the original's curve of each
     sigma_train it published, dotted beside ours).
 
@@ -301,11 +306,11 @@ def plot_sigma_train_curves(
     curves: list[tuple[str, float]] = []
     labels: list[str] = []
     colors: list = []
-    has_vanilla = method != "vanilla" and (summary["method"] == "vanilla").any()
-    if has_vanilla:
-        curves.append(("vanilla", 0.0))
-        labels.append(method_label("vanilla"))
-        colors.append(method_color("vanilla"))
+    has_reference = method != reference and (summary["method"] == reference).any()
+    if has_reference:
+        curves.append((reference, 0.0))
+        labels.append(method_label(reference))
+        colors.append(method_color(reference))
     for sigma, shade in zip(sigmas, method_shades(method, len(sigmas))):
         curves.append((method, sigma))
         labels.append(f"σ_train = {_fmt_pct(100 * sigma)}")
@@ -320,10 +325,60 @@ def plot_sigma_train_curves(
             colors=colors,
             center=center,
             band=band,
-            clean_reference=("vanilla", 0.0) if has_vanilla else None,
+            clean_reference=(reference, 0.0) if has_reference else None,
             legend_title=method_label(method),
             published=published,
         )
+        if title:
+            ax.set_title(wrap_title(title), loc="left")
+    return fig, table
+
+
+def plot_gain_vs_noise(
+    paired: pd.DataFrame,
+    *,
+    curves: Sequence[tuple[str, float]],
+    baseline: str = "vanilla",
+    title: str | None = None,
+) -> tuple[Figure, pd.DataFrame]:
+    """What each configuration gains over ``baseline`` at each inference noise level: the mean
+    paired difference (percentage points) with its 95 % bootstrap CI as the band, from
+    :func:`memristor_mat.reporting.summary.paired_differences` (``paired``); one line per
+    (method, setting) of ``curves`` (the baseline itself, at 0 by definition, is left out), a
+    line at 0 for "no gain".
+
+    Returns ``(fig, table)`` as :func:`plot_accuracy_vs_noise`, with the columns ``difference``,
+    ``ci95_low``, ``ci95_high`` and ``baseline``. With nothing but the baseline to draw, the
+    figure says so and the table is empty.
+    """
+    band = ("ci95_low", "ci95_high")
+    shown = [(str(m), float(s)) for m, s in curves if str(m) != baseline]
+    baseline_label = method_label(baseline)
+    with style_context():
+        fig, ax = _new_figure()
+        if not shown or paired.empty:
+            ax.text(0.5, 0.5, f"only {baseline_label} was trained: nothing to compare with it",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            table = pd.DataFrame(columns=["element", "label", "method", "sigma_train", "sigma_train_pct",
+                                          "sigma_inference", "noise_level_pct", "difference", *band, "baseline"])
+        else:
+            _check_stats(paired, "difference", band)
+            table = _draw_curves(
+                ax,
+                paired,
+                shown,
+                labels=[curve_label(m, s) for m, s in shown],
+                colors=curve_colors(shown),
+                center="difference",
+                band=band,
+                clean_reference=None,
+                legend_title=f"Against {baseline_label}, paired:\nthe same model seed and device draw",
+                cap_top=False,
+            )
+            table["baseline"] = baseline
+            ax.axhline(0.0, color="#444444", linewidth=1.0, zorder=1)
+            ax.set_ylabel(f"Accuracy − {baseline_label} (points)")
         if title:
             ax.set_title(wrap_title(title), loc="left")
     return fig, table

@@ -65,6 +65,7 @@ STAT_LABELS: dict[str, str] = {
     "p88": "88th percentile",
     "ci95_low": "95% CI of the mean",
     "ci95_high": "95% CI of the mean",
+    "difference": "mean paired difference",
 }
 _BAND_LABELS: dict[tuple[str, str], str] = {
     ("q25", "q75"): "interquartile range",
