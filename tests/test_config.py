@@ -147,6 +147,11 @@ def _unknown_reference(c):
     c["noise"]["options"]["reference"] = "max"
 
 
+def _device_gaussian_reference_max(c):
+    # the study's references only: |max(W)| is the original ECG noisy updates' scale, not a noise axis
+    _task(c)["evaluation"]["devices"]["gaussian"]["options"] = {"reference": "max"}
+
+
 def _unknown_dataset(c):
     _task(c)["dataset"]["name"] = "imagenet"
 
@@ -572,6 +577,8 @@ BAD_CONFIGS = [
     pytest.param(_duplicate_seeds, "tasks.mnist.seeds", id="duplicate-seeds"),
     pytest.param(_unknown_method, "tasks.mnist.methods", id="unknown-method-mat2"),
     pytest.param(_unknown_reference, "noise.options.reference", id="unknown-noise-reference"),
+    pytest.param(_device_gaussian_reference_max, "tasks.mnist.evaluation.devices.gaussian.options.reference",
+                 id="device-gaussian-reference-max"),
     pytest.param(_unknown_dataset, "tasks.mnist.dataset.name", id="unknown-dataset"),
     pytest.param(_unknown_arch, "tasks.mnist.model.arch", id="unknown-arch"),
     pytest.param(_unknown_optimizer, "tasks.mnist.training.optimizer.name", id="unknown-optimizer"),

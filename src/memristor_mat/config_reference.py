@@ -34,7 +34,10 @@ def _registry_names() -> dict[str, list[str]]:
 
     weights = [name for name, entry in NOISE_MODELS.items()
                if entry.kind == "weights" and [c.name for c in entry.conditions] == ["sigma"]]
+    references = list(NOISE_MODELS["gaussian"].options["properties"]["reference"]["enum"])
     return {
+        "noise.options.reference": references,
+        "tasks.<task>.noise.options.reference": references,
         "tasks.<task>.dataset.name": list(DATASETS),
         "tasks.<task>.model.arch": list(ARCHITECTURES),
         "tasks.<task>.methods": list(METHODS),

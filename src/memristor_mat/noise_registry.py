@@ -107,7 +107,10 @@ NOISE_MODELS: Mapping[str, NoiseEntry] = {
             "W + N(0, (sigma R(W))^2) per weight (SPEC §1)",
             conditions=(ConditionKey("sigma", "sigma_inference", "standard deviation relative to R(W)"),),
             options={"type": "object", "additionalProperties": False,
-                     "properties": {"reference": {"enum": ["2absmax", "absmax", "range", "max"]}}},
+                     "properties": {"reference": {
+                         "enum": ["2absmax", "absmax", "range"],
+                         "description": "R(W), the scale of sd = sigma R(W): 2absmax = 2 max|W| (SPEC §1), "
+                                        "absmax = max|W| (the original's CIFAR axis), range = max - min"}}},
         ),
         NoiseEntry(
             "levels", "memristor_mat.noise.levels:ConductanceLevels", "conductance",
