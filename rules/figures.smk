@@ -117,6 +117,7 @@ rule device_figure:
     input:
         notebook=DEVICES_NOTEBOOK,
         summary=paths.DEVICE_SUMMARY,
+        paired=paths.DEVICE_PAIRED,
     output:
         pdf=paths.fill(paths.FIGURE, stem="{device_figure}", ext="pdf"),
         png=report(
@@ -153,9 +154,11 @@ rule device_figure:
         ENV
     shell:
         "{params.runner} {input.notebook:q} {log.notebook:q} -k python3 --no-progress-bar"
-        " -p summary_path {input.summary:q} -p task {wildcards.task} -p figure {wildcards.device_figure}"
+        " -p summary_path {input.summary:q} -p paired_path {input.paired:q}"
+        " -p task {wildcards.task} -p figure {wildcards.device_figure}"
         " -p figures_dir {params.figures_dir:q} -p tables_dir {params.tables_dir:q}"
         " -y {params.devices:q} -p center {params.figures[center]}"
+        " -p baseline_method {params.figures[baseline_method]}"
         " -y 'band: [{params.figures[band][0]}, {params.figures[band][1]}]'"
         " -p data_label {params.label:q} > {log.stderr:q} 2>&1"
 

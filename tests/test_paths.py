@@ -65,7 +65,7 @@ def test_the_device_figures_follow_the_condition_keys_not_the_names():
     assert figures["time_devices"] == ["chip_a", "rram"]  # levels_pcm sweeps two keys, pcm_day none
     assert figures["stuck_device"] == "faults"
     assert figures["devices"] == ["chip_a", "rram", "levels_pcm", "pcm_day", "faults"]
-    assert figures["stems"] == [paths.DEVICE_FIGURES[k] for k in ("heatmap", "time", "stuck_at")]
+    assert figures["stems"] == [paths.DEVICE_FIGURES[k] for k in ("heatmap", "gain", "time", "stuck_at")]
 
 
 def test_evaluating_per_method_gives_each_method_one_job_with_all_its_models():

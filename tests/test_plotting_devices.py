@@ -444,9 +444,65 @@ def test_devices_notebook_draws_one_figure(tmp_path, monkeypatch):
     (dict(time_device=["pcm"]), r"unknown parameter.*'time_device'"),  # misspelt time_devices
     (dict(figure="heatmap"), r"figure must be one of"),
     (dict(figure="accuracy_vs_stuck_at", stuck_device=""), r"needs a stuck_device"),
+    (dict(figure="device_gain_heatmap"), r"needs paired_path"),
 ])
 def test_devices_notebook_rejects_bad_parameters(tmp_path, monkeypatch, parameters, message):
     import papermill  # pinned (envs/requirements.txt): a missing one is a broken environment, not a skip
     with pytest.raises(papermill.PapermillExecutionError, match=message):
         _run_notebook(tmp_path, monkeypatch, **parameters)
     assert not (tmp_path / "figures").exists()
+
+
+def paired_device_table() -> pd.DataFrame:
+    """MAT against vanilla on 2 seeds x 4 chips: PCM at 1 s the same accuracy on every chip (no
+    gain, no spread: an interval of [0, 0] that is no gain), PCM at 1 day 2 points better on
+    every chip, 5 % + 2.5 % stuck 3 points worse give or take a point."""
+    from memristor_mat.reporting.summary import device_keys, paired_differences
+
+    rows = []
+    conditions = [("pcm", "pcm", {"t_inference": 1.0}, 0.0), ("pcm", "pcm", {"t_inference": DAY}, 0.02),
+                  ("stuck_at", "stuck_at", {"p_stuck_off": 0.05, "p_stuck_on": 0.025}, -0.03)]
+    for method, sigma_train, applies in (("vanilla", 0.0, 0.0), ("mat", 0.2, 1.0)):
+        for seed in (14, 15):
+            for device, model, condition, gain in conditions:
+                for draw in range(4):
+                    jitter = 0.01 * ((draw + seed) % 3 - 1) if device == "stuck_at" else 0.0
+                    rows.append({"task": "mnist", "dataset": "d", "arch": "mlp", "method": method,
+                                 "sigma_train": sigma_train, "levels": 0, "noise_sd": 0.0, "seed": seed,
+                                 "device": device, "noise_model": model,
+                                 **{c: np.nan for c in CONDITION_COLUMNS}, **condition, "draw": draw,
+                                 "eval_seed": 2024,
+                                 "accuracy": 0.8 - 0.05 * draw + applies * (gain + jitter)})
+    table = pd.DataFrame(rows)
+    return paired_differences(table, keys=device_keys(table), bootstrap_resamples=200)
+
+
+def test_device_gain_heatmap_draws_the_paired_gains_and_marks_the_unresolved():
+    paired = paired_device_table()
+    fig, table = device_heatmap(paired, devices=["pcm", "stuck_at"], gain_over="vanilla", title="gains")
+    assert list(table["method"]) == ["mat"] * 3 and list(table["condition"]) == [
+        "PCM, 1 s", "PCM, 1 day", "stuck 5% + 2.5%"]
+    assert list(table["difference"]) == pytest.approx([0.0, 2.0, -3.0], abs=0.5)
+    assert list(table["resolved"]) == [False, True, True]
+    assert {"ci95_low", "ci95_high", "share_better", "share_worse"} <= set(table.columns)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["(+0.0)", "+2.0", f"{table['difference'].iloc[2]:+.1f}"]
+    norm = ax.collections[0].norm  # a diverging scale, symmetric about 0
+    assert norm.vmin == pytest.approx(-norm.vmax) and norm.vmax == pytest.approx(table["difference"].abs().max())
+    assert "Accuracy − Vanilla (points), paired" in fig.axes[1].get_ylabel()
+
+
+def test_devices_notebook_draws_the_gain_heatmap(tmp_path, monkeypatch):
+    summary_path, paired_path = tmp_path / "device_summary.parquet", tmp_path / "paired.parquet"
+    fake_summary(devices={"pcm": DEVICES["pcm"], "stuck_at": DEVICES["stuck_at"]}, configs=CONFIGS[:3]).to_parquet(
+        summary_path)
+    paired_device_table().to_parquet(paired_path)
+    figures, tables = tmp_path / "figs", tmp_path / "tabs"
+    _run_notebook(
+        tmp_path, monkeypatch, summary_path=str(summary_path), paired_path=str(paired_path), task="mnist",
+        figures_dir=str(figures), tables_dir=str(tables), devices=["pcm", "stuck_at"], time_devices=["pcm"],
+        stuck_device="stuck_at", figure="device_gain_heatmap",
+    )
+    assert sorted(p.name for p in figures.iterdir()) == ["device_gain_heatmap.pdf", "device_gain_heatmap.png"]
+    gains = pd.read_csv(tables / "device_gain_heatmap.csv")
+    assert list(gains["resolved"]) == [False, True, True]

@@ -281,8 +281,9 @@ def test_paper_config_dry_run_shows_the_whole_study(tmp_path):
     models = 5 * 10 + 3 * 5 + 10 * 9
     assert job_count(out, "train") == models and job_count(out, "evaluate") == models
     assert job_count(out, "method_figure") == 2
-    # the cross-evaluation: every model on every device, its three figures
-    assert job_count(out, "evaluate_devices") == models and job_count(out, "device_figure") == 3
+    # the cross-evaluation: every model on every device, its four figures (the heatmap, the
+    # paired gains over vanilla, against time, against stuck devices)
+    assert job_count(out, "evaluate_devices") == models and job_count(out, "device_figure") == 4
     assert job_count(out, "fetch_raw_data") == 1  # full MNIST, downloaded once before preparation
 
 

@@ -114,7 +114,8 @@ PUBLISHED_TABLE = "published_comparison"
 PER_MODEL_TABLE = "per_model"
 HEARTBEAT_FIGURE = "heartbeat_raster"
 #: the cross-evaluation's figures (notebooks/devices.ipynb), each with its table
-DEVICE_FIGURES = {"heatmap": "device_heatmap", "time": "accuracy_vs_time", "stuck_at": "accuracy_vs_stuck_at"}
+DEVICE_FIGURES = {"heatmap": "device_heatmap", "gain": "device_gain_heatmap", "time": "accuracy_vs_time",
+                  "stuck_at": "accuracy_vs_stuck_at"}
 FIGURE_EXTENSIONS = ("pdf", "png")
 TABLE_EXTENSIONS = ("csv", "md")
 

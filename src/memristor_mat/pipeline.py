@@ -439,7 +439,7 @@ def device_draws(config: dict[str, Any], task: str) -> int:
 
 def device_figures(config: dict[str, Any], task: str) -> dict[str, Any]:
     """What notebooks/devices.ipynb draws for a task (none without devices): the heatmap of every
-    device; accuracy against time for the devices evaluated at several ``t_inference`` and
+    device and its paired gains over the baseline; accuracy against time for the devices evaluated at several ``t_inference`` and
     nothing else swept (PCM, RRAM, any device with that condition key); accuracy against the
     stuck fraction for the first device with several stuck-at fractions. Chosen by the
     registry's condition keys, never by a device's or model's name."""
@@ -454,7 +454,7 @@ def device_figures(config: dict[str, Any], task: str) -> dict[str, Any]:
     time_devices = [d.name for d in settings if swept(d, "t_inference")
                     and not any(swept(d, key) for key in d.conditions[0] if key != "t_inference")]
     stuck = [d.name for d in settings if swept(d, "p_stuck_off") or swept(d, "p_stuck_on")]
-    stems = [paths.DEVICE_FIGURES["heatmap"]]
+    stems = [paths.DEVICE_FIGURES["heatmap"], paths.DEVICE_FIGURES["gain"]]
     stems += [paths.DEVICE_FIGURES["time"]] if time_devices else []
     stems += [paths.DEVICE_FIGURES["stuck_at"]] if stuck else []
     return {"stems": stems, "devices": [d.name for d in settings], "time_devices": time_devices,

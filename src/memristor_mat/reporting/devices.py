@@ -45,6 +45,7 @@ from memristor_mat.reporting.style import (
     curve_colors,
     curve_label,
     drawn_label,
+    method_label,
     sampling_label,
     style_context,
     wrap_title,
@@ -347,6 +348,7 @@ def device_heatmap(
     center: str = "mean",
     devices: Sequence[str] | None = None,
     title: str | None = None,
+    gain_over: str | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Heatmap of accuracy (``center``, %): one row per trained configuration (labelled and
     ordered as :func:`~memristor_mat.reporting.heatmaps.plot_sigma_heatmap`'s rows: vanilla on
@@ -363,7 +365,15 @@ def device_heatmap(
     them; a configuration not evaluated under a condition has NaN (blank in the figure).
     Raises ``ValueError`` naming a device that is not in the summary, a missing column, or a
     cell with several rows (several tasks: filter first).
+
+    ``gain_over`` (a baseline method): ``summary`` is instead the device table of
+    :func:`memristor_mat.reporting.summary.paired_differences` against that baseline, and the
+    cells are the paired ``difference`` (points) on a diverging scale centred at 0, in
+    parentheses where its 95 % CI includes 0 (or has none: one model); the table also gets
+    ``ci95_low``, ``ci95_high``, ``share_better``, ``share_worse`` and ``resolved``.
     """
+    if gain_over is not None:
+        center = "difference"
     _check_columns(summary, center, None)
     if devices is None:
         devices = list(dict.fromkeys(summary["device"].tolist()))
@@ -397,6 +407,8 @@ def device_heatmap(
 
     matrix = np.full((len(configs), len(columns)), np.nan)
     extras = [c for c in ("n_models", "n_draws") if c in shown.columns]
+    if gain_over is not None:
+        extras += [c for c in ("ci95_low", "ci95_high", "share_better", "share_worse") if c in shown.columns]
     cell_rows: dict[tuple[int, int], pd.Series] = {}
     row_info = []
     for i, (method, value) in enumerate(configs):
@@ -422,6 +434,15 @@ def device_heatmap(
             record.update({c: np.nan if cell is None else cell[c] for c in extras})
             records.append(record)
     table = pd.DataFrame(records)
+    annotations = difference_label = None
+    if gain_over is not None:
+        # resolved: the paired 95 % CI excludes 0 (a gain or a loss the draws and seeds support)
+        table["resolved"] = (table["ci95_low"] > 0) | (table["ci95_high"] < 0)
+        texts = [f"{value:+.1f}" if resolved else f"({value:+.1f})"
+                 for value, resolved in zip(table[center], table["resolved"])]
+        annotations = np.array(texts, dtype=object).reshape(matrix.shape)
+        annotations[~np.isfinite(matrix)] = ""
+        difference_label = f"Accuracy − {method_label(gain_over)} (points), paired\n(in parentheses: its 95% CI includes 0)"
 
     row_labels = [drawn_label(info["label"]) for info in row_info]
     col_labels = [info["condition"] for info in column_info]
@@ -432,6 +453,7 @@ def device_heatmap(
         fig, ax = _new_figure((width, height))
         annotated_heatmap(ax, matrix, row_labels, col_labels, stat=center, fontsize="x-small",
                           row_groups=[config[0] for config in configs], col_groups=[column[0] for column in columns],
+                          difference_label=difference_label, annotations=annotations,
                           xticklabels=True, yticklabels=True)
         ax.set_xlabel("Device condition")
         ax.set_ylabel("Training method")

@@ -112,23 +112,34 @@ def plot_sigma_heatmap(
 
 def annotated_heatmap(ax, matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *, stat: str,
                       row_groups: Sequence = (), col_groups: Sequence = (), fontsize: str = "small",
+                      difference_label: str | None = None, annotations: np.ndarray | None = None,
                       **heatmap_options) -> None:
     """Accuracy cells annotated with their value (viridis over the finite values), and white
     rules where ``row_groups`` / ``col_groups`` (one key per row / column, e.g. the method)
-    change: the heatmaps of this package share this look."""
+    change: the heatmaps of this package share this look.
+
+    ``difference_label``: the cells are differences (points), drawn on a diverging scale centred
+    at 0 and symmetric about it, the colour bar labelled with this text. ``annotations``: the
+    cells' texts (default: the values, one decimal)."""
     finite = np.isfinite(matrix).any()
+    if difference_label is not None:
+        bound = float(np.nanmax(np.abs(matrix))) if finite else 1.0
+        colours = dict(cmap="vlag", vmin=-bound, vmax=bound)  # blue below 0, white at 0, red above
+        label = difference_label
+    else:
+        colours = dict(cmap="viridis", vmin=float(np.nanmin(matrix)) if finite else None,
+                       vmax=float(np.nanmax(matrix)) if finite else None)
+        label = f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"
     sns.heatmap(
         pd.DataFrame(matrix, index=row_labels, columns=col_labels),
         ax=ax,
-        annot=True,
-        fmt=".1f",
-        cmap="viridis",
-        vmin=float(np.nanmin(matrix)) if finite else None,
-        vmax=float(np.nanmax(matrix)) if finite else None,
+        annot=True if annotations is None else annotations,
+        fmt=".1f" if annotations is None else "",
         linewidths=0.6,
         linecolor="white",
         annot_kws={"fontsize": fontsize},
-        cbar_kws={"label": f"{STAT_LABELS.get(stat, stat).capitalize()} test accuracy (%)"},
+        cbar_kws={"label": label},
+        **colours,
         **heatmap_options,
     )
     for i in range(1, len(row_groups)):
