@@ -211,17 +211,24 @@ def _prepare(table: pd.DataFrame, keys: tuple[str, ...] = GROUP_KEYS, carry: tup
     return data.loc[~copies]
 
 
-def _model_matrix(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The group's accuracies as a ``(models, max_draws)`` matrix padded with NaN, and the
-    number of draws of each model; models in seed order, draws in table order."""
+def _model_matrix(group: pd.DataFrame, column: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+    """The group's ``column`` (accuracies) as a ``(models, max_draws)`` matrix padded with NaN,
+    and the number of draws of each model; models in seed order, draws in table order."""
     seeds, codes = np.unique(group["seed"].to_numpy(), return_inverse=True)
-    values = group["accuracy"].to_numpy(dtype=float)
+    values = group[column].to_numpy(dtype=float)
     counts = np.bincount(codes, minlength=seeds.size)
     order = np.argsort(codes, kind="stable")
     position = np.arange(values.size) - np.repeat(np.cumsum(counts) - counts, counts)
     matrix = np.full((seeds.size, int(counts.max())), np.nan)
     matrix[codes[order], position] = values[order]
     return matrix, counts
+
+
+def _check_bootstrap_arguments(bootstrap_resamples: int, min_models_for_ci: int) -> None:
+    if int(bootstrap_resamples) < 1:
+        raise ValueError(f"bootstrap_resamples must be >= 1, got {bootstrap_resamples}")
+    if int(min_models_for_ci) < 1:
+        raise ValueError(f"min_models_for_ci must be >= 1, got {min_models_for_ci}")
 
 
 def _hierarchical_bootstrap_mean_ci(
@@ -344,10 +351,7 @@ def summarise(
     Raises ``ValueError`` for missing columns, an empty table, missing group keys or seeds, or
     accuracies that are missing or outside ``[0, 1]``.
     """
-    if int(bootstrap_resamples) < 1:
-        raise ValueError(f"bootstrap_resamples must be >= 1, got {bootstrap_resamples}")
-    if int(min_models_for_ci) < 1:
-        raise ValueError(f"min_models_for_ci must be >= 1, got {min_models_for_ci}")
+    _check_bootstrap_arguments(bootstrap_resamples, min_models_for_ci)
     keys = tuple(keys)
     data = _prepare(table, keys)
 
@@ -466,10 +470,7 @@ def paired_differences(
     Raises ``ValueError`` for the checks of :func:`summarise`, a table without ``draw``, or a
     baseline trained in several configurations (pick one method that sweeps no setting).
     """
-    if int(bootstrap_resamples) < 1:
-        raise ValueError(f"bootstrap_resamples must be >= 1, got {bootstrap_resamples}")
-    if int(min_models_for_ci) < 1:
-        raise ValueError(f"min_models_for_ci must be >= 1, got {min_models_for_ci}")
+    _check_bootstrap_arguments(bootstrap_resamples, min_models_for_ci)
     keys = tuple(keys)
     carry = ("draw",) + (("eval_seed",) if "eval_seed" in table.columns else ())
     data = _prepare(table, keys, carry)
@@ -497,9 +498,9 @@ def paired_differences(
 
     rows = []
     for key, group in pairs.groupby(list(keys), sort=True, observed=True, dropna=False):
-        differences, counts = _model_matrix(group.assign(accuracy=group["difference"]))
+        differences, counts = _model_matrix(group, "difference")
         method_means = np.nanmean(_model_matrix(group)[0], axis=1)
-        baseline_means = np.nanmean(_model_matrix(group.assign(accuracy=group["baseline_accuracy"]))[0], axis=1)
+        baseline_means = np.nanmean(_model_matrix(group, "baseline_accuracy")[0], axis=1)
         model_differences = np.nanmean(differences, axis=1)
         values = group["difference"].to_numpy(dtype=float)
         n_models = int(counts.size)
