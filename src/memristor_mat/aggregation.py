@@ -74,7 +74,7 @@ def aggregate(
     independent units, SPEC §4), a table per model and every configuration against
     ``baseline``, paired by seed and draw (:func:`~memristor_mat.reporting.summary.paired_differences`);
     the provenance also goes to a small (key, value) CSV that the report shows. Without
-    ``metrics_paths`` (evaluations run by the command line) ``metrics_out_path`` may be None."""
+    ``metrics_paths`` (evaluations run by the command line) no metrics table is written."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
     tables, shard_meta = _read_shards(shard_paths, lambda table: ACCURACY_COLUMNS)
@@ -98,8 +98,8 @@ def aggregate(
     paired = paired_differences(table, baseline=baseline)
     write_parquet(paired, paired_path, meta)
     write_table(paired, paired_stem)
-    if metrics_out_path is not None:
-        write_csv(metrics if metrics is not None else pd.DataFrame(), metrics_out_path)
+    if metrics is not None:
+        write_csv(metrics, metrics_out_path)
     write_csv(pd.DataFrame(sorted(meta.items()), columns=["key", "value"]), provenance_path)
     return summary
 
