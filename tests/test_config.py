@@ -1141,3 +1141,11 @@ def test_the_config_reference_lists_every_key_of_the_schema_with_a_description()
     assert block == "\n" + reference_markdown(), (
         "README's config reference is stale: run .venv/bin/python -m memristor_mat.config_reference README.md")
     assert replace_reference(readme) == readme
+
+
+def test_the_heartbeat_traces_record_the_baseline_beside_the_headline(demo):
+    demo = validate_config(demo)
+    runs = pipeline.trace_runs(demo, "ecg")
+    assert [(r.method, r.setting, r.seed) for r in runs] == [("vanilla", 0.0, 14), ("mat_scratch", 0.1, 14)]
+    demo["tasks"]["ecg"]["figures"]["baseline_method"] = "noisy_updates"
+    assert [r.method for r in pipeline.trace_runs(demo, "ecg")] == ["noisy_updates", "mat_scratch"]

@@ -336,15 +336,17 @@ def trace_figure_files(config: dict[str, Any], task: str) -> list[str]:
 
 
 def trace_runs(config: dict[str, Any], task: str) -> list[ModelRun]:
-    """The models whose activity the heartbeat figure shows: vanilla and the headline method at
-    the headline sigma_train, first seed."""
+    """The models whose activity the heartbeat figure shows: the baseline (``figures.baseline_method``)
+    and the headline method at the headline sigma_train, the headline's first seed; the headline's
+    last."""
     task_config = config["tasks"][task]
     figures = task_config["figures"]
-    headline = figures["headline_method"]
+    headline, baseline = figures["headline_method"], figures["baseline_method"]
     seed = method_seeds(task_config, headline)[0]
-    runs = [ModelRun(task, "vanilla", 0.0, seed)] if "vanilla" in task_config["methods"] else []
+    # the baseline's model of that seed, where it trains one (a method may train other seeds)
+    runs = [ModelRun(task, baseline, 0.0, seed)] if seed in method_seeds(task_config, baseline) else []
     sigma = figures["headline_sigma_train"] if registry.method(headline).sweep == "sigma_train" else 0.0
-    if headline != "vanilla":
+    if headline != baseline:
         runs.append(ModelRun(task, headline, float(sigma), seed))
     return runs
 
