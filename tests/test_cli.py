@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_help_mentions_commands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("validate", "list", "prepare", "train", "evaluate", "summarise"):
+    for command in ("validate", "list", "prepare", "train", "evaluate", "summarise", "precision"):
         assert command in out
 
 
@@ -454,3 +455,37 @@ def test_summarise_writes_the_workflows_task_tables(tmp_path, capsys):
     assert main(["summarise", str(paths[0]), str(broken), "--out", str(tmp_path / "broken")]) == 2
     assert f"evaluation table {broken} is unreadable" in capsys.readouterr().err
     assert not (tmp_path / "mixed").exists() and not (tmp_path / "broken").exists()
+
+
+def test_precision_prints_and_writes_the_plan(tmp_path, capsys):
+    # two seeds on the same three chips: accuracies 80.0/75.0/70.0 % + the seed's offset
+    paths = []
+    for method, sigma, shift in (("vanilla", 0.0, 0), ("mat", 0.2, 20)):
+        for seed in (14, 15):
+            paths.append(tmp_path / f"{method}-{seed}.parquet")
+            _evaluation_table(method, sigma, seed, shift + 2 * (seed - 14)).to_parquet(paths[-1])
+    out = tmp_path / "plan.csv"
+    assert main(["precision", *map(str, paths), "--models", "2", "8", "--draws", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "se 2 x 3" in printed and "se 8 x 3" in printed and f"wrote {out}" in printed
+    plan = pd.read_csv(out)
+    assert len(plan) == 4 and set(plan["models"]) == {2, 8}  # 2 methods x 2 designs
+    vanilla = plan[(plan["method"] == "vanilla") & (plan["models"] == 2)].iloc[0]
+    assert bool(vanilla["crossed"]) and vanilla["draw_sd"] == pytest.approx(5.0)  # chips 80, 75, 70
+    assert vanilla["model_sd"] == pytest.approx(np.std([0.0, 0.2], ddof=1))  # seed 15 is 0.2 points up
+    assert vanilla["residual_sd"] == pytest.approx(0.0, abs=1e-9)
+    assert vanilla["se"] == pytest.approx(np.sqrt(0.02 / 2 + 25.0 / 3))
+    # paired with vanilla: mat gains 2 points on every chip, for both seeds: no spread at all
+    paired = tmp_path / "paired.csv"
+    assert main(["precision", *map(str, paths), "--models", "5", "--draws", "3", "--baseline", "vanilla",
+                 "--out", str(paired)]) == 0
+    gain = pd.read_csv(paired).iloc[0]
+    assert (gain["method"], gain["baseline"], gain["se"]) == ("mat", "vanilla", pytest.approx(0.0, abs=1e-9))
+    # a table that is not Parquet, and a design of 0 models: named, exit status 2
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    capsys.readouterr()
+    assert main(["precision", str(broken)]) == 2
+    assert f"evaluation table {broken} is unreadable" in capsys.readouterr().err
+    assert main(["precision", str(paths[0]), "--models", "0"]) == 2
+    assert "positive counts" in capsys.readouterr().err

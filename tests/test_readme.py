@@ -75,7 +75,7 @@ def test_single_run_cli_block_runs(tmp_path):
     shrunk = tmp_path / "config.yaml"
     shrunk.write_text(yaml.safe_dump(config))
     cli = [c for c in readme_commands() if c.startswith(".venv/bin/memristor-mat")]
-    assert len(cli) == 7
+    assert len(cli) == 8
     for command in cli:
         argv = [str(tmp_path) + a[len("/tmp"):] if a.startswith("/tmp/") else a for a in shlex.split(command)]
         argv = [str(shrunk) if a == "config.yaml" else a for a in argv]

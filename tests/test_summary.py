@@ -789,3 +789,74 @@ def test_device_paired_differences_pair_within_each_device_condition():
                     for row in out.itertuples()}
     assert by_condition == {("pcm", 1.0): pytest.approx(0.0), ("pcm", 86400.0): pytest.approx(0.0),
                             ("stuck", 0.05): pytest.approx(5.0)}
+
+
+def test_variance_components_by_hand_for_shared_draws():
+    from memristor_mat.reporting.summary import VARIANCE_COLUMNS, variance_components
+
+    # accuracy = 60 % + model effect + chip effect, nothing else: the chips are the same for
+    # both models (one eval_seed), so the analysis splits the spread exactly
+    model, chip = {0: 0.0, 1: 0.04}, {0: 0.0, 1: 0.10, 2: 0.02}
+    table = simulated(np.array([[[0.6 + model[m] + chip[d] for d in chip] for m in model]]), eval_seed=3)
+    row = variance_components(table).iloc[0]
+    assert list(variance_components(table).columns[-len(VARIANCE_COLUMNS):]) == list(VARIANCE_COLUMNS)
+    assert (row["n_models"], row["n_draws"], row["crossed"]) == (2, 3, True)
+    assert row["model_sd"] == pytest.approx(np.std([0.0, 4.0], ddof=1))
+    assert row["draw_sd"] == pytest.approx(np.std([0.0, 10.0, 2.0], ddof=1))
+    assert row["residual_sd"] == pytest.approx(0.0, abs=1e-9)
+    # the same numbers without evidence that the draws are the same chips: nested, one-way
+    nested = variance_components(table.drop(columns=["eval_seed"])).iloc[0]
+    assert not nested["crossed"] and np.isnan(nested["draw_sd"])
+    assert nested["residual_sd"] == pytest.approx(np.std([0.0, 10.0, 2.0], ddof=1))  # within each model
+    assert nested["model_sd"] == pytest.approx(math.sqrt(max(0.0, 8.0 - 28.0 / 3)), abs=1e-9)
+
+
+def test_variance_components_recover_a_simulated_crossed_design():
+    from memristor_mat.reporting.summary import variance_components
+
+    values = crossed(1, 60, 300, model_sd=0.01, draw_sd=0.03, residual_sd=0.02, seed=11)
+    row = variance_components(simulated(values, eval_seed=1)).iloc[0]
+    assert row["crossed"]
+    assert row["model_sd"] == pytest.approx(1.0, rel=0.25)
+    assert row["draw_sd"] == pytest.approx(3.0, rel=0.15)
+    assert row["residual_sd"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_variance_components_of_paired_differences_and_of_single_evaluations():
+    from memristor_mat.reporting.summary import variance_components
+
+    # mat gains 2 points on chip 0 and 6 on chip 1 for both seeds: the pairs' spread is the chip's
+    rows = [(method, sigma, seed, level, draw, 0.7 + 0.01 * seed + gain)
+            for seed in (0, 1) for level in (0.0, 0.2)
+            for method, sigma, gains in (("vanilla", 0.0, (0.0, 0.0)), ("mat", 0.2, (0.02, 0.06)))
+            for draw, gain in enumerate(gains[:1] if level == 0.0 else gains)]
+    table = tidy(rows).assign(eval_seed=5)
+    out = variance_components(table, baseline="vanilla")
+    assert list(out["method"]) == ["mat", "mat"] and set(out["baseline"]) == {"vanilla"}
+    noisy = out[out["sigma_inference"] == 0.2].iloc[0]
+    assert noisy["draw_sd"] == pytest.approx(np.std([2.0, 6.0], ddof=1)) and noisy["model_sd"] == pytest.approx(0.0)
+    clean = out[out["sigma_inference"] == 0.0].iloc[0]  # one evaluation per model: no draw term
+    assert clean["n_draws"] == 1 and np.isnan(clean["residual_sd"]) and clean["model_sd"] == pytest.approx(0.0)
+
+
+def test_precision_plan_predicts_the_crossed_designs_standard_error():
+    from memristor_mat.reporting.summary import PLAN_COLUMNS, precision_plan
+
+    values = crossed(1, 60, 300, model_sd=0.01, draw_sd=0.03, residual_sd=0.02, seed=11)
+    plan = precision_plan(simulated(values, eval_seed=1), models=[5, 20], draws=[100, 1000])
+    assert list(plan.columns[-len(PLAN_COLUMNS):]) == list(PLAN_COLUMNS) and len(plan) == 4
+    row = plan.iloc[0]
+    expected = math.sqrt(row["model_sd"] ** 2 / 5 + row["draw_sd"] ** 2 / 100 + row["residual_sd"] ** 2 / 500)
+    assert (row["models"], row["draws"], row["se"]) == (5, 100, pytest.approx(expected))
+    assert row["ci95_halfwidth"] == pytest.approx(1.959964 * expected, rel=1e-6)
+    by_design = plan.set_index(["models", "draws"])["se"]
+    # the chips' term does not shrink with models: no number of models goes below draw_sd / sqrt(draws)
+    assert row["draw_sd"] / 10 < by_design[(20, 100)] < by_design[(5, 100)]
+    assert by_design[(5, 1000)] < by_design[(5, 100)]
+    # the prediction matches the spread of the means of simulated studies of that design
+    studies = crossed(400, 5, 100, model_sd=0.01, draw_sd=0.03, residual_sd=0.02, seed=12)
+    assert 100 * studies.mean(axis=(1, 2)).std(ddof=1) == pytest.approx(math.sqrt(1 / 5 + 9 / 100 + 4 / 500), rel=0.12)
+    with pytest.raises(ValueError, match="positive counts"):
+        precision_plan(simulated(values, eval_seed=1), models=[0], draws=[100])
+    with pytest.raises(ValueError, match="level"):
+        precision_plan(simulated(values, eval_seed=1), models=[5], draws=[100], level=1.5)

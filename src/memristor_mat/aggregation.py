@@ -17,7 +17,8 @@ from . import paths
 from .datasets.errors import DataError
 from .io import atomic_path
 from .provenance import provenance
-from .reporting.summary import CONDITION_COLUMNS, device_keys, paired_differences, per_model_summary, summarise
+from .reporting.summary import (CONDITION_COLUMNS, GROUP_KEYS, device_keys, paired_differences, per_model_summary,
+                                precision_plan, summarise)
 from .reporting.tables import write_table
 
 #: columns of the tidy accuracy table, in order (one row per model x level x draw); every
@@ -153,21 +154,13 @@ def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os
     Returns ``out_dir``."""
     if not shard_paths:
         raise ValueError("no evaluation tables to summarise")
-    kinds = set()
-    for path in shard_paths:
-        try:
-            kinds.add("device" in pq.read_schema(path).names)
-        except (OSError, pa.ArrowException) as error:
-            raise DataError(f"evaluation table {path} is unreadable ({type(error).__name__}: {error})") from None
-    if len(kinds) > 1:
-        raise ValueError("the tables mix the study's evaluations and device cross-evaluations (evaluate --devices): "
-                         "summarise each kind on its own")
+    devices = _device_tables(shard_paths, "summarise")
     out = Path(out_dir)
 
     def name(pattern: str) -> Path:  # the workflow's file name of a task's table
         return out / Path(pattern).name
 
-    if kinds == {True}:
+    if devices:
         aggregate_devices(shard_paths, accuracy_path=name(paths.DEVICE_ACCURACY),
                           accuracy_csv_path=name(paths.DEVICE_ACCURACY_CSV), summary_path=name(paths.DEVICE_SUMMARY),
                           summary_csv_path=name(paths.DEVICE_SUMMARY_CSV), paired_path=name(paths.DEVICE_PAIRED),
@@ -180,6 +173,36 @@ def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os
                   provenance_path=name(paths.PROVENANCE), paired_path=name(paths.PAIRED),
                   paired_stem=name(paths.PAIRED_CSV).with_suffix(""), baseline=baseline)
     return out
+
+
+def plan_precision(table_paths: Sequence[str | os.PathLike], *, models: Sequence[int], draws: Sequence[int],
+                   baseline: str | None = None) -> pd.DataFrame:
+    """:func:`~memristor_mat.reporting.summary.precision_plan` of evaluation tables: those
+    ``memristor-mat evaluate`` writes or a task's tidy table (``results/<task>/accuracy.parquet``,
+    ``device_accuracy.parquet``), all of the study's levels or all of the cross-evaluation."""
+    if not table_paths:
+        raise ValueError("no evaluation tables to plan from")
+    devices = _device_tables(table_paths, "plan")
+    tables, _ = _read_shards(table_paths, lambda table: (
+        device_accuracy_columns([c for c in CONDITION_COLUMNS if c in table.columns]) if devices else ACCURACY_COLUMNS))
+    table = pd.concat(tables, ignore_index=True)
+    return precision_plan(table, models=models, draws=draws, baseline=baseline,
+                          keys=device_keys(table) if devices else GROUP_KEYS)
+
+
+def _device_tables(paths: Sequence[str | os.PathLike], verb: str) -> bool:
+    """Whether the evaluation tables at ``paths`` are device cross-evaluations (all) or the
+    study's (none); a mix or an unreadable table raises, naming it."""
+    kinds = set()
+    for path in paths:
+        try:
+            kinds.add("device" in pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as error:
+            raise DataError(f"evaluation table {path} is unreadable ({type(error).__name__}: {error})") from None
+    if len(kinds) > 1:
+        raise ValueError("the tables mix the study's evaluations and device cross-evaluations (evaluate --devices): "
+                         f"{verb} each kind on its own")
+    return kinds == {True}
 
 
 def _read_shards(paths: Sequence[str | os.PathLike], required) -> tuple[list[pd.DataFrame], list[dict[str, str]]]:

@@ -8,6 +8,7 @@
     memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
                            --out accuracy.parquet [--devices]
     memristor-mat summarise vanilla.parquet mat.parquet --out results/mine [--baseline vanilla]
+    memristor-mat precision results/mnist/accuracy.parquet --models 5 10 --draws 100 400 [--baseline vanilla]
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pathlib import Path
 
 from . import __version__, pipeline, runs
 from . import methods as registry
-from .aggregation import summarise_tables
+from .aggregation import plan_precision, summarise_tables, write_csv
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
 from .io import check_output_path
+from .reporting.summary import plan_text
 from .settings import MonteCarloSettings, TrainingSettings
 
 
@@ -82,6 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     summarise.add_argument("--baseline", default="vanilla",
                            help="the method the others are paired with (default: vanilla)")
     summarise.add_argument("--label", default="", help="a label for the provenance table")
+    precision = commands.add_parser(
+        "precision", help="how precise the means would be with other numbers of models and draws: "
+                          "variance components and predicted standard errors",
+        description="From evaluation tables (evaluate's, or a task's results/<task>/accuracy.parquet): how the "
+                    "spread divides between models, draws shared by every model (the same chips) and the rest, "
+                    "and the standard error of each mean (points) that a study of --models x --draws would have.")
+    precision.add_argument("tables", nargs="+", help="Parquet tables written by `memristor-mat evaluate` or the workflow")
+    precision.add_argument("--models", type=int, nargs="+", default=[3, 5, 10], help="trained models per "
+                           "configuration to predict for (default: 3 5 10)")
+    precision.add_argument("--draws", type=int, nargs="+", default=[100, 400],
+                           help="draws per model to predict for (default: 100 400)")
+    precision.add_argument("--baseline", help="plan the paired differences from this method instead of the accuracies")
+    precision.add_argument("--out", help="CSV to write the plan to (one row per configuration x condition x design)")
     return parser
 
 
@@ -89,6 +104,15 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "summarise":  # tables only: no config
         out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label)
         print(f"wrote the tables of {len(args.tables)} evaluation table(s) to {out}/")
+        return
+    if args.command == "precision":
+        if args.out is not None:
+            check_output_path(args.out)
+        plan = plan_precision(args.tables, models=args.models, draws=args.draws, baseline=args.baseline)
+        print(plan_text(plan))
+        if args.out is not None:
+            write_csv(plan, args.out)
+            print(f"wrote {args.out}")
         return
     config = load_config(args.config)
     for output in (getattr(args, "out", None), getattr(args, "metrics", None)):
