@@ -284,7 +284,8 @@ def test_ci_with_shared_draws_is_the_pigeonhole_bootstraps_width():
     assert (s["ci95_high"] - s["ci95_low"]) == pytest.approx(2 * 1.96 * se * inflation, rel=0.15)
 
 
-@pytest.mark.parametrize("change", ["two evaluation seeds", "a draw missing", "a draw twice", "no eval_seed"])
+@pytest.mark.parametrize("change", ["two evaluation seeds", "a draw missing", "a draw twice", "no eval_seed",
+                                    "eval_seed unknown"])
 def test_draws_are_shared_only_where_the_table_says_so(change):
     from memristor_mat.reporting.summary import _shares_draws
 
@@ -296,6 +297,8 @@ def test_draws_are_shared_only_where_the_table_says_so(change):
         table = table.iloc[1:]
     elif change == "a draw twice":
         table.loc[table.index[1], "draw"] = 0
+    elif change == "eval_seed unknown":
+        table["eval_seed"] = np.nan
     else:
         table = table.drop(columns=["eval_seed"])
     assert not _shares_draws(table)

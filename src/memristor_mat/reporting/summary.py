@@ -233,7 +233,7 @@ def _shares_draws(group: pd.DataFrame) -> bool:
     such evidence: False."""
     if any(column not in group.columns for column in DRAW_COLUMNS):
         return False
-    if group["draw"].isna().any() or group["eval_seed"].nunique(dropna=False) != 1:
+    if group["draw"].isna().any() or group["eval_seed"].isna().any() or group["eval_seed"].nunique() != 1:
         return False
     n_models, n_draws = group["seed"].nunique(), group["draw"].nunique()
     return len(group) == n_models * n_draws and not group.duplicated(["seed", "draw"]).any()
