@@ -823,6 +823,11 @@ def test_variance_components_recover_a_simulated_crossed_design():
     assert row["model_sd"] == pytest.approx(1.0, rel=0.25)
     assert row["draw_sd"] == pytest.approx(3.0, rel=0.15)
     assert row["residual_sd"] == pytest.approx(2.0, rel=0.05)
+    # read as nested (nothing says the chips are shared): the chips' spread joins the residual
+    nested = variance_components(simulated(values)).iloc[0]
+    assert not nested["crossed"] and np.isnan(nested["draw_sd"])
+    assert nested["model_sd"] == pytest.approx(1.0, rel=0.25)
+    assert nested["residual_sd"] == pytest.approx(math.sqrt(3.0 ** 2 + 2.0 ** 2), rel=0.05)
 
 
 def test_variance_components_of_paired_differences_and_of_single_evaluations():
