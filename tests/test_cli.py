@@ -481,6 +481,15 @@ def test_precision_prints_and_writes_the_plan(tmp_path, capsys):
                  "--out", str(paired)]) == 0
     gain = pd.read_csv(paired).iloc[0]
     assert (gain["method"], gain["baseline"], gain["se"]) == ("mat", "vanilla", pytest.approx(0.0, abs=1e-9))
+    # the tidy table as the CSV a checkout ships gives the same plan; a CSV of something else is named
+    tidy_csv = tmp_path / "accuracy.csv"
+    pd.concat([pd.read_parquet(path) for path in paths]).to_csv(tidy_csv, index=False)
+    assert main(["precision", str(tidy_csv), "--models", "2", "8", "--draws", "3", "--out", str(tmp_path / "c.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c.csv"), plan)
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    capsys.readouterr()
+    assert main(["precision", str(tmp_path / "other.csv")]) == 2
+    assert "lacks the columns" in capsys.readouterr().err
     # a table that is not Parquet, and a design of 0 models: named, exit status 2
     broken = tmp_path / "broken.parquet"
     broken.write_text("not parquet")

@@ -177,28 +177,44 @@ def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os
 
 def plan_precision(table_paths: Sequence[str | os.PathLike], *, models: Sequence[int], draws: Sequence[int],
                    baseline: str | None = None) -> pd.DataFrame:
-    """:func:`~memristor_mat.reporting.summary.precision_plan` of evaluation tables: those
-    ``memristor-mat evaluate`` writes or a task's tidy table (``results/<task>/accuracy.parquet``,
-    ``device_accuracy.parquet``), all of the study's levels or all of the cross-evaluation."""
+    """:func:`~memristor_mat.reporting.summary.precision_plan` of evaluation tables, Parquet or
+    CSV: those ``memristor-mat evaluate`` writes or a task's tidy table
+    (``results/<task>/accuracy.parquet`` or the ``.csv`` a checkout ships, the same for
+    ``device_accuracy``), all of the study's levels or all of the cross-evaluation."""
     if not table_paths:
         raise ValueError("no evaluation tables to plan from")
-    devices = _device_tables(table_paths, "plan")
-    tables, _ = _read_shards(table_paths, lambda table: (
-        device_accuracy_columns([c for c in CONDITION_COLUMNS if c in table.columns]) if devices else ACCURACY_COLUMNS))
+    tables = []
+    for path in table_paths:
+        try:
+            tables.append(pd.read_csv(path) if Path(path).suffix.lower() == ".csv" else pd.read_parquet(path))
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise DataError(f"evaluation table {path} is unreadable ({type(error).__name__}: {error})") from None
+    devices = _one_kind({"device" in table.columns for table in tables}, "plan")
+    for path, table in zip(table_paths, tables):
+        required = (device_accuracy_columns([c for c in CONDITION_COLUMNS if c in table.columns]) if devices
+                    else ACCURACY_COLUMNS)
+        missing = [c for c in required if c not in table.columns]
+        if missing:
+            raise DataError(f"evaluation table {path} lacks the columns {missing}: is it an evaluation table?")
     table = pd.concat(tables, ignore_index=True)
     return precision_plan(table, models=models, draws=draws, baseline=baseline,
                           keys=device_keys(table) if devices else GROUP_KEYS)
 
 
 def _device_tables(paths: Sequence[str | os.PathLike], verb: str) -> bool:
-    """Whether the evaluation tables at ``paths`` are device cross-evaluations (all) or the
-    study's (none); a mix or an unreadable table raises, naming it."""
+    """Whether the evaluation tables (Parquet) at ``paths`` are device cross-evaluations (all)
+    or the study's (none); a mix or an unreadable table raises, naming it."""
     kinds = set()
     for path in paths:
         try:
             kinds.add("device" in pq.read_schema(path).names)
         except (OSError, pa.ArrowException) as error:
             raise DataError(f"evaluation table {path} is unreadable ({type(error).__name__}: {error})") from None
+    return _one_kind(kinds, verb)
+
+
+def _one_kind(kinds: set[bool], verb: str) -> bool:
+    """True for device cross-evaluations only, False for the study's only; a mix raises."""
     if len(kinds) > 1:
         raise ValueError("the tables mix the study's evaluations and device cross-evaluations (evaluate --devices): "
                          f"{verb} each kind on its own")

@@ -8,7 +8,7 @@
     memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
                            --out accuracy.parquet [--devices]
     memristor-mat summarise vanilla.parquet mat.parquet --out results/mine [--baseline vanilla]
-    memristor-mat precision results/mnist/accuracy.parquet --models 5 10 --draws 100 400 [--baseline vanilla]
+    memristor-mat precision results/mnist/accuracy.csv --models 5 10 --draws 100 400 [--baseline vanilla]
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     precision = commands.add_parser(
         "precision", help="how precise the means would be with other numbers of models and draws: "
                           "variance components and predicted standard errors",
-        description="From evaluation tables (evaluate's, or a task's results/<task>/accuracy.parquet): how the "
+        description="From evaluation tables (evaluate's, or a task's results/<task>/accuracy.parquet or .csv): how the "
                     "spread divides between models, draws shared by every model (the same chips) and the rest, "
                     "and the standard error of each mean (points) that a study of --models x --draws would have.")
-    precision.add_argument("tables", nargs="+", help="Parquet tables written by `memristor-mat evaluate` or the workflow")
+    precision.add_argument("tables", nargs="+", help="tables (Parquet or CSV) written by `memristor-mat evaluate` or "
+                                                     "the workflow")
     precision.add_argument("--models", type=int, nargs="+", default=[3, 5, 10], help="trained models per "
                            "configuration to predict for (default: 3 5 10)")
     precision.add_argument("--draws", type=int, nargs="+", default=[100, 400],

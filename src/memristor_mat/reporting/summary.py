@@ -367,11 +367,11 @@ def summarise(
 
     **Draws shared by the models (crossed).** The pipeline evaluates with common random
     numbers: draw ``d`` is the same chip for every model (one ``eval_seed``, every model has
-    every draw index). A chip that is bad for one model is then bad for all of them (a weight
-    pattern that shifts a class's logit does so in every network): a two-way analysis of
-    variance of the demo's MNIST tables (models x draws) gives the draw effect common to the
-    models an sd of 3.2 points for vanilla at 20 % noise, against 0.4 between models and 3.4
-    left per model and draw. The draws are crossed with the models, not nested in them, and
+    every draw index). A chip that is bad for one model is then bad for all of them (plausibly:
+    the same noise pattern on the output layer shifts a class's logit in every network): a
+    two-way analysis of variance of the demo's MNIST tables (models x draws) gives the draw
+    effect common to the models an sd of 3.2 points for vanilla at 20 % noise, against 0.4
+    between models and 3.4 left per model and draw. The draws are crossed with the models, not nested in them, and
     the mean's variance is ``model_var / K + draw_var / n + residual_var / (K n)``: its draw
     part shrinks with more draws only, never with more models. Where a group shows such draws
     (:func:`_shares_draws`), the second stage draws one set of draw indices per resample for
