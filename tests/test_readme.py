@@ -76,11 +76,15 @@ def test_single_run_cli_block_runs(tmp_path):
     shrunk.write_text(yaml.safe_dump(config))
     cli = [c for c in readme_commands() if c.startswith(".venv/bin/memristor-mat")]
     assert len(cli) == 8
+    printed = {}
     for command in cli:
         argv = [str(tmp_path) + a[len("/tmp"):] if a.startswith("/tmp/") else a for a in shlex.split(command)]
         argv = [str(shrunk) if a == "config.yaml" else a for a in argv]
         result = run(argv)
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+        printed[shlex.split(command)[1]] = result.stdout
+    # the plan of the paired difference: one model per configuration, so no model term
+    assert "se 5 x 100" in printed["precision"] and "se 5 x 400" in printed["precision"]
     assert (tmp_path / "mat.parquet").stat().st_size > 0
     # the summarised tables: MAT paired with vanilla of the same seed on the same draws
     paired = pd.read_csv(tmp_path / "tables" / "paired_differences.csv")

@@ -8,7 +8,7 @@
     memristor-mat evaluate --config config.yaml --checkpoint model.pt --data results/prepared/mnist.npz \\
                            --out accuracy.parquet [--devices]
     memristor-mat summarise vanilla.parquet mat.parquet --out results/mine [--baseline vanilla]
-    memristor-mat precision results/mnist/accuracy.csv --models 5 10 --draws 100 400 [--baseline vanilla]
+    memristor-mat precision results/mnist/accuracy.parquet --models 5 10 --draws 100 400 [--baseline vanilla]
 """
 
 from __future__ import annotations
