@@ -62,6 +62,7 @@ rule aggregate:
         label=lambda wildcards: config["tasks"][wildcards.task].get("label", wildcards.task),
         metrics=lambda wildcards: [run.metrics for run in pipeline.model_runs(config, wildcards.task)],
         baseline=lambda wildcards: config["tasks"][wildcards.task]["figures"]["baseline_method"],
+        interval=lambda wildcards: pipeline.confidence_interval(config, wildcards.task),
     log:
         paths.log("aggregate", "{task}"),
     benchmark:
@@ -131,6 +132,7 @@ rule aggregate_devices:
         ),
     params:
         baseline=lambda wildcards: config["tasks"][wildcards.task]["figures"]["baseline_method"],
+        interval=lambda wildcards: pipeline.confidence_interval(config, wildcards.task),
     log:
         paths.log("aggregate_devices", "{task}"),
     benchmark:

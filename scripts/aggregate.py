@@ -22,4 +22,5 @@ aggregate(
     paired_path=out.paired,
     paired_stem=Path(out.paired_csv).with_suffix(""),
     baseline=snakemake.params.baseline,
+    interval=snakemake.params.interval["method"],
 )

@@ -15,4 +15,5 @@ aggregate_devices(
     paired_path=out.paired,
     paired_csv_path=out.paired_csv,
     baseline=snakemake.params.baseline,
+    interval=snakemake.params.interval["method"],
 )

@@ -438,6 +438,16 @@ def test_summarise_writes_the_workflows_task_tables(tmp_path, capsys):
     # against another baseline
     assert main(["summarise", *map(str, paths), "--out", str(tmp_path / "other"), "--baseline", "mat"]) == 0
     assert pd.read_csv(tmp_path / "other" / "paired_differences.csv")["difference"].iloc[0] == pytest.approx(-2.0)
+    # the interval: t by default, the hierarchical bootstrap on request, named in the provenance
+    provenance = dict(pd.read_csv(out / "provenance.csv").to_numpy())
+    assert provenance["confidence_interval"] == "t"
+    assert main(["summarise", *map(str, paths), "--out", str(tmp_path / "boot"), "--interval", "bootstrap"]) == 0
+    assert dict(pd.read_csv(tmp_path / "boot" / "provenance.csv").to_numpy())["confidence_interval"] == "bootstrap"
+    t_summary, boot_summary = (pd.read_csv(folder / "summary.csv") for folder in (out, tmp_path / "boot"))
+    assert not np.allclose(t_summary["ci95_low"], boot_summary["ci95_low"], equal_nan=True)
+    with pytest.raises(SystemExit):
+        main(["summarise", *map(str, paths), "--out", str(tmp_path / "bad"), "--interval", "normal"])
+    assert "invalid choice: 'normal'" in capsys.readouterr().err
     # the cross-evaluation's tables get the device_ names
     devices = []
     for method, sigma, shift in (("vanilla", 0.0, 0), ("mat", 0.2, 30)):

@@ -76,7 +76,7 @@ def test_defaults_are_filled_in(tmp_path, demo):
                                  "evaluate_threads": 2, "evaluate_gpu": 0, "evaluate_mem_mb": 4000,
                                  "evaluate_runtime": "1h", "train_jobs": "per_model", "evaluate_jobs": "per_model"}
     assert task["figures"] == {"headline_method": "mat", "headline_sigma_train": 0.2, "baseline_method": "vanilla",
-                               "center": "mean", "band": ["p12", "p88"], "traces": False,
+                               "confidence_interval": "t", "center": "mean", "band": ["p12", "p88"], "traces": False,
                                "show_published": False}
     assert config["comparisons"] == {}
     assert task["dataset"]["options"] == {}

@@ -241,7 +241,7 @@ def test_accuracy_vs_time_curves(summary, tmp_path):
     assert r"MAT (fine-tuned), $\sigma_\mathrm{train}$ = 10%" in legend and not any("σ_" in e for e in legend)
     # 7 curves a panel: more bands than can be told apart, none drawn, and the table has none
     assert not any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
-    assert "No bands (95% bootstrap CI of the mean)" in fig.axes[1].get_legend().get_title().get_text()
+    assert "No bands (95% CI of the mean)" in fig.axes[1].get_legend().get_title().get_text()
     assert "ci95_low" not in table.columns and "ci95_high" not in table.columns
     curve = table[(table["method"] == "vanilla") & (table["device"] == "pcm")]
     assert curve["t_inference"].tolist() == TIMES and set(curve["label"]) == {"Vanilla"}
@@ -341,7 +341,7 @@ def test_accuracy_vs_stuck_at(summary, tmp_path):
     assert table.loc[table["method"] == "vanilla", "stuck_pct"].tolist() == pytest.approx([0.0, 1.5, 3.0, 7.5])
     # 7 curves: more bands than can be told apart, none drawn, and the table has none
     assert not any(isinstance(c, PolyCollection) for c in ax.collections)
-    assert "No bands (95% bootstrap CI of the mean):\n7 curves would overlap" in ax.get_legend().get_title().get_text()
+    assert "No bands (95% CI of the mean):\n7 curves would overlap" in ax.get_legend().get_title().get_text()
     assert "ci95_low" not in table.columns
     assert save_figure(fig, tmp_path, "accuracy_vs_stuck_at")[1].stat().st_size > 1000
     # where the caller allows them: bands only for configurations with a CI (noisy_updates has one model)

@@ -70,11 +70,13 @@ def aggregate(
     paired_path: str | os.PathLike,
     paired_stem: str | os.PathLike,
     baseline: str = "vanilla",
+    interval: str = "t",
 ) -> pd.DataFrame:
     """Concatenate one task's shards into the tidy table, its summary statistics (models as the
     independent units, SPEC §4), a table per model and every configuration against
-    ``baseline``, paired by seed and draw (:func:`~memristor_mat.reporting.summary.paired_differences`);
-    the provenance also goes to a small (key, value) CSV that the report shows. Without
+    ``baseline``, paired by seed and draw (:func:`~memristor_mat.reporting.summary.paired_differences`),
+    their confidence intervals by ``interval`` (``t`` or ``bootstrap``, recorded in the
+    provenance); the provenance also goes to a small (key, value) CSV that the report shows. Without
     ``metrics_paths`` (evaluations run by the command line) no metrics table is written."""
     if not shard_paths:
         raise ValueError("no evaluation shards to aggregate")
@@ -89,14 +91,15 @@ def aggregate(
         "shard_config_hashes": ",".join(sorted({m.get("config_hash", "?") for m in shard_meta})),
         "shard_git_commits": ",".join(sorted({m.get("git_commit", "unknown") for m in shard_meta})),
         "label": label,
+        "confidence_interval": interval,
     }
+    summary = summarise(table, interval=interval)  # before the first write: a bad interval writes nothing
     write_parquet(table, accuracy_path, meta)
     write_csv(table, accuracy_csv_path)
-    summary = summarise(table)
     write_parquet(summary, summary_path, meta)
     write_table(summary, summary_stem)
     write_table(per_model_summary(table), per_model_stem)
-    paired = paired_differences(table, baseline=baseline)
+    paired = paired_differences(table, baseline=baseline, interval=interval)
     write_parquet(paired, paired_path, meta)
     write_table(paired, paired_stem)
     if metrics is not None:
@@ -115,9 +118,10 @@ def aggregate_devices(
     paired_path: str | os.PathLike,
     paired_csv_path: str | os.PathLike,
     baseline: str = "vanilla",
+    interval: str = "t",
 ) -> pd.DataFrame:
     """One task's device cross-evaluation: the shards concatenated into the tidy table (one row
-    per model x device condition x draw), its summary, with the hierarchical CI of
+    per model x device condition x draw), its summary, with the CI (``interval``) of
     :func:`~memristor_mat.reporting.summary.summarise` per trained configuration x device
     condition, and every configuration against ``baseline`` on the same chips
     (:func:`~memristor_mat.reporting.summary.paired_differences`)."""
@@ -133,25 +137,26 @@ def aggregate_devices(
     meta = {
         **_shard_provenance(shard_meta),
         "shards": str(len(shard_paths)),
+        "confidence_interval": interval,
     }
+    summary = summarise(table, keys=device_keys(table), interval=interval)
     write_parquet(table, accuracy_path, meta)
     write_csv(table, accuracy_csv_path)
-    summary = summarise(table, keys=device_keys(table))
     write_parquet(summary, summary_path, meta)
     write_csv(summary, summary_csv_path)
-    paired = paired_differences(table, baseline=baseline, keys=device_keys(table))
+    paired = paired_differences(table, baseline=baseline, keys=device_keys(table), interval=interval)
     write_parquet(paired, paired_path, meta)
     write_csv(paired, paired_csv_path)
     return summary
 
 
 def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
-                     baseline: str = "vanilla", label: str = "") -> Path:
+                     baseline: str = "vanilla", label: str = "", interval: str = "t") -> Path:
     """The tables the workflow's aggregate writes for a task, from evaluation tables written one
     by one (``memristor-mat evaluate``; the study's or, all with a ``device`` column, the
     cross-evaluation's), into ``out_dir`` under the workflow's file names: the tidy table, the
-    summary, (the study's) a table per model, and the paired differences against ``baseline``.
-    Returns ``out_dir``."""
+    summary, (the study's) a table per model, and the paired differences against ``baseline``,
+    with ``interval``'s confidence intervals. Returns ``out_dir``."""
     if not shard_paths:
         raise ValueError("no evaluation tables to summarise")
     devices = _device_tables(shard_paths, "summarise")
@@ -164,14 +169,14 @@ def summarise_tables(shard_paths: Sequence[str | os.PathLike], out_dir: str | os
         aggregate_devices(shard_paths, accuracy_path=name(paths.DEVICE_ACCURACY),
                           accuracy_csv_path=name(paths.DEVICE_ACCURACY_CSV), summary_path=name(paths.DEVICE_SUMMARY),
                           summary_csv_path=name(paths.DEVICE_SUMMARY_CSV), paired_path=name(paths.DEVICE_PAIRED),
-                          paired_csv_path=name(paths.DEVICE_PAIRED_CSV), baseline=baseline)
+                          paired_csv_path=name(paths.DEVICE_PAIRED_CSV), baseline=baseline, interval=interval)
     else:
         aggregate(shard_paths, [], label=label, accuracy_path=name(paths.ACCURACY),
                   accuracy_csv_path=name(paths.ACCURACY_CSV), summary_path=name(paths.SUMMARY),
                   summary_stem=name(paths.SUMMARY_CSV).with_suffix(""),
                   per_model_stem=out / paths.PER_MODEL_TABLE, metrics_out_path=None,
                   provenance_path=name(paths.PROVENANCE), paired_path=name(paths.PAIRED),
-                  paired_stem=name(paths.PAIRED_CSV).with_suffix(""), baseline=baseline)
+                  paired_stem=name(paths.PAIRED_CSV).with_suffix(""), baseline=baseline, interval=interval)
     return out
 
 

@@ -26,7 +26,7 @@ from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
 from .io import check_output_path
-from .reporting.summary import plan_text
+from .reporting.summary import INTERVALS, plan_text
 from .settings import MonteCarloSettings, TrainingSettings
 
 
@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     summarise.add_argument("--baseline", default="vanilla",
                            help="the method the others are paired with (default: vanilla)")
     summarise.add_argument("--label", default="", help="a label for the provenance table")
+    summarise.add_argument("--interval", choices=list(INTERVALS), default="t",
+                           help="the 95 %% CIs: t intervals with the models as the units (default) or SPEC §4's "
+                                "hierarchical bootstrap (the workflow's figures.confidence_interval)")
     precision = commands.add_parser(
         "precision", help="how precise the means would be with other numbers of models and draws: "
                           "variance components and predicted standard errors",
@@ -103,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "summarise":  # tables only: no config
-        out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label)
+        out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label,
+                               interval=args.interval)
         print(f"wrote the tables of {len(args.tables)} evaluation table(s) to {out}/")
         return
     if args.command == "precision":

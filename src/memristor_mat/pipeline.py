@@ -485,6 +485,21 @@ def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list
     })
 
 
+#: How the report's captions name each ``figures.confidence_interval``.
+INTERVAL_CAPTIONS = {
+    "t": "t intervals (the models as the units; the draws' share with Satterthwaite's degrees of freedom, "
+         "the same draws for all the models)",
+    "bootstrap": "hierarchical bootstraps (models, then draws, the same ones for all the models)",
+}
+
+
+def confidence_interval(config: dict[str, Any], task: str) -> dict[str, str]:
+    """A task's ``figures.confidence_interval``: the method its aggregates compute and what the
+    report's captions call it."""
+    method = config["tasks"][task]["figures"]["confidence_interval"]
+    return {"method": method, "caption": INTERVAL_CAPTIONS[method]}
+
+
 def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
     """What a task's report captions state, computed here rather than re-derived from the raw
     config in the caption template (where task overrides, per-method seeds and defaults are
@@ -509,6 +524,7 @@ def caption_values(config: dict[str, Any], task: str) -> dict[str, str]:
         "center": figures["center"],
         "band": "-".join(figures["band"]),
         "baseline": figures["baseline_method"],
+        "interval": INTERVAL_CAPTIONS[figures["confidence_interval"]],
         "dataset": task_config["dataset"]["name"],
         "arch": task_config["model"]["arch"],
         "noise": f"{noise['model']}" + (f" ({options})" if options else "")

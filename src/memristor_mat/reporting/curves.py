@@ -342,7 +342,7 @@ def plot_gain_vs_noise(
     title: str | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """What each configuration gains over ``baseline`` at each inference noise level: the mean
-    paired difference (percentage points) with its 95 % bootstrap CI as the band, from
+    paired difference (percentage points) with its 95 % CI as the band, from
     :func:`memristor_mat.reporting.summary.paired_differences` (``paired``); one line per
     (method, setting) of ``curves`` (the baseline itself, at 0 by definition, is left out), a
     line at 0 for "no gain".

@@ -70,7 +70,7 @@ STAT_LABELS: dict[str, str] = {
 _BAND_LABELS: dict[tuple[str, str], str] = {
     ("q25", "q75"): "interquartile range",
     ("p12", "p88"): "12th–88th percentile",
-    ("ci95_low", "ci95_high"): "95% bootstrap CI of the mean",
+    ("ci95_low", "ci95_high"): "95% CI of the mean",
 }
 
 NOISE_AXIS_LABEL = r"Inference noise $\sigma_\mathrm{inference}$ (%)"
