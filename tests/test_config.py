@@ -229,6 +229,10 @@ def _baseline_sweeps(c):
     _task(c)["figures"]["baseline_method"] = "mat_scratch"
 
 
+def _unknown_interval(c):
+    _task(c)["figures"]["confidence_interval"] = "normal"
+
+
 def _headline_sigma_missing(c):
     _task(c)["figures"]["headline_sigma_train"] = 0.25
 
@@ -599,6 +603,7 @@ BAD_CONFIGS = [
     pytest.param(_headline_is_qat, "tasks.mnist.figures.headline_method", id="headline-is-qat"),
     pytest.param(_baseline_not_trained, "tasks.mnist.figures.baseline_method", id="baseline-not-trained"),
     pytest.param(_baseline_sweeps, "tasks.mnist.figures.baseline_method", id="baseline-sweeps-a-setting"),
+    pytest.param(_unknown_interval, "tasks.mnist.figures.confidence_interval", id="unknown-interval"),
     pytest.param(_headline_sigma_missing, "tasks.mnist.figures.headline_sigma_train",
                  id="headline-sigma-not-trained"),
     pytest.param(_runtime_without_units, "tasks.mnist.resources.train_runtime", id="runtime-without-units"),
@@ -1112,6 +1117,13 @@ def test_caption_values_state_the_task_noise_and_each_methods_models(demo):
     assert "qat, qat_noise: 2 models per configuration (seeds 14, 15)" in models
     assert pipeline.caption_values(demo, "ecg")["draws"] == "15"
     assert pipeline.caption_values(demo, "ecg")["baseline"] == "vanilla"
+    # the intervals the captions name are the ones the aggregates compute (figures.confidence_interval)
+    assert pipeline.caption_values(demo, "mnist")["interval"].startswith("t intervals (the models as the units")
+    assert pipeline.confidence_interval(demo, "mnist")["method"] == "t"
+    demo["tasks"]["ecg"]["figures"]["confidence_interval"] = "bootstrap"
+    assert pipeline.confidence_interval(demo, "ecg") == {"method": "bootstrap",
+                                                         "caption": pipeline.caption_values(demo, "ecg")["interval"]}
+    assert pipeline.caption_values(demo, "ecg")["interval"].startswith("hierarchical bootstraps")
     # the paper CIFAR evaluation noises BatchNorm too (the original's): its captions say so
     cifar = load_config(REPO / "config" / "paper_cifar.yaml")
     assert pipeline.caption_values(cifar, "cifar10")["noise"] == (

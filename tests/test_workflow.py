@@ -414,6 +414,7 @@ def test_report_embeds_every_figure_and_table(finished_run):
     assert "qat, qat_noise: 1 model per configuration (seed 14)" in html
     assert "device_heatmap.png" in html and "accuracy_vs_time.png" in html and "device_summary.csv" in html
     assert "2 Monte-Carlo draws per model and" in html  # the device captions' own draws
+    assert "t intervals (the models as the units" in html  # the captions name the interval computed
 
 
 def rule_blocks(dry_run_output: str, rule: str) -> list[str]:
