@@ -406,15 +406,21 @@ def test_t_interval_of_nested_draws_is_the_t_interval_of_the_model_means():
     assert (clean["ci95_low"], clean["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
 
 
-def anova_t_interval(matrix: np.ndarray) -> tuple[float, float, float]:
-    """By hand: the crossed design's mean squares, se^2 = (MS_m + MS_d - MS_e) / (K n) and
-    Satterthwaite's degrees of freedom; returns (low, high, dof)."""
+def mean_squares_by_hand(matrix: np.ndarray) -> tuple[float, float, float, float]:
+    """The grand mean and the mean squares of models (rows), draws (columns) and residual."""
     k, n = matrix.shape
     grand = matrix.mean()
     ms_m = n * ((matrix.mean(axis=1) - grand) ** 2).sum() / (k - 1)
     ms_d = k * ((matrix.mean(axis=0) - grand) ** 2).sum() / (n - 1)
     resid = matrix - matrix.mean(axis=1, keepdims=True) - matrix.mean(axis=0, keepdims=True) + grand
-    ms_e = (resid ** 2).sum() / ((k - 1) * (n - 1))
+    return grand, ms_m, ms_d, (resid ** 2).sum() / ((k - 1) * (n - 1))
+
+
+def anova_t_interval(matrix: np.ndarray) -> tuple[float, float, float]:
+    """By hand: the crossed design's se^2 = (MS_m + MS_d - MS_e) / (K n) and Satterthwaite's
+    degrees of freedom; returns (low, high, dof)."""
+    k, n = matrix.shape
+    grand, ms_m, ms_d, ms_e = mean_squares_by_hand(matrix)
     assert ms_m > ms_e and ms_d > ms_e  # both components kept
     variance = (ms_m + ms_d - ms_e) / (k * n)
     dof = (ms_m + ms_d - ms_e) ** 2 / (ms_m ** 2 / (k - 1) + ms_d ** 2 / (n - 1) + ms_e ** 2 / ((k - 1) * (n - 1)))
@@ -435,12 +441,11 @@ def test_t_interval_of_shared_draws_uses_the_crossed_designs_variance_and_satter
     assert nested["ci95_high"] - nested["ci95_low"] == pytest.approx(
         2 * stats.t.ppf(0.975, 3) * stats.sem(means))
     # the paired differences get the same interval of their own matrix
+    gain = 0.05 + 0.01 * crossed(1, 4, 30, model_sd=1, draw_sd=1, residual_sd=1, seed=22)
     pairs = pd.concat([simulated(values, eval_seed=7),
-                       simulated(values + 0.05 + 0.01 * crossed(1, 4, 30, model_sd=1, draw_sd=1, residual_sd=1, seed=22),
-                                 eval_seed=7).assign(method="mat", sigma_train=0.2)])
+                       simulated(values + gain, eval_seed=7).assign(method="mat", sigma_train=0.2)])
     paired = paired_differences(pairs).iloc[0]
-    differences = 100 * 0.01 * crossed(1, 4, 30, model_sd=1, draw_sd=1, residual_sd=1, seed=22)[0] + 5.0
-    low, high, _ = anova_t_interval(differences)
+    low, high, _ = anova_t_interval(100 * gain[0])
     assert (paired["ci95_low"], paired["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
 
 
@@ -450,11 +455,7 @@ def test_t_interval_drops_a_component_estimated_below_zero():
     values = crossed(1, 5, 40, model_sd=0.003, draw_sd=0.0, residual_sd=0.01, seed=8)
     matrix = 100 * values[0]
     k, n = matrix.shape
-    grand = matrix.mean()
-    ms_m = n * ((matrix.mean(axis=1) - grand) ** 2).sum() / (k - 1)
-    ms_d = k * ((matrix.mean(axis=0) - grand) ** 2).sum() / (n - 1)
-    resid = matrix - matrix.mean(axis=1, keepdims=True) - matrix.mean(axis=0, keepdims=True) + grand
-    ms_e = (resid ** 2).sum() / ((k - 1) * (n - 1))
+    grand, ms_m, ms_d, ms_e = mean_squares_by_hand(matrix)
     assert ms_d < ms_e < ms_m and (ms_m + ms_d - ms_e) < 0.95 * ms_m  # the drop matters here
     s = summarise(simulated(values, eval_seed=1)).iloc[0]
     half = stats.t.ppf(0.975, k - 1) * math.sqrt(ms_m / (k * n))
