@@ -298,6 +298,20 @@ def _satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return variance, (variance ** 2 / spread if spread > 0.0 else float("inf"))
 
 
+def _crossed_mean_variance(ms_model: float, ms_draw: float, ms_residual: float, n_models: int,
+                           n_draws: int) -> tuple[float, float]:
+    """The variance of the mean of a crossed ``n_models x n_draws`` design from its mean squares
+    (observed, or expected for a planned design), ``model_var / K + draw_var / n + residual_var
+    / (K n)`` with a component below 0 dropped (as :func:`variance_components` sets it to 0), and
+    Satterthwaite's degrees of freedom for it (:func:`_satterthwaite`)."""
+    cells = n_models * n_draws
+    keep_model, keep_draw = ms_model > ms_residual, ms_draw > ms_residual
+    terms = [(ms_residual * (1 - keep_model - keep_draw) / cells, (n_models - 1) * (n_draws - 1)),
+             (ms_model / cells if keep_model else 0.0, n_models - 1),
+             (ms_draw / cells if keep_draw else 0.0, n_draws - 1)]
+    return _satterthwaite([(term, dof) for term, dof in terms if term != 0.0])
+
+
 def _t_interval(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
                 shared_draws: bool = False) -> tuple[float, float]:
     """The t interval of the mean of the model means: ``mean -/+ t(df) se``.
@@ -317,15 +331,7 @@ def _t_interval(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
     model_means = np.nanmean(matrix, axis=1)
     mean = float(model_means.mean())
     if shared_draws and n_models > 1 and width > 1:
-        ms_model, ms_draw, ms_residual = _mean_squares(matrix)
-        cells = n_models * width
-        keep_model, keep_draw = ms_model > ms_residual, ms_draw > ms_residual
-        terms = [(ms_residual * (1 - keep_model - keep_draw) / cells, (n_models - 1) * (width - 1))]
-        if keep_model:
-            terms.append((ms_model / cells, n_models - 1))
-        if keep_draw:
-            terms.append((ms_draw / cells, width - 1))
-        variance, dof = _satterthwaite([(term, dof) for term, dof in terms if term != 0.0])
+        variance, dof = _crossed_mean_variance(*_mean_squares(matrix), n_models, width)
     elif n_models > 1:
         variance, dof = float(model_means.var(ddof=1)) / n_models, n_models - 1
     elif counts[0] > 1:
@@ -852,11 +858,7 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
         if m < 2:
             dofs.append(float("nan"))
         elif crossed and n > 1:  # the interval's mean squares at their expectations
-            cells, keep_model, keep_draw = m * n, model > 0.0, draw > 0.0
-            terms = [(residual * (1 - keep_model - keep_draw) / cells, (m - 1) * (n - 1)),
-                     ((residual + n * model) / cells if keep_model else 0.0, m - 1),
-                     ((residual + m * draw) / cells if keep_draw else 0.0, n - 1)]
-            dofs.append(_satterthwaite([(term, dof) for term, dof in terms if term != 0.0])[1])
+            dofs.append(_crossed_mean_variance(residual + n * model, residual + m * draw, residual, int(m), int(n))[1])
         else:
             dofs.append(m - 1.0)
     plan["dof"] = dofs
