@@ -310,8 +310,9 @@ def _crossed_mean_variance(ms_model: float, ms_draw: float, ms_residual: float, 
     as for nested draws. The model term is never dropped: where the few models happen to look
     alike (``MS_model`` below ``MS_residual``, 7 % of 3-model studies with model sd 1 and
     residual sd 2 points over 50 draws) dropping it would hand the draws' many degrees of
-    freedom to a mean whose uncertainty is the models': measured, the t test of 40 null
-    comparisons then found a q < 0.05 in 6 of 10 simulated tables."""
+    freedom to a mean whose uncertainty is the models'. Measured with that rule: 2-model
+    intervals covered 88 % instead of 95 %, and t tests built on it (40 null comparisons per
+    simulated table) gave a Benjamini-Hochberg q < 0.05 in 6 of 10 tables."""
     cells = n_models * n_draws
     terms = [(ms_model / cells, n_models - 1)]
     if ms_draw > ms_residual:
