@@ -2,7 +2,9 @@
 asserts nothing.
 
 1. Training milliseconds per batch (batch 16, forward + backward + Adamax step) through
-   :func:`memristor_mat.training.train`, vanilla vs mat_scratch (NoisyModel, its noise drawn as the
+   :func:`memristor_mat.training.train`, for each of ``--loops`` (the time loop in Python, or the
+   same operations in C++: their ratio, and whether the trained weights are the same), vanilla vs
+   mat_scratch (NoisyModel, its noise drawn as the
    training loop draws it: in the step, 0.4 % of it), for the original dynamics (the paper configs'
    ``ecg`` and ``ecg_tanh`` tasks) and the normalised ones (``ecg_improved``). One epoch on random
    event sequences; the end-of-epoch clean evaluation is measured apart and subtracted. Beside
@@ -144,26 +146,41 @@ def bench_training(args) -> None:
     print(f"Training: batch {BATCH}, H {HIDDEN}, T {STEPS}, {batches} batches per epoch, Adamax, "
           f"{torch.get_num_threads()} threads (ms per batch, best of {args.repeats})")
     for dynamics, neuron in VARIANTS:
-        times = {}
-        for method in ("vanilla", "mat_scratch"):
-            settings = TrainingSettings(method=method, epochs=1, batch_size=BATCH,
-                                        optimizer={"name": "Adamax", "lr": 1e-3}, seed=0,
-                                        sigma_train=0.1 if method == "mat_scratch" else 0.0,
-                                        eval_batch_size=BATCH)
-            train(model(dynamics, neuron), data, settings, device=torch.device("cpu"), progress=False)  # warm-up
-            best = float("inf")
-            for _ in range(args.repeats):
-                net = model(dynamics, neuron)
-                started = time.perf_counter()
-                train(net, data, settings, device=torch.device("cpu"), progress=False)
-                seconds = time.perf_counter() - started
-                started = time.perf_counter()
-                clean_accuracy(net, x_test, y_test, batch_size=BATCH)
-                seconds -= time.perf_counter() - started
-                best = min(best, seconds)
-            times[method] = 1000 * best / batches
-        line = (f"  {dynamics:10s} {neuron:8s} ours: vanilla {times['vanilla']:6.1f}  "
-                f"mat_scratch {times['mat_scratch']:6.1f}")
+        times, weights = {}, {}
+        for loop_choice in args.loops:  # the time loop in Python or the same operations in C++
+            os.environ[spiking_loop.ENVIRONMENT_VARIABLE] = loop_choice
+            for method in ("vanilla", "mat_scratch"):
+                settings = TrainingSettings(method=method, epochs=1, batch_size=BATCH,
+                                            optimizer={"name": "Adamax", "lr": 1e-3}, seed=0,
+                                            sigma_train=0.1 if method == "mat_scratch" else 0.0,
+                                            eval_batch_size=BATCH)
+                train(model(dynamics, neuron), data, settings, device=torch.device("cpu"), progress=False)  # warm-up
+                best = float("inf")
+                for _ in range(args.repeats):
+                    net = model(dynamics, neuron)
+                    started = time.perf_counter()
+                    train(net, data, settings, device=torch.device("cpu"), progress=False)
+                    seconds = time.perf_counter() - started
+                    started = time.perf_counter()
+                    clean_accuracy(net, x_test, y_test, batch_size=BATCH)
+                    seconds -= time.perf_counter() - started
+                    best = min(best, seconds)
+                times[loop_choice, method] = 1000 * best / batches
+                weights[loop_choice, method] = [p.detach().clone() for p in net.parameters()]
+        os.environ.pop(spiking_loop.ENVIRONMENT_VARIABLE, None)
+        ours = args.loops[-1]  # the default choice where the C++ loops build: the last one listed
+        line = f"  {dynamics:10s} {neuron:8s}"
+        for loop_choice in args.loops:
+            line += (f" {loop_choice} loop: vanilla {times[loop_choice, 'vanilla']:6.1f}  "
+                     f"mat_scratch {times[loop_choice, 'mat_scratch']:6.1f} |")
+        if len(args.loops) > 1:
+            first = args.loops[0]
+            same = all(torch.equal(a, b) for method in ("vanilla", "mat_scratch")
+                       for a, b in zip(weights[first, method], weights[ours, method]))
+            line += (f" {first}/{ours} {times[first, 'vanilla'] / times[ours, 'vanilla']:.2f}x, "
+                     f"{times[first, 'mat_scratch'] / times[ours, 'mat_scratch']:.2f}x, "
+                     f"{'the same' if same else 'DIFFERENT'} trained weights |")
+        times = {method: times[ours, method] for method in ("vanilla", "mat_scratch")}
         if dynamics == "original":
             net = model(dynamics, neuron)
             loop = OriginalLoop(net)
@@ -178,7 +195,7 @@ def bench_training(args) -> None:
                     loop.step(x_train[index], y_train[index])
                 best = min(best, time.perf_counter() - started)
             original = 1000 * best / batches
-            line += (f" | the original's loop, vanilla {original:6.1f}: ours {original / times['vanilla']:.1f}x faster"
+            line += (f" the original's loop, vanilla {original:6.1f}: ours {original / times['vanilla']:.1f}x faster"
                      f" (logits differ by {difference:.0e})")
         print(line)
 
@@ -334,7 +351,8 @@ def main() -> None:
     parser.add_argument("--compiled-steps", type=int, default=1,
                         help="time steps per compiled call (1: a step; 25: the loop unrolled in 10 blocks)")
     parser.add_argument("--loops", type=lambda text: text.split(","), default=["python", "cpp"],
-                        help="evaluation loops to time, comma-separated (python, cpp: memristor_mat.models.spiking_loop)")
+                        help="training and evaluation loops to time, comma-separated (python, cpp: "
+                             "memristor_mat.models.spiking_loop); training's 'ours' is the last one")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     if args.threads is not None:

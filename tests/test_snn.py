@@ -15,6 +15,7 @@ from memristor_mat.evaluation import (clean_accuracy, correct_with_stacked_weigh
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.models import snn as snn_module
+from memristor_mat.models import spiking_loop
 from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
                                         lognormal_spread, spike)
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
@@ -652,13 +653,18 @@ def test_original_spikes_made_after_the_loop_are_the_per_step_spikes_bit_for_bit
         assert torch.equal(ours, reference)
 
 
+@pytest.mark.parametrize("loop", ["python", "cpp"])
 @pytest.mark.parametrize("dynamics", ["original", "normalised"])
 @pytest.mark.parametrize("neuron", VARIANTS)
 @pytest.mark.parametrize("batch, steps", [(1, 1), (1, 2), (3, 37), (16, 250)])
-def test_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients(dynamics, neuron, batch, steps):
-    # training runs the loop as one autograd node with its own backward pass; recording the
-    # membranes takes the step-by-step loop that autograd records: the two must agree bit for
-    # bit, here with MAT's noisy weights (straight-through to the clean ones)
+def test_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients(dynamics, neuron, batch, steps,
+                                                                                 loop, monkeypatch):
+    # training runs the loop as one autograd node with its own backward pass, in Python or the
+    # same operations in C++ (spiking_loop.training_module; "cpp": built, or the test fails);
+    # recording the membranes takes the step-by-step loop that autograd records: they must agree
+    # bit for bit, here with MAT's noisy weights (straight-through to the clean ones)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, loop)
+    assert (spiking_loop.training_module(torch.zeros(1)) is not None) == (loop == "cpp")
     model = snn(seed=3, dynamics=dynamics, neuron=neuron, hidden_size=100).train()
     x = events(batch=batch, steps=steps, rate=0.3, seed=steps)
     y = torch.randint(0, 2, (batch,), generator=torch.Generator().manual_seed(batch))

@@ -1,5 +1,5 @@
 """The spiking networks' evaluation time loop in C++ (``csrc/spiking_loop.cpp``), one weight draw
-at a time, built on first use with torch's own extension builder
+at a time, and their training time loops (:func:`training_module`), built on first use with torch's own extension builder
 (:func:`torch.utils.cpp_extension.load`) and cached by it (``TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``; concurrent jobs wait on its lock while one builds, and a job
 killed while building leaves no stale lock: torch holds an advisory lock that the system releases,
@@ -18,12 +18,21 @@ first: inductor rounds ``addcmul`` as a product and a sum on a CPU, where eager 
 spikes differ; this loop gives the Python loop's numbers bit for bit (module docstring of the
 C++ file; the tests compare them).
 
-``MEMRISTOR_MAT_SPIKING_LOOP`` chooses: ``auto`` (the default: the C++ loop where it applies and
+The training loops (``RecurrentSNN``'s ``_OriginalTimeLoop`` and ``_NormalisedTimeLoop``, forward
+and backward) are in the same file for another reason: a training batch of the ECG network is
+(16, 100) per step, 250 steps, and a call from Python to a torch operation cost about as much as
+its arithmetic. There the C++ code calls the same ATen operations in the same order on the same
+tensors, so it gives the Python loop's numbers by construction, for either neuron (tanh too) and
+any dtype, on the CPU: a training step of the ECG networks 20-31 % faster
+(``benchmarks/bench_snn.py``).
+
+``MEMRISTOR_MAT_SPIKING_LOOP`` chooses for both: ``auto`` (the default: the C++ loop where it applies and
 builds; if the build fails, a warning names why and the Python loop runs), ``python`` (never
-build), ``cpp`` (the C++ loop or an error: for checking a machine). It applies to spiking neurons
-(not the tanh twin: tanh has no exactly rounded form) in float32 on the CPU, with at least as
-many weight draws as torch has threads (one draw per thread; the Python loop's products use
-every thread on fewer draws). The build needs a C++ compiler (``c++``) and ``ninja`` (a
+build), ``cpp`` (the C++ loop or an error: for checking a machine). The evaluation loop applies to
+spiking neurons (not the tanh twin: tanh has no exactly rounded form) in float32 on the CPU,
+with at least as many weight draws as torch has threads (one draw per thread; the Python loop's
+products use every thread on fewer draws); the training loops to every network on the CPU. The
+build needs a C++ compiler (``c++``) and ``ninja`` (a
 dependency of the package).
 """
 
@@ -130,6 +139,17 @@ def module():
         raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=cpp, but the C++ evaluation loop of the spiking networks "
                            f"did not build: {_failure}")
     return _module
+
+
+def training_module(*tensors: torch.Tensor):
+    """The compiled operators for a training time loop on ``tensors`` (RecurrentSNN's
+    ``_OriginalTimeLoop`` and ``_NormalisedTimeLoop``: the same ATen operations in C++, the same
+    numbers for either neuron and any dtype), or None where Python's loop runs: off the CPU (the
+    C++ file is built for the CPU only), under ``MEMRISTOR_MAT_SPIKING_LOOP=python``, or where the
+    build failed under ``auto``."""
+    if choice() == "python" or any(t.device.type != "cpu" for t in tensors):
+        return None
+    return module()
 
 
 def applies(x: torch.Tensor, weights: tuple[torch.Tensor, ...], draws: int, spiking: bool) -> bool:

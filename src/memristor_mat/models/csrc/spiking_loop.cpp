@@ -1,5 +1,5 @@
 // The evaluation time loop of RecurrentSNN's spiking networks (memristor_mat/models/snn.py), one
-// weight draw at a time. Python's loop steps every draw together: each of its elementwise updates
+// weight draw at a time; the training time loops are at the end of the file. Python's loop steps every draw together: each of its elementwise updates
 // streams the state of all draws (16 draws x 256 windows x 100 neurons: 1.6 MB a tensor) through
 // memory once per operation. Here a draw's 250 steps run one after another, so its state (100 kB a
 // tensor) stays in the core's cache, and the elementwise updates of a step are one pass. The
@@ -20,12 +20,15 @@
 // against 20-23 s this way (ATen.h with torch's pybind11 casters: 30 s).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <c10/core/GradMode.h>
 #include <torch/library.h>
 
 #include <dlfcn.h>
 
 #include <cmath>
+#include <tuple>
+#include <vector>
 
 namespace {
 
@@ -296,10 +299,158 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
   return logits;
 }
 
+// --- The training time loops: snn.py's _OriginalTimeLoop and _NormalisedTimeLoop, forward and
+// backward, as the same ATen operations in the same order on the same tensors. A training batch
+// of the ECG network is (16, 100) per step, where a Python call costs as much as the arithmetic
+// it starts; here only the dispatcher is paid per operation. The numbers are the Python
+// functions' by construction (the same kernels, also for tanh: the same tensors reach them), any
+// dtype; the tests compare them bit for bit. Below autograd: the caller, an autograd.Function,
+// records the loop as one node.
+
+// forward of the original dynamics: the outputs (batch, T, H) (mem_{t-1}, or tanh(mem_{t-1} -
+// threshold)), the recurrent product's left factors h_{t-1} and, for tanh, the outputs per step
+std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> original_time_loop(
+    const at::Tensor& drive, const at::Tensor& w_rec, const at::Tensor& alpha, const at::Tensor& beta,
+    const at::Tensor& threshold, double threshold_value, bool spiking) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  TORCH_CHECK(drive.dim() == 3, "drive must be (batch, T, H), got ", drive.dim(), " dimensions");
+  const int64_t batch = drive.size(0), steps = drive.size(1), size = drive.size(2);
+  at::Tensor h = at::zeros({batch, size}, drive.options());
+  at::Tensor syn = at::zeros_like(h), mem = at::zeros_like(h), reset = at::empty_like(h);
+  std::vector<at::Tensor> inputs, outputs;
+  inputs.reserve(steps);
+  outputs.reserve(steps);
+  for (int64_t t = 0; t < steps; ++t) {
+    inputs.push_back(h);
+    h = at::addmm(drive.select(1, t), h, w_rec);
+    outputs.push_back(spiking ? mem : at::tanh(at::sub(mem, threshold)));
+    at::gt_out(reset, mem, threshold);
+    mem = at::sub(at::addcmul(syn, beta, mem), reset, threshold_value);
+    syn = at::addcmul(h, alpha, syn);
+  }
+  at::Tensor stacked = at::stack(outputs, 1);
+  if (spiking) outputs.clear();
+  return {stacked, inputs, outputs};
+}
+
+// backward of original_time_loop: {gradient of the drive (batch, T, H), of w_rec}, or none where
+// no step's h fed anything (fewer than three steps)
+std::vector<at::Tensor> original_time_loop_backward(const at::Tensor& grad_outputs, at::TensorList inputs,
+                                                    at::TensorList tanh_outputs, const at::Tensor& w_rec,
+                                                    const at::Tensor& alpha, const at::Tensor& beta) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const int64_t steps = static_cast<int64_t>(inputs.size());
+  const bool spiking = tanh_outputs.empty();
+  TORCH_CHECK(grad_outputs.dim() == 3 && grad_outputs.size(1) == steps && (spiking || tanh_outputs.size() == inputs.size()),
+              "original_time_loop_backward: the saved steps do not match the gradient");
+  // the gradients reaching step t's mem_t, syn_t and h_t from step t + 1 (undefined: none)
+  at::Tensor d_mem, d_syn, d_h, d_w;
+  std::vector<at::Tensor> d_drive(steps);
+  const at::Tensor w_rec_t = w_rec.t();
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const at::Tensor grad = grad_outputs.select(1, t);
+    at::Tensor d_mem_prev = spiking ? grad : at::tanh_backward(grad, tanh_outputs[t]);
+    at::Tensor d_syn_prev;
+    if (d_mem.defined()) {  // mem_t = syn_{t-1} + beta * mem_{t-1} - threshold * reset
+      d_syn_prev = d_mem;
+      d_mem_prev = at::add(d_mem_prev, at::mul(d_mem, beta));
+    }
+    if (d_syn.defined()) {  // syn_t = h_t + alpha * syn_{t-1}
+      d_h = d_h.defined() ? at::add(d_h, d_syn) : d_syn;
+      const at::Tensor from_syn = at::mul(d_syn, alpha);
+      d_syn_prev = d_syn_prev.defined() ? at::add(d_syn_prev, from_syn) : from_syn;
+    }
+    if (d_h.defined()) {  // h_t = drive_t + h_{t-1} @ w_rec
+      d_drive[t] = d_h;
+      const at::Tensor product = at::mm(inputs[t].t(), d_h);
+      d_w = d_w.defined() ? at::add(d_w, product) : product;
+      d_h = t > 0 ? at::mm(d_h, w_rec_t) : at::Tensor();
+    }
+    d_mem = d_mem_prev;
+    d_syn = d_syn_prev;
+  }
+  if (!d_w.defined()) return {};
+  const at::Tensor zeros = at::zeros_like(grad_outputs.select(1, 0));  // as autograd's unbind gives them
+  for (auto& d : d_drive) {
+    if (!d.defined()) d = zeros;
+  }
+  return {at::stack(d_drive, 1), d_w};
+}
+
+// forward of the normalised dynamics with spike recurrence: the outputs (batch, T, H) (spikes, or
+// tanh(mem - threshold)), the recurrent product's left factors out_{t-1}, and per step the
+// spike's surrogate slopes (spiking) or the outputs (tanh)
+std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> normalised_time_loop(
+    const at::Tensor& drive, const at::Tensor& w_rec, const at::Tensor& alpha, const at::Tensor& beta,
+    const at::Tensor& threshold, const at::Tensor& scale, double threshold_value, bool spiking) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  TORCH_CHECK(drive.dim() == 3, "drive must be (batch, T, H), got ", drive.dim(), " dimensions");
+  const int64_t batch = drive.size(0), steps = drive.size(1), size = drive.size(2);
+  at::Tensor syn = at::zeros({batch, size}, drive.options());
+  at::Tensor mem = at::zeros_like(syn), out = at::zeros_like(syn);
+  std::vector<at::Tensor> inputs, outputs, slopes;
+  inputs.reserve(steps);
+  outputs.reserve(steps);
+  slopes.reserve(spiking ? steps : 0);
+  for (int64_t t = 0; t < steps; ++t) {
+    inputs.push_back(out);
+    syn = at::addmm(at::addcmul(drive.select(1, t), alpha, syn), out, w_rec);
+    mem = at::lerp(syn, mem, beta);
+    if (spiking) {
+      out = at::gt(mem, threshold).to(mem.scalar_type());
+      at::Tensor slope = at::sub(mem, threshold).abs_().mul_(scale).add_(1.0);
+      slopes.push_back(slope.mul_(slope).reciprocal_());
+      mem = at::sub(mem, out, threshold_value);
+    } else {
+      out = at::tanh(at::sub(mem, threshold));
+    }
+    outputs.push_back(out);
+  }
+  at::Tensor stacked = at::stack(outputs, 1);
+  return {stacked, inputs, spiking ? slopes : outputs};
+}
+
+// backward of normalised_time_loop: {gradient of the drive (batch, T, H), of w_rec}; ``saved``:
+// its slopes (spiking) or outputs (tanh)
+std::vector<at::Tensor> normalised_time_loop_backward(const at::Tensor& grad_outputs, at::TensorList inputs,
+                                                      at::TensorList saved, const at::Tensor& w_rec,
+                                                      const at::Tensor& alpha, const at::Tensor& beta, bool spiking) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const int64_t steps = static_cast<int64_t>(inputs.size());
+  TORCH_CHECK(grad_outputs.dim() == 3 && grad_outputs.size(1) == steps && saved.size() == inputs.size(),
+              "normalised_time_loop_backward: the saved steps do not match the gradient");
+  // the gradients reaching step t's out_t, mem_t (after the reset) and syn_t from step t + 1
+  at::Tensor d_out, d_mem, d_syn, d_w, one_minus_beta;
+  std::vector<at::Tensor> d_drive(steps);
+  const at::Tensor w_rec_t = w_rec.t();
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const at::Tensor grad = grad_outputs.select(1, t);
+    d_out = d_out.defined() ? at::add(grad, d_out) : grad;
+    // the membrane before the reset: the reset passes d_mem through, the spike its slope
+    at::Tensor d_m = spiking ? at::mul(d_out, saved[t]) : at::tanh_backward(d_out, saved[t]);
+    if (d_mem.defined()) d_m = at::add(d_mem, d_m);
+    if (!one_minus_beta.defined()) one_minus_beta = at::rsub(beta, 1);  // mem = lerp(syn_t, mem_{t-1}, beta)
+    const at::Tensor from_lerp = at::mul(d_m, one_minus_beta);
+    d_syn = d_syn.defined() ? at::add(d_syn, from_lerp) : from_lerp;
+    d_mem = t > 0 ? at::mul(d_m, beta) : at::Tensor();
+    // syn_t = addcmul(drive_t, alpha, syn_{t-1}) + out_{t-1} @ w_rec
+    d_drive[t] = d_syn;
+    const at::Tensor product = at::mm(inputs[t].t(), d_syn);
+    d_w = d_w.defined() ? at::add(d_w, product) : product;
+    d_out = t > 0 ? at::mm(d_syn, w_rec_t) : at::Tensor();
+    d_syn = t > 0 ? at::mul(d_syn, alpha) : at::Tensor();
+  }
+  return {at::stack(d_drive, 1), d_w};
+}
+
 // An operator of torch's dispatcher in the namespace named as the build (torch.ops.<name>), called
 // as torch's own operations are: without the GIL, so another Python thread may go on meanwhile.
 // TORCH_LIBRARY pastes its namespace argument as written: the indirection expands the name first.
 #define MEMRISTOR_MAT_LIBRARY(name, m) TORCH_LIBRARY(name, m)
 MEMRISTOR_MAT_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("spiking_logits", &spiking_logits);
+  m.def("original_time_loop", &original_time_loop);
+  m.def("original_time_loop_backward", &original_time_loop_backward);
+  m.def("normalised_time_loop", &normalised_time_loop);
+  m.def("normalised_time_loop_backward", &normalised_time_loop_backward);
 }
