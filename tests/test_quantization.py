@@ -625,3 +625,23 @@ def test_bad_qat_settings_are_rejected(method, options, sigma_train, message):
 def test_qat_settings_round_trip_through_a_dict():
     original = settings("qat_noise", levels=4, noise_sd=0.0025)
     assert TrainingSettings.from_dict(original.as_dict()) == original
+
+
+def test_level_index_is_bucketize_for_every_level_count_and_tie():
+    # the CPU counts the boundaries below each weight up to 16 levels: bucketize's indices, with
+    # weights on the boundaries (they go to the lower level), infinite weights, and both dtypes;
+    # NaN or infinite boundaries (the levels of a tensor holding a NaN) fall back to bucketize
+    g = torch.Generator().manual_seed(12)
+    for dtype in (torch.float32, torch.float64):
+        for n_levels in (2, 3, 4, 5, 15, 16, 17, 64):
+            levels = torch.linspace(-1.5, 2.0, n_levels, dtype=dtype)
+            boundaries = (levels[:-1] + levels[1:]) / 2
+            w = torch.randn(300, 7, generator=g, dtype=torch.float64).to(dtype)
+            w.view(-1)[: 2 * len(boundaries)] = boundaries.repeat(2)  # exactly on every boundary
+            w.view(-1)[-3:] = torch.tensor([float("inf"), float("-inf"), 1e30], dtype=dtype)
+            for view in (w, w.t()):
+                index = quantization._level_index(view, boundaries)
+                assert torch.equal(index.long(), torch.bucketize(view.contiguous(), boundaries)), (dtype, n_levels)
+    w = torch.randn(50, generator=g)
+    for boundaries in (torch.tensor([float("nan"), float("nan")]), torch.tensor([0.0, float("inf")])):
+        assert torch.equal(quantization._level_index(w, boundaries), torch.bucketize(w, boundaries))
