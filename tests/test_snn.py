@@ -653,6 +653,28 @@ def test_original_spikes_made_after_the_loop_are_the_per_step_spikes_bit_for_bit
         assert torch.equal(ours, reference)
 
 
+def test_spikes_after_the_loop_in_cpp_are_spike_bit_for_bit(monkeypatch):
+    # the original network's spikes after its training loop, one C++ pass (_SpikeAfterLoop):
+    # spike()'s values and gradients, also at the threshold and for non-finite membranes (NaN
+    # spikes and gradients in the same places)
+    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    compiled = spiking_loop.training_module(torch.zeros(1))
+    g = torch.Generator().manual_seed(2)
+    membrane = torch.randn(3, 250, 100, generator=g) * 2
+    membrane.view(-1)[:5] = torch.tensor([1.0, 0.3, float("nan"), float("inf"), -float("inf")])
+    upstream = torch.randn(membrane.shape, generator=g)
+    for threshold, scale in ((1.0, 100.0), (0.3, 5.0)):
+        thr, k = torch.tensor(threshold), torch.tensor(scale)
+        ours_in, reference_in = membrane.clone().requires_grad_(), membrane.clone().requires_grad_()
+        ours = snn_module._SpikeAfterLoop.apply(ours_in, compiled, thr.item(), k.item())
+        reference = snn_module.spike(reference_in, thr, k)
+        ours.backward(upstream)
+        reference.backward(upstream)
+        assert ours.isnan().sum() == 3 and (ours == 1).any() and (ours == 0).any()  # NaN and +-inf
+        torch.testing.assert_close(ours, reference, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(ours_in.grad, reference_in.grad, rtol=0, atol=0, equal_nan=True)
+
+
 @pytest.mark.parametrize("loop", ["python", "cpp"])
 @pytest.mark.parametrize("dynamics", ["original", "normalised"])
 @pytest.mark.parametrize("neuron", VARIANTS)

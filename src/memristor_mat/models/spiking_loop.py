@@ -1,9 +1,9 @@
-"""The spiking networks' evaluation time loop in C++ (``csrc/spiking_loop.cpp``), one weight draw
-at a time, and their training time loops (:func:`training_module`), built on first use with torch's own extension builder
-(:func:`torch.utils.cpp_extension.load`) and cached by it (``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``; concurrent jobs wait on its lock while one builds, and a job
-killed while building leaves no stale lock: torch holds an advisory lock that the system releases,
-checked by killing a build and starting two more).
+"""The spiking networks' time loops in C++ (``csrc/spiking_loop.cpp``): evaluation, one weight
+draw at a time, and training (:func:`training_module`). Built on first use with torch's own
+extension builder (:func:`torch.utils.cpp_extension.load`) and cached by it
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``; concurrent jobs wait on its
+lock while one builds, and a job killed while building leaves no stale lock: torch holds an
+advisory lock that the system releases, checked by killing a build and starting two more).
 
 Why: :meth:`RecurrentSNN._evaluation_logits <memristor_mat.models.snn.RecurrentSNN>` steps every
 draw together, so each of a step's five elementwise updates streams all the draws' state through
@@ -20,20 +20,19 @@ C++ file; the tests compare them).
 
 The training loops (``RecurrentSNN``'s ``_OriginalTimeLoop`` and ``_NormalisedTimeLoop``, forward
 and backward) are in the same file for another reason: a training batch of the ECG network is
-(16, 100) per step, 250 steps, and a call from Python to a torch operation cost about as much as
-its arithmetic. There the C++ code calls the same ATen operations in the same order on the same
+(16, 100) per step, 250 steps, and a call from Python to a torch operation costs about as much
+as its arithmetic. There the C++ code calls the same ATen operations in the same order on the same
 tensors, so it gives the Python loop's numbers by construction, for either neuron (tanh too) and
-any dtype, on the CPU: a training step of the ECG networks 20-31 % faster
+any dtype, on the CPU: a training step of the ECG networks 1.2-1.3x faster
 (``benchmarks/bench_snn.py``).
 
-``MEMRISTOR_MAT_SPIKING_LOOP`` chooses for both: ``auto`` (the default: the C++ loop where it applies and
-builds; if the build fails, a warning names why and the Python loop runs), ``python`` (never
-build), ``cpp`` (the C++ loop or an error: for checking a machine). The evaluation loop applies to
-spiking neurons (not the tanh twin: tanh has no exactly rounded form) in float32 on the CPU,
-with at least as many weight draws as torch has threads (one draw per thread; the Python loop's
-products use every thread on fewer draws); the training loops to every network on the CPU. The
-build needs a C++ compiler (``c++``) and ``ninja`` (a
-dependency of the package).
+``MEMRISTOR_MAT_SPIKING_LOOP`` chooses for both: ``auto`` (the default: the C++ loops where they
+apply and build; if the build fails, a warning names why and the Python loops run), ``python``
+(never build), ``cpp`` (the C++ loops or an error: for checking a machine). The evaluation loop
+applies to spiking neurons (not the tanh twin: tanh has no exactly rounded form) in float32 on
+the CPU, with at least as many weight draws as torch has threads (one draw per thread; the
+Python loop's products use every thread on fewer draws); the training loops to every network on
+the CPU. The build needs a C++ compiler (``c++``) and ``ninja`` (a dependency of the package).
 """
 
 from __future__ import annotations
@@ -132,11 +131,11 @@ def module():
             _failure = f"{type(error).__name__}: {lines[0] if lines else ''}"
             if mode == "auto":
                 warnings.warn(
-                    f"the C++ evaluation loop of the spiking networks did not build ({_failure}); the Python "
-                    f"loop runs instead (the same numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip "
+                    f"the C++ time loops of the spiking networks did not build ({_failure}); the Python "
+                    f"loops run instead (the same numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip "
                     "the build.", RuntimeWarning, stacklevel=3)
     if _module is None and mode == "cpp":
-        raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=cpp, but the C++ evaluation loop of the spiking networks "
+        raise RuntimeError(f"{ENVIRONMENT_VARIABLE}=cpp, but the C++ time loops of the spiking networks "
                            f"did not build: {_failure}")
     return _module
 

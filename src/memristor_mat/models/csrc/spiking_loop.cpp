@@ -443,6 +443,35 @@ std::vector<at::Tensor> normalised_time_loop_backward(const at::Tensor& grad_out
   return {at::stack(d_drive, 1), d_w};
 }
 
+// snn.py's spike() on the original network's membranes after its training loop, in one pass
+// instead of ten: the spikes ``step + (m - m) * slope`` (the step, or NaN where m is not finite,
+// as autograd's expression gives them) and the surrogate slope ``1 / ((|m - thr| * scale + 1)^2)``
+// that the backward pass multiplies the gradient by. Each operation is one IEEE operation rounded
+// apart, as torch's kernels do them one by one (built with -ffp-contract=off): the same values.
+std::tuple<at::Tensor, at::Tensor> spike_with_slope(const at::Tensor& membrane, double threshold, double scale) {
+  TORCH_CHECK(membrane.device().is_cpu() && membrane.scalar_type() == at::kFloat,
+              "spike_with_slope: membrane must be a float32 CPU tensor");
+  const at::Tensor m = membrane.contiguous();
+  at::Tensor spikes = at::empty_like(m), slope = at::empty_like(m);
+  const float thr = static_cast<float>(threshold), k = static_cast<float>(scale);
+  TORCH_CHECK(static_cast<double>(thr) == threshold && static_cast<double>(k) == scale,
+              "spike_with_slope: threshold and scale must be float32 values");
+  const float* in = m.data_ptr<float>();
+  float* out = spikes.data_ptr<float>();
+  float* s = slope.data_ptr<float>();
+  at::parallel_for(0, m.numel(), 4096, [&](int64_t first, int64_t last) {
+#pragma GCC ivdep
+    for (int64_t i = first; i < last; ++i) {
+      const float v = in[i];
+      const float a = std::fabs(v - thr) * k + 1.0f;
+      const float slope_i = 1.0f / (a * a);
+      s[i] = slope_i;
+      out[i] = (v > thr ? 1.0f : 0.0f) + (v - v) * slope_i;
+    }
+  });
+  return {spikes, slope};
+}
+
 // An operator of torch's dispatcher in the namespace named as the build (torch.ops.<name>), called
 // as torch's own operations are: without the GIL, so another Python thread may go on meanwhile.
 // TORCH_LIBRARY pastes its namespace argument as written: the indirection expands the name first.
@@ -453,4 +482,5 @@ MEMRISTOR_MAT_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("original_time_loop_backward", &original_time_loop_backward);
   m.def("normalised_time_loop", &normalised_time_loop);
   m.def("normalised_time_loop_backward", &normalised_time_loop_backward);
+  m.def("spike_with_slope", &spike_with_slope);
 }
