@@ -110,8 +110,9 @@ Common to both:
   membranes still runs). On the CPU both loops, forward and backward, run as the same ATen
   operations in C++ where the extension builds (:func:`~memristor_mat.models.spiking_loop.
   training_module`): a (16, 100) step's Python calls cost as much as its arithmetic, and a
-  training batch of 250 steps runs 1.2-1.3x faster, with the same numbers (the same kernels
-  on the same tensors, tanh included; the tests compare both with the recorded loop).
+  training batch of 250 steps runs 1.2-1.5x faster, with the same numbers (the same kernels
+  on the same tensors, tanh included; the tests compare both with the recorded loop). The
+  original network's spikes after its loop are one C++ pass there too (:class:`_SpikeAfterLoop`).
 * **Precision**: float32 also under autocast (``mixed_precision`` on CUDA): the forward pass
   turns it off, so the same weights train to the same values with and without it (bfloat16
   state would round the leaky integration and the threshold comparisons).

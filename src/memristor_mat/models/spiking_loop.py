@@ -23,7 +23,7 @@ and backward) are in the same file for another reason: a training batch of the E
 (16, 100) per step, 250 steps, and a call from Python to a torch operation costs about as much
 as its arithmetic. There the C++ code calls the same ATen operations in the same order on the same
 tensors, so it gives the Python loop's numbers by construction, for either neuron (tanh too) and
-any dtype, on the CPU: a training step of the ECG networks 1.2-1.3x faster
+any dtype, on the CPU: a training step of the ECG networks 1.2-1.5x faster
 (``benchmarks/bench_snn.py``).
 
 ``MEMRISTOR_MAT_SPIKING_LOOP`` chooses for both: ``auto`` (the default: the C++ loops where they
