@@ -4,8 +4,8 @@ asserts nothing.
 1. Training milliseconds per batch (batch 16, forward + backward + Adamax step) through
    :func:`memristor_mat.training.train`, for each of ``--loops`` (the time loop in Python, or the
    same operations in C++: their ratio, and whether the trained weights are the same), vanilla vs
-   mat_scratch (NoisyModel, its noise drawn as the
-   training loop draws it: in the step, 0.4 % of it), for the original dynamics (the paper configs'
+   mat_scratch (NoisyModel, its noise drawn as the training loop draws it: in the step, 0.4 % of
+   it), for the original dynamics (the paper configs'
    ``ecg`` and ``ecg_tanh`` tasks) and the normalised ones (``ecg_improved``). One epoch on random
    event sequences; the end-of-epoch clean evaluation is measured apart and subtracted. Beside
    them, in the same run, :class:`OriginalLoop`: the original study's training step written the
