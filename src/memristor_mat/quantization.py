@@ -22,8 +22,9 @@ elements, v_0 <= ... <= v_{n-1} in ascending order (NaN last), ``torch.quantile(
     result  = v[below].lerp_(v[above], weights)
 
 and NaN for every q if the tensor holds a NaN. Only four order statistics are needed, among
-the ~1 % smallest and the ~1 % largest elements: on the CPU two single-rank ``np.partition``
-(introselect) find them, elsewhere two ``torch.topk``, both in about linear time. ``ranks``,
+the ~1 % smallest and the ~1 % largest elements: on the CPU single-rank ``np.partition``
+(introselect) finds them among the candidates that pass a threshold at each end (a sample places
+the thresholds), elsewhere two ``torch.topk``, both in about linear time. ``ranks``,
 ``below``, ``weights`` and ``above`` come from the same tensor ops as in torch (in float64 or
 not as the installed torch does it on that kind of device, asked once by
 :func:`_float64_ranks`), and the interpolation is the same ``lerp_`` on two-element tensors
@@ -40,6 +41,7 @@ than 2**24 elements raise its RuntimeError, as before.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -88,11 +90,19 @@ def _interpolation_plan(n: int, dtype: torch.dtype, device: torch.device):
 _SORT_BELOW = 256
 
 
+#: from this many elements on the CPU path selects among candidates (:func:`_order_statistics_of_ends`)
+_CANDIDATES_FROM = 4096
+#: one element in this many forms the sample that places the candidates' thresholds
+_SAMPLE_STRIDE = 32
+
+
 def _order_statistics_cpu(values: np.ndarray, low: tuple[int, int], high: tuple[int, int]):
     """v[low_below], v[high_below], v[low_above], v[high_above] and the largest element (NaN if
     any is NaN) of a 1-d array, v being it in ascending order with NaN last, as torch.sort has
-    it. Two single-rank ``np.partition`` (introselect, linear time), each followed by the max of
-    the part just below the rank selected; ranks [0, low_above) and then (low_above, high_above)
+    it. From :data:`_CANDIDATES_FROM` elements on, among the two ends' candidates
+    (:func:`_order_statistics_of_ends`); otherwise, or where those do not hold the ranks, two
+    single-rank ``np.partition`` (introselect, linear time), each followed by the max of the
+    part just below the rank selected; ranks [0, low_above) and then (low_above, high_above)
     are left unordered. numpy's multi-rank partition is several times slower than this."""
     (low_below, low_above), (high_below, high_above) = low, high
     n = values.size
@@ -100,6 +110,10 @@ def _order_statistics_cpu(values: np.ndarray, low: tuple[int, int], high: tuple[
         ordered = np.sort(values)
         picked = ordered[[low_below, high_below, low_above, high_above, n - 1]]
         return picked[:4].tolist(), picked[4].item()
+    if n >= _CANDIDATES_FROM:
+        found = _order_statistics_of_ends(values, low, high)
+        if found is not None:
+            return found
     # here the upper pair lies above the lower one (high_below > low_above, always so from
     # n = _SORT_BELOW on), and each pair is one rank apart or equal (weight 0)
     part = np.partition(values, low_above)  # a copy; v[low_above] at its place
@@ -111,6 +125,48 @@ def _order_statistics_cpu(values: np.ndarray, low: tuple[int, int], high: tuple[
     v_high_above = upper[k]
     v_high_below = v_high_above if high_below == high_above else upper[:k].max()  # k >= 1 here
     largest = upper[k:].max()  # ranks high_above .. n - 1: NaN if any (NaN goes last)
+    return [v_low_below.item(), v_high_below.item(), v_low_above.item(), v_high_above.item()], largest.item()
+
+
+def _order_statistics_of_ends(values: np.ndarray, low: tuple[int, int], high: tuple[int, int]):
+    """What :func:`_order_statistics_cpu` returns, found among a few candidates at each end, or
+    None where they do not hold the ranks asked for (then the caller selects in the whole array).
+
+    The four ranks lie in the lowest and highest ~1 % of the array: the order statistics of a
+    sample (every :data:`_SAMPLE_STRIDE`-th element) place a threshold at each end that about
+    (sample rank) x stride elements pass, the sample rank chosen some standard deviations beyond
+    the rank asked for; the c elements <= the lower threshold are then exactly the c smallest
+    (ties included), so the rank-r element of the array is the rank-r element among them for
+    every r < c, and the same holds from the top at the upper end. So the result does not depend
+    on the sample (it is checked, never trusted): a sample that misplaces a threshold only costs
+    the fallback. An array holding a NaN (NaN compares with nothing, and ranks last) also falls
+    back. Two comparisons and one selection in ~2 % of the elements take about a tenth of the time
+    of two selections in all of them (issue #12: 100,352 weights per QAT step)."""
+    (low_below, low_above), (high_below, high_above) = low, high
+    n = values.size
+    largest = values.max()
+    if largest != largest:  # a NaN
+        return None
+    sample = values[::_SAMPLE_STRIDE]
+    # the count of elements <= the sample's rank-j element is about (j + 1) x stride, with a
+    # standard deviation of about stride x sqrt(j + 1): aim 4 of them and 8 ranks beyond
+    low_count, high_count = low_above + 1, n - high_below  # elements needed at each end
+    low_rank = low_count // _SAMPLE_STRIDE + 8 + int(4 * math.sqrt(low_count / _SAMPLE_STRIDE))
+    high_rank = sample.size - 1 - (high_count // _SAMPLE_STRIDE + 8 + int(4 * math.sqrt(high_count / _SAMPLE_STRIDE)))
+    if high_rank <= low_rank:
+        return None
+    ordered_sample = np.partition(sample, (low_rank, high_rank))
+    lower = values[values <= ordered_sample[low_rank]]  # the smallest elements, all of them up to that value
+    upper = values[values >= ordered_sample[high_rank]]
+    if lower.size < low_count or upper.size < high_count:
+        return None
+    lower.partition(low_above)
+    v_low_above = lower[low_above]
+    v_low_below = v_low_above if low_below == low_above else lower[:low_above].max()
+    k = high_above - (n - upper.size)  # the array's rank high_above among the upper candidates
+    upper.partition(k)
+    v_high_above = upper[k]
+    v_high_below = v_high_above if high_below == high_above else upper[:k].max()
     return [v_low_below.item(), v_high_below.item(), v_low_above.item(), v_high_above.item()], largest.item()
 
 
