@@ -2,10 +2,11 @@
 
 1. Per call, one thread: the levels of the MNIST MLP's two tensors (784 x 128 and 128 x 10, no
    biases) by ``torch.quantile`` (the implementation before issue #12, kept here as the
-   reference) and by :func:`memristor_mat.quantization.quantization_levels` (selection), and the
-   whole ``quantize`` call, old and new; whether old and new give identical bits.
+   reference), by selection in the whole tensor (issue #12's first step, until 2026-12-06) and by
+   :func:`memristor_mat.quantization.quantization_levels` (selection among the candidates at the
+   two ends), and the whole ``quantize`` call, old and new; whether all give identical bits.
 2. (unless --no-epochs) One training epoch of the paper-scale MNIST config on data of MNIST's
-   size (60,000 images, batch 32, 1,875 steps: :func:`paper_scale.real_size_digits`), the way
+   size (60,000 images, batch 32, 1,875 steps: :func:`paper_scale.real_size_images`), the way
    benchmarks/paper_scale.py times it: vanilla, QAT with the new quantize and QAT with the old
    one (the same seed, so the trained weights must come out identical).
 
@@ -30,7 +31,10 @@ from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_scale import N_TRAIN, real_size_digits  # noqa: E402  (the same data and epoch timing)
+from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
+
+#: training images of MNIST, whose epochs the paper grid runs
+N_TRAIN = IMAGE_SIZES["mnist"][0]
 
 
 def old_quantization_levels(weight: torch.Tensor, n_levels: int) -> torch.Tensor:
@@ -50,6 +54,16 @@ def old_quantize(weight: torch.Tensor, n_levels: int) -> torch.Tensor:
     levels = old_quantization_levels(weight, n_levels).to(weight.dtype)
     boundaries = (levels[:-1] + levels[1:]) / 2
     return levels[torch.bucketize(weight.contiguous(), boundaries)]
+
+
+def whole_tensor_levels(weight: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """quantization_levels with its selection in the whole tensor (no candidates at the ends)."""
+    saved = quantization._CANDIDATES_FROM
+    quantization._CANDIDATES_FROM = 2 ** 62
+    try:
+        return quantization.quantization_levels(weight, n_levels)
+    finally:
+        quantization._CANDIDATES_FROM = saved
 
 
 class old_quantizer:
@@ -95,27 +109,32 @@ def main() -> None:
     torch.manual_seed(0)
     net = build_model("mlp", input_size=784, hidden_sizes=[128], num_classes=10, bias=False)
     tensors = {name: p.detach().clone() for name, p in net.named_parameters()}
-    totals = {"old levels": 0.0, "new levels": 0.0, "old quantize": 0.0, "new quantize": 0.0}
+    totals = {"old levels": 0.0, "whole-tensor": 0.0, "new levels": 0.0, "old quantize": 0.0, "new quantize": 0.0}
     print(f"per call (best of 5 x {args.repeats}), microseconds of CPU time:")
-    print(f"  {'tensor':16s} {'elements':>9s} {'old levels':>11s} {'new levels':>11s} {'speed-up':>8s} "
-          f"{'old quantize':>13s} {'new quantize':>13s}  identical")
-    functions = {"old levels": old_quantization_levels, "new levels": quantization.quantization_levels,
+    print(f"  {'tensor':16s} {'elements':>9s} {'old levels':>11s} {'whole-tensor':>12s} {'new levels':>11s} "
+          f"{'speed-up':>8s} {'old quantize':>13s} {'new quantize':>13s}  identical")
+    functions = {"old levels": old_quantization_levels, "whole-tensor": whole_tensor_levels,
+                 "new levels": quantization.quantization_levels,
                  "old quantize": old_quantize, "new quantize": quantization.quantize}
     for name, w in tensors.items():
         times = {key: per_call(lambda: function(w, args.levels), args.repeats) for key, function in functions.items()}
         results = {key: bits(function(w, args.levels)) for key, function in functions.items()}
         same = (torch.equal(results["old levels"], results["new levels"])
+                and torch.equal(results["whole-tensor"], results["new levels"])
                 and torch.equal(results["old quantize"], results["new quantize"]))
         for key in totals:
             totals[key] += times[key]
-        print(f"  {name:16s} {w.numel():9,d} {times['old levels']:11.1f} {times['new levels']:11.1f} "
+        print(f"  {name:16s} {w.numel():9,d} {times['old levels']:11.1f} {times['whole-tensor']:12.1f} "
+              f"{times['new levels']:11.1f} "
               f"{times['old levels'] / times['new levels']:7.1f}x {times['old quantize']:13.1f} "
               f"{times['new quantize']:13.1f}  {same}")
     steps = -(-N_TRAIN // 32)
-    print(f"  {'per step (both)':16s} {'':9s} {totals['old levels']:11.1f} {totals['new levels']:11.1f} "
+    print(f"  {'per step (both)':16s} {'':9s} {totals['old levels']:11.1f} {totals['whole-tensor']:12.1f} "
+          f"{totals['new levels']:11.1f} "
           f"{totals['old levels'] / totals['new levels']:7.1f}x {totals['old quantize']:13.1f} "
           f"{totals['new quantize']:13.1f}")
     print(f"  x {steps:,} steps per epoch: levels {totals['old levels'] * steps / 1e6:.2f} s -> "
+          f"{totals['whole-tensor'] * steps / 1e6:.2f} s -> "
           f"{totals['new levels'] * steps / 1e6:.2f} s, quantize {totals['old quantize'] * steps / 1e6:.2f} s -> "
           f"{totals['new quantize'] * steps / 1e6:.2f} s")
     if args.no_epochs:
@@ -123,7 +142,7 @@ def main() -> None:
 
     config = load_config(args.config)
     task_config = config["tasks"][args.task]
-    data = real_size_digits()
+    data = real_size_images(task_config["dataset"]["name"]).splits
     arch = task_config["model"]["arch"]
     options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
     runs = pipeline.model_runs(config, args.task)

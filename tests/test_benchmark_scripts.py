@@ -1,0 +1,33 @@
+"""Every script under benchmarks/ imports (its names from the library and from its neighbours
+still exist) and has its entry point: the benchmarks run by hand, rarely, so a rename in the
+library would otherwise break one unseen (qat_levels.py once imported a name paper_scale.py no
+longer had). What they print is theirs; the scripts with tests of their own
+(test_demo_time.py, test_gpu_check.py, test_paper_scale.py) are checked further there."""
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py"))
+HELPERS = {"timing"}  # imported by the others, not run
+
+
+def test_the_benchmarks_folder_is_found():
+    assert {"bench_mlp", "bench_snn", "qat_levels", "paper_scale", "timing"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_script_imports_and_has_its_entry_point(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # they import their neighbours
+    loaded_before = set(sys.modules)
+    try:
+        module = importlib.import_module(name)
+        if name not in HELPERS:
+            assert callable(getattr(module, "main", None)), f"benchmarks/{name}.py has no main()"
+            assert 'if __name__ == "__main__":' in (BENCHMARKS / f"{name}.py").read_text()
+    finally:
+        for neighbour in set(SCRIPTS) & (set(sys.modules) - loaded_before):
+            sys.modules.pop(neighbour, None)
