@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from memristor_mat.datasets import DatasetSplits
 from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy, standard_normal_draws
+from memristor_mat import native
 from memristor_mat.models import spiking_loop
 from memristor_mat.models.snn import RecurrentSNN
 from memristor_mat.noise import GaussianWeightNoise, noisy_parameter_names
@@ -148,7 +149,7 @@ def bench_training(args) -> None:
     for dynamics, neuron in VARIANTS:
         times, weights = {}, {}
         for loop_choice in args.loops:  # the time loop in Python or the same operations in C++
-            os.environ[spiking_loop.ENVIRONMENT_VARIABLE] = loop_choice
+            os.environ[native.ENVIRONMENT_VARIABLE] = loop_choice
             for method in ("vanilla", "mat_scratch"):
                 settings = TrainingSettings(method=method, epochs=1, batch_size=BATCH,
                                             optimizer={"name": "Adamax", "lr": 1e-3}, seed=0,
@@ -167,7 +168,7 @@ def bench_training(args) -> None:
                     best = min(best, seconds)
                 times[loop_choice, method] = 1000 * best / batches
                 weights[loop_choice, method] = [p.detach().clone() for p in net.parameters()]
-        os.environ.pop(spiking_loop.ENVIRONMENT_VARIABLE, None)
+        os.environ.pop(native.ENVIRONMENT_VARIABLE, None)
         ours = args.loops[-1]  # the default choice where the C++ loops build: the last one listed
         line = f"  {dynamics:10s} {neuron:8s}"
         for loop_choice in args.loops:
@@ -297,7 +298,7 @@ def bench_monte_carlo(args) -> None:
             seconds, counts = {loop: float("inf") for loop in loops}, {}
             for _ in range(args.repeats):  # the loops in turn, the best of each: the machine's speed drifts
                 for loop in loops:
-                    os.environ[spiking_loop.ENVIRONMENT_VARIABLE] = loop
+                    os.environ[native.ENVIRONMENT_VARIABLE] = loop
                     monte_carlo_accuracy(net, x[:64], y[:64], warm)
                     started = time.perf_counter()
                     counts[loop] = monte_carlo_accuracy(net, x, y, settings)["n_correct"].tolist()
@@ -328,7 +329,7 @@ def bench_monte_carlo(args) -> None:
             print(f"  {dynamics:10s} {neuron:8s} the original's loop, batches of {args.original_batch_size:4d}: "
                   f"{rate:6.2f} draws/s = {rate * gflop_per_draw:5.1f} GFLOP/s = {rate * gflop_per_draw / peak:4.0%} "
                   f"of peak")
-    os.environ.pop(spiking_loop.ENVIRONMENT_VARIABLE, None)  # "ours" below: the default choice
+    os.environ.pop(native.ENVIRONMENT_VARIABLE, None)  # "ours" below: the default choice
     if args.compiled_draws:
         bench_compiled(args, x, y, gflop_per_draw, peak)
 

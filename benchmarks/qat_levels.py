@@ -32,6 +32,7 @@ from memristor_mat.training import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
+from timing import per_call  # noqa: E402
 
 #: training images of MNIST, whose epochs the paper grid runs
 N_TRAIN = IMAGE_SIZES["mnist"][0]
@@ -77,19 +78,6 @@ class old_quantizer:
         qat.quantize = self.saved
 
 
-def per_call(function, repeats: int) -> float:
-    """The best of 5 rounds of ``repeats`` calls, in microseconds of process CPU time per call
-    (the wall time where nothing else runs, steadier where the machine is shared)."""
-    function()
-    rounds = []
-    for _ in range(5):
-        started = time.process_time()
-        for _ in range(repeats):
-            function()
-        rounds.append((time.process_time() - started) / repeats)
-    return min(rounds) * 1e6
-
-
 def bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int32)
 
@@ -117,7 +105,8 @@ def main() -> None:
                  "new levels": quantization.quantization_levels,
                  "old quantize": old_quantize, "new quantize": quantization.quantize}
     for name, w in tensors.items():
-        times = {key: per_call(lambda: function(w, args.levels), args.repeats) for key, function in functions.items()}
+        times = {key: per_call(lambda: function(w, args.levels), args.repeats, clock=time.process_time)
+                 for key, function in functions.items()}
         results = {key: bits(function(w, args.levels)) for key, function in functions.items()}
         same = (torch.equal(results["old levels"], results["new levels"])
                 and torch.equal(results["whole-tensor"], results["new levels"])

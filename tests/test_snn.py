@@ -15,6 +15,7 @@ from memristor_mat.evaluation import (clean_accuracy, correct_with_stacked_weigh
 from memristor_mat.models import ARCHITECTURES, architecture_options, build_model
 from memristor_mat.noise import GaussianWeightNoise, NoisyModel, noisy_parameter_names
 from memristor_mat.models import snn as snn_module
+from memristor_mat import native
 from memristor_mat.models import spiking_loop
 from memristor_mat.models.snn import (RecurrentSNN, delayed_double_integrator_kernels, double_integrator_kernel,
                                         lognormal_spread, spike)
@@ -507,7 +508,7 @@ def test_evaluation_logits_integrate_the_evaluation_loops_projections(options, n
     # spike recurrence a step late, from the next step's product): recorded here, the readout
     # recomputed from them gives the logits bit for bit, and they are the training pass's
     # projections to rounding
-    monkeypatch.setenv("MEMRISTOR_MAT_SPIKING_LOOP", "python")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "python")
     model = snn(neuron=neuron, hidden_size=32, **options).eval()
     x = events(batch=5, steps=37, rate=0.3, seed=2)
     seen = []
@@ -657,7 +658,7 @@ def test_spikes_after_the_loop_in_cpp_are_spike_bit_for_bit(monkeypatch):
     # the original network's spikes after its training loop, one C++ pass (_SpikeAfterLoop):
     # spike()'s values and gradients, also at the threshold and for non-finite membranes (NaN
     # spikes and gradients in the same places)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
     compiled = spiking_loop.training_module(torch.zeros(1))
     g = torch.Generator().manual_seed(2)
     membrane = torch.randn(3, 250, 100, generator=g) * 2
@@ -685,7 +686,7 @@ def test_training_loop_as_one_node_gives_the_recorded_loops_values_and_gradients
     # same operations in C++ (spiking_loop.training_module; "cpp": built, or the test fails);
     # recording the membranes takes the step-by-step loop that autograd records: they must agree
     # bit for bit, here with MAT's noisy weights (straight-through to the clean ones)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, loop)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, loop)
     assert (spiking_loop.training_module(torch.zeros(1)) is not None) == (loop == "cpp")
     model = snn(seed=3, dynamics=dynamics, neuron=neuron, hidden_size=100).train()
     x = events(batch=batch, steps=steps, rate=0.3, seed=steps)

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from memristor_mat import native
 from memristor_mat.models import spiking_loop
 from memristor_mat.models.snn import RecurrentSNN
 
@@ -44,7 +45,7 @@ def draws_of(model, count, scale, seed):
 
 
 def logits_with(loop, monkeypatch, model, weights, x):
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, loop)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, loop)
     with torch.no_grad():
         return torch.func.functional_call(model, weights, (x,))
 
@@ -57,7 +58,7 @@ def spike_count(model, weights, x):
 
 @pytest.fixture
 def compiled(monkeypatch):
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
     return spiking_loop.module()  # builds (or raises: the test then fails with the compiler's reason)
 
 
@@ -81,7 +82,7 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
         python = logits_with("python", monkeypatch, model, weights, x)
         sparse_events = []  # the last argument of each call
         real = compiled.spiking_logits
-        monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
+        monkeypatch.setattr(native, "_module", type("Counted", (), {
             "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
         cpp = logits_with("cpp", monkeypatch, model, weights, x)
     finally:
@@ -102,7 +103,7 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     weights = draws_of(model, 2, scale=0.2, seed=8)
     sparse_events = []
     real = compiled.spiking_logits
-    monkeypatch.setattr(spiking_loop, "_module", type("Counted", (), {
+    monkeypatch.setattr(native, "_module", type("Counted", (), {
         "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -205,19 +206,19 @@ def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
 
 def test_the_loop_applies_to_spiking_float32_cpu_with_a_draw_per_thread(monkeypatch):
     x, w = torch.zeros(2, 5, 4), torch.zeros(4, 3)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "auto")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     threads = torch.get_num_threads()
     assert spiking_loop.applies(x, (w,), draws=threads, spiking=True)
     assert not spiking_loop.applies(x, (w,), draws=threads, spiking=False)  # tanh: the Python loop
     assert not spiking_loop.applies(x.double(), (w.double(),), draws=threads, spiking=True)
     if threads > 1:
         assert not spiking_loop.applies(x, (w,), draws=threads - 1, spiking=True)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "python")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "python")
     assert not spiking_loop.applies(x, (w,), draws=threads, spiking=True)
 
 
 def test_the_tanh_twin_keeps_the_python_loop(monkeypatch):
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
     monkeypatch.setattr(spiking_loop, "module", lambda: pytest.fail("the tanh twin must not use the C++ loop"))
     model = network(hidden=20, dynamics="original", neuron="tanh")
     with torch.no_grad():
@@ -225,28 +226,40 @@ def test_the_tanh_twin_keeps_the_python_loop(monkeypatch):
 
 
 def test_a_bad_choice_is_named(monkeypatch):
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "fast")
-    with pytest.raises(ValueError, match="MEMRISTOR_MAT_SPIKING_LOOP='fast'.*auto.*python.*cpp"):
-        spiking_loop.choice()
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="MEMRISTOR_MAT_NATIVE='fast'.*auto.*python.*cpp"):
+        native.choice()
+
+
+def test_the_former_variable_still_chooses_where_the_new_one_is_unset(monkeypatch):
+    monkeypatch.delenv(native.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setenv(native.FORMER_ENVIRONMENT_VARIABLE, "python")
+    assert native.choice() == "python"
+    assert native.module() is None and spiking_loop.training_module(torch.zeros(1)) is None
+    monkeypatch.setenv(native.FORMER_ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="MEMRISTOR_MAT_SPIKING_LOOP='fast'"):
+        native.choice()
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")  # the new name wins
+    assert native.choice() == "auto"
 
 
 def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(monkeypatch):
     def no_compiler():
-        raise RuntimeError("Error building extension 'memristor_mat_spiking_loop': c++: not found\nmore")
+        raise RuntimeError("Error building extension 'memristor_mat_native': c++: not found\nmore")
 
-    monkeypatch.setattr(spiking_loop, "_build", no_compiler)
-    monkeypatch.setattr(spiking_loop, "_module", None)
-    monkeypatch.setattr(spiking_loop, "_failure", None)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "auto")
+    monkeypatch.setattr(native, "_build", no_compiler)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     model = network(hidden=20)
     x = events(4, 30, rate=0.1, seed=0)
     weights = draws_of(model, torch.get_num_threads(), scale=0.1, seed=0)  # a draw per thread: it applies
-    with pytest.warns(RuntimeWarning, match="did not build .*c\\+\\+: not found.*MEMRISTOR_MAT_SPIKING_LOOP=python"):
+    with pytest.warns(RuntimeWarning, match="did not build .*c\\+\\+: not found.*MEMRISTOR_MAT_NATIVE=python"):
         first = logits_with("auto", monkeypatch, model, weights, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once: the build is not tried again
         assert torch.equal(logits_with("auto", monkeypatch, model, weights, x), first)
-    monkeypatch.setenv(spiking_loop.ENVIRONMENT_VARIABLE, "cpp")
-    with pytest.raises(RuntimeError, match="MEMRISTOR_MAT_SPIKING_LOOP=cpp, but .*did not build: RuntimeError: "
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
+    with pytest.raises(RuntimeError, match="MEMRISTOR_MAT_NATIVE=cpp, but .*did not build: RuntimeError: "
                                            "Error building extension"):
         spiking_loop.module()

@@ -472,10 +472,11 @@ std::tuple<at::Tensor, at::Tensor> spike_with_slope(const at::Tensor& membrane, 
   return {spikes, slope};
 }
 
-// An operator of torch's dispatcher in the namespace named as the build (torch.ops.<name>), called
+// Operators of torch's dispatcher in the namespace named as the build (torch.ops.<name>), called
 // as torch's own operations are: without the GIL, so another Python thread may go on meanwhile.
-// TORCH_LIBRARY pastes its namespace argument as written: the indirection expands the name first.
-#define MEMRISTOR_MAT_LIBRARY(name, m) TORCH_LIBRARY(name, m)
+// A fragment: the library's other files (csrc/*.cpp, memristor_mat/native.py) add theirs. The macro
+// pastes its namespace argument as written: the indirection expands the name first.
+#define MEMRISTOR_MAT_LIBRARY(name, m) TORCH_LIBRARY_FRAGMENT(name, m)
 MEMRISTOR_MAT_LIBRARY(TORCH_EXTENSION_NAME, m) {
   m.def("spiking_logits", &spiking_logits);
   m.def("original_time_loop", &original_time_loop);

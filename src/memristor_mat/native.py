@@ -1,0 +1,152 @@
+"""The package's operators in C++ (``csrc/*.cpp``), one library built on first use with torch's own
+extension builder (:func:`torch.utils.cpp_extension.load`) and cached by it
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``; concurrent jobs wait on its
+lock while one builds, and a job killed while building leaves no stale lock: torch holds an
+advisory lock that the system releases, checked by killing a build and starting two more).
+
+What is in it, each giving the numbers of the torch code it replaces:
+
+- ``csrc/spiking_loop.cpp``: the spiking networks' time loops, for evaluation and training
+  (:mod:`memristor_mat.models.spiking_loop` says why and where they apply);
+- ``csrc/statistics.cpp``: the sums behind the clipping's standard deviation
+  (:mod:`memristor_mat.statistics`).
+
+``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
+they apply and build; if the build fails, a warning names why and the torch/Python code runs, with
+the same numbers), ``python`` (never build), ``cpp`` (the C++ operators or an error: for checking a
+machine). Its name until 2026-12-06, ``MEMRISTOR_MAT_SPIKING_LOOP``, is still read where the new
+one is not set. The build needs a C++ compiler (``c++``) and ``ninja`` (a dependency of the
+package).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+ENVIRONMENT_VARIABLE = "MEMRISTOR_MAT_NATIVE"
+# the variable's name while the library held the spiking loops alone: a profile or script that sets
+# it keeps its meaning
+FORMER_ENVIRONMENT_VARIABLE = "MEMRISTOR_MAT_SPIKING_LOOP"
+CHOICES = ("auto", "python", "cpp")
+SOURCES = tuple(sorted((Path(__file__).parent / "csrc").glob("*.cpp")))
+
+# compiler flags by torch's CPU capability, which is also in the library's name: a cache shared by
+# the nodes of a cluster keeps one build per instruction set (a build for AVX-512 would crash a
+# node without it)
+_CAPABILITY_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+
+_module = None
+_failure: str | None = None
+
+
+def _setting() -> tuple[str | None, str | None]:
+    """(the variable that chooses, its value): the current name, else the former one, else Nones."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if value is not None:
+        return ENVIRONMENT_VARIABLE, value
+    value = os.environ.get(FORMER_ENVIRONMENT_VARIABLE)
+    return (FORMER_ENVIRONMENT_VARIABLE, value) if value is not None else (None, None)
+
+
+def choice() -> str:
+    """The value of ``MEMRISTOR_MAT_NATIVE`` (or of its former name; ``auto`` if neither is set)."""
+    name, value = _setting()
+    if value is None:
+        return "auto"
+    chosen = value.strip().lower() or "auto"
+    if chosen not in CHOICES:
+        raise ValueError(f"{name}={value!r}: expected one of {list(CHOICES)}")
+    return chosen
+
+
+def _openmp() -> bool:
+    """Whether this torch's ``at::parallel_for`` is OpenMP's: a template in its headers, so the
+    library must then be compiled with ``-fopenmp`` to run the draws in parallel (without it,
+    the pragma is ignored and the loop runs on one thread)."""
+    config = Path(torch.__file__).parent / "include" / "ATen" / "Config.h"
+    return config.is_file() and "#define AT_PARALLEL_OPENMP 1" in config.read_text()
+
+
+def _build():
+    """The compiled operators, ``torch.ops.<build name>`` (built or loaded from torch's extension
+    cache)."""
+    # its import warns, on a CPU-only machine with a CUDA toolkit, that no CUDA runtime is
+    # found: true and irrelevant here (a C++ build), and confusing in every job's log
+    cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_extension_log.level
+    cpp_extension_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        cpp_extension_log.setLevel(level)
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    tag = "".join(c for c in capability.lower() if c.isalnum()) or "default"
+    path = os.environ.get("PATH", "")
+    try:
+        try:  # the ninja of the environment, also where the environment is not activated
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
+        except ImportError:
+            pass
+        # a library of torch operators (no Python module), loaded into the process: its operators
+        # are in torch.ops under the library's name (the build's, with torch's "_v<n>" where a
+        # changed source was rebuilt in the same process)
+        library = cpp_extension.load(
+            name=f"memristor_mat_native_{tag}",
+            sources=[str(source) for source in SOURCES],
+            extra_cflags=["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []),
+                          *(["-fopenmp"] if _openmp() else [])],
+            is_python_module=False,
+            verbose=False,
+        )
+        return getattr(torch.ops, Path(library).stem)
+    finally:
+        os.environ["PATH"] = path
+
+
+def module():
+    """The compiled operators (``torch.ops.<build name>``), or None where ``MEMRISTOR_MAT_NATIVE``
+    is ``python`` or the build failed under ``auto`` (warned once, with the reason); under ``cpp``
+    a failed build raises."""
+    return _loaded(choice())
+
+
+def _loaded(mode: str):
+    """:func:`module` under ``mode``."""
+    global _module, _failure
+    if mode == "python":
+        return None
+    if _module is None and _failure is None:
+        try:
+            _module = _build()
+        except Exception as error:  # a missing compiler or ninja, a compile error: torch's code runs
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            _failure = f"{type(error).__name__}: {lines[0] if lines else ''}"
+            if mode == "auto":
+                warnings.warn(
+                    f"the package's C++ operators (the spiking networks' time loops, the clipping's sums) "
+                    f"did not build ({_failure}); torch's and Python's code runs instead (the same numbers, "
+                    f"slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning, stacklevel=3)
+    if _module is None and mode == "cpp":
+        raise RuntimeError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
+    return _module
+
+
+def cpu_module(*tensors: torch.Tensor):
+    """The compiled operators for work on ``tensors``, or None where torch's code runs: off the
+    CPU (the library is built for the CPU only), under ``MEMRISTOR_MAT_NATIVE=python``, or where
+    the build failed under ``auto``."""
+    mode = choice()
+    if mode == "python" or any(t.device.type != "cpu" for t in tensors):
+        return None
+    return _loaded(mode)

@@ -1,0 +1,172 @@
+"""torch's float32 standard deviation from the C++ library's sums (memristor_mat.statistics): the
+same value as ``x.std()`` wherever it is returned, torch's kernel wherever the bounds do not decide
+it, and the bounds themselves measured against exact sums."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from memristor_mat import native, statistics
+from memristor_mat.training import clip_weights
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
+    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
+
+
+@pytest.fixture
+def decisions(monkeypatch):
+    """The decisions of float32_std_from_sums in the test: True where the sums decided."""
+    seen = []
+    real = statistics.float32_std_from_sums
+
+    def recorded(*args):
+        value = real(*args)
+        seen.append(value is not None)
+        return value
+
+    monkeypatch.setattr(statistics, "float32_std_from_sums", recorded)
+    return seen
+
+
+def tensors(count, seed):
+    """Weights as training leaves them and harder cases: normal, clipped (ties on the bounds),
+    rounded to a few levels (many ties), one-signed, with a mean large against the spread, of
+    4,096 to 300,000 elements, shapes of 1 to 4 dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    for k in range(count):
+        n = int(torch.randint(statistics.MIN_ELEMENTS, 300_000, (1,), generator=g))
+        scale = 10 ** float(torch.empty(1).uniform_(-4, 1, generator=g))
+        x = torch.randn(n, generator=g) * scale
+        kind = k % 6
+        if kind == 1:
+            x = x.clamp(-1.5 * scale, 1.5 * scale)
+        elif kind == 2:
+            x = (x / scale * 4).round() * (scale / 4)
+        elif kind == 3:
+            x = x.abs()
+        elif kind == 4:
+            x = x + scale * float(torch.empty(1).uniform_(-30, 30, generator=g))
+        shape = {0: (n,), 1: (n // 8, 8), 2: (n // 16, 4, 4), 3: (n // 32, 2, 4, 4)}[k % 4]
+        yield kind, x[: math.prod(shape)].reshape(shape).contiguous()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_standard_deviation_is_torchs_and_mostly_from_the_sums(compiled, decisions, threads):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # torch's kernel combines per-thread partial sums on two
+    try:
+        kinds = []
+        for kind, x in tensors(240, seed=threads):
+            kinds.append(kind)
+            assert statistics.float32_std(x) == x.std().item(), (kind, x.shape)
+    finally:
+        torch.set_num_threads(previous)
+    assert len(decisions) == len(kinds)
+    near_zero_mean = [d for d, kind in zip(decisions, kinds) if kind in (0, 1, 2, 5)]
+    assert sum(near_zero_mean) >= 0.9 * len(near_zero_mean), "the sums should decide most weights"
+    assert sum(decisions) < len(decisions), "a large mean should leave some to torch here"
+
+
+def exact_sum_of_squares(x: torch.Tensor) -> Fraction:
+    """sum((x - mean)^2) exactly: a float32 times 2^149 is an integer."""
+    ints = [int(v * 2.0 ** 149) for v in x.double().flatten().tolist()]
+    n, total, squares = len(ints), sum(ints), sum(i * i for i in ints)
+    return Fraction(n * squares - total * total, n * 2 ** 298)
+
+
+def test_the_bounds_hold_with_room_against_exact_sums(compiled):
+    # the margins the decision relies on (statistics' docstring), measured: our sums within the
+    # proven bound, torch's Welford sum (its double kernel: the same updates on the same values)
+    # within an eighth of the bound taken for it, also with a mean 1,000 spreads away
+    u = statistics.UNIT_ROUNDOFF
+    g = torch.Generator().manual_seed(5)
+    for n in (4096, 100_352, 250_001):
+        for offset in (0.0, 0.5, 30.0, 1000.0):
+            x = torch.randn(n, generator=g) * 0.03 + 0.03 * offset
+            exact = exact_sum_of_squares(x)
+            shift, total, squares = compiled.shifted_sums(x)
+            ours = squares - total * total / n
+            assert abs(Fraction(ours) - exact) <= Fraction((4 * n + 16) * u * squares)
+            kappa = math.sqrt(1 + n * float(Fraction(sum(map(Fraction, x.double().tolist())), n)) ** 2 / float(exact))
+            for threads in (1, 2):
+                previous = torch.get_num_threads()
+                torch.set_num_threads(threads)
+                try:
+                    welford = Fraction(torch.var(x.double()).item()) * (n - 1)  # M2 (n - 1) / (n - 1), 2 roundings
+                finally:
+                    torch.set_num_threads(previous)
+                error = abs(welford - exact) / exact
+                assert error <= Fraction(statistics.WELFORD_CONSTANT * n * kappa * u / 8), (n, offset, threads, float(error))
+
+
+def test_the_decision_returns_a_float32_only_where_no_midpoint_is_near():
+    f = float(np.float32(0.0371))
+    up = float(np.nextafter(np.float32(f), np.float32(1)))
+    midpoint = (f + up) / 2  # 25 significant bits: its square is exact in double
+    for n in (2, 101):
+        assert statistics.float32_std_from_sums(n, 0.0, 0.0, f * f * (n - 1)) == f
+        assert statistics.float32_std_from_sums(n, 0.0, 0.0, midpoint * midpoint * (n - 1)) is None
+        # off the midpoint by a quarter of torch's error bound: still undecided; by 1e-9: decided
+        near = midpoint * (1 + statistics.WELFORD_CONSTANT * n * statistics.UNIT_ROUNDOFF / 4)
+        assert statistics.float32_std_from_sums(n, 0.0, 0.0, near * near * (n - 1)) is None
+        assert statistics.float32_std_from_sums(n, 0.0, 0.0, (midpoint * (1 + 1e-9)) ** 2 * (n - 1)) == up
+    assert statistics.float32_std_from_sums(1, 0.0, 0.0, 1.0) is None  # n - 1 = 0: torch's NaN
+    assert statistics.float32_std_from_sums(10, 0.0, 0.0, 0.0) is None  # constant: torch's 0
+    assert statistics.float32_std_from_sums(10, 0.0, float("nan"), 1.0) is None
+    assert statistics.float32_std_from_sums(10, 0.0, 0.0, float("inf")) is None
+
+
+def test_undecided_tensors_and_non_finite_ones_get_torchs_value(compiled, decisions, monkeypatch):
+    x = torch.randn(50_000, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(statistics, "WELFORD_CONSTANT", 1e9)  # an interval too wide to decide
+    assert statistics.float32_std(x) == x.std().item() and decisions == [False]
+    monkeypatch.undo()
+    for value in (float("nan"), float("inf")):
+        y = x.clone()
+        y[123] = value
+        assert math.isnan(statistics.float32_std(y)) and math.isnan(y.std().item())
+    constant = torch.full((8192,), 0.25)
+    assert statistics.float32_std(constant) == constant.std().item() == 0.0
+
+
+def test_tensors_outside_its_reach_take_torchs_kernel(monkeypatch):
+    monkeypatch.setattr(native, "cpu_module", lambda *t: pytest.fail("the library should not be asked"))
+    g = torch.Generator().manual_seed(2)
+    big = torch.randn(300, 200, generator=g)
+    for x in (torch.randn(statistics.MIN_ELEMENTS - 1, generator=g), big.double(), big.t(), big[:, ::2]):
+        assert statistics.float32_std(x) == x.std().item()
+    monkeypatch.undo()
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "python")  # never built: torch's kernel
+    assert statistics.float32_std(big) == big.std().item()
+
+
+def test_the_library_names_what_it_cannot_take(compiled):
+    with pytest.raises(RuntimeError, match="expected a contiguous float32 CPU tensor, got Double"):
+        compiled.shifted_sums(torch.zeros(10, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="the tensor is empty"):
+        compiled.shifted_sums(torch.zeros(0))
+
+
+@pytest.mark.parametrize("k_std", [0.1, 1.7, 2.5, 3.0])
+def test_clipping_clamps_to_torchs_float32_bound(compiled, k_std):
+    # clip_weights clamps to float32(k_std) * float32_std in float32: torch's k_std * w.std()
+    g = torch.Generator().manual_seed(int(k_std * 10))
+    for _ in range(25):
+        w = torch.nn.Parameter(torch.randn(128, 784, generator=g) * 0.05)
+        bias = torch.nn.Parameter(torch.randn(128, generator=g) * 0.05)
+        w64 = torch.nn.Parameter(torch.randn(64, 80, generator=g, dtype=torch.float64))
+        reference = [p.detach().clone() for p in (w, bias, w64)]
+        for r in reference:
+            bound = (k_std * r.std()).item()
+            r.clamp_(-bound, bound)
+        with torch.no_grad():
+            clip_weights([w, bias, w64], k_std)
+        for p, r in zip((w, bias, w64), reference):
+            assert torch.equal(p.detach(), r)
+        assert (w.detach().abs() == w.detach().abs().max()).sum() > 1, "the test should clip"
