@@ -170,3 +170,18 @@ def test_clipping_clamps_to_torchs_float32_bound(compiled, k_std):
         for p, r in zip((w, bias, w64), reference):
             assert torch.equal(p.detach(), r)
         assert (w.detach().abs() == w.detach().abs().max()).sum() > 1, "the test should clip"
+
+
+def test_the_library_sources_ship_with_the_package():
+    # native.py builds every csrc/*.cpp beside it: an installed (non-editable) package needs them
+    # as package data
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert {source.name for source in native.SOURCES} == {"spiking_loop.cpp", "statistics.cpp"}
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = Path(native.__file__).parent
+    for source in native.SOURCES:
+        relative = source.relative_to(package).as_posix()
+        assert any(Path(relative).match(pattern) for pattern in package_data["memristor_mat"]), relative
