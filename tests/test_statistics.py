@@ -73,11 +73,11 @@ def test_the_standard_deviation_is_torchs_and_mostly_from_the_sums(compiled, dec
     assert sum(decisions) < len(decisions), "a large mean should leave some to torch here"
 
 
-def exact_sum_of_squares(x: torch.Tensor) -> Fraction:
-    """sum((x - mean)^2) exactly: a float32 times 2^149 is an integer."""
+def exact_sums(x: torch.Tensor) -> tuple[Fraction, Fraction]:
+    """(sum((x - mean)^2), mean) exactly: a float32 times 2^149 is an integer."""
     ints = [int(v * 2.0 ** 149) for v in x.double().flatten().tolist()]
     n, total, squares = len(ints), sum(ints), sum(i * i for i in ints)
-    return Fraction(n * squares - total * total, n * 2 ** 298)
+    return Fraction(n * squares - total * total, n * 2 ** 298), Fraction(total, n * 2 ** 149)
 
 
 def test_the_bounds_hold_with_room_against_exact_sums(compiled):
@@ -89,11 +89,11 @@ def test_the_bounds_hold_with_room_against_exact_sums(compiled):
     for n in (4096, 100_352, 250_001):
         for offset in (0.0, 0.5, 30.0, 1000.0):
             x = torch.randn(n, generator=g) * 0.03 + 0.03 * offset
-            exact = exact_sum_of_squares(x)
+            exact, mean = exact_sums(x)
             shift, total, squares = compiled.shifted_sums(x)
             ours = squares - total * total / n
             assert abs(Fraction(ours) - exact) <= Fraction((4 * n + 16) * u * squares)
-            kappa = math.sqrt(1 + n * float(Fraction(sum(map(Fraction, x.double().tolist())), n)) ** 2 / float(exact))
+            kappa = math.sqrt(1 + n * float(mean) ** 2 / float(exact))
             for threads in (1, 2):
                 previous = torch.get_num_threads()
                 torch.set_num_threads(threads)
