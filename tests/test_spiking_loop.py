@@ -59,7 +59,7 @@ def spike_count(model, weights, x):
 @pytest.fixture
 def compiled(monkeypatch):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    return spiking_loop.module()  # builds (or raises: the test then fails with the compiler's reason)
+    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
 
 
 # (16, 256, 250): the paper config's chunk; 239 windows: the ECG test split's last batch; graded
@@ -219,7 +219,7 @@ def test_the_loop_applies_to_spiking_float32_cpu_with_a_draw_per_thread(monkeypa
 
 def test_the_tanh_twin_keeps_the_python_loop(monkeypatch):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    monkeypatch.setattr(spiking_loop, "module", lambda: pytest.fail("the tanh twin must not use the C++ loop"))
+    monkeypatch.setattr(native, "module", lambda: pytest.fail("the tanh twin must not use the C++ loop"))
     model = network(hidden=20, dynamics="original", neuron="tanh")
     with torch.no_grad():
         assert model(events(4, 30, rate=0.1, seed=0)).shape == (4, 2)
@@ -262,4 +262,4 @@ def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(monkeypatc
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
     with pytest.raises(RuntimeError, match="MEMRISTOR_MAT_NATIVE=cpp, but .*did not build: RuntimeError: "
                                            "Error building extension"):
-        spiking_loop.module()
+        native.module()

@@ -132,6 +132,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from memristor_mat import native
 from memristor_mat.models import spiking_loop
 from memristor_mat.models.options import DYNAMICS, NEURONS, RECURRENCES
 
@@ -807,7 +808,7 @@ class RecurrentSNN(nn.Module):
         (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers)."""
         draws = self._weight_draws(w_rec)
         if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws), self.neuron == "spiking"):
-            compiled = spiking_loop.module()
+            compiled = native.module()
             if compiled is not None:
                 return self._compiled_logits(compiled, x, w_rec, draws)
         if self.dynamics == "original":

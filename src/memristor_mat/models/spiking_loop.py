@@ -36,11 +36,6 @@ import torch
 from memristor_mat import native
 
 
-def module():
-    """The compiled operators, or None where torch's code runs (:func:`memristor_mat.native.module`)."""
-    return native.module()
-
-
 def training_module(*tensors: torch.Tensor):
     """The compiled operators for a training time loop on ``tensors`` (RecurrentSNN's
     ``_OriginalTimeLoop`` and ``_NormalisedTimeLoop``: the same ATen operations in C++, the same
