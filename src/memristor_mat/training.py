@@ -102,8 +102,7 @@ def loss_function(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], to
 @torch.no_grad()
 def clip_weights(parameters: list[torch.Tensor], k_std: float) -> None:
     """Clamps each tensor to +-k_std of its own standard deviation (SPEC §2.1)."""
-    for parameter in parameters:
-        w = parameter.detach()  # the same storage; a Parameter's every call costs torch-function dispatch
+    for w in parameters:
         if w.numel() > 1:
             if w.device.type != "cpu":  # on a GPU .item() would wait for the device
                 bound = k_std * w.std()
