@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from memristor_mat import normals
 from memristor_mat.models.mlp import MLP
 from memristor_mat.noise import (
     GaussianWeightNoise,
@@ -292,10 +293,10 @@ def test_prefetched_normals_stop_cleanly_when_closed_early(process):
 
 @pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
 def test_a_failed_draw_is_raised_where_the_normals_are_taken(process, monkeypatch):
-    def broken_randn(*args, **kwargs):
+    def broken_draw(*args, **kwargs):
         raise MemoryError("no room for the normals")
 
-    monkeypatch.setattr(torch, "randn", broken_randn)  # a forked process inherits the patch
+    monkeypatch.setattr(normals, "normal_", broken_draw)  # a forked process inherits the patch
     stream = PrefetchedNormals({"w": torch.Size([10])}, 1, torch.Generator().manual_seed(0), 5, process=process)
     with pytest.raises((RuntimeError, MemoryError), match="no room for the normals"):
         next(stream)

@@ -9,7 +9,9 @@ What is in it, each giving the numbers of the torch code it replaces:
 - ``csrc/spiking_loop.cpp``: the spiking networks' time loops, for evaluation and training
   (:mod:`memristor_mat.models.spiking_loop` says why and where they apply);
 - ``csrc/statistics.cpp``: the sums behind the clipping's standard deviation
-  (:mod:`memristor_mat.statistics`).
+  (:mod:`memristor_mat.statistics`);
+- ``csrc/normals.cpp``: ``torch.randn``'s float32 normals from the generator's own state
+  (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them).
 
 ``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
 they apply and build; if the build fails, a warning names why and the torch/Python code runs, with
@@ -134,9 +136,10 @@ def _loaded(mode: str):
             _failure = f"{type(error).__name__}: {lines[0] if lines else ''}"
             if mode == "auto":
                 warnings.warn(
-                    f"the package's C++ operators (the spiking networks' time loops, the clipping's sums) "
-                    f"did not build ({_failure}); torch's and Python's code runs instead (the same numbers, "
-                    f"slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning, stacklevel=3)
+                    f"the package's C++ operators (the spiking networks' time loops, the clipping's sums, the "
+                    f"noise's normals) did not build ({_failure}); torch's and Python's code runs instead (the same "
+                    f"numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning,
+                    stacklevel=3)
     if _module is None and mode == "cpp":
         raise RuntimeError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
     return _module

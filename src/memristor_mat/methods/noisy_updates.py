@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import normals
 from ..noise import weight_reference
 from .hooks import EpochContext, TrainingHooks
 
@@ -15,7 +16,7 @@ def add_permanent_noise(parameters: list[torch.Tensor], relative_sd: float, gen:
     """W += N(0, (relative_sd * R(W))^2) in place, R from :func:`memristor_mat.noise.weight_reference`."""
     for w in parameters:
         sd = relative_sd * weight_reference(w, reference)
-        w.add_(torch.randn(w.shape, generator=gen, device=w.device) * sd)
+        w.add_(normals.randn(w.shape, generator=gen, device=w.device) * sd)
 
 
 class NoisyUpdateHooks(TrainingHooks):

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .. import normals
 from ..quantization import quantize
 from .hooks import EpochContext, TrainingHooks
 
@@ -45,7 +46,7 @@ class QuantizationHooks(TrainingHooks):
             self.full_precision[name].copy_(p)
             p.copy_(quantize(p, self.levels))
             if self.noise_sd > 0:
-                p.add_(torch.randn(p.shape, generator=context.generator, device=p.device), alpha=self.noise_sd)
+                p.add_(normals.randn(p.shape, generator=context.generator, device=p.device), alpha=self.noise_sd)
 
     def state_dict(self) -> dict[str, Any]:
         return {"full_precision": {name: w.detach().cpu() for name, w in self.full_precision.items()}}

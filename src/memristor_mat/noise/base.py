@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from .. import normals
 from ..lazy_registry import resolve
 from ..noise_registry import NOISE_MODELS, check_condition, device_chain
 
@@ -73,9 +74,9 @@ class SampledNoise:
         return check_condition(self.registry_names, condition)
 
     def sample(self, weight: torch.Tensor, generator: torch.Generator, condition: Mapping[str, float]) -> torch.Tensor:
-        normals = torch.randn((self.normals_per_weight, *weight.shape), generator=generator,
-                              device=generator.device, dtype=weight.dtype)
-        return self.apply(weight, normals.to(weight.device), self.check_condition(condition))
+        z = normals.randn((self.normals_per_weight, *weight.shape), generator=generator, device=generator.device,
+                          dtype=weight.dtype)
+        return self.apply(weight, z.to(weight.device), self.check_condition(condition))
 
 
 def at_conditions(noise: NoiseModel, weights: Mapping[str, torch.Tensor], normals: Mapping[str, torch.Tensor],

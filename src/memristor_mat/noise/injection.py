@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .. import normals
 from .base import NoiseModel
 
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -89,9 +90,7 @@ def draw_normals(
     makes draws reproducible and common across models of one architecture)."""
     lead = () if draws is None else (draws,)
     return {
-        name: torch.randn(
-            (*lead, normals_per_weight, *shape), generator=generator, device=device
-        )
+        name: normals.randn((*lead, normals_per_weight, *shape), generator=generator, device=device)
         for name, shape in shapes.items()
     }
 
@@ -135,7 +134,7 @@ def _draw_into_slots(slots, state, count, filled, free, stop, failed, errors, pa
                 time.sleep(delay)
                 delay = min(2 * delay, longest)
             for slot in slots[index % len(slots)].values():
-                torch.randn(slot.shape, generator=generator, out=slot)
+                normals.normal_(slot, generator)
             filled.release()
     except BaseException:  # surface the failure in the consuming process
         errors.put(traceback.format_exc())

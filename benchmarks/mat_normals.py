@@ -1,0 +1,149 @@
+"""MAT's standard normals, ``torch.randn`` against the C++ library's draw
+(:mod:`memristor_mat.normals`): prints times, asserts nothing.
+
+1. Per call, one thread: ``torch.randn`` and :func:`memristor_mat.normals.randn` for each
+   parameter of the paper MNIST MLP and for a whole MAT step's draw
+   (:func:`memristor_mat.noise.draw_normals`), and whether the numbers and the generator's state
+   after them are identical.
+2. (unless --no-epochs) One training epoch of the paper-scale MNIST config on data of MNIST's size
+   (60,000 images, batch 32, 1,875 steps), as benchmarks/paper_scale.py times it, MAT from scratch
+   and vanilla (which draws nothing: the control), with torch's draw and the library's alternated
+   (the same seed, so the trained weights must come out identical).
+
+    python benchmarks/mat_normals.py [--repeats 1000] [--rounds 2] [--no-epochs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from memristor_mat import native, normals, pipeline, training
+from memristor_mat.config import load_config
+from memristor_mat.models import architecture_options, build_model
+from memristor_mat.noise import draw_normals, noisy_parameter_names
+from memristor_mat.settings import TrainingSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
+from timing import per_call  # noqa: E402  (microseconds of wall time per call)
+
+N_TRAIN = IMAGE_SIZES["mnist"][0]
+
+
+@contextmanager
+def torchs_draw():
+    """normals.* as torch's own kernel (the library's draw switched off)."""
+    saved = normals._library
+    normals._library = lambda: None
+    try:
+        yield
+    finally:
+        normals._library = saved
+
+
+def identical(draw) -> bool:
+    """Whether ``draw(generator)`` gives the same bits and leaves the same generator state with
+    the library's draw as with torch's."""
+    results = []
+    for use_torch in (True, False):
+        generator = torch.Generator().manual_seed(7)
+        if use_torch:
+            with torchs_draw():
+                tensors = draw(generator)
+        else:
+            tensors = draw(generator)
+        results.append(([t.view(torch.int32) for t in tensors], generator.get_state()))
+    (a, state_a), (b, state_b) = results
+    return all(torch.equal(x, y) for x, y in zip(a, b)) and torch.equal(state_a, state_b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/paper_mnist.yaml")
+    parser.add_argument("--task", default="mnist")
+    parser.add_argument("--repeats", type=int, default=1000, help="calls per timing round")
+    parser.add_argument("--no-epochs", action="store_true", help="time only the per-call figures")
+    parser.add_argument("--rounds", type=int, default=2, help="epochs timed per case (the best is shown)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # the workflow's training jobs get one thread each
+    if normals._library() is None:
+        print(f"the library's draw is not used here ({native.ENVIRONMENT_VARIABLE}={native.choice()}, or its "
+              "numbers would differ: see the log): both columns are torch's kernel")
+
+    config = load_config(args.config)
+    task_config = config["tasks"][args.task]
+    data = real_size_images(task_config["dataset"]["name"]).splits
+    arch = task_config["model"]["arch"]
+    options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
+    torch.manual_seed(0)
+    net = build_model(arch, **options)
+    named = dict(net.named_parameters())
+    shapes = {name: named[name].shape for name in noisy_parameter_names(net)}
+    generator = torch.Generator().manual_seed(0)
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; {arch}; "
+          f"per call, 1 thread (best of 5 x {args.repeats}), microseconds of wall time:")
+    print(f"  {'draw':16s} {'normals':>9s} {'torch.randn':>11s} {'library':>8s} {'speed-up':>8s}  identical")
+
+    def row(label, count, draw):
+        with torchs_draw():
+            old = per_call(lambda: draw(generator), args.repeats)
+        new = per_call(lambda: draw(generator), args.repeats)
+        print(f"  {label:16s} {count:9,d} {old:11.1f} {new:8.1f} {old / new:7.1f}x  {identical(draw)}")
+        return old, new
+
+    for name, shape in shapes.items():
+        row(name, shape.numel(), lambda g, shape=shape: [normals.randn(shape, generator=g)])
+    total = sum(shape.numel() for shape in shapes.values())
+    old, new = row("a MAT step", total, lambda g: list(draw_normals(shapes, 1, g).values()))
+    steps = -(-N_TRAIN // 32)
+    print(f"  x {steps:,} steps = {old * steps / 1e6:.2f} -> {new * steps / 1e6:.2f} s per epoch")
+    if args.no_epochs:
+        return
+
+    runs = pipeline.model_runs(config, args.task)
+    cases = {}
+    for method in ("mat_scratch", "vanilla"):
+        run = next((r for r in runs if r.method == method), None)
+        if run is not None:
+            for drawer in ("torch", "library"):
+                cases[f"{method}, {drawer}"] = (run, drawer)
+
+    def one_epoch(run, drawer):
+        full = pipeline.training_settings(config, run)
+        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": 1})
+        torch.manual_seed(run.seed)
+
+        def train():
+            return training.train(build_model(arch, **options), data, measured, device=torch.device("cpu"),
+                                  progress=False)
+
+        if drawer == "torch":
+            with torchs_draw():
+                result = train()
+        else:
+            result = train()
+        return result.history[0]["seconds"], result.model
+
+    print(f"one epoch, {args.config} task {args.task}: {N_TRAIN:,} images, batch 32, {steps:,} steps, 1 thread; "
+          f"best of {args.rounds} rounds (the cases alternate), train()'s epoch seconds")
+    best, models = {}, {}
+    for _ in range(args.rounds):
+        for case, (run, drawer) in cases.items():
+            seconds, models[case] = one_epoch(run, drawer)
+            best[case] = min(best.get(case, seconds), seconds)
+    for method in ("mat_scratch", "vanilla"):
+        old, new = f"{method}, torch", f"{method}, library"
+        if old in best:
+            same = all(torch.equal(a, b) for a, b in zip(models[old].state_dict().values(),
+                                                         models[new].state_dict().values()))
+            print(f"  {method:12s} {best[old]:6.2f} s -> {best[new]:6.2f} s ({best[new] / best[old] - 1:+.1%}), "
+                  f"weights after the epoch identical: {same}")
+
+
+if __name__ == "__main__":
+    main()
