@@ -6,7 +6,8 @@
    32) on the same model, data and draws.
 2. Training seconds per epoch (batch 32, Adam), mat vs vanilla at 1 and 2 threads, beside the
    floor measured in the same run: (vanilla step + drawing the step's normals) / vanilla step,
-   what MAT costs when the random numbers are drawn inside the step; and mat on 2 threads as a
+   what MAT costs when the random numbers are drawn inside the step (drawn as MAT draws them,
+   with memristor_mat.normals; also with torch.randn, the floor as issue #12 measured it); and mat on 2 threads as a
    training job given 2 runs it, one core drawing the normals (a process of their own,
    ``PrefetchedNormals``) and one thread computing, against the floor on one thread. Every
    configuration runs in turn within each of ``--rounds`` rounds, and each ratio is taken
@@ -14,7 +15,7 @@
    within hours.
 3. The same steps (batch 32, Adam, clipping) alternated in blocks of ``--block-steps`` within one
    process, ``--blocks`` times, at 1 and 2 threads: vanilla, the floor (vanilla + drawing the
-   step's normals), MAT as the library runs it (the noisy weights put into their modules for the
+   step's normals; and drawing them with torch.randn), MAT as the library runs it (the noisy weights put into their modules for the
    forward pass) and MAT with ``torch.func.functional_call`` swapping them in (the library's way
    before 2026-12-04), and on 2 threads MAT as a training job given 2 runs it (a process drawing
    the normals on one core, the step computing on the other), one block of each per round:
@@ -166,15 +167,19 @@ def bench_training(args) -> None:
             torch.set_num_threads(threads)
             seconds[f"draw {threads}"] = best_of(lambda: [draw_normals(shapes, 1, generator) for _ in range(100)],
                                                  5) / 100
+            seconds[f"torch draw {threads}"] = best_of(
+                lambda: [torch.randn((1, *shape), generator=generator) for _ in range(100) for shape in shapes.values()],
+                5) / 100
         rounds.append(seconds)
 
     def per_round(function) -> list[float]:
         return [function(r) for r in rounds]
 
-    def floor(r, threads: int) -> float:
-        # (vanilla step + drawing its normals) / vanilla step, both on `threads`
+    def floor(r, threads: int, draw: str = "draw") -> float:
+        # (vanilla step + drawing its normals) / vanilla step, both on `threads`; draw="torch draw":
+        # drawn by torch.randn, the floor as issue #12 measured it
         step = r[f"vanilla {threads}"] / steps
-        return (step + r[f"draw {threads}"]) / step
+        return (step + r[f"{draw} {threads}"]) / step
 
     for threads in thread_counts:
         vanilla, mat = f"vanilla {threads}", f"mat {threads}"
@@ -185,6 +190,11 @@ def bench_training(args) -> None:
               f"drawing its 101,632 normals {_spread(per_round(lambda r: r[f'draw {threads}'] * 1e3), '.3f')} ms) "
               f"/ vanilla step = {_spread(per_round(lambda r: floor(r, threads)), '.2f')}x | mat "
               f"{_spread(per_round(lambda r: r[mat] / r[vanilla] / floor(r, threads) - 1), '+.1%')} against the floor")
+        print(f"      the floor drawn by torch.randn (the issue's: "
+              f"{_spread(per_round(lambda r: r[f'torch draw {threads}'] * 1e3), '.3f')} ms) = "
+              f"{_spread(per_round(lambda r: floor(r, threads, 'torch draw')), '.2f')}x | mat "
+              f"{_spread(per_round(lambda r: r[mat] / r[vanilla] / floor(r, threads, 'torch draw') - 1), '+.1%')} "
+              "against it")
         background = f"background {threads}"
         if background in rounds[0]:
             compute = threads - 1
@@ -208,6 +218,9 @@ def bench_training(args) -> None:
 #: the block comparison's name for MAT with the normals drawn ahead by a process (one core) and
 #: the step computed on the job's other threads
 DRAWN_BY_A_PROCESS = "mat, normals drawn by a process"
+#: the floor as issue #12 measured it: the step's normals drawn by torch.randn (the "floor" block
+#: draws them as MAT does, with memristor_mat.normals: 3.4x faster where the C++ library applies)
+TORCH_FLOOR = "floor, torch.randn"
 
 
 def bench_step_blocks(args) -> None:
@@ -241,6 +254,9 @@ def bench_step_blocks(args) -> None:
             optimizer.zero_grad(set_to_none=True)
             if kind == "floor":
                 draw_normals(shapes, 1, generator)
+            elif kind == TORCH_FLOOR:
+                for shape in shapes.values():
+                    torch.randn((1, *shape), generator=generator)
             loss = torch.nn.functional.cross_entropy(forward(x[start:start + 32]), y[start:start + 32])
             loss.backward()
             optimizer.step()
@@ -251,7 +267,8 @@ def bench_step_blocks(args) -> None:
     print(f"Training steps alternated in blocks of {args.block_steps}, {args.blocks} blocks each (batch 32, Adam, "
           "clipping 2.5 std; median and quartiles of each block's ratio to the floor's block of its round)")
     for threads in sorted(args.train_threads):
-        kinds = ["vanilla", "floor", "mat", "mat, functional_call"] + ([DRAWN_BY_A_PROCESS] if threads > 1 else [])
+        kinds = (["vanilla", "floor", TORCH_FLOOR, "mat", "mat, functional_call"]
+                 + ([DRAWN_BY_A_PROCESS] if threads > 1 else []))
         steppers = {kind: stepper(kind) for kind in kinds}
         seconds = {kind: [] for kind in kinds}
         try:
@@ -276,6 +293,10 @@ def bench_step_blocks(args) -> None:
             ratios = times / floor - 1
             print(f"      {kind:40s} {np.median(times) * 1e3:6.3f} ms/step | against the floor "
                   f"{np.median(ratios):+6.1%} ({np.percentile(ratios, 25):+.1%} to {np.percentile(ratios, 75):+.1%})")
+        torch_floor = np.array(seconds[TORCH_FLOOR])
+        print("      against the floor drawn by torch.randn (the issue's): "
+              + ", ".join(f"{kind} {np.median(np.array(seconds[kind]) / torch_floor - 1):+.1%}"
+                          for kind in kinds if kind.startswith("mat")))
 
 
 def bench_optimizer_step(args) -> None:

@@ -15,8 +15,10 @@ from ..noise import NoisyModel, PrefetchedNormals, generated_normals, make_noise
 from .hooks import EpochContext, TrainingHooks
 
 #: cost of one standard normal in floating-point operations of a training step (measured on
-#: this project's CPU: randn of the MLP's 101,632 weights takes 0.35 ms, 53 % of a 0.67 ms step
-#: of 19.5 MFLOP)
+#: this project's CPU: torch.randn of the MLP's 101,632 weights takes 0.35 ms, 53 % of a 0.67 ms
+#: step of 19.5 MFLOP). The C++ library's draw (memristor_mat.normals) takes a third of that, which
+#: decides nothing differently: the MLP stays above the threshold below, the CNNs and the spiking
+#: networks far under it; the value stays torch's, which draws where the library does not.
 _FLOPS_PER_NORMAL = 100
 
 
