@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from memristor_mat import native, pipeline, statistics, training
+from memristor_mat import native, statistics, training
 from memristor_mat.config import load_config
 from memristor_mat.models import architecture_options, build_model
-from memristor_mat.settings import TrainingSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
-from timing import per_call  # noqa: E402  (microseconds of wall time per call)
+from timing import compare_epochs, per_call  # noqa: E402  (epochs alternated; microseconds per call)
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 K_STD = 2.5  # SPEC §2.1's clipping bound in standard deviations
@@ -108,41 +108,19 @@ def main() -> None:
     if args.no_epochs:
         return
 
-    runs = pipeline.model_runs(config, args.task)
-    cases = {}
-    for method in ("vanilla", "mat_scratch"):
-        run = next((r for r in runs if r.method == method), None)
-        if run is not None:
-            for clipping in ("old", "new"):
-                cases[f"{method}, {clipping} clipping"] = (run, clipping)
-
-    def one_epoch(run, clipping):
-        full = pipeline.training_settings(config, run)
-        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": 1})
-        torch.manual_seed(run.seed)
+    @contextmanager
+    def clipping(function):
         saved = training.clip_weights
-        training.clip_weights = old_clip_weights if clipping == "old" else saved
+        training.clip_weights = function
         try:
-            result = training.train(build_model(arch, **options), data, measured, device=torch.device("cpu"),
-                                    progress=False)
+            yield
         finally:
             training.clip_weights = saved
-        return result.history[0]["seconds"], result.model
 
-    print(f"one epoch, {args.config} task {args.task}: {N_TRAIN:,} images, batch 32, {steps:,} steps, 1 thread; "
-          f"best of {args.rounds} rounds (the cases alternate), train()'s epoch seconds")
-    best, models = {}, {}
-    for _ in range(args.rounds):
-        for case, (run, clipping) in cases.items():
-            seconds, models[case] = one_epoch(run, clipping)
-            best[case] = min(best.get(case, seconds), seconds)
-    for method in ("vanilla", "mat_scratch"):
-        old, new = f"{method}, old clipping", f"{method}, new clipping"
-        if old in best:
-            same = all(torch.equal(a, b) for a, b in zip(models[old].state_dict().values(),
-                                                         models[new].state_dict().values()))
-            print(f"  {method:12s} {best[old]:6.2f} s -> {best[new]:6.2f} s ({best[new] / best[old] - 1:+.1%}), "
-                  f"weights after the epoch identical: {same}")
+    new_clip_weights = training.clip_weights
+    variants = {"old clipping": lambda: clipping(old_clip_weights),
+                "new clipping": lambda: clipping(new_clip_weights)}
+    compare_epochs(config, args.task, data, arch, options, variants, ("vanilla", "mat_scratch"), args.rounds, steps)
 
 
 if __name__ == "__main__":

@@ -16,26 +16,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from memristor_mat import native, normals, pipeline, training
+from memristor_mat import native, normals
 from memristor_mat.config import load_config
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import draw_normals, noisy_parameter_names
-from memristor_mat.settings import TrainingSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
-from timing import per_call  # noqa: E402  (microseconds of wall time per call)
+from timing import compare_epochs, per_call  # noqa: E402  (epochs alternated; microseconds per call)
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 
 
-@contextmanager
+@contextlib.contextmanager
 def torchs_draw():
     """normals.* as torch's own kernel (the library's draw switched off)."""
     saved = normals._library
@@ -105,44 +104,8 @@ def main() -> None:
     if args.no_epochs:
         return
 
-    runs = pipeline.model_runs(config, args.task)
-    cases = {}
-    for method in ("mat_scratch", "vanilla"):
-        run = next((r for r in runs if r.method == method), None)
-        if run is not None:
-            for drawer in ("torch", "library"):
-                cases[f"{method}, {drawer}"] = (run, drawer)
-
-    def one_epoch(run, drawer):
-        full = pipeline.training_settings(config, run)
-        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": 1})
-        torch.manual_seed(run.seed)
-
-        def train():
-            return training.train(build_model(arch, **options), data, measured, device=torch.device("cpu"),
-                                  progress=False)
-
-        if drawer == "torch":
-            with torchs_draw():
-                result = train()
-        else:
-            result = train()
-        return result.history[0]["seconds"], result.model
-
-    print(f"one epoch, {args.config} task {args.task}: {N_TRAIN:,} images, batch 32, {steps:,} steps, 1 thread; "
-          f"best of {args.rounds} rounds (the cases alternate), train()'s epoch seconds")
-    best, models = {}, {}
-    for _ in range(args.rounds):
-        for case, (run, drawer) in cases.items():
-            seconds, models[case] = one_epoch(run, drawer)
-            best[case] = min(best.get(case, seconds), seconds)
-    for method in ("mat_scratch", "vanilla"):
-        old, new = f"{method}, torch", f"{method}, library"
-        if old in best:
-            same = all(torch.equal(a, b) for a, b in zip(models[old].state_dict().values(),
-                                                         models[new].state_dict().values()))
-            print(f"  {method:12s} {best[old]:6.2f} s -> {best[new]:6.2f} s ({best[new] / best[old] - 1:+.1%}), "
-                  f"weights after the epoch identical: {same}")
+    variants = {"torch's draw": torchs_draw, "the library's": contextlib.nullcontext}
+    compare_epochs(config, args.task, data, arch, options, variants, ("mat_scratch", "vanilla"), args.rounds, steps)
 
 
 if __name__ == "__main__":

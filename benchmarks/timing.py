@@ -47,3 +47,47 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     seconds = best_of(lambda: a @ b, repeats)
     return 2 * size**3 / seconds / 1e9
+
+
+def compare_epochs(config: dict, task: str, data, arch: str, options: dict, variants: dict, methods, rounds: int,
+                   steps: int) -> None:
+    """Print one training epoch of ``config``'s first model of each of ``methods`` (``task``, on
+    ``data``, one thread) under each of the two ``variants`` (label -> a context manager factory
+    in which the epoch trains: the code before a change, and after it), the cases alternated over
+    ``rounds``, best of them, and whether the weights after the epoch are identical."""
+    from memristor_mat import pipeline, training
+    from memristor_mat.models import build_model
+    from memristor_mat.settings import TrainingSettings
+
+    runs = pipeline.model_runs(config, task)
+    first = {}  # (method, variant) -> the method's first model
+    for method in methods:
+        run = next((r for r in runs if r.method == method), None)
+        if run is not None:
+            for variant in variants:
+                first[method, variant] = run
+
+    def one_epoch(run, variant):
+        full = pipeline.training_settings(config, run)
+        measured = TrainingSettings.from_dict({**full.as_dict(), "epochs": 1})
+        torch.manual_seed(run.seed)
+        with variants[variant]():
+            result = training.train(build_model(arch, **options), data, measured, device=torch.device("cpu"),
+                                    progress=False)
+        return result.history[0]["seconds"], result.model
+
+    before, after = variants
+    print(f"one epoch, task {task}: {len(data.y_train):,} samples, {steps:,} steps, 1 thread; best of {rounds} "
+          f"rounds (the cases alternate), train()'s epoch seconds, {before} -> {after}")
+    best, models = {}, {}
+    for _ in range(rounds):
+        for (method, variant), run in first.items():
+            seconds, models[method, variant] = one_epoch(run, variant)
+            best[method, variant] = min(best.get((method, variant), seconds), seconds)
+    for method in methods:
+        if (method, before) in best:
+            same = all(torch.equal(a, b) for a, b in zip(models[method, before].state_dict().values(),
+                                                         models[method, after].state_dict().values()))
+            old, new = best[method, before], best[method, after]
+            print(f"  {method:12s} {old:6.2f} s -> {new:6.2f} s ({new / old - 1:+.1%}), "
+                  f"weights after the epoch identical: {same}")
