@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 
 from memristor_mat import native, statistics, training
-from memristor_mat.config import load_config
-from memristor_mat.models import architecture_options, build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
-from timing import compare_epochs, per_call  # noqa: E402  (epochs alternated; microseconds per call)
+from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
+from timing import compare_epochs, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 K_STD = 2.5  # SPEC §2.1's clipping bound in standard deviations
@@ -67,13 +65,7 @@ def main() -> None:
         print(f"the C++ library is not available ({native.ENVIRONMENT_VARIABLE}={native.choice()}): "
               "float32_std is torch's std here")
 
-    config = load_config(args.config)
-    task_config = config["tasks"][args.task]
-    data = real_size_images(task_config["dataset"]["name"]).splits
-    arch = task_config["model"]["arch"]
-    options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
-    torch.manual_seed(0)
-    net = build_model(arch, **options)
+    config, data, arch, options, net = paper_task_model(args.config, args.task)
     parameters = [p for p in net.parameters()]
     print(f"torch {torch.__version__}; {arch} {tuple(p.numel() for p in parameters)} parameters, k_std {K_STD}")
     for threads in (1, 2):

@@ -23,13 +23,11 @@ from pathlib import Path
 import torch
 
 from memristor_mat import native, normals
-from memristor_mat.config import load_config
-from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import draw_normals, noisy_parameter_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
-from timing import compare_epochs, per_call  # noqa: E402  (epochs alternated; microseconds per call)
+from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
+from timing import compare_epochs, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 
@@ -74,13 +72,7 @@ def main() -> None:
         print(f"the library's draw is not used here ({native.ENVIRONMENT_VARIABLE}={native.choice()}, or its "
               "numbers would differ: see the log): both columns are torch's kernel")
 
-    config = load_config(args.config)
-    task_config = config["tasks"][args.task]
-    data = real_size_images(task_config["dataset"]["name"]).splits
-    arch = task_config["model"]["arch"]
-    options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
-    torch.manual_seed(0)
-    net = build_model(arch, **options)
+    config, data, arch, options, net = paper_task_model(args.config, args.task)
     named = dict(net.named_parameters())
     shapes = {name: named[name].shape for name in noisy_parameter_names(net)}
     generator = torch.Generator().manual_seed(0)

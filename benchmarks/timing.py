@@ -91,3 +91,20 @@ def compare_epochs(config: dict, task: str, data, arch: str, options: dict, vari
             old, new = best[method, before], best[method, after]
             print(f"  {method:12s} {old:6.2f} s -> {new:6.2f} s ({new / old - 1:+.1%}), "
                   f"weights after the epoch identical: {same}")
+
+
+def paper_task_model(config_path: str, task: str):
+    """``config_path``'s ``task`` on data of its real size (benchmarks/paper_scale.py's), and its
+    network built with seed 0: (config, data, architecture, its options, the network)."""
+    from paper_scale import real_size_images
+
+    from memristor_mat.config import load_config
+    from memristor_mat.models import architecture_options, build_model
+
+    config = load_config(config_path)
+    task_config = config["tasks"][task]
+    data = real_size_images(task_config["dataset"]["name"]).splits
+    arch = task_config["model"]["arch"]
+    options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
+    torch.manual_seed(0)
+    return config, data, arch, options, build_model(arch, **options)
