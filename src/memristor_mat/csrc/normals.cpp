@@ -25,8 +25,8 @@
 #endif
 #include <ATen/native/cpu/DistributionTemplates.h>
 
-#include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Tensor.h>  // not ATen/ATen.h: every operator's header, a third of the build
 #include <torch/library.h>
 
 #include <algorithm>

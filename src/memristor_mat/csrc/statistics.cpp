@@ -3,8 +3,9 @@
 // torch's CPU kernel runs Welford's update one element after another, with a division per element
 // (93-110 us for the 100,352 weights of the MLP's first layer, a tenth of a training step); these
 // sums are one vectorised pass in double precision over the same data (about 20 us).
-#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
+#include <ATen/core/Tensor.h>  // not ATen/ATen.h: every operator's header, a third of the build
 #include <torch/library.h>
 
 #if defined(__AVX__)
