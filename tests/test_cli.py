@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from memristor_mat import pipeline, runs
+from memristor_mat import native, pipeline, runs
 from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.cli import main
 from memristor_mat.config import load_config
@@ -67,7 +67,49 @@ def workspace(tmp_path_factory):
     return {"root": root, "config": str(config_path), "data": str(data)}
 
 
-# --------------------------------------------------------------------------- validate / list / help
+# --------------------------------------------------------------------------- validate / list / help / build-native
+
+
+def test_build_native_builds_the_library_and_says_who_draws_the_normals(monkeypatch, capsys):
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
+    assert main(["build-native"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    if native.module() is None:  # no compiler here: reported, not an error
+        assert out[0].startswith("the C++ operators did not build (")
+    else:
+        assert out[0].startswith(f"the C++ operators are built: torch.ops.{native.module().name} (")
+        assert "draws the normals" in out[1]
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    def fail():
+        raise RuntimeError("Error building extension 'memristor_mat_native': c++: not found")
+
+    monkeypatch.setattr(native, "_build", fail)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_failure", None)
+
+
+def test_build_native_reports_a_failed_build_without_failing_under_auto(no_compiler, monkeypatch, capsys):
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
+    assert main(["build-native"]) == 0  # make install goes on: the package runs without the library
+    captured = capsys.readouterr()
+    assert captured.out == ("the C++ operators did not build (RuntimeError: Error building extension "
+                            "'memristor_mat_native': c++: not found); torch's and Python's code runs instead (the "
+                            "same numbers, slower)\n")
+    assert captured.err == ""  # said once, not also as a warning
+
+
+def test_build_native_fails_under_cpp_and_skips_under_python(no_compiler, monkeypatch, capsys):
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
+    assert main(["build-native"]) == 2
+    assert "error: MEMRISTOR_MAT_NATIVE=cpp, but the package's C++ operators did not build: RuntimeError: " \
+           "Error building extension" in capsys.readouterr().err
+    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "python")
+    assert main(["build-native"]) == 0
+    assert capsys.readouterr().out.startswith("MEMRISTOR_MAT_NATIVE=python: the C++ operators are not built")
 
 
 def test_validate_demo_config(capsys):
@@ -114,7 +156,7 @@ def test_help_mentions_commands(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("validate", "list", "prepare", "train", "evaluate", "summarise", "precision"):
+    for command in ("validate", "list", "prepare", "train", "evaluate", "summarise", "precision", "build-native"):
         assert command in out
 
 

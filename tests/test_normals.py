@@ -129,7 +129,7 @@ class Rounding:
 def test_a_library_that_would_change_the_numbers_is_not_used(compiled, monkeypatch, caplog, numbers):
     wrong = Rounding(compiled, numbers)
     monkeypatch.setattr(native, "cpu_module", lambda *tensors: wrong)
-    monkeypatch.setattr(normals, "_agreement", {})
+    monkeypatch.setattr(normals, "_disagreements", {})
     with caplog.at_level(logging.INFO, logger="memristor_mat.normals"):
         drawn = normals.randn((80, 80), generator=torch.Generator().manual_seed(8))
     assert torch.equal(drawn, torch.randn(80, 80, generator=torch.Generator().manual_seed(8)))
@@ -137,7 +137,8 @@ def test_a_library_that_would_change_the_numbers_is_not_used(compiled, monkeypat
     assert "torch draws the normals" in caplog.text and reason in caplog.text
     caplog.clear()
     normals.randn((80, 80))  # checked once per library: no second check, no second message
-    assert normals._agreement == {id(wrong): False} and caplog.text == ""
+    assert list(normals._disagreements) == [id(wrong)] and caplog.text == ""
+    assert normals.drawer().startswith("torch.randn draws the normals: the C++ library's would not be the same")
 
 
 def test_the_library_names_what_it_cannot_take(compiled):

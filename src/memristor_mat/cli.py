@@ -9,6 +9,7 @@
                            --out accuracy.parquet [--devices]
     memristor-mat summarise vanilla.parquet mat.parquet --out results/mine [--baseline vanilla]
     memristor-mat precision results/mnist/accuracy.parquet --models 5 10 --draws 100 400 [--baseline vanilla]
+    memristor-mat build-native
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, pipeline, runs
+from . import __version__, native, normals, pipeline, runs
 from . import methods as registry
 from .aggregation import plan_precision, summarise_tables, write_csv
 from .checkpoint import CheckpointError, load_checkpoint
@@ -101,10 +102,23 @@ def _parser() -> argparse.ArgumentParser:
                            help="draws per model to predict for (default: 100 400)")
     precision.add_argument("--baseline", help="plan the paired differences from this method instead of the accuracies")
     precision.add_argument("--out", help="CSV to write the plan to (one row per configuration x condition x design)")
+    commands.add_parser(
+        "build-native", help="build the package's C++ operators now (make install runs it; else the first job "
+                             "that uses them builds them)",
+        description="Builds the package's C++ operators (the spiking networks' time loops, the clipping's sums, "
+                    "the noise's normals) into torch's extension cache (TORCH_EXTENSIONS_DIR), or loads them from "
+                    "it, and says whether the normals drawn by them are torch.randn's here. A failed build is "
+                    "reported, not an error (torch's code then runs, with the same numbers), except under "
+                    "MEMRISTOR_MAT_NATIVE=cpp.")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "build-native":
+        print(native.build())
+        if native.module() is not None:
+            print(normals.drawer())
+        return
     if args.command == "summarise":  # tables only: no config
         out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label,
                                interval=args.interval)
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         _run(args)
-    except (ConfigError, DataError, CheckpointError, ValueError) as error:
+    except (ConfigError, DataError, CheckpointError, ValueError, native.BuildError) as error:
         print(f"memristor-mat {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -47,6 +48,10 @@ _CAPABILITY_FLAGS = {
 
 _module = None
 _failure: str | None = None
+
+
+class BuildError(RuntimeError):
+    """The library did not build under ``MEMRISTOR_MAT_NATIVE=cpp``."""
 
 
 def _setting() -> tuple[str | None, str | None]:
@@ -116,6 +121,27 @@ def _build():
         os.environ["PATH"] = path
 
 
+def build() -> str:
+    """Build the library now (or load it from torch's extension cache) and say what happened: what
+    ``make install`` runs, so that the build (14-16 s on a 2-core VM, once per machine and
+    instruction set) is not paid by the first training job of a demo or by the tests. Under
+    ``auto`` a failed build is reported, not raised (the package runs without the library); under
+    ``cpp`` it raises; under ``python`` nothing is built."""
+    mode = choice()
+    if mode == "python":
+        return f"{_setting()[0]}=python: the C++ operators are not built; torch's and Python's code runs"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the failure is reported below, once
+        compiled = _loaded(mode)
+    if compiled is None:
+        return (f"the C++ operators did not build ({_failure}); torch's and Python's code runs instead (the same "
+                f"numbers, slower)")
+    cache = os.environ.get("TORCH_EXTENSIONS_DIR") or "torch's default (~/.cache/torch_extensions)"
+    return (f"the C++ operators are built: torch.ops.{compiled.name} ({time.perf_counter() - start:.1f} s, "
+            f"built or loaded from the extension cache in {cache})")
+
+
 def module():
     """The compiled operators (``torch.ops.<build name>``), or None where ``MEMRISTOR_MAT_NATIVE``
     is ``python`` or the build failed under ``auto`` (warned once, with the reason); under ``cpp``
@@ -141,7 +167,7 @@ def _loaded(mode: str):
                     f"numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning,
                     stacklevel=3)
     if _module is None and mode == "cpp":
-        raise RuntimeError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
+        raise BuildError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
     return _module
 
 
