@@ -1,8 +1,11 @@
-"""The package's operators in C++ (``csrc/*.cpp``), one library built on first use with torch's own
-extension builder (:func:`torch.utils.cpp_extension.load`) and cached by it
-(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``; concurrent jobs wait on its
-lock while one builds, and a job killed while building leaves no stale lock: torch holds an
-advisory lock that the system releases, checked by killing a build and starting two more).
+"""The package's operators in C++ (``csrc/*.cpp``), one library built by ``make install``
+(:func:`build`, ``memristor-mat build-native``) or else on first use, with torch's own extension
+builder (:func:`torch.utils.cpp_extension.load`), and cached by it (``TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``): one build per instruction set and per content of the
+sources, flags and torch (:func:`_staged_sources` says why), so checkouts and venvs that share the
+cache never rebuild each other's. Concurrent jobs wait on torch's lock while one builds, and a job
+killed while building leaves no stale lock: torch holds an advisory lock that the system releases,
+checked by killing a build and starting two more.
 
 What is in it, each giving the numbers of the torch code it replaces:
 
@@ -23,8 +26,10 @@ package).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -97,6 +102,9 @@ def _build():
 
     capability = torch.backends.cpu.get_cpu_capability()
     tag = "".join(c for c in capability.lower() if c.isalnum()) or "default"
+    flags = ["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []), *(["-fopenmp"] if _openmp() else [])]
+    name = f"memristor_mat_native_{tag}_{_digest(flags)}"
+    sources = _staged_sources(Path(cpp_extension._get_build_directory(name, False)))
     path = os.environ.get("PATH", "")
     try:
         try:  # the ninja of the environment, also where the environment is not activated
@@ -106,19 +114,57 @@ def _build():
         except ImportError:
             pass
         # a library of torch operators (no Python module), loaded into the process: its operators
-        # are in torch.ops under the library's name (the build's, with torch's "_v<n>" where a
-        # changed source was rebuilt in the same process)
-        library = cpp_extension.load(
-            name=f"memristor_mat_native_{tag}",
-            sources=[str(source) for source in SOURCES],
-            extra_cflags=["-O3", "-ffp-contract=off", *_CAPABILITY_FLAGS.get(capability, []),
-                          *(["-fopenmp"] if _openmp() else [])],
-            is_python_module=False,
-            verbose=False,
-        )
+        # are in torch.ops under the library's name
+        library = cpp_extension.load(name=name, sources=[str(source) for source in sources], extra_cflags=flags,
+                                     is_python_module=False, verbose=False)
         return getattr(torch.ops, Path(library).stem)
     finally:
         os.environ["PATH"] = path
+
+
+def _digest(flags: list[str]) -> str:
+    """What names a build: the sources' contents, the flags, the torch that compiles them and where
+    it is installed (its headers' path is in every compile command)."""
+    digest = hashlib.sha256()
+    for part in (*(f"{source.name}\0".encode() + source.read_bytes() for source in SOURCES),
+                 " ".join(flags).encode(), torch.__version__.encode(), torch.__file__.encode()):
+        digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()[:12]
+
+
+def _staged_sources(build_directory: Path) -> list[Path]:
+    """The sources, copied into ``build_directory`` (one per :func:`_digest`), from which the
+    library is built.
+
+    Why not build from the package's own files: torch's builder writes their paths into its ninja
+    file, and ninja recompiles when a command changes, so two checkouts (or two venvs) that shared
+    an extension cache rebuilt the library each time the other had built it (14-16 s, in a job),
+    and a build from a copy of the package in a test's folder would rebuild it again. From a copy
+    whose path is named by what is in it, every checkout with the same sources builds once; one
+    with other sources builds its own, beside it. A copy is put in place whole (a hard link of a
+    finished file): a process never compiles a half-written one.
+    """
+    staged = build_directory / "csrc"
+    staged.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for source in SOURCES:
+        copy = staged / source.name
+        content = source.read_bytes()
+        if not copy.is_file() or copy.read_bytes() != content:  # absent, or changed by hand: put back
+            handle, temporary = tempfile.mkstemp(dir=staged, prefix=f".{source.name}.")
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(content)
+                try:
+                    os.link(temporary, copy)  # another process's identical copy may be there first
+                except FileExistsError:
+                    if copy.read_bytes() != content:
+                        os.replace(temporary, copy)
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+        copies.append(copy)
+    return copies
 
 
 def build() -> str:
