@@ -4,6 +4,7 @@
 
 
 rule evaluate:
+    priority: EVALUATION_PRIORITY
     wildcard_constraints:
         method=EVALUATION_METHOD,
     input:
@@ -82,6 +83,7 @@ rule aggregate:
 
 
 rule evaluate_devices:
+    priority: EVALUATION_PRIORITY
     wildcard_constraints:
         method=EVALUATION_METHOD,
     input:
