@@ -303,6 +303,27 @@ def test_every_rule_but_the_heavy_ones_is_a_localrule():
     assert rules - local == BATCH_RULES, rules - local
 
 
+def test_jobs_go_by_stage_training_then_evaluation_then_tables_and_figures():
+    # the scheduler orders ready jobs of one priority as it likes; by stage, the long chains start
+    # first and the short table and figure jobs fill the end (rules/common.smk)
+    texts = [(REPO / "Snakefile").read_text(), *(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))]
+    constants = {name: int(value) for text in texts
+                 for name, value in re.findall(r"^(\w+_PRIORITY) = (\d+)$", text, re.MULTILINE)}
+    priority = {}
+    for text in texts:
+        for block in re.split(r"^(?=rule \w+:)", text, flags=re.MULTILINE):
+            name = re.match(r"rule (\w+):", block)
+            if name:
+                given = re.search(r"^    priority: (\w+)$", block, re.MULTILINE)
+                priority[name.group(1)] = constants[given.group(1)] if given else 0
+    first = {"fetch_raw_data", "prepare_data", "train", "train_method"}
+    evaluations = {"evaluate", "evaluate_devices"}
+    rest = set(priority) - first - evaluations
+    assert {"aggregate", "figures", "compare_tasks", "record_traces"} <= rest
+    assert min(priority[r] for r in first) > max(priority[r] for r in evaluations)
+    assert min(priority[r] for r in evaluations) > max(priority[r] for r in rest)
+
+
 def test_lint_is_clean():
     result = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
