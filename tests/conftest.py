@@ -20,6 +20,20 @@ def url_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """The C++ library's build fails as on a machine without a compiler (a multi-line error, as
+    torch's builder raises), and no earlier build or failure is remembered."""
+    from memristor_mat import native
+
+    def fail():
+        raise RuntimeError("Error building extension 'memristor_mat_native': c++: not found\nmore")
+
+    monkeypatch.setattr(native, "_build", fail)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_failure", None)
+
+
 @contextlib.contextmanager
 def killed_in_epoch(monkeypatch, epoch: int):
     """Within the block, ``training.train`` is killed (KeyboardInterrupt) at the end of epoch

@@ -81,16 +81,6 @@ def test_build_native_builds_the_library_and_says_who_draws_the_normals(monkeypa
         assert "draws the normals" in out[1]
 
 
-@pytest.fixture
-def no_compiler(monkeypatch):
-    def fail():
-        raise RuntimeError("Error building extension 'memristor_mat_native': c++: not found")
-
-    monkeypatch.setattr(native, "_build", fail)
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_failure", None)
-
-
 def test_build_native_reports_a_failed_build_without_failing_under_auto(no_compiler, monkeypatch, capsys):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     assert main(["build-native"]) == 0  # make install goes on: the package runs without the library

@@ -62,6 +62,18 @@ def test_a_staged_copy_edited_by_hand_is_put_back(tmp_path, monkeypatch):
     assert native._staged_sources(tmp_path / "build")[0].read_bytes() == native.SOURCES[0].read_bytes()
 
 
+def test_a_file_system_without_hard_links_gets_whole_copies_by_renaming(tmp_path, monkeypatch):
+    monkeypatch.setattr(native, "SOURCES", checkout(tmp_path / "one"))
+
+    def no_links(source, target):
+        raise PermissionError("hard links are not supported here")
+
+    monkeypatch.setattr(native.os, "link", no_links)
+    staged = native._staged_sources(tmp_path / "build")
+    assert [p.read_bytes() for p in staged] == [s.read_bytes() for s in native.SOURCES]
+    assert sorted(p.name for p in (tmp_path / "build" / "csrc").iterdir()) == sorted(p.name for p in staged)
+
+
 def _stage(sources: tuple[Path, ...], build: Path) -> list[bytes]:
     native.SOURCES = sources
     return [p.read_bytes() for p in native._staged_sources(build)]

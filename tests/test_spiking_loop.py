@@ -243,13 +243,7 @@ def test_the_former_variable_still_chooses_where_the_new_one_is_unset(monkeypatc
     assert native.choice() == "auto"
 
 
-def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(monkeypatch):
-    def no_compiler():
-        raise RuntimeError("Error building extension 'memristor_mat_native': c++: not found\nmore")
-
-    monkeypatch.setattr(native, "_build", no_compiler)
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_failure", None)
+def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(no_compiler, monkeypatch):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     model = network(hidden=20)
     x = events(4, 30, rate=0.1, seed=0)

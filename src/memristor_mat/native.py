@@ -160,6 +160,8 @@ def _staged_sources(build_directory: Path) -> list[Path]:
                 except FileExistsError:
                     if copy.read_bytes() != content:
                         os.replace(temporary, copy)
+                except OSError:  # a file system without hard links: a rename is as whole
+                    os.replace(temporary, copy)
             finally:
                 if os.path.exists(temporary):
                     os.unlink(temporary)
