@@ -304,7 +304,9 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
 // of the ECG network is (16, 100) per step, where a Python call costs as much as the arithmetic
 // it starts; here only the dispatcher is paid per operation. The numbers are the Python
 // functions' by construction (the same kernels, also for tanh: the same tensors reach them), any
-// dtype; the tests compare them bit for bit. Below autograd: the caller, an autograd.Function,
+// dtype; the tests compare them bit for bit. One exception to "the same kernels": the original
+// backward's element-wise updates in float32 run as one pass of the same IEEE multiplies and
+// adds (original_backward_step), 20 % off that backward pass for the tanh twin. Below autograd: the caller, an autograd.Function,
 // records the loop as one node.
 
 // forward of the original dynamics: the outputs (batch, T, H) (mem_{t-1}, or tanh(mem_{t-1} -
@@ -333,6 +335,41 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> origina
   return {stacked, inputs, outputs};
 }
 
+// original_time_loop_backward's element-wise updates of one step where all three gradients from
+// step t + 1 are there (every step but the last two): d_mem_{t-1} = g + d_mem * beta, d_syn_{t-1} =
+// d_mem + d_syn * alpha, d_h += d_syn, in one pass instead of five ATen calls. Each value is one
+// multiply and one add, each rounded apart as by the kernels it replaces (built with
+// -ffp-contract=off; no fused multiply-add), so the numbers are theirs. ``g``: the step's output
+// gradient (through tanh's derivative), rows ``g_row`` apart.
+void original_backward_step(const float* __restrict__ g, int64_t g_row, const float* __restrict__ d_mem,
+                            const float* __restrict__ d_syn, float* __restrict__ d_h, float* __restrict__ d_mem_prev,
+                            float* __restrict__ d_syn_prev, const float* __restrict__ alpha,
+                            const float* __restrict__ beta, int64_t batch, int64_t size) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t o = b * size;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < size; ++j) {
+      const float m = d_mem[o + j], s = d_syn[o + j];
+      d_mem_prev[o + j] = g[b * g_row + j] + m * beta[j];
+      d_syn_prev[o + j] = m + s * alpha[j];
+      d_h[o + j] = d_h[o + j] + s;
+    }
+  }
+}
+
+// whether ``t`` is a float32 CPU tensor the fused loops can read as (batch, size) rows: contiguous,
+// or (``row_strided``) with contiguous rows any distance apart
+bool float_rows(const at::Tensor& t, int64_t batch, int64_t size, bool row_strided = false) {
+  return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.dim() == 2 && t.size(0) == batch &&
+         t.size(1) == size && (row_strided ? t.stride(1) == 1 : t.is_contiguous());
+}
+
+// whether ``t`` is a float32 CPU vector of ``size`` per-unit values (broadcast over the rows)
+bool float_units(const at::Tensor& t, int64_t size) {
+  return t.scalar_type() == at::kFloat && t.device().is_cpu() && t.dim() == 1 && t.size(0) == size &&
+         t.is_contiguous();
+}
+
 // backward of original_time_loop: {gradient of the drive (batch, T, H), of w_rec}, or none where
 // no step's h fed anything (fewer than three steps)
 std::vector<at::Tensor> original_time_loop_backward(const at::Tensor& grad_outputs, at::TensorList inputs,
@@ -347,18 +384,32 @@ std::vector<at::Tensor> original_time_loop_backward(const at::Tensor& grad_outpu
   at::Tensor d_mem, d_syn, d_h, d_w;
   std::vector<at::Tensor> d_drive(steps);
   const at::Tensor w_rec_t = w_rec.t();
+  const int64_t batch = grad_outputs.size(0), size = grad_outputs.size(2);
+  const bool fused = float_units(alpha, size) && float_units(beta, size);
   for (int64_t t = steps - 1; t >= 0; --t) {
     const at::Tensor grad = grad_outputs.select(1, t);
     at::Tensor d_mem_prev = spiking ? grad : at::tanh_backward(grad, tanh_outputs[t]);
     at::Tensor d_syn_prev;
-    if (d_mem.defined()) {  // mem_t = syn_{t-1} + beta * mem_{t-1} - threshold * reset
-      d_syn_prev = d_mem;
-      d_mem_prev = at::add(d_mem_prev, at::mul(d_mem, beta));
-    }
-    if (d_syn.defined()) {  // syn_t = h_t + alpha * syn_{t-1}
-      d_h = d_h.defined() ? at::add(d_h, d_syn) : d_syn;
-      const at::Tensor from_syn = at::mul(d_syn, alpha);
-      d_syn_prev = d_syn_prev.defined() ? at::add(d_syn_prev, from_syn) : from_syn;
+    if (fused && d_mem.defined() && d_syn.defined() && d_h.defined() && float_rows(d_mem_prev, batch, size, true) &&
+        float_rows(d_mem, batch, size) && float_rows(d_syn, batch, size) && float_rows(d_h, batch, size)) {
+      // d_h: the recurrent product of the step after, this loop's own tensor: updated in place
+      at::Tensor d_mem_next = at::empty_like(d_mem), d_syn_next = at::empty_like(d_syn);
+      original_backward_step(d_mem_prev.data_ptr<float>(), d_mem_prev.stride(0), d_mem.data_ptr<float>(),
+                             d_syn.data_ptr<float>(), d_h.data_ptr<float>(), d_mem_next.data_ptr<float>(),
+                             d_syn_next.data_ptr<float>(), alpha.data_ptr<float>(), beta.data_ptr<float>(), batch,
+                             size);
+      d_mem_prev = d_mem_next;
+      d_syn_prev = d_syn_next;
+    } else {
+      if (d_mem.defined()) {  // mem_t = syn_{t-1} + beta * mem_{t-1} - threshold * reset
+        d_syn_prev = d_mem;
+        d_mem_prev = at::add(d_mem_prev, at::mul(d_mem, beta));
+      }
+      if (d_syn.defined()) {  // syn_t = h_t + alpha * syn_{t-1}
+        d_h = d_h.defined() ? at::add(d_h, d_syn) : d_syn;
+        const at::Tensor from_syn = at::mul(d_syn, alpha);
+        d_syn_prev = d_syn_prev.defined() ? at::add(d_syn_prev, from_syn) : from_syn;
+      }
     }
     if (d_h.defined()) {  // h_t = drive_t + h_{t-1} @ w_rec
       d_drive[t] = d_h;
