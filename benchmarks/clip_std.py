@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from memristor_mat import native, statistics, training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
-from timing import compare_epochs, paper_task_model, per_call  # noqa: E402
+from timing import compare_epochs, old_new_arguments, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 K_STD = 2.5  # SPEC §2.1's clipping bound in standard deviations
@@ -54,13 +53,7 @@ def decided_fraction(shape: tuple[int, ...], count: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/paper_mnist.yaml")
-    parser.add_argument("--task", default="mnist")
-    parser.add_argument("--repeats", type=int, default=2000, help="calls per timing round")
-    parser.add_argument("--no-epochs", action="store_true", help="time only the per-call figures")
-    parser.add_argument("--rounds", type=int, default=2, help="epochs timed per case (the best is shown)")
-    args = parser.parse_args()
+    args = old_new_arguments(__doc__, repeats=2000)
     if native.module() is None:
         print(f"the C++ library is not available ({native.ENVIRONMENT_VARIABLE}={native.choice()}): "
               "float32_std is torch's std here")

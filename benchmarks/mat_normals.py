@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from memristor_mat.noise import draw_normals, noisy_parameter_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
-from timing import compare_epochs, paper_task_model, per_call  # noqa: E402
+from timing import compare_epochs, old_new_arguments, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 
@@ -60,13 +59,7 @@ def identical(draw) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="config/paper_mnist.yaml")
-    parser.add_argument("--task", default="mnist")
-    parser.add_argument("--repeats", type=int, default=1000, help="calls per timing round")
-    parser.add_argument("--no-epochs", action="store_true", help="time only the per-call figures")
-    parser.add_argument("--rounds", type=int, default=2, help="epochs timed per case (the best is shown)")
-    args = parser.parse_args()
+    args = old_new_arguments(__doc__, repeats=1000)
     torch.set_num_threads(1)  # the workflow's training jobs get one thread each
     if normals._library() is None:
         print(f"the library's draw is not used here ({native.ENVIRONMENT_VARIABLE}={native.choice()}, or its "

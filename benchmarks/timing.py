@@ -3,6 +3,7 @@ this folder is on ``sys.path``)."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -108,3 +109,15 @@ def paper_task_model(config_path: str, task: str):
     options = architecture_options(arch, task_config["model"], data.input_shape, data.num_classes)
     torch.manual_seed(0)
     return config, data, arch, options, build_model(arch, **options)
+
+
+def old_new_arguments(description: str, repeats: int) -> argparse.Namespace:
+    """The command line of the scripts that time torch's kernel against the C++ library's, per
+    call and in epochs of a paper recipe (``clip_std.py``, ``mat_normals.py``)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/paper_mnist.yaml")
+    parser.add_argument("--task", default="mnist")
+    parser.add_argument("--repeats", type=int, default=repeats, help="calls per timing round")
+    parser.add_argument("--no-epochs", action="store_true", help="time only the per-call figures")
+    parser.add_argument("--rounds", type=int, default=2, help="epochs timed per case (the best is shown)")
+    return parser.parse_args()
