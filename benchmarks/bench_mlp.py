@@ -24,7 +24,7 @@
    thread count sums the products in another order). Blocks of a second or less compare
    configurations on the same machine where whole epochs minutes apart need not.
 4. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
-   after an epoch, the square root of its second moments among it (torch computes it with MKL's
+   after an epoch (torch's update, and the pipeline's ``memristor_mat.optim.Adam``, alternated), the square root of its second moments among it (torch computes it with MKL's
    vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
    are 0 in every image), the same root on the moments with their zeros replaced, and the
    clipping's standard deviation.
@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 
+from memristor_mat import optim
 from memristor_mat.datasets import prepare_dataset
 from memristor_mat.evaluation import monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.mlp import MLP
@@ -233,7 +234,7 @@ def bench_step_blocks(args) -> None:
     def stepper(kind: str):
         torch.manual_seed(14)
         model = MLP()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = optim.Adam(model.parameters(), lr=1e-3)  # the pipeline's (training.make_optimizer)
         parameters = list(model.parameters())
         generator = torch.Generator().manual_seed(0)
         forward = model
@@ -324,10 +325,22 @@ def bench_optimizer_step(args) -> None:
     sqrt_us = microseconds(moments.sqrt)
     sqrt_nonzero_us = microseconds(without_zeros.sqrt)
     std_us = microseconds(weight.detach().std)
+    # the pipeline's Adam on a copy of the same model, moments and gradients
+    twin = copy.deepcopy(model)
+    for source, target in zip(model.parameters(), twin.parameters()):
+        target.grad = source.grad.clone()
+    library_optimizer = optim.Adam(twin.parameters(), lr=1e-3)
+    library_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # its own moments
     # last: the steps (with the epoch's last gradients) move the weights; zero moments stay zero
-    step_us = microseconds(optimizer.step)
+    step_us, library_us = [], []
+    for _ in range(3):  # alternated
+        step_us.append(microseconds(optimizer.step))
+        library_us.append(microseconds(library_optimizer.step))
+    same = all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
     print(f"Optimiser step, MLP after one epoch of {len(y) // 32} steps, 1 thread (us per call)")
-    print(f"  Adam step (both tensors)                {step_us:7.1f}")
+    print(f"  Adam step (both tensors), torch's update {min(step_us):7.1f} | memristor_mat.optim.Adam "
+          f"{min(library_us):7.1f} ({min(library_us) / min(step_us) - 1:+.0%}; {optim.updater()}; the same weights "
+          f"after {3 * 3 * 200} steps: {same})")
     print(f"  of it, sqrt of the first layer's second moments ({weight.numel():,}, {zeros:.0%} exactly 0) "
           f"{sqrt_us:7.1f} | the same with the zeros replaced {sqrt_nonzero_us:7.1f}")
     print(f"  clipping's std of the first layer's weights {std_us:7.1f}")

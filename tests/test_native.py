@@ -96,3 +96,17 @@ def test_the_library_is_built_from_the_staged_copies(monkeypatch):
         assert str(build / "csrc" / source.name) in ninja
         assert str(source) not in ninja
     assert compiled.name.startswith("memristor_mat_native_")
+
+
+def test_a_failed_build_is_named_by_the_compilers_first_error():
+    # torch's message: the extension, then ninja's output (its command lines, the compiler's messages)
+    compile_failure = RuntimeError(
+        "Error building extension 'memristor_mat_native_avx512_0123456789ab': [1/5] c++ -MMD -MF adam.o.d -O3 -c "
+        "/cache/csrc/adam.cpp -o adam.o\nFAILED: adam.o\nc++ -MMD -MF adam.o.d -O3 -c /cache/csrc/adam.cpp\n"
+        "/cache/csrc/adam.cpp:65:30: error: 'empty_like' is not a member of 'at'\n"
+        "/cache/csrc/adam.cpp:70:1: error: expected ';'\nninja: build stopped: subcommand failed.\n")
+    assert native._reason(compile_failure) == ("RuntimeError: Error building extension "
+                                                "'memristor_mat_native_avx512_0123456789ab': /cache/csrc/adam.cpp:65:30: "
+                                                "error: 'empty_like' is not a member of 'at'")
+    assert native._reason(FileNotFoundError("ninja: not found\nsecond line")) == "FileNotFoundError: ninja: not found"
+    assert native._reason(OSError()) == "OSError: "

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, native, normals, pipeline, runs
+from . import __version__, native, normals, optim, pipeline, runs
 from . import methods as registry
 from .aggregation import plan_precision, summarise_tables, write_csv
 from .checkpoint import CheckpointError, load_checkpoint
@@ -106,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         "build-native", help="build the package's C++ operators now (make install runs it; else the first job "
                              "that uses them builds them)",
         description="Builds the package's C++ operators (the spiking networks' time loops, the clipping's sums, "
-                    "the noise's normals) into torch's extension cache (TORCH_EXTENSIONS_DIR), or loads them from "
-                    "it, and says whether the normals drawn by them are torch.randn's here. A failed build is "
+                    "the noise's normals, Adam's update) into torch's extension cache (TORCH_EXTENSIONS_DIR), or "
+                    "loads them from it, and says whether the normals drawn and the Adam updates made by them are "
+                    "torch's here. A failed build is "
                     "reported, not an error (torch's code then runs, with the same numbers), except under "
                     "MEMRISTOR_MAT_NATIVE=cpp.")
     return parser
@@ -118,6 +119,7 @@ def _run(args: argparse.Namespace) -> None:
         print(native.build())
         if native.module() is not None:
             print(normals.drawer())
+            print(optim.updater())
         return
     if args.command == "summarise":  # tables only: no config
         out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label,

@@ -14,7 +14,9 @@ What is in it, each giving the numbers of the torch code it replaces:
 - ``csrc/statistics.cpp``: the sums behind the clipping's standard deviation
   (:mod:`memristor_mat.statistics`);
 - ``csrc/normals.cpp``: ``torch.randn``'s float32 normals from the generator's own state
-  (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them).
+  (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them);
+- ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of a float32 tensor
+  (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it).
 
 ``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
 they apply and build; if the build fails, a warning names why and the torch/Python code runs, with
@@ -206,17 +208,26 @@ def _loaded(mode: str):
         try:
             _module = _build()
         except Exception as error:  # a missing compiler or ninja, a compile error: torch's code runs
-            lines = [line for line in str(error).splitlines() if line.strip()]
-            _failure = f"{type(error).__name__}: {lines[0] if lines else ''}"
+            _failure = _reason(error)
             if mode == "auto":
                 warnings.warn(
                     f"the package's C++ operators (the spiking networks' time loops, the clipping's sums, the "
-                    f"noise's normals) did not build ({_failure}); torch's and Python's code runs instead (the same "
+                    f"noise's normals, Adam's update) did not build ({_failure}); torch's and Python's code runs instead (the same "
                     f"numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning,
                     stacklevel=3)
     if _module is None and mode == "cpp":
         raise BuildError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
     return _module
+
+
+def _reason(error: Exception) -> str:
+    """What failed, in one line: the error's first line, or where the compiler ran and failed, the
+    first of its errors (torch's message goes on with ninja's whole compile command)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    compiler = next((line for line in lines[1:] if "error:" in line), None)
+    if compiler is not None:
+        return f"{type(error).__name__}: {lines[0].split(':')[0]}: {compiler}"
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def cpu_module(*tensors: torch.Tensor):

@@ -1,0 +1,184 @@
+"""``torch.optim.Adam``, whose default update of float32 CPU tensors the C++ library makes: the
+same numbers and the same state, about 2x faster.
+
+Why: the paper's MNIST recipe (SPEC §2.1: Adam, batches of 32) updates the MLP's 101,632 weights
+after every batch, and torch's default update (``_single_tensor_adam``, the one it runs on a CPU)
+makes seven passes over each tensor, each an operator call of its own: 200-230 us a step on one
+thread of a 2-core AMD EPYC Zen 4, a fifth of a vanilla step and 15 % of the demo's MNIST training
+job under the profiler. torch's ``fused=True`` Adam is as fast but rounds differently (see
+``benchmarks/README.md``, "Fused Adam and foreach"), so the original's recipe would no longer give
+its numbers.
+
+How: ``csrc/adam.cpp`` makes the same roundings in three passes (the moments; torch's own square
+root, which is MKL's; the denominator and the parameter), computing each scalar as torch does
+(here, in Python, with the same double-precision expressions). The optimiser's state (``step``,
+``exp_avg``, ``exp_avg_sq``) is torch's, so checkpoints move between this class and
+``torch.optim.Adam`` either way.
+
+That holds where the library's arithmetic is the one torch's build compiled (its kernels fuse some
+multiply-adds: which ones is the compiler's choice). The first step of a process checks it: a few
+steps on tensors of several sizes (tails of vectors, more than one task of
+``at::parallel_for``), gradients with exact zeros, both branches of torch's ``lerp``, against
+``torch.optim.Adam`` bit for bit; where they differ, torch's update runs, and the log says why.
+torch's update also runs for what the library does not cover: amsgrad, weight decay, maximize,
+``foreach``/``fused``/``capturable``/``differentiable``, a learning rate or betas held in tensors,
+tensors off the CPU, not float32 or not contiguous, and under ``MEMRISTOR_MAT_NATIVE=python``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from memristor_mat import native
+
+log = logging.getLogger(__name__)
+
+#: sizes of the first-use check: a single element, tails of a vector of 16, a whole vector, larger
+#: tensors, and one that crosses torch's grain (32,768: two tasks on two threads)
+CHECK_SIZES = (1, 15, 16, 17, 33, 1000, 4099, 70001)
+#: (betas, lr, eps) of the check: the default, and a beta1 below 0.5 (lerp's other branch)
+CHECK_SETTINGS = (((0.9, 0.999), 1e-3, 1e-8), ((0.3, 0.5), 0.05, 1e-3))
+CHECK_STEPS = 4
+
+# id of the loaded library -> why its update is not torch's (None: it is)
+_disagreements: dict[int, str | None] = {}
+
+
+def _update(compiled, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+            step_t: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
+    """One step of ``_single_tensor_adam`` (no amsgrad, no weight decay) for one tensor, by the
+    library: the scalars as torch computes them (torch.optim.adam, ``capturable=False``)."""
+    step_t += 1
+    step = step_t.item()
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    step_size = lr / bias_correction1
+    compiled.adam_step_(param, grad, exp_avg, exp_avg_sq, 1 - beta1, beta2, 1 - beta2, bias_correction2 ** 0.5,
+                        eps, -step_size)
+
+
+def _disagreement(compiled) -> str | None:
+    """Why ``compiled``'s update is not ``torch.optim.Adam``'s (None: it is, for the checked sizes
+    and settings)."""
+    for (beta1, beta2), lr, eps in CHECK_SETTINGS:
+        for size in CHECK_SIZES:
+            generator = torch.Generator().manual_seed(size)
+            start = torch.randn(size, generator=generator)
+            theirs = torch.nn.Parameter(start.clone())
+            reference = torch.optim.Adam([theirs], lr=lr, betas=(beta1, beta2), eps=eps, foreach=False)
+            ours = start.clone()
+            state = {"step": torch.tensor(0.0), "exp_avg": torch.zeros(size), "exp_avg_sq": torch.zeros(size)}
+            for step in range(CHECK_STEPS):
+                grad = torch.randn(size, generator=generator) * 10.0 ** (step - 2)
+                grad[::5] = 0  # moments that stay 0 (MKL's root takes another path there)
+                theirs.grad = grad.clone()
+                _unhooked_step(reference)
+                _update(compiled, ours, grad, state["exp_avg"], state["exp_avg_sq"], state["step"], lr, beta1, beta2,
+                        eps)
+                expected = reference.state[theirs]
+                for name, mine, torchs in (("the parameter", ours, theirs.detach()),
+                                           ("exp_avg", state["exp_avg"], expected["exp_avg"]),
+                                           ("exp_avg_sq", state["exp_avg_sq"], expected["exp_avg_sq"])):
+                    if not torch.equal(mine.view(torch.int32), torchs.view(torch.int32)):
+                        differ = int((mine.view(torch.int32) != torchs.view(torch.int32)).sum())
+                        return (f"{differ} of {size} elements of {name} differ from torch's after step {step + 1} "
+                                f"(betas {beta1}, {beta2})")
+    return None
+
+
+def _checked(compiled) -> str | None:
+    """:func:`_disagreement` of ``compiled``, checked once per loaded library (logged where it
+    disagrees)."""
+    key = id(compiled)
+    if key not in _disagreements:
+        reason = _disagreements[key] = _disagreement(compiled)
+        if reason is not None:
+            log.info("torch makes Adam's update: the C++ library's would not be the same numbers here (%s)", reason)
+    return _disagreements[key]
+
+
+def _library():
+    """The C++ library where its update is torch's, else None."""
+    compiled = native.cpu_module()
+    return compiled if compiled is not None and _checked(compiled) is None else None
+
+
+def updater() -> str:
+    """Who makes Adam's default update of float32 CPU tensors in this process, and why (for
+    ``memristor-mat build-native``'s report)."""
+    compiled = native.cpu_module()
+    if compiled is None:
+        return "torch makes Adam's update (the C++ library is not in use)"
+    reason = _checked(compiled)
+    if reason is not None:
+        return f"torch makes Adam's update: the C++ library's would not be the same numbers here ({reason})"
+    return "the C++ library makes Adam's update: torch.optim.Adam's numbers here, bit for bit"
+
+
+def _unhooked_step(optimizer: torch.optim.Adam, closure=None):
+    """``torch.optim.Adam.step`` without the hooks torch wraps around a class's ``step`` once an
+    instance of it exists (``Optimizer._patch_step_function``): this class's own ``step`` is
+    wrapped and has run them."""
+    step = torch.optim.Adam.step
+    if getattr(step, "hooked", False):
+        step = step.__wrapped__
+    return step(optimizer, closure)
+
+
+#: the types of a learning rate, betas and eps that torch's update uses as Python numbers (not tensors)
+_NUMBERS = (float, int)
+
+
+def _takes(tensor: torch.Tensor, param: torch.Tensor) -> bool:
+    return (tensor.dtype is torch.float32 and tensor.device.type == "cpu" and tensor.layout is torch.strided
+            and tensor.is_contiguous() and tensor.shape == param.shape)
+
+
+def _fusable(optimizer: torch.optim.Adam) -> bool:
+    """Whether every tensor of ``optimizer`` takes the update the library makes (module docstring)."""
+    for group in optimizer.param_groups:
+        if (group["amsgrad"] or group["maximize"] or group["weight_decay"] != 0 or group["foreach"]
+                or group["fused"] or group["capturable"] or group["differentiable"]
+                or group.get("decoupled_weight_decay", False) or type(group["lr"]) not in _NUMBERS
+                or type(group["eps"]) not in _NUMBERS or any(type(beta) not in _NUMBERS for beta in group["betas"])):
+            return False
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            if not (_takes(param, param) and _takes(grad, param)):
+                return False
+            state = optimizer.state.get(param)
+            if state and not ("exp_avg" in state and "exp_avg_sq" in state and state["step"].device.type == "cpu"
+                              and _takes(state["exp_avg"], param) and _takes(state["exp_avg_sq"], param)):
+                return False
+    return True
+
+
+class Adam(torch.optim.Adam):
+    """``torch.optim.Adam``: the same options, numbers and state; its default update of float32 CPU
+    tensors made by the C++ library where it gives torch's numbers (module docstring)."""
+
+    def step(self, closure=None):
+        compiled = _library()
+        if compiled is None or not _fusable(self):
+            return _unhooked_step(self, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+                self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+                beta1, beta2 = group["betas"]
+                for param, grad, exp_avg, exp_avg_sq, step_t in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+                    _update(compiled, param, grad, exp_avg, exp_avg_sq, step_t, group["lr"], beta1, beta2,
+                            group["eps"])
+        return loss
+
+
+#: the torch.optim classes that ``training.make_optimizer`` replaces by these, by name
+OPTIMIZERS = {"Adam": Adam}
