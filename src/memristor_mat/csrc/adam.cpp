@@ -1,6 +1,7 @@
 // torch.optim.Adam's default update of one float32 CPU tensor (_single_tensor_adam: no amsgrad,
-// no weight decay, not maximising), the same numbers in three passes over the tensor where torch
-// makes seven (memristor_mat/optim.py decides where it runs and checks it against torch first).
+// no weight decay, not maximising), the same numbers in two passes over the tensor and torch's
+// square root where torch makes seven passes (memristor_mat/optim.py decides where it runs and
+// checks it against torch first).
 //
 // torch's update, each line a pass of its own over the tensor (w = 1 - beta1, s = 1 - beta2, the
 // scalars rounded to float32 as torch's kernels round them):
@@ -8,15 +9,15 @@
 //   v = v * beta2                     rounded, then
 //   v = v + s * g * g                 fma(s * g, g, v): torch's build contracts the last product
 //   r = sqrt(v)                       MKL's vector math (VML), which differs from the correctly
-//                                     rounded root on 0.6 % of inputs: the same call is made here
+//                                     rounded root on 0.6 % (Intel Xeon) to 14 % (AMD EPYC Zen 4)
+//                                     of inputs: the same call is made here
 //   d = r / sqrt(1 - beta2^t) + eps   two roundings
 //   p = p + (-step_size * m) / d      three roundings
 // On the MLP's first layer (100,352 weights) that is 200-230 us a step of which the root is about
-// 45 (one thread, a 2-core AMD EPYC Zen 4), a fifth of a step of the paper's MNIST recipe. Here the
-// moments are one pass, the root torch's own call, the rest one pass; the file is built without
-// contraction, so each rounding above is written out (std::fma where torch's build fuses).
-#include <ATen/Parallel.h>
-#include <ATen/TensorIterator.h>  // at::internal::GRAIN_SIZE
+// 45 to 90 (one thread, a 2-core AMD EPYC Zen 4), a fifth of a step of the paper's MNIST recipe.
+// Here the moments are one pass, the root torch's own call, the rest one pass (93 us); the file is
+// built without contraction, so each rounding above is written out (std::fma where torch's build
+// fuses).
 #include <ATen/core/Tensor.h>  // not ATen/ATen.h: every operator's header, a third of the build
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/sqrt.h>
@@ -57,33 +58,25 @@ void adam_step_(at::Tensor param, const at::Tensor& grad, at::Tensor exp_avg, at
   // alike: either way the denominator is eps)
   at::Tensor radicands = at::empty_like(exp_avg_sq);
   float* q = radicands.data_ptr<float>();
-  // torch's elementwise kernels split a contiguous tensor the same way (GRAIN_SIZE per task); the
-  // pointers captured by value: through a reference the compiler must reload them after each
-  // store, and does not vectorise
-  at::parallel_for(0, n, at::internal::GRAIN_SIZE, [=](int64_t begin, int64_t end) {
-    if (small) {
-      for (int64_t i = begin; i < end; ++i) m[i] = std::fma(w, g[i] - m[i], m[i]);
-    } else {
-      for (int64_t i = begin; i < end; ++i) m[i] = std::fma(coefficient, g[i] - m[i], g[i]);
-    }
-    for (int64_t i = begin; i < end; ++i) {
-      const float updated = std::fma(s * g[i], g[i], v[i] * b2);
-      v[i] = updated;
-      q[i] = updated == 0.0f ? 1.0f : updated;
-    }
-  });
+  // one thread: on the 2-vCPU VMs measured, these passes over the MLP's first layer took 133 us on
+  // two threads against 99 on one (torch's own mul_ slows alike, 8.1 against 6.7 us), and at 4M
+  // elements two threads gained nothing; torch's root below uses the threads it is given
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = small ? std::fma(w, g[i] - m[i], m[i]) : std::fma(coefficient, g[i] - m[i], g[i]);
+    const float updated = std::fma(s * g[i], g[i], v[i] * b2);
+    v[i] = updated;
+    q[i] = updated == 0.0f ? 1.0f : updated;
+  }
   at::sqrt_(radicands);  // torch's own root: MKL's vector math where torch uses it
   float* p = param.data_ptr<float>();
   const float divisor = static_cast<float>(bias_correction2_sqrt);
   const float e = static_cast<float>(eps);
   const float step = static_cast<float>(neg_step_size);
-  at::parallel_for(0, n, at::internal::GRAIN_SIZE, [=](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float root = v[i] == 0.0f ? 0.0f : q[i];
-      const float denominator = root / divisor + e;
-      p[i] = p[i] + step * m[i] / denominator;
-    }
-  });
+  for (int64_t i = 0; i < n; ++i) {
+    const float root = v[i] == 0.0f ? 0.0f : q[i];
+    const float denominator = root / divisor + e;
+    p[i] = p[i] + step * m[i] / denominator;
+  }
 }
 
 }  // namespace
