@@ -21,6 +21,16 @@ def url_calls(monkeypatch):
 
 
 @pytest.fixture
+def compiled(monkeypatch):
+    """The package's C++ library, built (or loaded) under ``MEMRISTOR_MAT_NATIVE=cpp``: a failed
+    build fails the test with the compiler's reason."""
+    from memristor_mat import native
+
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
+    return native.module()
+
+
+@pytest.fixture
 def no_compiler(monkeypatch):
     """The C++ library's build fails as on a machine without a compiler (a multi-line error, as
     torch's builder raises), and no earlier build or failure is remembered."""

@@ -11,12 +11,6 @@ from memristor_mat import native, normals
 
 
 @pytest.fixture
-def compiled(monkeypatch):
-    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
-
-
-@pytest.fixture
 def library_calls(compiled, monkeypatch):
     """The sizes the library draws in the test (the library's draws agreeing with torch's here)."""
     assert normals._library() is compiled, "the library's normals should be torch's on this machine"
@@ -129,15 +123,15 @@ class Rounding:
 def test_a_library_that_would_change_the_numbers_is_not_used(compiled, monkeypatch, caplog, numbers):
     wrong = Rounding(compiled, numbers)
     monkeypatch.setattr(native, "cpu_module", lambda *tensors: wrong)
-    monkeypatch.setattr(normals, "_disagreements", {})
+    monkeypatch.setattr(normals._agreement, "reasons", {})
     with caplog.at_level(logging.INFO, logger="memristor_mat.normals"):
         drawn = normals.randn((80, 80), generator=torch.Generator().manual_seed(8))
     assert torch.equal(drawn, torch.randn(80, 80, generator=torch.Generator().manual_seed(8)))
     reason = "normals differ from torch.randn's" if numbers else "generator's state after 16 normals differs"
-    assert "torch draws the normals" in caplog.text and reason in caplog.text
+    assert "torch.randn draws the normals" in caplog.text and reason in caplog.text
     caplog.clear()
     normals.randn((80, 80))  # checked once per library: no second check, no second message
-    assert list(normals._disagreements) == [id(wrong)] and caplog.text == ""
+    assert list(normals._agreement.reasons) == [id(wrong)] and caplog.text == ""
     assert normals.drawer().startswith("torch.randn draws the normals: the C++ library's would not be the same")
 
 

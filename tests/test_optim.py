@@ -14,12 +14,6 @@ from memristor_mat import native, optim, training
 
 
 @pytest.fixture
-def compiled(monkeypatch):
-    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
-
-
-@pytest.fixture
 def library_calls(compiled, monkeypatch):
     """The sizes of the tensors the library updates in the test (its update agreeing with torch's)."""
     assert optim._library() is compiled, "the library's Adam should be torch's on this machine"
@@ -220,7 +214,7 @@ class Rounding:
 def test_a_library_that_would_change_the_numbers_is_not_used(compiled, monkeypatch, caplog):
     wrong = Rounding(compiled)
     monkeypatch.setattr(native, "cpu_module", lambda *tensors: wrong)
-    monkeypatch.setattr(optim, "_disagreements", {})
+    monkeypatch.setattr(optim._agreement, "reasons", {})
     model_ours, model_theirs = mlp(), mlp()
     ours, theirs = optim.Adam(model_ours.parameters()), torch.optim.Adam(model_theirs.parameters())
     with caplog.at_level(logging.INFO, logger="memristor_mat.optim"):
@@ -229,7 +223,7 @@ def test_a_library_that_would_change_the_numbers_is_not_used(compiled, monkeypat
     assert_same(ours, theirs, model_ours, model_theirs)
     assert "torch makes Adam's update" in caplog.text and "1 of 1 elements of the parameter differ" in caplog.text
     assert caplog.text.count("torch makes Adam's update") == 1  # checked once per library
-    assert list(optim._disagreements) == [id(wrong)]
+    assert list(optim._agreement.reasons) == [id(wrong)]
     assert optim.updater().startswith("torch makes Adam's update: the C++ library's would not be the same")
 
 

@@ -56,12 +56,6 @@ def spike_count(model, weights, x):
     return int(trace["hidden"].sum())
 
 
-@pytest.fixture
-def compiled(monkeypatch):
-    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
-
-
 # (16, 256, 250): the paper config's chunk; 239 windows: the ECG test split's last batch; graded
 # input (the product) on the smaller shapes only, to keep the suite's time
 PASSES = [("events", 16, 256, 250)] + [(inputs, *shape) for inputs in ("events", "analog")

@@ -14,12 +14,6 @@ from memristor_mat.training import clip_weights
 
 
 @pytest.fixture
-def compiled(monkeypatch):
-    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "cpp")
-    return native.module()  # builds (or raises: the test then fails with the compiler's reason)
-
-
-@pytest.fixture
 def decisions(monkeypatch):
     """The decisions of float32_std_from_sums in the test: True where the sums decided."""
     seen = []

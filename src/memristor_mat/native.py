@@ -18,6 +18,10 @@ What is in it, each giving the numbers of the torch code it replaces:
 - ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of a float32 tensor
   (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it).
 
+Where the numbers rest on how torch's build compiled its kernels (which multiply-adds its compiler
+fused: the normals, Adam's update), :class:`Agreement` checks the library against torch once per
+process before it is used, and torch's code runs where they differ.
+
 ``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
 they apply and build; if the build fails, a warning names why and the torch/Python code runs, with
 the same numbers), ``python`` (never build), ``cpp`` (the C++ operators or an error: for checking a
@@ -35,6 +39,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -218,6 +223,45 @@ def _loaded(mode: str):
     if _module is None and mode == "cpp":
         raise BuildError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")
     return _module
+
+
+class Agreement:
+    """Whether the library's version of one of torch's computations gives torch's numbers on this
+    machine (:mod:`memristor_mat.normals`: ``torch.randn``; :mod:`memristor_mat.optim`: Adam's
+    update), where they rest on how torch's build compiled its kernels: ``disagreement(compiled)``
+    says why not (None: it does), run once per loaded library and logged where it does not.
+    ``fallback`` says what runs instead (e.g. "torch.randn draws the normals")."""
+
+    def __init__(self, disagreement: Callable[[object], str | None], fallback: str, logger: logging.Logger) -> None:
+        self.disagreement = disagreement
+        self.fallback = fallback
+        self.logger = logger
+        self.reasons: dict[int, str | None] = {}  # id of the loaded library -> its disagreement
+
+    def reason(self, compiled) -> str | None:
+        """:attr:`disagreement` of ``compiled``, checked once per loaded library."""
+        key = id(compiled)
+        if key not in self.reasons:
+            reason = self.reasons[key] = self.disagreement(compiled)
+            if reason is not None:
+                self.logger.info("%s: the C++ library's would not be the same numbers here (%s)", self.fallback, reason)
+        return self.reasons[key]
+
+    def library(self):
+        """The C++ library where it agrees with torch here, else None."""
+        compiled = cpu_module()
+        return compiled if compiled is not None and self.reason(compiled) is None else None
+
+    def report(self, agreeing: str) -> str:
+        """Who computes it in this process, and why (for ``memristor-mat build-native``):
+        ``agreeing`` where the library does."""
+        compiled = cpu_module()
+        if compiled is None:
+            return f"{self.fallback} (the C++ library is not in use)"
+        reason = self.reason(compiled)
+        if reason is not None:
+            return f"{self.fallback}: the C++ library's would not be the same numbers here ({reason})"
+        return agreeing
 
 
 def _reason(error: Exception) -> str:

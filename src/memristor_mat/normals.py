@@ -42,10 +42,6 @@ MIN_ELEMENTS = 4096
 CHECK_SIZES = (16, 17, 31, 623, 1249, 4099)
 CHECK_SEEDS = (0, 20261206)
 
-# id of the loaded library -> why its draws are not torch's (None: they are)
-_disagreements: dict[int, str | None] = {}
-
-
 def _disagreement(compiled) -> str | None:
     """Why ``compiled``'s draws are not ``torch.randn``'s (None: they are, for the checked
     sizes and seeds)."""
@@ -63,33 +59,19 @@ def _disagreement(compiled) -> str | None:
     return None
 
 
-def _checked(compiled) -> str | None:
-    """:func:`_disagreement` of ``compiled``, checked once per loaded library (logged where it
-    disagrees)."""
-    key = id(compiled)
-    if key not in _disagreements:
-        reason = _disagreements[key] = _disagreement(compiled)
-        if reason is not None:
-            log.info("torch draws the normals: the C++ library's would not be the same numbers here (%s)", reason)
-    return _disagreements[key]
+#: whether the library's draws are torch.randn's here (checked at the first draw)
+_agreement = native.Agreement(_disagreement, "torch.randn draws the normals", log)
 
 
 def _library():
     """The C++ library where its draws are torch's, else None."""
-    compiled = native.cpu_module()
-    return compiled if compiled is not None and _checked(compiled) is None else None
+    return _agreement.library()
 
 
 def drawer() -> str:
     """Who draws this process's large float32 CPU normals, and why (for ``memristor-mat
     build-native``'s report)."""
-    compiled = native.cpu_module()
-    if compiled is None:
-        return "torch.randn draws the normals (the C++ library is not in use)"
-    reason = _checked(compiled)
-    if reason is not None:
-        return f"torch.randn draws the normals: the C++ library's would not be the same numbers here ({reason})"
-    return "the C++ library draws the normals: its draws are torch.randn's here, bit for bit"
+    return _agreement.report("the C++ library draws the normals: its draws are torch.randn's here, bit for bit")
 
 
 def normal_(tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

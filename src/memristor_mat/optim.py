@@ -42,10 +42,6 @@ CHECK_SIZES = (1, 15, 16, 17, 33, 1000, 4099, 70001)
 CHECK_SETTINGS = (((0.9, 0.999), 1e-3, 1e-8), ((0.3, 0.5), 0.05, 1e-3))
 CHECK_STEPS = 4
 
-# id of the loaded library -> why its update is not torch's (None: it is)
-_disagreements: dict[int, str | None] = {}
-
-
 def _update(compiled, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
             step_t: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
     """One step of ``_single_tensor_adam`` (no amsgrad, no weight decay) for one tensor, by the
@@ -88,33 +84,19 @@ def _disagreement(compiled) -> str | None:
     return None
 
 
-def _checked(compiled) -> str | None:
-    """:func:`_disagreement` of ``compiled``, checked once per loaded library (logged where it
-    disagrees)."""
-    key = id(compiled)
-    if key not in _disagreements:
-        reason = _disagreements[key] = _disagreement(compiled)
-        if reason is not None:
-            log.info("torch makes Adam's update: the C++ library's would not be the same numbers here (%s)", reason)
-    return _disagreements[key]
+#: whether the library's update is torch's here (checked at the first step)
+_agreement = native.Agreement(_disagreement, "torch makes Adam's update", log)
 
 
 def _library():
     """The C++ library where its update is torch's, else None."""
-    compiled = native.cpu_module()
-    return compiled if compiled is not None and _checked(compiled) is None else None
+    return _agreement.library()
 
 
 def updater() -> str:
     """Who makes Adam's default update of float32 CPU tensors in this process, and why (for
     ``memristor-mat build-native``'s report)."""
-    compiled = native.cpu_module()
-    if compiled is None:
-        return "torch makes Adam's update (the C++ library is not in use)"
-    reason = _checked(compiled)
-    if reason is not None:
-        return f"torch makes Adam's update: the C++ library's would not be the same numbers here ({reason})"
-    return "the C++ library makes Adam's update: torch.optim.Adam's numbers here, bit for bit"
+    return _agreement.report("the C++ library makes Adam's update: torch.optim.Adam's numbers here, bit for bit")
 
 
 def _unhooked_step(optimizer: torch.optim.Adam, closure=None):
