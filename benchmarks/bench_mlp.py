@@ -24,10 +24,11 @@
    thread count sums the products in another order). Blocks of a second or less compare
    configurations on the same machine where whole epochs minutes apart need not.
 4. Where a vanilla step's optimiser time goes (one thread): Adam's step on the MLP's real moments
-   after an epoch (torch's update, and the pipeline's ``memristor_mat.optim.Adam``, alternated), the square root of its second moments among it (torch computes it with MKL's
-   vector math, which takes a slow path for exact zeros: the moments of weights on pixels that
-   are 0 in every image), the same root on the moments with their zeros replaced, and the
-   clipping's standard deviation.
+   after an epoch (torch's update, and the pipeline's ``memristor_mat.optim.Adam``, alternated),
+   the square root of its second moments among it (torch computes it with MKL's vector math,
+   which takes a slow path for exact zeros: the moments of weights on pixels that are 0 in every
+   image), the same root on the moments with their zeros replaced, and the clipping's standard
+   deviation.
 
     python benchmarks/bench_mlp.py [--draws 48] [--threads 2] [--parts monte-carlo training blocks optimizer]
 """

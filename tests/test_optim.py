@@ -148,7 +148,8 @@ UNSUPPORTED = {
     "fused": ({"fused": True}, None),
     "a tensor lr": ({"lr": torch.tensor(1e-3)}, None),
     "float64": ({}, lambda model: model.double()),
-    "a non-contiguous weight": ({}, lambda model: setattr(model[0], "weight", nn.Parameter(model[0].weight.detach().t().contiguous().t()))),
+    "a non-contiguous weight": ({}, lambda model: setattr(
+        model[0], "weight", nn.Parameter(model[0].weight.detach().t().contiguous().t()))),
 }
 
 
@@ -165,7 +166,8 @@ def test_what_the_library_does_not_take_is_torchs(monkeypatch, case):
         x, y = digits_like(64)
         for start in (0, 32):
             optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[start:start + 32].to(model[0].weight.dtype)), y[start:start + 32]).backward()
+            inputs = x[start:start + 32].to(model[0].weight.dtype)
+            nn.functional.cross_entropy(model(inputs), y[start:start + 32]).backward()
             assert factory is torch.optim.Adam or not optim._fusable(optimizer)
             optimizer.step()
         runs.append(model)
@@ -235,4 +237,5 @@ def test_the_library_names_what_it_cannot_take(compiled):
     with pytest.raises(RuntimeError, match="the gradient has shape"):
         compiled.adam_step_(ok, torch.zeros(99), ok.clone(), ok.clone(), *args)
     with pytest.raises(RuntimeError, match="the parameter must be a contiguous"):
-        compiled.adam_step_(torch.zeros(10, 10).t(), torch.zeros(10, 10), torch.zeros(10, 10), torch.zeros(10, 10), *args)
+        square = torch.zeros(10, 10)
+        compiled.adam_step_(square.t(), square.clone(), square.clone(), square.clone(), *args)

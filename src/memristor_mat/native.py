@@ -217,8 +217,9 @@ def _loaded(mode: str):
             if mode == "auto":
                 warnings.warn(
                     f"the package's C++ operators (the spiking networks' time loops, the clipping's sums, the "
-                    f"noise's normals, Adam's update) did not build ({_failure}); torch's and Python's code runs instead (the same "
-                    f"numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.", RuntimeWarning,
+                    f"noise's normals, Adam's update) did not build ({_failure}); torch's and Python's code runs "
+                    f"instead (the same numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.",
+                    RuntimeWarning,
                     stacklevel=3)
     if _module is None and mode == "cpp":
         raise BuildError(f"{_setting()[0]}=cpp, but the package's C++ operators did not build: {_failure}")

@@ -42,6 +42,7 @@ MIN_ELEMENTS = 4096
 CHECK_SIZES = (16, 17, 31, 623, 1249, 4099)
 CHECK_SEEDS = (0, 20261206)
 
+
 def _disagreement(compiled) -> str | None:
     """Why ``compiled``'s draws are not ``torch.randn``'s (None: they are, for the checked
     sizes and seeds)."""

@@ -10,16 +10,16 @@ job under the profiler. torch's ``fused=True`` Adam is as fast but rounds differ
 its numbers.
 
 How: ``csrc/adam.cpp`` makes the same roundings in two passes and torch's own square root (the
-moments; the root, which is MKL's; the denominator and the parameter), computing each scalar as torch does
-(here, in Python, with the same double-precision expressions). The optimiser's state (``step``,
-``exp_avg``, ``exp_avg_sq``) is torch's, so checkpoints move between this class and
-``torch.optim.Adam`` either way.
+moments; the root, which is MKL's; the denominator and the parameter), each scalar computed as
+torch computes it (here, in Python, with the same double-precision expressions). The optimiser's
+state (``step``, ``exp_avg``, ``exp_avg_sq``) is torch's, so checkpoints move between this class
+and ``torch.optim.Adam`` either way.
 
 That holds where the library's arithmetic is the one torch's build compiled (its kernels fuse some
 multiply-adds: which ones is the compiler's choice). The first step of a process checks it: a few
-steps on tensors of several sizes (tails of vectors, a root that torch splits
-between threads), gradients with exact zeros, both branches of torch's ``lerp``, against
-``torch.optim.Adam`` bit for bit; where they differ, torch's update runs, and the log says why.
+steps on tensors of several sizes (tails of vectors, a root that torch splits between threads),
+gradients with exact zeros, both branches of torch's ``lerp``, against ``torch.optim.Adam`` bit
+for bit; where they differ, torch's update runs, and the log says why.
 torch's update also runs for what the library does not cover: amsgrad, weight decay, maximize,
 ``foreach``/``fused``/``capturable``/``differentiable``, a learning rate or betas held in tensors,
 tensors off the CPU, not float32 or not contiguous, and under ``MEMRISTOR_MAT_NATIVE=python``.
@@ -41,6 +41,7 @@ CHECK_SIZES = (1, 15, 16, 17, 33, 1000, 4099, 70001)
 #: (betas, lr, eps) of the check: the default, and a beta1 below 0.5 (lerp's other branch)
 CHECK_SETTINGS = (((0.9, 0.999), 1e-3, 1e-8), ((0.3, 0.5), 0.05, 1e-3))
 CHECK_STEPS = 4
+
 
 def _update(compiled, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
             step_t: torch.Tensor, lr: float, beta1: float, beta2: float, eps: float) -> None:
