@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
+from .noise import gaussian
 from .io import check_output_path
 from .reporting.summary import INTERVALS, plan_text
 from .settings import MonteCarloSettings, TrainingSettings
@@ -106,11 +107,10 @@ def _parser() -> argparse.ArgumentParser:
         "build-native", help="build the package's C++ operators now (make install runs it; else the first job "
                              "that uses them builds them)",
         description="Builds the package's C++ operators (the spiking networks' time loops, the clipping's sums, "
-                    "the noise's normals, Adam's update) into torch's extension cache (TORCH_EXTENSIONS_DIR), or "
-                    "loads them from it, and says whether the normals drawn and the Adam updates made by them are "
-                    "torch's here. A failed build is "
-                    "reported, not an error (torch's code then runs, with the same numbers), except under "
-                    "MEMRISTOR_MAT_NATIVE=cpp.")
+                    "the noise's normals, Adam's update, the Gaussian weight noise) into torch's extension cache "
+                    "(TORCH_EXTENSIONS_DIR), or loads them from it, and says whether the normals drawn, the Adam "
+                    "updates and the noisy weights made by them are torch's here. A failed build is reported, not "
+                    "an error (torch's code then runs, with the same numbers), except under MEMRISTOR_MAT_NATIVE=cpp.")
     return parser
 
 
@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> None:
         if native.module() is not None:
             print(normals.drawer())
             print(optim.updater())
+            print(gaussian.applier())
         return
     if args.command == "summarise":  # tables only: no config
         out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label,

@@ -16,11 +16,14 @@ What is in it, each giving the numbers of the torch code it replaces:
 - ``csrc/normals.cpp``: ``torch.randn``'s float32 normals from the generator's own state
   (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them);
 - ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of a float32 tensor
-  (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it).
+  (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it);
+- ``csrc/gaussian_noise.cpp``: the study's Gaussian weight noise applied to a float32 tensor, with
+  an identity gradient (:mod:`memristor_mat.noise.gaussian`, which checks it against torch's
+  expression before it uses it).
 
 Where the numbers rest on how torch's build compiled its kernels (which multiply-adds its compiler
-fused: the normals, Adam's update), :class:`Agreement` checks the library against torch once per
-process before it is used, and torch's code runs where they differ.
+fused: the normals, Adam's update, the noisy weights), :class:`Agreement` checks the library against
+torch once per process before it is used, and torch's code runs where they differ.
 
 ``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
 they apply and build; if the build fails, a warning names why and the torch/Python code runs, with
@@ -217,8 +220,9 @@ def _loaded(mode: str):
             if mode == "auto":
                 warnings.warn(
                     f"the package's C++ operators (the spiking networks' time loops, the clipping's sums, the "
-                    f"noise's normals, Adam's update) did not build ({_failure}); torch's and Python's code runs "
-                    f"instead (the same numbers, slower). Set {ENVIRONMENT_VARIABLE}=python to skip the build.",
+                    f"noise's normals, Adam's update, the Gaussian weight noise) did not build ({_failure}); "
+                    f"torch's and Python's code runs instead (the same numbers, slower). Set "
+                    f"{ENVIRONMENT_VARIABLE}=python to skip the build.",
                     RuntimeWarning,
                     stacklevel=3)
     if _module is None and mode == "cpp":
@@ -229,9 +233,10 @@ def _loaded(mode: str):
 class Agreement:
     """Whether the library's version of one of torch's computations gives torch's numbers on this
     machine (:mod:`memristor_mat.normals`: ``torch.randn``; :mod:`memristor_mat.optim`: Adam's
-    update), where they rest on how torch's build compiled its kernels: ``disagreement(compiled)``
-    says why not (None: it does), run once per loaded library and logged where it does not.
-    ``fallback`` says what runs instead (e.g. "torch.randn draws the normals")."""
+    update; :mod:`memristor_mat.noise.gaussian`: the noisy weights), where they rest on how torch's
+    build compiled its kernels: ``disagreement(compiled)`` says why not (None: it does), run once
+    per loaded library and logged where it does not. ``fallback`` says what runs instead (e.g.
+    "torch.randn draws the normals")."""
 
     def __init__(self, disagreement: Callable[[object], str | None], fallback: str, logger: logging.Logger) -> None:
         self.disagreement = disagreement

@@ -8,7 +8,7 @@ conductance effect, :class:`~.crossbar.ConductanceEffect`) + one registry entry 
 """
 
 from ..noise_registry import NOISE_MODELS
-from .base import NoiseModel, SampledNoise, at_conditions, make_noise_model
+from .base import NoiseModel, SampledNoise, apply_all, at_conditions, make_noise_model
 from .gaussian import REFERENCES, GaussianWeightNoise, weight_reference
 from .injection import (
     NORMALIZATION_LAYERS,
@@ -29,6 +29,7 @@ __all__ = [
     "NoisyModel",
     "PrefetchedNormals",
     "SampledNoise",
+    "apply_all",
     "at_conditions",
     "crossbar_layers",
     "draw_normals",

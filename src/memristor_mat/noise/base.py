@@ -14,7 +14,10 @@ That split is what the rest of the library relies on:
 * speed: ``z`` can be generated ahead of time on another core (training) or for a chunk of
   draws at once (evaluation).
 
-:meth:`NoiseModel.sample` is the one-call form, drawing ``z`` from a generator.
+:meth:`NoiseModel.sample` is the one-call form, drawing ``z`` from a generator. A model may also
+define ``apply_all(weights, normals, condition)``, :meth:`~NoiseModel.apply` to a list of tensors at
+once (:class:`SampledNoise` loops; the Gaussian model makes one call of the C++ library for them
+all); :func:`apply_all` uses it where it exists.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .. import normals
 from ..lazy_registry import resolve
 from ..noise_registry import NOISE_MODELS, check_condition, device_chain
 
-__all__ = ["NoiseModel", "SampledNoise", "at_conditions", "make_noise_model"]
+__all__ = ["NoiseModel", "SampledNoise", "apply_all", "at_conditions", "make_noise_model"]
 
 
 @runtime_checkable
@@ -73,10 +76,25 @@ class SampledNoise:
     def check_condition(self, condition: Mapping[str, Any]) -> dict[str, float]:
         return check_condition(self.registry_names, condition)
 
+    def apply_all(self, weights: Sequence[torch.Tensor], normals: Sequence[torch.Tensor],
+                  condition: Mapping[str, float]) -> list[torch.Tensor]:
+        """:meth:`apply` to each weight with its normals."""
+        return [self.apply(weight, z, condition) for weight, z in zip(weights, normals)]
+
     def sample(self, weight: torch.Tensor, generator: torch.Generator, condition: Mapping[str, float]) -> torch.Tensor:
         z = normals.randn((self.normals_per_weight, *weight.shape), generator=generator, device=generator.device,
                           dtype=weight.dtype)
         return self.apply(weight, z.to(weight.device), self.check_condition(condition))
+
+
+def apply_all(noise: NoiseModel, weights: Sequence[torch.Tensor], normals: Sequence[torch.Tensor],
+              condition: Mapping[str, float]) -> list[torch.Tensor]:
+    """``[noise.apply(w, z, condition) for w, z in zip(weights, normals)]``, by the model's own
+    ``apply_all`` where it has one."""
+    method = getattr(noise, "apply_all", None)
+    if method is not None:
+        return method(weights, normals, condition)
+    return [noise.apply(weight, z, condition) for weight, z in zip(weights, normals)]
 
 
 def at_conditions(noise: NoiseModel, weights: Mapping[str, torch.Tensor], normals: Mapping[str, torch.Tensor],
@@ -90,7 +108,10 @@ def at_conditions(noise: NoiseModel, weights: Mapping[str, torch.Tensor], normal
     program_layer = getattr(noise, "program_layer", None)
     if program_layer is not None:
         return program_layer(weights, normals, output_axes)
-    return lambda condition: {name: noise.apply(w, normals[name], condition) for name, w in weights.items()}
+    names = list(weights)
+    tensors = [weights[name] for name in names]
+    layer_normals = [normals[name] for name in names]
+    return lambda condition: dict(zip(names, apply_all(noise, tensors, layer_normals, condition)))
 
 
 def make_noise_model(model: str | Sequence[str], options: Mapping[str, Any] | None = None) -> NoiseModel:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .. import normals
-from .base import NoiseModel
+from .base import NoiseModel, apply_all
 
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -354,10 +354,11 @@ class NoisyModel(nn.Module):
             return self.model(*args, **kwargs)
         draw = next(self.normals)
         if self._owners is None:
-            noisy = {name: self._noisy(self.model.get_parameter(name), draw[name]) for name in self.parameter_names}
-            return functional_call(self.model, noisy, args, kwargs, strict=False, tie_weights=self._tied)
+            noisy = self._noisy([self.model.get_parameter(name) for name in self.parameter_names], draw)
+            return functional_call(self.model, dict(zip(self.parameter_names, noisy)), args, kwargs, strict=False,
+                                   tie_weights=self._tied)
         clean = [module._parameters[attribute] for module, attribute in self._owners]
-        noisy = [self._noisy(weight, draw[name]) for weight, name in zip(clean, self.parameter_names)]
+        noisy = self._noisy(clean, draw)
         try:
             for (module, attribute), tensor in zip(self._owners, noisy):
                 module._parameters[attribute] = tensor
@@ -366,5 +367,7 @@ class NoisyModel(nn.Module):
             for (module, attribute), tensor in zip(self._owners, clean):
                 module._parameters[attribute] = tensor
 
-    def _noisy(self, weight: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-        return self.noise.apply(weight, normals.to(weight.device, non_blocking=True), self.condition)
+    def _noisy(self, weights: list[torch.Tensor], draw: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        normals = [draw[name].to(weight.device, non_blocking=True)
+                   for weight, name in zip(weights, self.parameter_names)]
+        return apply_all(self.noise, weights, normals, self.condition)
