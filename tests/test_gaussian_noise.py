@@ -142,6 +142,16 @@ def test_the_gradient_is_the_identity_summed_over_draws(library_calls):
     assert library_calls == [1, 1]
 
 
+def test_a_weight_whose_noisy_tensor_is_unused_gets_no_gradient_as_with_torch(library_calls):
+    first, second = nn.Parameter(torch.randn(4)), nn.Parameter(torch.randn(3))
+    noisy = GaussianWeightNoise().apply_all([first, second], [torch.randn(1, 4), torch.randn(1, 3)], {"sigma": 0.1})
+    grads = torch.autograd.grad(noisy[0].sum(), [first, second], allow_unused=True)
+    assert torch.equal(grads[0], torch.ones(4)) and grads[1] is None
+    alone = GaussianWeightNoise().apply(second, torch.randn(1, 3), {"sigma": 0.1})
+    assert torch.autograd.grad((alone * 0).sum() + noisy[0].sum(), [first, second], allow_unused=True)[1] is not None
+    assert library_calls == [2, 1]
+
+
 def test_normals_that_require_a_gradient_get_it_as_torch_gives_it(library_calls):
     weight = nn.Parameter(torch.randn(8, 3))
     results = []

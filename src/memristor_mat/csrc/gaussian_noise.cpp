@@ -197,6 +197,9 @@ class GaussianWeightNoise : public torch::autograd::Function<GaussianWeightNoise
     std::vector<int64_t> dims;
     for (const at::Tensor& weight : weights) dims.push_back(weight.dim());
     context->saved_data["dims"] = dims;
+    // an output the loss does not use gives its weight no gradient (None), as torch's addcmul node
+    // does, not a gradient of zeros
+    context->set_materialize_grads(false);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return gaussian_weight_noise(weights, normals, sigma, reference);  // the CPU kernel: the only one
   }
