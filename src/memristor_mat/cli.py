@@ -26,8 +26,8 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
-from .noise import gaussian
 from .io import check_output_path
+from .noise import gaussian
 from .reporting.summary import INTERVALS, plan_text
 from .settings import MonteCarloSettings, TrainingSettings
 

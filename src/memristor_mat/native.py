@@ -17,9 +17,9 @@ What is in it, each giving the numbers of the torch code it replaces:
   (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them);
 - ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of a float32 tensor
   (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it);
-- ``csrc/gaussian_noise.cpp``: the study's Gaussian weight noise applied to a float32 tensor, with
-  an identity gradient (:mod:`memristor_mat.noise.gaussian`, which checks it against torch's
-  expression before it uses it).
+- ``csrc/gaussian_noise.cpp``: the study's Gaussian weight noise applied to a model's float32
+  tensors in one call, with an identity gradient (:mod:`memristor_mat.noise.gaussian`, which checks
+  it against torch's expression before it uses it).
 
 Where the numbers rest on how torch's build compiled its kernels (which multiply-adds its compiler
 fused: the normals, Adam's update, the noisy weights), :class:`Agreement` checks the library against

@@ -138,8 +138,9 @@ class GaussianWeightNoise(SampledNoise):
     def apply_all(self, weights: Sequence[torch.Tensor], normals: Sequence[torch.Tensor],
                   condition: Mapping[str, float]) -> list[torch.Tensor]:
         """:meth:`apply` to each weight with its normals: on the CPU one call of the C++ library for
-        them all (the module docstring says where it runs); its per-call cost, not its arithmetic,
-        was most of the MLP's noise in a training step."""
+        them all (the module docstring says where it runs), where torch's expression makes six
+        operator calls and an autograd node per tensor, each dearer in a training step, whose other
+        passes have pushed the code they run through out of the caches."""
         sigma = condition["sigma"]
         if type(sigma) in (float, int) and all(t.is_cpu for t in weights) and all(t.is_cpu for t in normals):
             compiled = _agreement.library()
