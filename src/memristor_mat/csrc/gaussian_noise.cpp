@@ -79,7 +79,7 @@ at::Tensor torch_reference(Reference reference, const at::Tensor& tensor) {
 typedef float Floats __attribute__((vector_size(64)));
 typedef int32_t Masks __attribute__((vector_size(64)));
 constexpr int64_t kLanes = 16;
-// torch's grain for splitting an elementwise kernel between threads (kGrain, in
+// torch's grain for splitting an elementwise kernel between threads (at::internal::GRAIN_SIZE, in
 // ATen/TensorIterator.h, whose include would lengthen the build)
 constexpr int64_t kGrain = 32768;
 
