@@ -185,6 +185,9 @@ def small_config(with_broken_task: bool) -> dict:
     task["training"]["epochs"] = 1
     task["methods"] = {"vanilla": {}, "mat": {"sigma_train": [0.2], "training": {"epochs": 1}}}
     task["figures"].update(headline_method="mat", headline_sigma_train=0.2)
+    # one device at two times: its evaluation jobs go to the queue and its figures (the heatmaps
+    # and accuracy against time) run locally; every device model and figure runs in test_workflow.py
+    task["evaluation"]["devices"] = {"pcm": {"model": "pcm", "conditions": {"t_inference": [1, 86400]}}}
     # a job per model, as the paper configs run on a cluster (the demo's per-method jobs run locally)
     task["resources"].update(train_jobs="per_model", evaluate_jobs="per_model")
     config["tasks"] = {"mnist": task}
@@ -291,6 +294,7 @@ def test_workflow_on_slurm_matches_local_run_and_survives_a_failed_job(slurm_clu
     result = on_slurm(cluster, small_config(with_broken_task=True))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert (cluster / "figures/broken/accuracy_vs_noise.png").stat().st_size > 0
+    assert (cluster / "figures/mnist/accuracy_vs_time.png").stat().st_size > 0
     assert checkpoint.stat().st_mtime_ns == finished_at
     # only heavy jobs went to the queue (the plugin logs each sbatch job under rule_<name>);
     # fetching raw data, tables and figures are localrules and ran on the submitting node

@@ -58,6 +58,29 @@ def test_a_job_imports_no_jsonschema():
     assert result.returncode == 0, result.stderr
 
 
+
+def test_evaluating_a_spiking_network_and_stuck_at_faults_imports_no_sympy():
+    # torch imports sympy (0.35 s) at the first torch.broadcast_shapes: an evaluation job of a
+    # spiking network, or one of devices with stuck-at faults, would pay it for a shape
+    result = run_python("""
+        import sys
+        import torch
+        from memristor_mat.models.snn import RecurrentSNN
+        from memristor_mat.noise.stuck_at import StuckAtFaults
+
+        model = RecurrentSNN(hidden_size=8).eval()
+        x = (torch.rand(3, 12, 4) < 0.3).float()
+        draws = {name: p.detach().expand(2, 1, *p.shape) for name, p in model.named_parameters()}
+        draws["w_out"] = model.w_out.detach().expand(3, *model.w_out.shape)
+        with torch.no_grad():
+            assert torch.func.functional_call(model, draws, (x,)).shape == (2, 3, 3, 2)
+        g = torch.rand(5, 4)
+        faulty = StuckAtFaults().apply(g, [torch.randn(2, 5, 4)], {"p_stuck_off": 0.1, "p_stuck_on": 0.1})
+        assert faulty.shape == (2, 5, 4)
+        assert 'sympy' not in sys.modules, 'sympy imported'
+    """)
+    assert result.returncode == 0, result.stderr
+
 @pytest.mark.parametrize("config_path", CONFIGS, ids=[path.name for path in CONFIGS])
 def test_validating_and_planning_a_config_imports_no_torch(config_path):
     # what the rules do at parse time: validate, list the models, build every job's parameters

@@ -127,6 +127,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -743,8 +744,11 @@ class RecurrentSNN(nn.Module):
         return torch.stack(outputs, dim=-2)
 
     def _weight_draws(self, w_rec: torch.Tensor) -> torch.Size:
-        """The draw dimensions of the weights, broadcast (``()`` for weights without draws)."""
-        return torch.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2])
+        """The draw dimensions of the weights, broadcast (``()`` for weights without draws).
+
+        numpy's ``broadcast_shapes``, the same rule: ``torch.broadcast_shapes`` imports sympy at
+        its first call (0.35 s of every evaluation job of a spiking network)."""
+        return torch.Size(np.broadcast_shapes(self.w_in.shape[:-2], w_rec.shape[:-2], self.w_out.shape[:-2]))
 
     def _lean_buffers(self, x: torch.Tensor, w_rec: torch.Tensor) -> SimpleNamespace:
         """The evaluation loops' tensors, allocated once per pass, and their products. The draws
