@@ -24,6 +24,11 @@ ENV = "../envs/environment.yaml"
 # its venv is not activated), or under --sdm conda the job environment's own python.
 _CONDA_JOBS = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PAPERMILL = ("python" if _CONDA_JOBS else shlex.quote(sys.executable)) + " -m papermill"
+# papermill's Jupyter kernel binds ports that its papermill chose and let go of: a process
+# starting at the same moment (another notebook job's kernel, any outgoing connection) can take
+# one first, and the kernel dies unseen (papermill gives up after 60 s; nteract/papermill#511).
+# Rare, and gone on a second try: the notebook jobs are retried once.
+NOTEBOOK_RETRIES = 1
 # Found beside the workflow even when it runs in another directory (snakemake -d).
 NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "figures.ipynb")
 COMPARISON_NOTEBOOK = os.path.join(workflow.basedir, "notebooks", "comparison.ipynb")

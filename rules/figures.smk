@@ -46,6 +46,7 @@ rule figures:
     benchmark:
         paths.benchmark("figures", "{task}")
     threads: 1
+    retries: NOTEBOOK_RETRIES
     resources:
         mem_mb=2000,
         runtime="10m",
@@ -96,6 +97,7 @@ rule method_figure:
     benchmark:
         paths.benchmark("figures", "{task}_{method_figure}")
     threads: 1
+    retries: NOTEBOOK_RETRIES
     resources:
         mem_mb=2000,
         runtime="10m",
@@ -147,6 +149,7 @@ rule device_figure:
     benchmark:
         paths.benchmark("figures", "{task}_{device_figure}")
     threads: 1
+    retries: NOTEBOOK_RETRIES
     resources:
         mem_mb=2000,
         runtime="10m",
@@ -196,6 +199,7 @@ rule compare_tasks:
     benchmark:
         paths.benchmark("compare_tasks", "{comparison}")
     threads: 1
+    retries: NOTEBOOK_RETRIES
     resources:
         mem_mb=2000,
         runtime="10m",
@@ -254,6 +258,7 @@ rule heartbeat_figure:
     benchmark:
         paths.benchmark("heartbeat_figure", "{task}")
     threads: 1
+    retries: NOTEBOOK_RETRIES
     resources:
         mem_mb=2000,
         runtime="10m",

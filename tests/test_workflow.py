@@ -303,6 +303,19 @@ def test_every_rule_but_the_heavy_ones_is_a_localrule():
     assert rules - local == BATCH_RULES, rules - local
 
 
+
+def test_every_notebook_job_is_retried_once():
+    # a Jupyter kernel can lose one of its ports to a process starting beside it (papermill#511):
+    # every rule that runs papermill retries, and no other rule does
+    texts = [p.read_text() for p in sorted((REPO / "rules").glob("*.smk"))]
+    blocks = [b for text in texts for b in re.split(r"(?m)^(?=rule |use rule )", text) if b.startswith(("rule", "use"))]
+    notebooks = {re.match(r"\S+ (\w+)", b).group(1) for b in blocks if "runner=PAPERMILL" in b}
+    retried = {re.match(r"\S+ (\w+)", b).group(1) for b in blocks if re.search(r"^    retries: NOTEBOOK_RETRIES$", b, re.MULTILINE)}
+    assert notebooks == {"figures", "method_figure", "device_figure", "compare_tasks", "heartbeat_figure"}
+    assert retried == notebooks
+    common = (REPO / "rules/common.smk").read_text()
+    assert int(re.search(r"^NOTEBOOK_RETRIES = (\d+)$", common, re.MULTILINE).group(1)) >= 1
+
 def test_jobs_go_by_stage_training_then_evaluation_then_tables_and_figures():
     # the scheduler orders ready jobs of one priority as it likes; by stage, the long chains start
     # first and the short table and figure jobs fill the end (rules/common.smk)
