@@ -4,7 +4,8 @@
 and memristor_mat.methods at parse time: they, the registries of datasets, architectures and
 noise models, and the settings of the jobs import no torch. The names they check without torch
 (optimisers, learning-rate schedules, mixed-precision types, registry entries) are compared
-here with what torch and the library actually have.
+here with what torch and the library actually have. The jobs, too, import only what they use
+(no jsonschema; no sympy, which torch loads for some shape helpers).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ def test_a_job_imports_no_jsonschema():
         assert 'jsonschema' in sys.modules
     """)
     assert result.returncode == 0, result.stderr
-
 
 
 def test_evaluating_a_spiking_network_and_stuck_at_faults_imports_no_sympy():
