@@ -70,7 +70,7 @@ def workspace(tmp_path_factory):
 # --------------------------------------------------------------------------- validate / list / help / build-native
 
 
-def test_build_native_builds_the_library_and_says_who_draws_updates_and_applies_the_noise(monkeypatch, capsys):
+def test_build_native_builds_the_library_and_says_who_draws_updates_applies_the_noise_and_loops(monkeypatch, capsys):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     assert main(["build-native"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -80,7 +80,8 @@ def test_build_native_builds_the_library_and_says_who_draws_updates_and_applies_
         assert out[0].startswith(f"the C++ operators are built: torch.ops.{native.module().name} (")
         assert "draws the normals" in out[1]
         assert "makes Adam's update" in out[2]
-        assert "applies the Gaussian weight noise" in out[3] and len(out) == 4
+        assert "applies the Gaussian weight noise" in out[3]
+        assert "evaluates the tanh twin" in out[4] and len(out) == 5
 
 
 def test_build_native_reports_a_failed_build_without_failing_under_auto(no_compiler, monkeypatch, capsys):

@@ -27,6 +27,7 @@ from .config import ConfigError, load_config
 from .datasets import load_prepared
 from .datasets.errors import DataError
 from .io import check_output_path
+from .models import spiking_loop
 from .noise import gaussian
 from .reporting.summary import INTERVALS, plan_text
 from .settings import MonteCarloSettings, TrainingSettings
@@ -109,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Builds the package's C++ operators (the spiking networks' time loops, the clipping's sums, "
                     "the noise's normals, Adam's update, the Gaussian weight noise) into torch's extension cache "
                     "(TORCH_EXTENSIONS_DIR), or loads them from it, and says whether the normals drawn, the Adam "
-                    "updates and the noisy weights made by them are torch's here. A failed build is reported, not "
+                    "updates and the noisy weights made by them are torch's here, and whether the tanh twin's "
+                    "evaluation in C++ gives Python's loop's numbers. A failed build is reported, not "
                     "an error (torch's code then runs, with the same numbers), except under MEMRISTOR_MAT_NATIVE=cpp.")
     return parser
 
@@ -121,6 +123,7 @@ def _run(args: argparse.Namespace) -> None:
             print(normals.drawer())
             print(optim.updater())
             print(gaussian.applier())
+            print(spiking_loop.evaluator())
         return
     if args.command == "summarise":  # tables only: no config
         out = summarise_tables(args.tables, args.out, baseline=args.baseline, label=args.label,

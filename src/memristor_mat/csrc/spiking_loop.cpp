@@ -12,8 +12,10 @@
 // comparison, fused multiply-add) done as torch's CPU kernels do them: addcmul as one fused
 // multiply-add, lerp as ATen's (aten/src/ATen/native/Lerp.h: start + w (end - start) for |w| < 0.5,
 // else end - (1 - w)(end - start), each one fused multiply-add). Built with -ffp-contract=off, so
-// the compiler fuses nothing else. Spiking neurons only: tanh has no exactly rounded form, and a
-// vectorised tanh rounds a tensor's tail elements differently from its body.
+// the compiler fuses nothing else. The tanh twin's outputs go through at::tanh_, the kernel Python's
+// loop calls on all the draws' state at once, here on one draw's (tanh has no exactly rounded form:
+// the same numbers only where torch's tanh does not depend on an element's place in a tensor,
+// which memristor_mat.models.spiking_loop checks before it lets this loop evaluate the twin).
 //
 // ATen and torch's operator registration only, no Python binding: with torch/extension.h (the
 // whole C++ frontend and pybind11) and a pybind11 module the build took 51-52 s on a 2-core EPYC,
@@ -62,8 +64,9 @@ RowInput event_rows(const float* x, int64_t i, int64_t t, int64_t steps, int64_t
 }
 
 // original dynamics (SPEC §3.1), one row of one step: h_t = h_{t-1} V + x_t W_in; reset = 1[mem > thr];
-// mem_t = beta mem_{t-1} + syn_{t-1} - thr reset; syn_t = alpha syn_{t-1} + h_t
-template <int kTerms>
+// mem_t = beta mem_{t-1} + syn_{t-1} - thr reset; syn_t = alpha syn_{t-1} + h_t. The output: the
+// reset (spiking), or the tanh twin's mem_{t-1} - thr, whose tanh the step takes afterwards
+template <int kTerms, bool kSpiking>
 void original_row(float* __restrict__ h, const float* __restrict__ a, const float* __restrict__ b,
                   float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
                   const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t size) {
@@ -74,15 +77,16 @@ void original_row(float* __restrict__ h, const float* __restrict__ a, const floa
     const float m = mem[j], s = syn[j];
     const float reset = m > thr ? 1.0f : 0.0f;
     h[j] = h_t;
-    out[j] = reset;
+    out[j] = kSpiking ? reset : m - thr;
     mem[j] = std::fma(beta[j], m, s) - thr * reset;
     syn[j] = std::fma(alpha[j], s, h_t);
   }
 }
 
 // normalised dynamics, one row of one step: syn = alpha syn + x_t W_in + recurrent;
-// mem = lerp(syn, mem, beta); out = 1[mem > thr]; mem -= thr out
-template <int kTerms>
+// mem = lerp(syn, mem, beta); spiking: out = 1[mem > thr], mem -= thr out; the tanh twin:
+// out = mem - thr (its tanh taken afterwards), no reset
+template <int kTerms, bool kSpiking>
 void normalised_row(const float* __restrict__ recurrent, const float* __restrict__ a, const float* __restrict__ b,
                     float* __restrict__ syn, float* __restrict__ mem, float* __restrict__ out,
                     const float* __restrict__ alpha, const float* __restrict__ beta, float thr, int64_t size) {
@@ -92,31 +96,36 @@ void normalised_row(const float* __restrict__ recurrent, const float* __restrict
     const float s = std::fma(alpha[j], syn[j], input) + recurrent[j];
     const float m = mem[j], w = beta[j];
     const float m_t = std::fabs(w) < 0.5f ? std::fma(w, m - s, s) : std::fma(w - 1.0f, m - s, m);
-    const float spike = m_t > thr ? 1.0f : 0.0f;
     syn[j] = s;
-    out[j] = spike;
-    mem[j] = m_t - thr * spike;
+    if (kSpiking) {
+      const float spike = m_t > thr ? 1.0f : 0.0f;
+      out[j] = spike;
+      mem[j] = m_t - thr * spike;
+    } else {
+      out[j] = m_t - thr;
+      mem[j] = m_t;
+    }
   }
 }
 
 // one step of one draw, row by row; ``input(i)`` gives row i's RowInput
-template <typename Input>
+template <bool kSpiking, typename Input>
 void original_step(float* h, Input input, float* syn, float* mem, float* out, const float* alpha,
                    const float* beta, float thr, int64_t rows, int64_t size) {
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t o = i * size;
     const RowInput row = input(i);
     if (row.a == nullptr) {
-      original_row<0>(h + o, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      original_row<0, kSpiking>(h + o, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
     } else if (row.b == nullptr) {
-      original_row<1>(h + o, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      original_row<1, kSpiking>(h + o, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
     } else {
-      original_row<2>(h + o, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      original_row<2, kSpiking>(h + o, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
     }
   }
 }
 
-template <typename Input>
+template <bool kSpiking, typename Input>
 void normalised_step(const float* recurrent, int64_t recurrent_stride, Input input, float* syn, float* mem,
                      float* out, const float* alpha, const float* beta, float thr, int64_t rows, int64_t size) {
   for (int64_t i = 0; i < rows; ++i) {
@@ -124,11 +133,11 @@ void normalised_step(const float* recurrent, int64_t recurrent_stride, Input inp
     const float* rec = recurrent + i * recurrent_stride;
     const RowInput row = input(i);
     if (row.a == nullptr) {
-      normalised_row<0>(rec, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      normalised_row<0, kSpiking>(rec, nullptr, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
     } else if (row.b == nullptr) {
-      normalised_row<1>(rec, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      normalised_row<1, kSpiking>(rec, row.a, nullptr, syn + o, mem + o, out + o, alpha, beta, thr, size);
     } else {
-      normalised_row<2>(rec, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
+      normalised_row<2, kSpiking>(rec, row.a, row.b, syn + o, mem + o, out + o, alpha, beta, thr, size);
     }
   }
 }
@@ -192,12 +201,15 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 // events x (batch, T, inputs) and the draws' weights w_in (draws, inputs, H), w_rec (draws, H, H;
 // masked), w_out (draws, H, classes) (expanded views are fine); alpha and beta (H,), the hidden
 // neurons' constants; readout_alpha and readout_beta (classes,), the output neurons'.
+// ``spiking``: spiking neurons, else the tanh twin's (outputs tanh(mem - threshold), through
+// at::tanh_, the kernel of Python's loop, on each draw's state: the same numbers wherever torch's
+// tanh gives an element the same value at any place in a tensor, which the caller checks).
 // ``original``: SPEC §3.1's dynamics (and its delayed readout), else the normalised ones,
-// recurring on the spikes (``on_spikes``) or on the synaptic currents.
+// recurring on the outputs (``on_spikes``) or on the synaptic currents.
 at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_rec,
                           const at::Tensor& w_out, const at::Tensor& alpha, const at::Tensor& beta,
                           const at::Tensor& readout_alpha, const at::Tensor& readout_beta,
-                          double threshold, bool original, bool on_spikes, bool sparse_events) {
+                          double threshold, bool spiking, bool original, bool on_spikes, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
@@ -263,6 +275,17 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         w_rec_out = at::cat({wr, wo}, 1);
         product = at::empty({batch, size + classes}, options);
       }
+      // a step of the normalised dynamics on the recurrent current ``recurrent`` (rows
+      // ``stride`` apart), then the tanh twin's outputs
+      const auto normalised = [&](const float* recurrent_p, int64_t stride, const auto& input) {
+        float *syn_p = syn.data_ptr<float>(), *mem_p = mem.data_ptr<float>(), *out_p = out.data_ptr<float>();
+        if (spiking) {
+          normalised_step<true>(recurrent_p, stride, input, syn_p, mem_p, out_p, alpha_p, beta_p, thr, batch, size);
+        } else {
+          normalised_step<false>(recurrent_p, stride, input, syn_p, mem_p, out_p, alpha_p, beta_p, thr, batch, size);
+          out.tanh_();
+        }
+      };
       for (int64_t t = 0; t < steps; ++t) {
         if (!sparse_events) at::mm_out(drive, x.select(1, t), wi);
         const float* drive_p = drive.data_ptr<float>();
@@ -273,19 +296,23 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         if (original) {
           at::mm_out(h_next, h, wr);
           std::swap(h, h_next);
-          original_step(h.data_ptr<float>(), input, syn.data_ptr<float>(), mem.data_ptr<float>(),
-                        out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+          float *h_p = h.data_ptr<float>(), *syn_p = syn.data_ptr<float>(), *mem_p = mem.data_ptr<float>(),
+                *out_p = out.data_ptr<float>();
+          if (spiking) {
+            original_step<true>(h_p, input, syn_p, mem_p, out_p, alpha_p, beta_p, thr, batch, size);
+          } else {
+            original_step<false>(h_p, input, syn_p, mem_p, out_p, alpha_p, beta_p, thr, batch, size);
+            out.tanh_();
+          }
           at::mm_out(y, out, wo);  // the output feeds nothing back
           readout(y.data_ptr<float>(), classes);
         } else if (on_spikes) {
           at::mm_out(product, out, w_rec_out);  // out: still the previous step's
           if (t > 0) readout(product.data_ptr<float>() + size, size + classes);  // step t - 1's
-          normalised_step(product.data_ptr<float>(), size + classes, input, syn.data_ptr<float>(),
-                          mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+          normalised(product.data_ptr<float>(), size + classes, input);
         } else {
           at::mm_out(recurrent, syn, wr);
-          normalised_step(recurrent.data_ptr<float>(), size, input, syn.data_ptr<float>(),
-                          mem.data_ptr<float>(), out.data_ptr<float>(), alpha_p, beta_p, thr, batch, size);
+          normalised(recurrent.data_ptr<float>(), size, input);
           at::mm_out(y, out, wo);
           readout(y.data_ptr<float>(), classes);
         }

@@ -133,7 +133,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from memristor_mat import native
 from memristor_mat.models import spiking_loop
 from memristor_mat.models.options import DYNAMICS, NEURONS, RECURRENCES
 
@@ -808,11 +807,11 @@ class RecurrentSNN(nn.Module):
         of step t - 1 from the recurrent product of step t (``out @ [W_rec | W_out]``: a
         two-column product alone costs half as much as the whole recurrent one).
 
-        Spiking networks on the CPU run the same loop in C++ where it applies
+        On the CPU the same loop runs in C++ where it applies
         (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers)."""
         draws = self._weight_draws(w_rec)
-        if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws), self.neuron == "spiking"):
-            compiled = native.module()
+        if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws)):
+            compiled = spiking_loop.evaluation_module(self.neuron == "spiking")
             if compiled is not None:
                 return self._compiled_logits(compiled, x, w_rec, draws)
         if self.dynamics == "original":
@@ -871,8 +870,8 @@ class RecurrentSNN(nn.Module):
         sparse_events = bool(((x == 0) | (x == 1)).all()) and bool((x.sum(dim=-1) <= 2).all())
         logits = compiled.spiking_logits(
             x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta,
-            *self._readout_constants(x), self.threshold, self.dynamics == "original", self.recurrence == "spikes",
-            sparse_events)
+            *self._readout_constants(x), self.threshold, self.neuron == "spiking", self.dynamics == "original",
+            self.recurrence == "spikes", sparse_events)
         return logits.view(*draws, batch, self.num_classes)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,

@@ -22,18 +22,70 @@ tensors, so it gives the Python loop's numbers by construction, for either neuro
 any dtype, on the CPU: a training step of the ECG networks 1.2-1.5x faster
 (``benchmarks/bench_snn.py``).
 
+The tanh twin's evaluation takes the same loop, its outputs through ``at::tanh_``, the kernel of
+Python's loop, on one draw's state at a time: tanh has no exactly rounded form, so this gives
+Python's numbers only where torch's tanh gives an element the same value wherever it sits in a
+tensor (at any offset, alignment and length, in a tensor's vectorised body or its tail). That rests
+on how torch's build computes it (MKL's vector tanh on x86), so it is checked once per process
+(:func:`tanh_disagreement`) and the twin keeps Python's loop where it fails.
+
 They are operators of the package's C++ library (:mod:`memristor_mat.native`: built on first use,
-``MEMRISTOR_MAT_NATIVE`` chooses ``auto``, ``python`` or ``cpp``). The evaluation loop applies to
-spiking neurons (not the tanh twin: tanh has no exactly rounded form) in float32 on the CPU, with at
-least as many weight draws as torch has threads (one draw per thread; the Python loop's products use
-every thread on fewer draws); the training loops to every network on the CPU.
+``MEMRISTOR_MAT_NATIVE`` chooses ``auto``, ``python`` or ``cpp``). The evaluation loop applies in
+float32 on the CPU, with at least as many weight draws as torch has threads (one draw per thread;
+the Python loop's products use every thread on fewer draws); the training loops to every network on
+the CPU.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from memristor_mat import native
+
+log = logging.getLogger(__name__)
+
+#: the first-use check of tanh: lengths around the vector widths (4, 8, 16 floats) and beyond a
+#: kernel's grain (2,048 elements), at offsets that leave every alignment of a 64-byte line
+CHECK_LENGTHS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 100, 1000, 1900, 2049, 4100)
+CHECK_OFFSETS = tuple(range(17))
+
+
+def tanh_disagreement(compiled=None) -> str | None:
+    """Why torch's tanh may give an element another value in a slice than in the whole tensor
+    here (None: it gave every checked element the same bits). Values from 1e-5 to 20 in
+    magnitude, both signs; each slice once as a view (its first element at any alignment) and
+    once copied (aligned), under torch's threads now and on one thread."""
+    generator = torch.Generator().manual_seed(20261206)
+    scales = torch.tensor([1e-5, 1e-3, 0.05, 0.5, 1.0, 2.0, 5.0, 20.0])
+    values = torch.randn(8192, generator=generator) * scales[torch.randint(8, (8192,), generator=generator)]
+    threads = torch.get_num_threads()
+    for count in sorted({threads, 1}):
+        torch.set_num_threads(count)
+        try:
+            whole = torch.tanh(values).view(torch.int32)
+            for offset in CHECK_OFFSETS:
+                for length in CHECK_LENGTHS:
+                    piece = values[offset:offset + length]
+                    expected = whole[offset:offset + length]
+                    for part in (piece, piece.clone()):
+                        differ = int((torch.tanh(part).view(torch.int32) != expected).sum())
+                        if differ:
+                            return (f"torch's tanh gave {differ} of {length} elements other bits at offset "
+                                    f"{offset} than in the whole tensor ({count} thread(s))")
+        finally:
+            torch.set_num_threads(threads)
+    return None
+
+
+#: whether the C++ loop gives the tanh twin's numbers here (checked at its first evaluation)
+_tanh_agreement = native.Agreement(tanh_disagreement, "Python's loop evaluates the tanh twin", log)
+
+
+def evaluator() -> str:
+    """Which loop evaluates the tanh twin in this process, and why (``memristor-mat build-native``)."""
+    return _tanh_agreement.report("the C++ loop evaluates the tanh twin: Python's loop's numbers here, bit for bit")
 
 
 def training_module(*tensors: torch.Tensor):
@@ -45,9 +97,16 @@ def training_module(*tensors: torch.Tensor):
     return native.cpu_module(*tensors)
 
 
-def applies(x: torch.Tensor, weights: tuple[torch.Tensor, ...], draws: int, spiking: bool) -> bool:
-    """Whether the C++ loop takes this evaluation (see the module docstring), before building it."""
+def applies(x: torch.Tensor, weights: tuple[torch.Tensor, ...], draws: int) -> bool:
+    """Whether the C++ loop may take this evaluation (see the module docstring), before building
+    it; the tanh twin's also needs :func:`evaluation_module`'s check."""
     tensors = (x, *weights)
-    return (spiking and draws >= torch.get_num_threads()
+    return (draws >= torch.get_num_threads()
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             and native.choice() != "python")
+
+
+def evaluation_module(spiking: bool):
+    """The compiled operators for the evaluation loop of spiking neurons, or of the tanh twin
+    where its check passes here; None where Python's loop runs."""
+    return native.module() if spiking else _tanh_agreement.library()
