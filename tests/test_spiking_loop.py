@@ -256,13 +256,6 @@ def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(no_compile
         native.module()
 
 
-def test_torchs_tanh_passes_the_check_where_the_cpp_loop_is_built(compiled):
-    # MKL's vector tanh (torch's on x86) gave every element the same bits in any slice on this
-    # project's machines: should it not, the twin's numbers stay right (Python's loop) but its
-    # evaluation loses the speed, so it is a failure here
-    assert torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512") or spiking_loop.tanh_disagreement() is None
-
-
 def test_a_tanh_that_depends_on_an_elements_place_keeps_the_twin_on_pythons_loop(compiled, monkeypatch, caplog):
     real = torch.tanh
 
