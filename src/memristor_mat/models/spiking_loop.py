@@ -47,9 +47,12 @@ from memristor_mat import native
 log = logging.getLogger(__name__)
 
 #: the first-use check of tanh: lengths around the vector widths (4, 8, 16 floats) and beyond a
-#: kernel's grain (2,048 elements), at offsets that leave every alignment of a 64-byte line
+#: kernel's grain (2,048 elements), at offsets that leave every alignment of a 64-byte line; the
+#: whole tensor long enough (past torch's 32,768-element grain) that torch's threads split it at
+#: an unaligned element
 CHECK_LENGTHS = (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 100, 1000, 1900, 2049, 4100)
 CHECK_OFFSETS = tuple(range(17))
+CHECK_VALUES = 3 * 32_768 + 5
 
 
 def tanh_disagreement(compiled=None) -> str | None:
@@ -59,7 +62,8 @@ def tanh_disagreement(compiled=None) -> str | None:
     once copied (aligned), under torch's threads now and on one thread."""
     generator = torch.Generator().manual_seed(20261206)
     scales = torch.tensor([1e-5, 1e-3, 0.05, 0.5, 1.0, 2.0, 5.0, 20.0])
-    values = torch.randn(8192, generator=generator) * scales[torch.randint(8, (8192,), generator=generator)]
+    values = (torch.randn(CHECK_VALUES, generator=generator)
+              * scales[torch.randint(len(scales), (CHECK_VALUES,), generator=generator)])
     threads = torch.get_num_threads()
     for count in sorted({threads, 1}):
         torch.set_num_threads(count)
