@@ -61,7 +61,8 @@ def tanh_disagreement(compiled=None) -> str | None:
     magnitude, both signs; each slice once as a view (its first element at any alignment, as
     where torch's threads split a tensor) and once copied (aligned). Torch's thread count is left
     as it is: the whole tensor is split as the process splits it, and a thread's share starts at
-    an element like the views'."""
+    an element like the views'. ``compiled`` (:class:`~memristor_mat.native.Agreement`'s
+    argument) is not used: the C++ loop calls torch's kernel, so torch's is what is checked."""
     generator = torch.Generator().manual_seed(20261206)
     scales = torch.tensor([1e-5, 1e-3, 0.05, 0.5, 1.0, 2.0, 5.0, 20.0])
     values = (torch.randn(CHECK_VALUES, generator=generator)
