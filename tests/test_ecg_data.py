@@ -92,10 +92,11 @@ def reference_delta_modulate(signal, threshold):
     return up, down
 
 
-def reference_original_modulate(signal, threshold):
-    """The original rule (SPEC §3.1) for one lead, step by step: (UP, DN, reference after each step)."""
+def reference_original_modulate(signal, threshold, start=-100.0):
+    """The original rule (SPEC §3.1) for one lead, step by step: (UP, DN, reference after each step);
+    the reference starts at -100 mV (``start``: the same in other units)."""
     up, down, references = [], [], []
-    reference = -100.0
+    reference = start
     for sample in signal:
         up.append(int(sample - reference > threshold))
         down.append(int(sample - reference < -threshold))
@@ -118,9 +119,9 @@ def test_windows_are_exact_slices_of_beats_that_fit(tmp_path):
     windows, symbols, samples = read_beat_windows(path)
     assert symbols == [symbol for _, symbol, _ in KEPT]
     np.testing.assert_array_equal(samples, [s for s, _, _ in KEPT])
-    assert windows.dtype == np.float32 and windows.shape == (len(KEPT), 2, 250)
+    assert windows.dtype == np.float64 and windows.shape == (len(KEPT), 2, 250)
     for window, s in zip(windows, samples):
-        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T.astype(np.float32))
+        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T)
 
 
 def test_all_annotations_keep_non_beat_windows(tmp_path):
@@ -130,7 +131,7 @@ def test_all_annotations_keep_non_beat_windows(tmp_path):
     assert symbols == [symbol for _, symbol, _ in KEPT_ALL]
     np.testing.assert_array_equal(samples, [s for s, _, _ in KEPT_ALL])
     for window, s in zip(windows, samples):
-        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T.astype(np.float32))
+        np.testing.assert_array_equal(window, signal[s - 125 : s + 125].T)
     assert read_beat_windows(path, annotations="beats")[1] == [symbol for _, symbol, _ in KEPT]
     with pytest.raises(ValueError, match=r"annotations must be one of \['all', 'beats'\], got 'rhythm'"):
         read_beat_windows(path, annotations="rhythm")
@@ -165,9 +166,9 @@ def test_labels_split_and_train_only_thresholds(tmp_path):
         assert windows[f"y_{part}"].dtype == np.int64 and sorted(windows[f"y_{part}"]) == [0, 1]
     assert list(windows["train_records"]) == ["100", "100"] and windows["fs"] == 360
     # Thresholds are the training windows' percentiles, not those of all windows.
-    train = windows["train_signals"].astype(np.float64)
+    train = windows["train_signals"]
     manual = [abs(np.percentile(train[:, lead], 90) - np.percentile(train[:, lead], 10)) / 10 for lead in (0, 1)]
-    np.testing.assert_allclose(windows["thresholds"], manual, rtol=1e-12)
+    np.testing.assert_array_equal(windows["thresholds"], manual)
     all_windows = np.concatenate([windows["train_signals"], windows["test_signals"]])
     assert not np.allclose(windows["thresholds"], delta_thresholds(all_windows))
     assert "training split" in windows["description"] and "100" in windows["description"]
@@ -181,6 +182,39 @@ def test_builder_encodes_the_split_windows(tmp_path):
     expected = delta_modulate(windows["train_signals"], windows["thresholds"])
     torch.testing.assert_close(splits.x_train, torch.from_numpy(expected))
     torch.testing.assert_close(splits.y_test, torch.from_numpy(windows["y_test"]))
+
+
+@pytest.mark.parametrize("rule", ["grid", "original"])
+def test_quantised_samples_one_threshold_apart_tie_after_reading_the_record(tmp_path, rule):
+    # MIT-BIH stores integers (0.005 mV a unit). A staircase of whole multiples of 5 units, read
+    # back through WFDB, against a threshold of 10 units (0.05 mV): every exact tie must fire no
+    # event, as in integer arithmetic. Windows read as float32 (an earlier version) erred by about
+    # 1e-7 of a sample and so let rounding fire or not fire those ties.
+    rng = np.random.default_rng(5)
+    digital = 200 + np.cumsum(rng.integers(-3, 4, size=(3000, 2)) * 5, axis=0).clip(-1800, 1800)
+    folder = tmp_path / "mitdb"
+    folder.mkdir()
+    wfdb.wrsamp("100", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=digital / ADC_GAIN,
+                fmt=["212", "212"], adc_gain=[ADC_GAIN, ADC_GAIN], baseline=[0, 0], write_dir=str(folder))
+    wfdb.wrann("100", "atr", sample=np.array([500, 1500, 2500]), symbol=["N", "V", "N"], write_dir=str(folder))
+    windows, _, samples = read_beat_windows(folder / "100")
+    assert windows.dtype == np.float64
+    np.testing.assert_array_equal(windows, [digital[s - 125 : s + 125].T / ADC_GAIN for s in samples])
+    events = delta_modulate(windows, np.array([0.05, 0.05]), rule=rule)
+    if rule == "grid":
+        modulate = reference_delta_modulate
+    else:
+        def modulate(units, threshold):
+            return reference_original_modulate(units, threshold, start=-100.0 * ADC_GAIN)
+    ties = 0
+    for n, s in enumerate(samples):
+        for lead in range(2):
+            units = digital[s - 125 : s + 125, lead].astype(np.float64)  # exact integers
+            up, down = modulate(units, 10.0)[:2]
+            np.testing.assert_array_equal(events[n, :, 2 * lead], up)
+            np.testing.assert_array_equal(events[n, :, 2 * lead + 1], down)
+            ties += int(np.sum(np.abs(np.diff(units)) == 10))
+    assert ties > 50  # steps of exactly one threshold: the case under test occurs
 
 
 @pytest.mark.parametrize("extension", [".atr", ".dat", ".hea"])

@@ -57,6 +57,9 @@ def test_paper_ecg_tasks_are_the_original_network_and_preprocessing(task, neuron
     vanilla = settings(config, task, "vanilla")
     assert (vanilla.epochs, vanilla.batch_size, vanilla.optimizer) == (20, 16, {"name": "Adamax", "lr": 0.001})
     assert vanilla.lr_scheduler is None and vanilla.weight_clip_std is None
+    # the original's loader kept the split's order; every method of the task, this project's `mat` too
+    assert not any(settings(config, task, method, sigma).shuffle
+                   for method, sigma in (("vanilla", 0), ("noisy_updates", 0), ("mat_scratch", 0.1), ("mat", 0.1)))
     updates = settings(config, task, "noisy_updates").noisy_updates
     assert (updates.last_epochs, updates.every_n_batches, updates.relative_sd) == (2, 25, 0.1)
     assert (updates.timing, updates.order, updates.reference) == ("original", "noise_then_clip", "max")
@@ -71,6 +74,7 @@ def test_paper_ecg_shows_the_improved_network_as_a_named_variant_beside_the_orig
     improved = config["tasks"]["ecg_improved"]
     assert improved["model"]["dynamics"] == "normalised" and improved["model"]["recurrence"] == "spikes"
     assert improved["dataset"]["options"]["delta_rule"] == "grid" and improved["dataset"]["options"]["stratify"]
+    assert settings(config, "ecg_improved", "vanilla").shuffle
     assert config["comparisons"]["ecg_original_vs_improved"]["tasks"] == ["ecg", "ecg_improved"]
 
 
@@ -101,6 +105,12 @@ def test_demo_mnist_trains_with_the_original_recipe():
     updates = settings(config, "mnist", "noisy_updates").noisy_updates
     assert (updates.timing, updates.order, updates.reference) == ("original", "noise_then_clip", "range")
     assert config["tasks"]["mnist"]["figures"]["headline_method"] == "mat_scratch"
+
+
+def test_demo_ecg_original_recipe_keeps_the_splits_order_and_the_improved_network_shuffles():
+    config = load_config(REPO / "config.yaml")
+    assert not settings(config, "ecg", "vanilla").shuffle and not settings(config, "ecg_tanh", "mat_scratch", 0.1).shuffle
+    assert settings(config, "ecg_improved", "mat", 0.2).shuffle and settings(config, "mnist", "vanilla").shuffle
 
 
 @pytest.mark.parametrize("task", ["ecg", "ecg_tanh"])

@@ -115,6 +115,29 @@ def test_each_epochs_randomness_depends_on_the_seed_and_the_epoch(epoch_randomne
         assert all(torch.equal(order.sort().values, torch.arange(256)) for order in runs)  # each a permutation
 
 
+def test_without_shuffle_every_epoch_takes_the_samples_in_their_order(epoch_randomness):
+    # the original's ECG loader (SPEC §3): the split's order every epoch, whatever the seed; the
+    # rest of the run's randomness is the shuffled run's
+    shuffled = train(model(), toy_data(), settings("mat_scratch", epochs=3), device=CPU).model
+    noise_seeds = list(epoch_randomness["noise"])
+    epoch_randomness["order"].clear()
+    epoch_randomness["noise"].clear()
+    kept = train(model(), toy_data(), settings("mat_scratch", epochs=3, shuffle=False), device=CPU).model
+    assert [order.tolist() for order in epoch_randomness["order"]] == [list(range(256))] * 3
+    assert epoch_randomness["noise"] == noise_seeds
+    assert not torch.equal(shuffled.state_dict()["layers.1.weight"], kept.state_dict()["layers.1.weight"])
+    again = train(model(), toy_data(), settings("mat_scratch", epochs=3, shuffle=False), device=CPU).model
+    assert all(torch.equal(kept.state_dict()[k], again.state_dict()[k]) for k in kept.state_dict())
+
+
+def test_shuffle_is_checked_and_left_out_of_the_settings_at_its_default():
+    # a setting added later: jobs that do not set it keep their params (and so their results)
+    assert "shuffle" not in settings().as_dict() and settings(shuffle=False).as_dict()["shuffle"] is False
+    assert TrainingSettings.from_dict(settings(shuffle=False).as_dict()).shuffle is False
+    with pytest.raises(ValueError, match="shuffle must be true or false, got 'no'"):
+        settings(shuffle="no")
+
+
 def test_mat_trains_through_w_plus_sigma_train_r_w_z_of_the_epochs_generator():
     """SPEC §2: each batch's forward pass sees W + sigma_train * R(W) * z, z fresh standard
     normals from the epoch's generator (seeded by (seed, "noise", epoch)), R the configured

@@ -382,6 +382,7 @@ def training_settings(config: dict[str, Any], run: ModelRun) -> TrainingSettings
         augmentation=dict(training["augmentation"]) if training.get("augmentation") else None,
         mixed_precision=training.get("mixed_precision"),
         memory_format=training.get("memory_format", "contiguous"),
+        shuffle=training.get("shuffle", True),
     )
 
 

@@ -223,6 +223,9 @@ class TrainingSettings:
     method_options: dict[str, Any] = field(default_factory=dict)
     #: the layout of image batches (:data:`MEMORY_FORMATS`), training and its clean test passes
     memory_format: str = added_later("contiguous")
+    #: a new order of the training samples every epoch; False: the split's order every epoch (the
+    #: original's ECG loader, SPEC §3)
+    shuffle: bool = added_later(True)
 
     def __post_init__(self) -> None:
         entry = registry.method(self.method)
@@ -243,6 +246,8 @@ class TrainingSettings:
                 f"mixed_precision must be null or one of {sorted(MIXED_PRECISION_TYPES)}, got {self.mixed_precision!r}"
             )
         _check_memory_format(self.memory_format)
+        if not isinstance(self.shuffle, bool):
+            raise ValueError(f"shuffle must be true or false, got {self.shuffle!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return settings_dict(self)

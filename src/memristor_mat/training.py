@@ -224,7 +224,10 @@ def train(
     for epoch in range(start_epoch, settings.epochs):
         started = time.perf_counter()
         torch.manual_seed(derive_seed(settings.seed, "torch", epoch))  # dropout etc.
-        order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
+        if settings.shuffle:
+            order = torch.randperm(n_train, generator=generator(derive_seed(settings.seed, "order", epoch)))
+        else:
+            order = torch.arange(n_train)
         batches = EpochBatches(x_train, y_train, order.split(settings.batch_size), augmentation, settings.seed,
                                epoch, data_workers, device, settings.memory_format)
         context = EpochContext(

@@ -155,7 +155,7 @@ def ecg_windows(
     download; ecg_synthetic: n_records, beats_per_record, abnormal_fraction, generator_seed).
     Returns a dict with ``name``, ``description``, ``fs``, ``thresholds`` (per lead, from the
     training split), ``delta_rule`` (what :func:`delta_modulate` is to use) and, for part in
-    train/test: ``{part}_signals`` (n, 2, window) float32 mV, ``y_{part}`` int64,
+    train/test: ``{part}_signals`` (n, 2, window) float64 mV, ``y_{part}`` int64,
     ``{part}_symbols``, ``{part}_records`` and ``{part}_samples`` (where each window's
     annotation lies).
     """

@@ -30,6 +30,8 @@ _ORIGINAL_START_REFERENCE = -100.0
 
 # Levels (signal / threshold) closer than this to a whole number count as exactly on it, so
 # float rounding of quantised samples (WFDB's 212 format stores integers) cannot decide an event.
+# It holds for float64 samples (WFDB's physical values, errors of about 1e-16 relative); float32
+# ones would err by about 1e-7 of a sample, so records.py keeps the windows in float64.
 _LEVEL_TOLERANCE = 1e-9
 
 

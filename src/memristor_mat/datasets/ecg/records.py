@@ -38,7 +38,9 @@ def read_beat_windows(
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Cut both leads of WFDB record ``record_path`` (no extension) into beat windows.
 
-    Returns float32 windows (n, 2, window) in mV, the n annotation symbols and the n annotation
+    Returns float64 windows (n, 2, window) in mV, WFDB's physical values (float32 would round
+    them, and with them which quantised samples lie exactly one delta threshold apart: see
+    :mod:`memristor_mat.datasets.ecg.delta`), the n annotation symbols and the n annotation
     samples. ``annotations="beats"`` windows beat annotations only (:data:`BEAT_SYMBOLS`);
     ``"all"`` windows every annotation of the .atr file, as the original did (SPEC §3.1).
     Raises DataError naming the file when one is missing or unreadable.
@@ -61,7 +63,7 @@ def _read_beats(
     windows = signal[starts[:, None] + np.arange(window)]  # (n, window, 2)
     # WFDB reads samples stored as "invalid" as NaN; such a window cannot be encoded.
     valid = ~np.isnan(windows).any(axis=(1, 2))
-    windows = np.ascontiguousarray(windows[valid].transpose(0, 2, 1), dtype=np.float32)
+    windows = np.ascontiguousarray(windows[valid].transpose(0, 2, 1), dtype=np.float64)
     return windows, [str(s) for s in symbols[valid]], samples[valid], fs
 
 
