@@ -140,3 +140,19 @@ def test_paper_device_sweeps_cover_spec_ranges(name):
         rates = [(c["p_stuck_off"], c["p_stuck_on"]) for c in devices["stuck_at"].conditions]
         assert rates[0] == (0, 0) and rates[-1] == (0.1, 0.1), (task, rates)
         assert rates == sorted(rates)
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "config/paper_mnist.yaml", "config/paper_cifar.yaml",
+                                  "config/paper_ecg.yaml"])
+def test_the_gaussian_device_is_the_studys_own_noise_on_its_axis(path):
+    # README: the Gaussian device at sigma 0.1 gives the study's numbers at 10 %; a device's options
+    # are its own, so on CIFAR's axis (R = max|W|) it must say so (paper_cifar once left it at 2 max|W|)
+    config = load_config(REPO / path)
+    checked = 0
+    for task in config["tasks"]:
+        evaluation = pipeline.monte_carlo_settings(config, task)
+        for device in evaluation.devices:
+            if device.model == "gaussian":
+                assert {"reference": "2absmax", **device.options} == dict(evaluation.noise_options), (task, device.name)
+                checked += 1
+    assert checked >= 1

@@ -7,7 +7,9 @@ squeeze-search scheme", IEEE Trans. Computers 64, 2015, whose 1.75 % and 9.04 % 
 are the ones most fault-tolerance studies reuse); SPEC §8 sweeps both rates from 0 to 10 %.
 The fault pattern depends only on the draw's normals, so a Monte-Carlo draw is one chip: a
 device stuck at a rate p is stuck the same way at every larger rate (the thresholds grow with p),
-and the faulty devices are the same whatever the other effects of the device.
+and at every time and level count of the same device. (Combined with other effects, the device
+reads its normals after theirs, so ``[pcm, stuck_at]`` has other faulty devices than
+``stuck_at`` alone on the same draw; ``levels`` reads none.)
 
 With ``u = Phi(z)`` the uniform of the device's standard normal ``z``: stuck off if
 ``u < p_stuck_off``, stuck on if ``u > 1 - p_stuck_on`` (equivalently ``Phi(-z) < p_stuck_on``;
