@@ -298,68 +298,78 @@ def _satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return variance, (variance ** 2 / spread if spread > 0.0 else float("inf"))
 
 
-def _crossed_mean_variance(ms_model: float, ms_draw: float, ms_residual: float, n_models: int,
-                           n_draws: int) -> tuple[float, float]:
+def _crossed_mean_terms(ms_model: float, ms_draw: float, ms_residual: float, n_models: int,
+                        n_draws: int) -> list[tuple[float, float]]:
     """The variance of the mean of a crossed ``n_models x n_draws`` design from its mean squares
     (observed, or expected for a planned design), ``model_var / K + draw_var / n + residual_var
-    / (K n)`` = ``(MS_model + MS_draw - MS_residual) / (K n)``, and Satterthwaite's degrees of
-    freedom for it (:func:`_satterthwaite`).
+    / (K n)`` = ``(MS_model + MS_draw - MS_residual) / (K n)``, as its two independent terms,
+    ``(variance, degrees of freedom)`` pairs that :func:`_half_width` combines: the models'
+    ``MS_model / (K n)`` (``model_var / K + residual_var / (K n)``) with ``K - 1``, and the
+    chips' ``(MS_draw - MS_residual) / (K n)`` (``draw_var / n``) with Satterthwaite's degrees
+    of freedom for that difference (:func:`_satterthwaite`).
 
-    A draw component estimated below 0 (``MS_draw < MS_residual``) is dropped, leaving
-    ``MS_model / (K n)`` with ``K - 1`` degrees of freedom: the t interval of the model means,
-    as for nested draws. The model term is never dropped: where the few models happen to look
-    alike (``MS_model`` below ``MS_residual``, 7 % of 3-model studies with model sd 1 and
-    residual sd 2 points over 50 draws) dropping it would hand the draws' many degrees of
-    freedom to a mean whose uncertainty is the models'. Measured with that rule: 2-model
-    intervals covered 88 % instead of 95 %, and t tests built on it (40 null comparisons per
-    simulated table) gave a Benjamini-Hochberg q < 0.05 in 6 of 10 tables."""
+    A draw component estimated below 0 (``MS_draw < MS_residual``) is dropped, leaving the
+    models' term: the t interval of the model means, as for nested draws. The models' term is
+    never dropped: it holds the residual's share of the mean as well, and it is the term
+    whose few degrees of freedom the interval must not lose."""
     cells = n_models * n_draws
-    terms = [(ms_model / cells, n_models - 1)]
+    terms = [(ms_model / cells, float(n_models - 1))]
     if ms_draw > ms_residual:
-        terms += [(ms_draw / cells, n_draws - 1), (-ms_residual / cells, (n_models - 1) * (n_draws - 1))]
-    return _satterthwaite([(term, dof) for term, dof in terms if term != 0.0])
+        terms.append(_satterthwaite([(ms_draw / cells, n_draws - 1),
+                                     (-ms_residual / cells, (n_models - 1) * (n_draws - 1))]))
+    return [(term, dof) for term, dof in terms if term != 0.0]
 
 
-def _mean_variance(matrix: np.ndarray, counts: np.ndarray, *,
-                   shared_draws: bool = False) -> tuple[float, float, float]:
-    """The mean of the model means, the estimated variance of that mean and its degrees of
-    freedom, what the t interval (:func:`_t_interval`) stands on; the variance is NaN for a
-    single value.
+def _mean_terms(matrix: np.ndarray, counts: np.ndarray, *,
+                shared_draws: bool = False) -> tuple[float, list[tuple[float, float]]]:
+    """The mean of the model means and the variance of that mean as independent ``(variance,
+    degrees of freedom)`` terms, what the t interval (:func:`_t_interval`) stands on; no term for
+    a single value.
 
-    Draws nested in models (or one evaluation per model): the variance of the ``K`` model means
-    over ``K`` with ``K - 1`` degrees of freedom, the textbook estimate for a two-stage sample
-    that treats the models as the units (the t interval is exact for balanced normal data; with
-    one model, its draws' variance over ``n`` with ``n - 1``: that one network's). Draws shared by
-    the models (``shared_draws``, a full matrix): the crossed design's ``model_var / K +
-    draw_var / n + residual_var / (K n)`` from the mean squares (:func:`_mean_squares`,
-    :func:`_crossed_mean_variance`), ``(MS_model + MS_draw - MS_residual) / (K n)``, with
-    Satterthwaite's degrees of freedom for that combination (about ``K - 1`` where the models
-    dominate, ``n - 1`` where the chips do); without a draw effect (``MS_draw`` below
-    ``MS_residual``) ``MS_model / (K n)`` with ``K - 1``.
+    Draws nested in models (or one evaluation per model): one term, the variance of the ``K``
+    model means over ``K`` with ``K - 1`` degrees of freedom, the textbook estimate for a
+    two-stage sample that treats the models as the units (the t interval is exact for balanced
+    normal data; with one model, its draws' variance over ``n`` with ``n - 1``: that one
+    network's). Draws shared by the models (``shared_draws``, a full matrix): the crossed
+    design's ``model_var / K + draw_var / n + residual_var / (K n)`` from the mean squares
+    (:func:`_mean_squares`), as the models' term and the chips' (:func:`_crossed_mean_terms`).
     """
     n_models, width = matrix.shape
     model_means = np.nanmean(matrix, axis=1)
     mean = float(model_means.mean())
     if shared_draws and n_models > 1 and width > 1:
-        return (mean, *_crossed_mean_variance(*_mean_squares(matrix), n_models, width))
+        return mean, _crossed_mean_terms(*_mean_squares(matrix), n_models, width)
     if n_models > 1:
-        return mean, float(model_means.var(ddof=1)) / n_models, n_models - 1.0
+        return mean, [(float(model_means.var(ddof=1)) / n_models, n_models - 1.0)]
     if counts[0] > 1:
         draws = matrix[0, : int(counts[0])]
-        return mean, float(draws.var(ddof=1)) / draws.size, draws.size - 1.0
-    return mean, float("nan"), float("nan")
+        return mean, [(float(draws.var(ddof=1)) / draws.size, draws.size - 1.0)]
+    return mean, []
+
+
+def _half_width(terms: Sequence[tuple[float, float]], level: float = 0.95) -> float:
+    """The half-width of the t interval of a mean whose variance is a sum of independent
+    ``(variance, degrees of freedom)`` terms: ``sqrt(sum t(dof_i)^2 variance_i)``, each term
+    scaled by its own t quantile (Banerjee 1960, *Sankhya* 22:357, for a linear combination of
+    means with unequal variances; the two-means case Banerjee 1961, *Sankhya A* 23:359). It
+    covers at least the nominal level where Satterthwaite's one pooled t does not: with 2-3
+    models and both models and chips varying, the pooled degrees of freedom, estimated from the
+    same few models, came out high exactly when the models happened to look alike, and 2-model
+    intervals covered 88-92 % (``benchmarks/interval_coverage.py``). One term: the t interval."""
+    from scipy.special import stdtrit  # Student's t quantile; scipy.stats is slower to import
+
+    quantile = 0.5 + level / 2.0
+    return float(np.sqrt(sum(float(stdtrit(dof, quantile)) ** 2 * term for term, dof in terms)))
 
 
 def _t_interval(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
                 shared_draws: bool = False) -> tuple[float, float]:
-    """The t interval of the mean of the model means, ``mean -/+ t(dof) se``, from
-    :func:`_mean_variance`; a single value, or no spread at all, gives ``[mean, mean]``."""
-    mean, variance, dof = _mean_variance(matrix, counts, shared_draws=shared_draws)
-    if not variance > 0.0:
+    """The t interval of the mean of the model means, ``mean -/+`` :func:`_half_width` of the
+    terms of :func:`_mean_terms`; a single value, or no spread at all, gives ``[mean, mean]``."""
+    mean, terms = _mean_terms(matrix, counts, shared_draws=shared_draws)
+    if not sum(term for term, _ in terms) > 0.0:
         return mean, mean
-    from scipy.special import stdtrit  # Student's t quantile; scipy.stats is slower to import
-
-    half = float(stdtrit(dof, 0.5 + level / 2.0)) * float(np.sqrt(variance))
+    half = _half_width(terms, level)
     return mean - half, mean + half
 
 
@@ -769,7 +779,7 @@ def paired_differences(
 VARIANCE_COLUMNS: tuple[str, ...] = ("n_models", "n_draws", "crossed", "model_sd", "draw_sd", "residual_sd")
 
 #: Columns :func:`precision_plan` adds: a planned design and its predicted precision (points).
-PLAN_COLUMNS: tuple[str, ...] = ("models", "draws", "se", "dof", "ci95_halfwidth")
+PLAN_COLUMNS: tuple[str, ...] = ("models", "draws", "se", "t_factor", "ci95_halfwidth")
 
 
 def _variance_row(group: pd.DataFrame, column: str) -> dict[str, object]:
@@ -851,11 +861,12 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
     the variance of the mean of a balanced crossed design (every model on the same draws, as
     the pipeline evaluates), where the draw term shrinks with more draws only. For groups
     whose draws were nested the draw term is 0 (each model its own draws); a component that is
-    NaN (not estimable: one model, or single evaluations) is left out. ``dof`` are the degrees
-    of freedom of the t interval (:func:`_t_interval`) at the design's expected mean squares
-    (crossed: Satterthwaite's; nested: ``models - 1``), and ``ci95_halfwidth`` (at ``level``)
-    is ``t(dof) se``: with 3 models and a model term that dominates, 4.3 / 1.96 = 2.2 times the
-    normal half-width, which no number of draws buys back. One planned model has no interval
+    NaN (not estimable: one model, or single evaluations) is left out. ``ci95_halfwidth`` (at
+    ``level``) is the half-width of the t interval (:func:`_t_interval`) at the design's expected
+    mean squares, and ``t_factor`` that half-width in standard errors: nested, ``t(models - 1)``;
+    crossed, between the models' ``t(models - 1)`` and the chips' quantile as their terms weigh
+    (:func:`_half_width`). With 3 models and a model term that dominates, 4.3 / 1.96 = 2.2 times
+    the normal half-width, which no number of draws buys back. One planned model has no interval
     of a mean over models: NaN.
     """
     grid = [(int(m), int(n)) for m in models for n in draws]
@@ -870,19 +881,20 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
                                          for sd in ("model_sd", "draw_sd", "residual_sd"))
     n_models, n_draws = plan["models"].to_numpy(dtype=float), plan["draws"].to_numpy(dtype=float)
     plan["se"] = np.sqrt(model_var / n_models + draw_var / n_draws + residual_var / (n_models * n_draws))
-    dofs = []
+    halves = []
     for crossed, m, n, model, draw, residual in zip(plan["crossed"], n_models, n_draws, model_var, draw_var,
                                                    residual_var):
         if m < 2:
-            dofs.append(float("nan"))
-        elif crossed and n > 1:  # the interval's mean squares at their expectations
-            dofs.append(_crossed_mean_variance(residual + n * model, residual + m * draw, residual, int(m), int(n))[1])
+            halves.append(float("nan"))
+            continue
+        if crossed and n > 1:  # the interval's mean squares at their expectations
+            terms = _crossed_mean_terms(residual + n * model, residual + m * draw, residual, int(m), int(n))
         else:
-            dofs.append(m - 1.0)
-    plan["dof"] = dofs
-    from scipy.special import stdtrit
-
-    plan["ci95_halfwidth"] = stdtrit(plan["dof"].to_numpy(dtype=float), 0.5 + float(level) / 2.0) * plan["se"]
+            terms = [(model / m + draw / n + residual / (m * n), m - 1.0)]
+        halves.append(_half_width(terms, float(level)))
+    plan["ci95_halfwidth"] = halves
+    plan["t_factor"] = plan["ci95_halfwidth"] / plan["se"]
+    plan = plan.loc[:, [c for c in plan.columns if c not in PLAN_COLUMNS] + list(PLAN_COLUMNS)]
     return plan
 
 
