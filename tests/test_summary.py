@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from memristor_mat.reporting.summary import (
+    INTERVALS,
     PER_MODEL_COLUMNS,
     PUBLISHED_COLUMNS,
     SUMMARY_COLUMNS,
@@ -1059,3 +1060,14 @@ def test_precision_plan_predicts_the_crossed_designs_standard_error():
         precision_plan(simulated(values, eval_seed=1), models=[0], draws=[100])
     with pytest.raises(ValueError, match="level"):
         precision_plan(simulated(values, eval_seed=1), models=[5], draws=[100], level=1.5)
+
+
+def test_tables_name_the_method_of_their_intervals():
+    # a summary or paired table read on its own says how its ci95 columns were made
+    values = crossed(1, 3, 10, model_sd=0.01, draw_sd=0.01, residual_sd=0.01, seed=3)
+    for interval in INTERVALS:
+        s = summarise(simulated(values, eval_seed=1), interval=interval, bootstrap_resamples=200)
+        assert s["ci95_method"].tolist() == [interval]
+        pairs = pd.concat([simulated(values, eval_seed=1),
+                           simulated(values + 0.01, eval_seed=1).assign(method="mat", sigma_train=0.2)])
+        assert paired_differences(pairs, interval=interval, bootstrap_resamples=200)["ci95_method"].tolist() == [interval]

@@ -90,6 +90,7 @@ STAT_COLUMNS: tuple[str, ...] = (
     "p88",
     "ci95_low",
     "ci95_high",
+    "ci95_method",
 )
 
 SUMMARY_COLUMNS: tuple[str, ...] = GROUP_KEYS + (
@@ -138,6 +139,7 @@ PAIRED_STAT_COLUMNS: tuple[str, ...] = (
     "between_model_sd",
     "ci95_low",
     "ci95_high",
+    "ci95_method",
     "share_better",
     "share_worse",
 )
@@ -467,7 +469,8 @@ def summarise(
       use linear interpolation,
     * ``ci95_low``, ``ci95_high``: 95% confidence interval of ``mean``, by ``interval``: a t
       interval from the models and draws (``"t"``, the default) or SPEC §4's two-stage
-      (hierarchical) percentile bootstrap (``"bootstrap"``), see below.
+      (hierarchical) percentile bootstrap (``"bootstrap"``), see below; ``ci95_method`` names
+      it, so a table says how its intervals were made.
 
     **Noise-free level counted once per model.** At ``sigma_inference == 0`` a model has one
     accuracy; tables written before the evaluation stored it once per draw. Rows of one model
@@ -483,8 +486,13 @@ def summarise(
     over ``sqrt(K)`` and ``df = K - 1``: the t interval of a two-stage sample with the models as
     its units. With draws shared by the models (below) ``se^2`` is the crossed design's
     ``model_var / K + draw_var / n + residual_var / (K n)`` from the analysis of variance (as
-    :func:`variance_components`) and ``df`` Satterthwaite's (1946) for that combination of
-    mean squares: about ``K - 1`` where the models dominate, about ``n - 1`` where the chips do.
+    :func:`variance_components`), in two independent terms, the models' ``MS_model / (K n)``
+    with ``K - 1`` degrees of freedom and the chips' ``(MS_draw - MS_residual) / (K n)`` with
+    Satterthwaite's (1946), and the half-width ``sqrt(t(K-1)^2 models' + t(df)^2 chips')``
+    (Banerjee 1960: :func:`_half_width`). One t for the whole sum with Satterthwaite's pooled
+    degrees of freedom (the rule until 2026-12-06) undercovered with 2-3 models: 88-93 % where
+    models and chips both vary, against 94.7-99.4 % for every design of
+    ``benchmarks/interval_coverage.py`` (2-5 models, 20 or 100 draws).
 
     ``interval="bootstrap"`` (SPEC §4's decision): each of ``bootstrap_resamples`` resamples
     draws the group's ``K`` models with replacement, then for each drawn model resamples its
@@ -507,11 +515,11 @@ def summarise(
     20 draws: 94.8 / 79.2 % with 3 models, 94.0 / 82.3 % with 5, 94.8 / 90.2 % with 8, 93.7 /
     93.0 % with 30 (95.0 / 81.3 % with 3 models on shared draws); models dominating (sds 1, 0.3,
     3 points), 100 shared draws: 95.4 / 75.3 % with 2 models, 95.7 / 84.8 % with 3, 94.4 /
-    87.9 % with 5; the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4), 100
-    shared draws: 95.2 / 95.7 % with 3 models, 94.8 / 96.5 % with 5; both (sds 1, 2, 2), 50
-    shared draws: 93.3 / 87.1 % with 3 models, 92.0 / 89.4 % with 5 (Satterthwaite's degrees of
-    freedom are estimated from the same few models, a little optimistic there); 30 models x 20
-    shared draws (sds 1, 3, 3): 95.2 / 93.5 %. The honest interval with 3 models is about twice
+    87.9 % with 5 (the pooled t of that time); with each term's own t (4,000 studies,
+    ``benchmarks/interval_coverage.py``), models dominating 96.8, 96.9 and 96.9 % with 2, 3 and
+    5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.2, 97.8 and
+    96.5 %, both (sds 1, 2, 2) 96.7, 96.0 and 95.6 %, all with 100 shared draws: conservative
+    where the chips weigh in, the price of the models' few degrees of freedom. The honest interval with 3 models is about twice
     as wide as the bootstrap's wherever the models' own spread dominates, with 2 models (1
     degree of freedom) 4.5 times the normal width. Accuracies are bounded, so the t interval
     (symmetric) is a normal approximation at the extremes; the bootstrap's percentiles follow
@@ -605,6 +613,7 @@ def summarise(
             p88=float(p88),
             ci95_low=ci_low,
             ci95_high=ci_high,
+            ci95_method=interval,
         )
         rows.append(row)
 
@@ -673,7 +682,7 @@ def _pairs(table: pd.DataFrame, baseline: str, keys: tuple[str, ...]) -> pd.Data
 
 def _empty(columns: tuple[str, ...], keys: tuple[str, ...]) -> pd.DataFrame:
     """No rows, with the columns' types as they are when there are rows."""
-    text = set(keys) - set(SETTING_COLUMNS) - set(CONDITION_COLUMNS) | {"baseline"}
+    text = set(keys) - set(SETTING_COLUMNS) - set(CONDITION_COLUMNS) | {"baseline", "ci95_method"}
     whole = {"levels", "n_models", "n_draws", "models", "draws"}
     return pd.DataFrame({c: pd.Series(dtype=object if c in text else bool if c == "crossed" else
                                       int if c in whole else float) for c in columns})
@@ -763,6 +772,7 @@ def paired_differences(
             between_model_sd=float(model_differences.std(ddof=1)) if n_models > 1 else float("nan"),
             ci95_low=ci_low,
             ci95_high=ci_high,
+            ci95_method=interval,
             share_better=float((values > 0).mean()),
             share_worse=float((values < 0).mean()),
         )
