@@ -31,3 +31,20 @@ def test_benchmark_script_imports_and_has_its_entry_point(name, monkeypatch):
     finally:
         for neighbour in set(SCRIPTS) & (set(sys.modules) - loaded_before):
             sys.modules.pop(neighbour, None)
+
+
+def test_interval_coverage_runs_and_reports_both_rules(monkeypatch, capsys):
+    # a short run: one line per design with both rules' coverage, then the lowest of each; the
+    # pooled reference is the summaries' rule before 2026-12-06, written out in the script
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("interval_coverage")
+    try:
+        monkeypatch.setattr(sys, "argv", ["interval_coverage.py", "--studies", "40"])
+        module.main()
+    finally:
+        sys.modules.pop("interval_coverage", None)
+    lines = capsys.readouterr().out.splitlines()
+    rows = lines[2:-1]  # after the two header lines
+    assert len(rows) == len(module.DESIGNS) * len(module.SDS)
+    assert all(line.count("%") == 2 for line in rows)
+    assert lines[-1].startswith("lowest coverage: pooled ")

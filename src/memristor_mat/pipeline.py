@@ -488,8 +488,8 @@ def comparison_parameters(config: dict[str, Any], name: str, summary_paths: list
 
 #: How the report's captions name each ``figures.confidence_interval``.
 INTERVAL_CAPTIONS = {
-    "t": "t intervals (the models as the units; the models' and the chips' variance terms each with its own "
-         "t quantile, the same draws for all the models)",
+    "t": "t intervals (the models as the units; each mean square of models and draws with the t quantile of "
+         "its own degrees of freedom, the same draws for all the models)",
     "bootstrap": "hierarchical bootstraps (models, then draws, the same ones for all the models)",
 }
 

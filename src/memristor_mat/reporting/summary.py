@@ -291,34 +291,24 @@ def _mean_squares(matrix: np.ndarray) -> tuple[float, float, float]:
     return ms_model, ms_draw, ms_residual
 
 
-def _satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """The variance ``sum(c * ms)`` of a linear combination of independent mean squares, given as
-    ``(c * ms, degrees of freedom)`` pairs, and its approximate degrees of freedom
-    ``(sum c ms)^2 / sum((c ms)^2 / df)`` (Satterthwaite 1946, Biometrics Bull. 2:110)."""
-    variance = float(sum(term for term, _ in terms))
-    spread = float(sum(term ** 2 / dof for term, dof in terms))
-    return variance, (variance ** 2 / spread if spread > 0.0 else float("inf"))
-
-
 def _crossed_mean_terms(ms_model: float, ms_draw: float, ms_residual: float, n_models: int,
                         n_draws: int) -> list[tuple[float, float]]:
     """The variance of the mean of a crossed ``n_models x n_draws`` design from its mean squares
     (observed, or expected for a planned design), ``model_var / K + draw_var / n + residual_var
-    / (K n)`` = ``(MS_model + MS_draw - MS_residual) / (K n)``, as its two independent terms,
-    ``(variance, degrees of freedom)`` pairs that :func:`_half_width` combines: the models'
-    ``MS_model / (K n)`` (``model_var / K + residual_var / (K n)``) with ``K - 1``, and the
-    chips' ``(MS_draw - MS_residual) / (K n)`` (``draw_var / n``) with Satterthwaite's degrees
-    of freedom for that difference (:func:`_satterthwaite`).
+    / (K n)`` = ``(MS_model + MS_draw - MS_residual) / (K n)``, as its mean squares'
+    ``(coefficient x mean square, degrees of freedom)`` terms, which :func:`_half_width` scales
+    each by the t quantile of its own degrees of freedom: ``MS_model / (K n)`` with ``K - 1``,
+    ``MS_draw / (K n)`` with ``n - 1`` and ``-MS_residual / (K n)`` with ``(K - 1)(n - 1)``.
 
-    A draw component estimated below 0 (``MS_draw < MS_residual``) is dropped, leaving the
-    models' term: the t interval of the model means, as for nested draws. The models' term is
-    never dropped: it holds the residual's share of the mean as well, and it is the term
-    whose few degrees of freedom the interval must not lose."""
+    A draw component estimated below 0 (``MS_draw <= MS_residual``) is dropped with the residual
+    term, leaving ``MS_model / (K n)``: the t interval of the model means, as for nested draws.
+    The models' term is never dropped: it holds the residual's share of the mean as well, and it
+    is the term whose few degrees of freedom the interval must not lose."""
     cells = n_models * n_draws
     terms = [(ms_model / cells, float(n_models - 1))]
     if ms_draw > ms_residual:
-        terms.append(_satterthwaite([(ms_draw / cells, n_draws - 1),
-                                     (-ms_residual / cells, (n_models - 1) * (n_draws - 1))]))
+        terms += [(ms_draw / cells, float(n_draws - 1)),
+                  (-ms_residual / cells, float((n_models - 1) * (n_draws - 1)))]
     return [(term, dof) for term, dof in terms if term != 0.0]
 
 
@@ -334,7 +324,7 @@ def _mean_terms(matrix: np.ndarray, counts: np.ndarray, *,
     normal data; with one model, its draws' variance over ``n`` with ``n - 1``: that one
     network's). Draws shared by the models (``shared_draws``, a full matrix): the crossed
     design's ``model_var / K + draw_var / n + residual_var / (K n)`` from the mean squares
-    (:func:`_mean_squares`), as the models' term and the chips' (:func:`_crossed_mean_terms`).
+    (:func:`_mean_squares`), as its mean squares' terms (:func:`_crossed_mean_terms`).
     """
     n_models, width = matrix.shape
     model_means = np.nanmean(matrix, axis=1)
@@ -350,18 +340,24 @@ def _mean_terms(matrix: np.ndarray, counts: np.ndarray, *,
 
 
 def _half_width(terms: Sequence[tuple[float, float]], level: float = 0.95) -> float:
-    """The half-width of the t interval of a mean whose variance is a sum of independent
-    ``(variance, degrees of freedom)`` terms: ``sqrt(sum t(dof_i)^2 variance_i)``, each term
-    scaled by its own t quantile (Banerjee 1960, *Sankhya* 22:357, for a linear combination of
-    means with unequal variances; the two-means case Banerjee 1961, *Sankhya A* 23:359). It
-    covers at least the nominal level where Satterthwaite's one pooled t does not: with 2-3
-    models and both models and chips varying, the pooled degrees of freedom, estimated from the
-    same few models, came out high exactly when the models happened to look alike, and 2-model
-    intervals covered 88-92 % (``benchmarks/interval_coverage.py``). One term: the t interval."""
+    """The half-width of the t interval of a mean whose variance is a sum of independent mean
+    squares' terms ``(coefficient x mean square, degrees of freedom)``: ``sqrt(sum t(dof_i)^2
+    term_i)``, each term scaled by the t quantile of its own degrees of freedom (Banerjee 1960,
+    *Sankhya* 22:357, for a linear combination of means with unequal variances, whose interval
+    covers at least the nominal level; here a subtracted residual term is scaled by its own t,
+    which never exceeds the draws' since its degrees of freedom are more). One term: the t
+    interval. Satterthwaite's one pooled t for the whole variance (the rule until 2026-12-06)
+    undercovered with 2-3 models and both models and chips varying (88-93 %): its degrees of
+    freedom, estimated from the same few models, came out high exactly when the models happened
+    to look alike. Each term's own t covered 94.5-99.0 % of simulated studies with 2-5 models
+    (``benchmarks/interval_coverage.py``), at most 3.4 times the pooled width (with 2 models,
+    where the models' term carries t(1) = 12.7). Scaling ``MS_draw - MS_residual`` as one term
+    by Satterthwaite's degrees of freedom of the difference instead sent them towards 0, and the
+    interval to infinity, wherever ``MS_draw`` barely passed ``MS_residual``."""
     from scipy.special import stdtrit  # Student's t quantile; scipy.stats is slower to import
 
     quantile = 0.5 + level / 2.0
-    return float(np.sqrt(sum(float(stdtrit(dof, quantile)) ** 2 * term for term, dof in terms)))
+    return float(np.sqrt(max(0.0, sum(float(stdtrit(dof, quantile)) ** 2 * term for term, dof in terms))))
 
 
 def _t_interval(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
@@ -486,13 +482,13 @@ def summarise(
     over ``sqrt(K)`` and ``df = K - 1``: the t interval of a two-stage sample with the models as
     its units. With draws shared by the models (below) ``se^2`` is the crossed design's
     ``model_var / K + draw_var / n + residual_var / (K n)`` from the analysis of variance (as
-    :func:`variance_components`), in two independent terms, the models' ``MS_model / (K n)``
-    with ``K - 1`` degrees of freedom and the chips' ``(MS_draw - MS_residual) / (K n)`` with
-    Satterthwaite's (1946), and the half-width ``sqrt(t(K-1)^2 models' + t(df)^2 chips')``
-    (Banerjee 1960: :func:`_half_width`). One t for the whole sum with Satterthwaite's pooled
-    degrees of freedom (the rule until 2026-12-06) undercovered with 2-3 models: 88-93 % where
-    models and chips both vary, against 94.7-99.4 % for every design of
-    ``benchmarks/interval_coverage.py`` (2-5 models, 20 or 100 draws).
+    :func:`variance_components`), ``(MS_model + MS_draw - MS_residual) / (K n)``, and each mean
+    square is scaled by the t quantile of its own degrees of freedom: the half-width is
+    ``sqrt(t(K-1)^2 MS_model + t(n-1)^2 MS_draw - t((K-1)(n-1))^2 MS_residual) / sqrt(K n)``
+    (Banerjee 1960: :func:`_half_width`). One t for the whole sum with Satterthwaite's (1946)
+    pooled degrees of freedom (the rule until 2026-12-06) undercovered with 2-3 models: 88-93 %
+    where models and chips both vary, against 94.5-99.0 % for every design of
+    ``benchmarks/interval_coverage.py`` (2-5 models, 10-100 draws, 13 regimes).
 
     ``interval="bootstrap"`` (SPEC §4's decision): each of ``bootstrap_resamples`` resamples
     draws the group's ``K`` models with replacement, then for each drawn model resamples its
@@ -515,10 +511,10 @@ def summarise(
     20 draws: 94.8 / 79.2 % with 3 models, 94.0 / 82.3 % with 5, 94.8 / 90.2 % with 8, 93.7 /
     93.0 % with 30 (95.0 / 81.3 % with 3 models on shared draws); models dominating (sds 1, 0.3,
     3 points), 100 shared draws: 95.4 / 75.3 % with 2 models, 95.7 / 84.8 % with 3, 94.4 /
-    87.9 % with 5 (the pooled t of that time); with each term's own t (4,000 studies,
-    ``benchmarks/interval_coverage.py``), models dominating 96.8, 96.9 and 96.9 % with 2, 3 and
-    5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.2, 97.8 and
-    96.5 %, both (sds 1, 2, 2) 96.7, 96.0 and 95.6 %, all with 100 shared draws: conservative
+    87.9 % with 5 (the pooled t of that time); with each mean square's own t (4,000 studies,
+    ``benchmarks/interval_coverage.py``), models dominating 95.4, 95.2 and 95.2 % with 2, 3 and
+    5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.2, 97.5 and
+    96.0 %, both (sds 1, 2, 2) 96.7, 96.4 and 95.7 %, all with 100 shared draws: conservative
     where the chips weigh in, the price of the models' few degrees of freedom. The honest interval with 3 models is about twice
     as wide as the bootstrap's wherever the models' own spread dominates, with 2 models (1
     degree of freedom) 4.5 times the normal width. Accuracies are bounded, so the t interval
@@ -874,8 +870,8 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
     NaN (not estimable: one model, or single evaluations) is left out. ``ci95_halfwidth`` (at
     ``level``) is the half-width of the t interval (:func:`_t_interval`) at the design's expected
     mean squares, and ``t_factor`` that half-width in standard errors: nested, ``t(models - 1)``;
-    crossed, between the models' ``t(models - 1)`` and the chips' quantile as their terms weigh
-    (:func:`_half_width`). With 3 models and a model term that dominates, 4.3 / 1.96 = 2.2 times
+    crossed, between the models' ``t(models - 1)`` and the draws' ``t(draws - 1)`` as their
+    terms weigh (:func:`_half_width`). With 3 models and a model term that dominates, 4.3 / 1.96 = 2.2 times
     the normal half-width, which no number of draws buys back. One planned model has no interval
     of a mean over models: NaN.
     """
