@@ -425,13 +425,14 @@ def banerjee_half_width(terms: list[tuple[float, float]]) -> float:
 
 def anova_t_interval(matrix: np.ndarray) -> tuple[float, float, float]:
     """By hand: the crossed design's se^2 = (MS_m + MS_d - MS_e) / (K n), MS_m scaled by t(K - 1),
-    MS_d by t(n - 1), MS_e by t((K - 1)(n - 1)); returns (low, high, Satterthwaite's pooled dof,
-    the rule before 2026-12-06)."""
+    MS_d by t(n - 1), MS_e by t((K - 1)(n - 1)), never below the draws' alone, t(n - 1)
+    sqrt(MS_d / (K n)); returns (low, high, Satterthwaite's pooled dof, the rule before
+    2026-12-06)."""
     k, n = matrix.shape
     grand, ms_m, ms_d, ms_e = mean_squares_by_hand(matrix)
     assert ms_m > ms_e and ms_d > ms_e  # both components kept
     terms = [(ms_m / (k * n), k - 1), (ms_d / (k * n), n - 1), (-ms_e / (k * n), (k - 1) * (n - 1))]
-    half = banerjee_half_width(terms)
+    half = max(banerjee_half_width(terms), banerjee_half_width([(ms_d / (k * n), n - 1)]))
     pooled_dof = sum(c for c, _ in terms) ** 2 / sum(c ** 2 / d for c, d in terms)
     return grand - half, grand + half, pooled_dof
 
@@ -490,18 +491,43 @@ def test_t_interval_keeps_the_model_term_when_the_models_look_alike():
     grand, ms_m, ms_d, ms_e = mean_squares_by_hand(matrix)
     assert ms_m < ms_e < ms_d
     half = banerjee_half_width([(ms_m / (k * n), k - 1), (ms_d / (k * n), n - 1), (-ms_e / (k * n), (k - 1) * (n - 1))])
-    s = summarise(simulated(values, eval_seed=4)).iloc[0]
-    assert (s["ci95_low"], s["ci95_high"]) == (pytest.approx(grand - half), pytest.approx(grand + half))
     # the models' term, however small here, is scaled by t(2) = 4.3: without it the half-width
     # would be the chips' alone
     chips_only = math.sqrt(stats.t.ppf(0.975, n - 1) ** 2 * ms_d / (k * n) - stats.t.ppf(0.975, (k - 1) * (n - 1)) ** 2 * ms_e / (k * n))
     assert half > chips_only * 1.05
+    # and never below what the draws alone give (here they set the width)
+    draws_alone = banerjee_half_width([(ms_d / (k * n), n - 1)])
+    half = max(half, draws_alone)
+    s = summarise(simulated(values, eval_seed=4)).iloc[0]
+    assert (s["ci95_low"], s["ci95_high"]) == (pytest.approx(grand - half), pytest.approx(grand + half))
+
+
+def test_t_interval_is_never_narrower_than_the_draws_alone_give():
+    # 2 models that happen to agree to a few hundredths of a point on 100 shared draws (the demo's
+    # 2-seed QAT at 15 % noise did): MS_model far below MS_residual, and the estimated variance
+    # (MS_m + MS_d - MS_e) / (K n) below the draws' own, draw_var / n + residual_var / (K n),
+    # which MS_d / (K n) estimates. The interval is then the draws' t(n - 1) sqrt(MS_d / (K n))
+    rng = np.random.default_rng(40)
+    chips = 0.02 * rng.standard_normal(100)
+    values = 0.8 + chips + 0.02 * rng.standard_normal((2, 100))
+    values -= values.mean(axis=1, keepdims=True) - values.mean()  # the two models' means equal
+    values[1] += 1e-5
+    matrix = 100 * values
+    k, n = matrix.shape
+    grand, ms_m, ms_d, ms_e = mean_squares_by_hand(matrix)
+    assert ms_m < 0.01 * ms_e < ms_d
+    per_term = banerjee_half_width([(ms_m / (k * n), k - 1), (ms_d / (k * n), n - 1), (-ms_e / (k * n), (k - 1) * (n - 1))])
+    draws_alone = stats.t.ppf(0.975, n - 1) * math.sqrt(ms_d / (k * n))
+    assert per_term < 0.8 * draws_alone
+    s = summarise(simulated(values[None], eval_seed=3)).iloc[0]
+    assert (s["ci95_low"], s["ci95_high"]) == (pytest.approx(grand - draws_alone), pytest.approx(grand + draws_alone))
 
 
 def test_t_interval_stays_finite_where_the_draws_barely_pass_the_residual():
     # MS_draw just above MS_residual (no chip effect, 2 models): Satterthwaite's degrees of freedom
     # of MS_draw - MS_residual as one term go to 0 and its t quantile to infinity; each mean
-    # square with its own t keeps the interval within t(1) x the models' term and the draws' t
+    # square with its own t keeps the interval within t(1) x the models' term and the draws' t,
+    # or what the draws alone give
     values = crossed(200, 2, 100, model_sd=0.003, draw_sd=0.0, residual_sd=0.005, seed=30)
     s = summarise(simulated(values, eval_seed=1))
     widths = (s["ci95_high"] - s["ci95_low"]).to_numpy()
@@ -509,10 +535,12 @@ def test_t_interval_stays_finite_where_the_draws_barely_pass_the_residual():
     for study, width in zip(100 * values, widths):
         k, n = study.shape
         _, ms_m, ms_d, ms_e = mean_squares_by_hand(study)
-        bound = 2 * math.sqrt(stats.t.ppf(0.975, 1) ** 2 * ms_m / (k * n) + stats.t.ppf(0.975, n - 1) ** 2 * max(ms_d - ms_e, 0) / (k * n))
+        t_1, t_draws = stats.t.ppf(0.975, 1), stats.t.ppf(0.975, n - 1)
+        draws_alone = t_draws * math.sqrt(ms_d / (k * n))
+        bound = 2 * max(math.sqrt(t_1 ** 2 * ms_m / (k * n) + t_draws ** 2 * max(ms_d - ms_e, 0) / (k * n)), draws_alone)
         assert width <= bound * (1 + 1e-9)
         if ms_e < ms_d < 1.05 * ms_e:
-            barely.append(width / (2 * stats.t.ppf(0.975, 1) * math.sqrt(ms_m / (k * n))))
+            barely.append(width / (2 * max(t_1 * math.sqrt(ms_m / (k * n)), draws_alone)))
     assert len(barely) >= 5 and max(barely) < 1.01  # the models' term alone, give or take
 
 
@@ -1057,6 +1085,7 @@ def test_precision_plan_predicts_the_crossed_designs_standard_error():
     model, draw, residual = row["model_sd"] ** 2, row["draw_sd"] ** 2, row["residual_sd"] ** 2
     half = banerjee_half_width([((residual + n * model) / (m * n), m - 1), ((residual + m * draw) / (m * n), n - 1),
                                 (-residual / (m * n), (m - 1) * (n - 1))])
+    assert half > banerjee_half_width([((residual + m * draw) / (m * n), n - 1)])  # above the draws' alone
     assert row["ci95_halfwidth"] == pytest.approx(half, rel=1e-6)
     assert row["t_factor"] == pytest.approx(half / expected) and stats.t.ppf(0.975, 99) < row["t_factor"] < stats.t.ppf(0.975, 4)
     by_design = plan.set_index(["models", "draws"])["se"]

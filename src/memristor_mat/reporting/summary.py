@@ -291,83 +291,81 @@ def _mean_squares(matrix: np.ndarray) -> tuple[float, float, float]:
     return ms_model, ms_draw, ms_residual
 
 
-def _crossed_mean_terms(ms_model: float, ms_draw: float, ms_residual: float, n_models: int,
-                        n_draws: int) -> list[tuple[float, float]]:
-    """The variance of the mean of a crossed ``n_models x n_draws`` design from its mean squares
-    (observed, or expected for a planned design), ``model_var / K + draw_var / n + residual_var
-    / (K n)`` = ``(MS_model + MS_draw - MS_residual) / (K n)``, as its mean squares'
-    ``(coefficient x mean square, degrees of freedom)`` terms, which :func:`_half_width` scales
-    each by the t quantile of its own degrees of freedom: ``MS_model / (K n)`` with ``K - 1``,
-    ``MS_draw / (K n)`` with ``n - 1`` and ``-MS_residual / (K n)`` with ``(K - 1)(n - 1)``.
-
-    A draw component estimated below 0 (``MS_draw <= MS_residual``) is dropped with the residual
-    term, leaving ``MS_model / (K n)``: the t interval of the model means, as for nested draws.
-    The models' term is never dropped: it holds the residual's share of the mean as well, and it
-    is the term whose few degrees of freedom the interval must not lose."""
-    cells = n_models * n_draws
-    terms = [(ms_model / cells, float(n_models - 1))]
-    if ms_draw > ms_residual:
-        terms += [(ms_draw / cells, float(n_draws - 1)),
-                  (-ms_residual / cells, float((n_models - 1) * (n_draws - 1)))]
-    return [(term, dof) for term, dof in terms if term != 0.0]
-
-
-def _mean_terms(matrix: np.ndarray, counts: np.ndarray, *,
-                shared_draws: bool = False) -> tuple[float, list[tuple[float, float]]]:
-    """The mean of the model means and the variance of that mean as independent ``(variance,
-    degrees of freedom)`` terms, what the t interval (:func:`_t_interval`) stands on; no term for
-    a single value.
-
-    Draws nested in models (or one evaluation per model): one term, the variance of the ``K``
-    model means over ``K`` with ``K - 1`` degrees of freedom, the textbook estimate for a
-    two-stage sample that treats the models as the units (the t interval is exact for balanced
-    normal data; with one model, its draws' variance over ``n`` with ``n - 1``: that one
-    network's). Draws shared by the models (``shared_draws``, a full matrix): the crossed
-    design's ``model_var / K + draw_var / n + residual_var / (K n)`` from the mean squares
-    (:func:`_mean_squares`), as its mean squares' terms (:func:`_crossed_mean_terms`).
-    """
-    n_models, width = matrix.shape
-    model_means = np.nanmean(matrix, axis=1)
-    mean = float(model_means.mean())
-    if shared_draws and n_models > 1 and width > 1:
-        return mean, _crossed_mean_terms(*_mean_squares(matrix), n_models, width)
-    if n_models > 1:
-        return mean, [(float(model_means.var(ddof=1)) / n_models, n_models - 1.0)]
-    if counts[0] > 1:
-        draws = matrix[0, : int(counts[0])]
-        return mean, [(float(draws.var(ddof=1)) / draws.size, draws.size - 1.0)]
-    return mean, []
-
-
 def _half_width(terms: Sequence[tuple[float, float]], level: float = 0.95) -> float:
-    """The half-width of the t interval of a mean whose variance is a sum of independent mean
-    squares' terms ``(coefficient x mean square, degrees of freedom)``: ``sqrt(sum t(dof_i)^2
-    term_i)``, each term scaled by the t quantile of its own degrees of freedom (Banerjee 1960,
-    *Sankhya* 22:357, for a linear combination of means with unequal variances, whose interval
-    covers at least the nominal level; here a subtracted residual term is scaled by its own t,
-    which never exceeds the draws' since its degrees of freedom are more). One term: the t
-    interval. Satterthwaite's one pooled t for the whole variance (the rule until 2026-12-06)
-    undercovered with 2-3 models and both models and chips varying (88-93 %): its degrees of
-    freedom, estimated from the same few models, came out high exactly when the models happened
-    to look alike. Each term's own t covered 94.5-99.0 % of simulated studies with 2-5 models
-    (``benchmarks/interval_coverage.py``), at most 3.4 times the pooled width (with 2 models,
-    where the models' term carries t(1) = 12.7). Scaling ``MS_draw - MS_residual`` as one term
-    by Satterthwaite's degrees of freedom of the difference instead sent them towards 0, and the
-    interval to infinity, wherever ``MS_draw`` barely passed ``MS_residual``."""
+    """The half-width ``sqrt(sum t(dof_i)^2 term_i)`` of the t interval of a mean whose variance
+    is a sum of independent mean squares' terms ``(coefficient x mean square, degrees of
+    freedom)``, each scaled by the t quantile of its own degrees of freedom (Banerjee 1960,
+    *Sankhya* 22:357: for a linear combination of means with unequal variances, an interval that
+    covers at least the nominal level). One term: the t interval."""
     from scipy.special import stdtrit  # Student's t quantile; scipy.stats is slower to import
 
     quantile = 0.5 + level / 2.0
     return float(np.sqrt(max(0.0, sum(float(stdtrit(dof, quantile)) ** 2 * term for term, dof in terms))))
 
 
+def _crossed_half_width(ms_model: float, ms_draw: float, ms_residual: float, n_models: int, n_draws: int,
+                        level: float = 0.95) -> float:
+    """The half-width of the t interval of the mean of a crossed ``n_models x n_draws`` design
+    from its mean squares (observed, or expected for a planned design).
+
+    The variance of the mean, ``model_var / K + draw_var / n + residual_var / (K n)``, is
+    ``(MS_model + MS_draw - MS_residual) / (K n)``; each mean square is scaled by the t quantile
+    of its own degrees of freedom (:func:`_half_width`): ``MS_model`` by ``t(K - 1)``,
+    ``MS_draw`` by ``t(n - 1)``, ``MS_residual`` by ``t((K - 1)(n - 1))`` (never more than the
+    draws', so the chips' part stays positive). A draw component estimated below 0 (``MS_draw
+    <= MS_residual``) is dropped with the residual term, leaving the t interval of the model
+    means. The interval is never narrower than the draws alone give, ``t(n - 1) sqrt(MS_draw /
+    (K n))``: the mean's variance without the models' own term, ``draw_var / n + residual_var /
+    (K n)``, which models that happen to look alike (``MS_model`` far below ``MS_residual``)
+    would otherwise cut below (with 2 models in 1-14 % of simulated studies).
+
+    Satterthwaite's one pooled t for the whole variance (the rule until 2026-12-06)
+    undercovered with 2-3 models where models and chips both vary (88-93 %): its degrees of
+    freedom, estimated from the same few models, came out high exactly when the models happened
+    to look alike. This rule covered 94.5-99.3 % of simulated studies with 2-5 models
+    (``benchmarks/interval_coverage.py``), wider than the pooled rule where the chips weigh in
+    (with 2 models, whose term carries t(1) = 12.7, a median 2.6 times). Scaling ``MS_draw -
+    MS_residual`` as one term by Satterthwaite's degrees of freedom of the difference sent them
+    towards 0, and the interval to infinity, wherever ``MS_draw`` barely passed ``MS_residual``.
+    """
+    cells = n_models * n_draws
+    terms = [(ms_model / cells, float(n_models - 1))]
+    if ms_draw > ms_residual:
+        terms += [(ms_draw / cells, float(n_draws - 1)), (-ms_residual / cells, float((n_models - 1) * (n_draws - 1)))]
+    return max(_half_width(terms, level), _half_width([(ms_draw / cells, float(n_draws - 1))], level))
+
+
+def _mean_half_width(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
+                     shared_draws: bool = False) -> tuple[float, float]:
+    """The mean of the model means and the half-width of its t interval (NaN for a single value).
+
+    Draws nested in models (or one evaluation per model): the variance of the ``K`` model means
+    over ``K`` with ``K - 1`` degrees of freedom, the textbook estimate for a two-stage sample
+    that treats the models as the units (the t interval is exact for balanced normal data; with
+    one model, its draws' variance over ``n`` with ``n - 1``: that one network's). Draws shared
+    by the models (``shared_draws``, a full matrix): the crossed design's mean squares
+    (:func:`_mean_squares`, :func:`_crossed_half_width`).
+    """
+    n_models, width = matrix.shape
+    model_means = np.nanmean(matrix, axis=1)
+    mean = float(model_means.mean())
+    if shared_draws and n_models > 1 and width > 1:
+        return mean, _crossed_half_width(*_mean_squares(matrix), n_models, width, level)
+    if n_models > 1:
+        return mean, _half_width([(float(model_means.var(ddof=1)) / n_models, n_models - 1.0)], level)
+    if counts[0] > 1:
+        draws = matrix[0, : int(counts[0])]
+        return mean, _half_width([(float(draws.var(ddof=1)) / draws.size, draws.size - 1.0)], level)
+    return mean, float("nan")
+
+
 def _t_interval(matrix: np.ndarray, counts: np.ndarray, level: float = 0.95, *,
                 shared_draws: bool = False) -> tuple[float, float]:
-    """The t interval of the mean of the model means, ``mean -/+`` :func:`_half_width` of the
-    terms of :func:`_mean_terms`; a single value, or no spread at all, gives ``[mean, mean]``."""
-    mean, terms = _mean_terms(matrix, counts, shared_draws=shared_draws)
-    if not sum(term for term, _ in terms) > 0.0:
+    """The t interval of the mean of the model means, ``mean -/+`` the half-width of
+    :func:`_mean_half_width`; a single value, or no spread at all, gives ``[mean, mean]``."""
+    mean, half = _mean_half_width(matrix, counts, level, shared_draws=shared_draws)
+    if not half > 0.0:
         return mean, mean
-    half = _half_width(terms, level)
     return mean - half, mean + half
 
 
@@ -485,9 +483,10 @@ def summarise(
     :func:`variance_components`), ``(MS_model + MS_draw - MS_residual) / (K n)``, and each mean
     square is scaled by the t quantile of its own degrees of freedom: the half-width is
     ``sqrt(t(K-1)^2 MS_model + t(n-1)^2 MS_draw - t((K-1)(n-1))^2 MS_residual) / sqrt(K n)``
-    (Banerjee 1960: :func:`_half_width`). One t for the whole sum with Satterthwaite's (1946)
+    (Banerjee 1960), never below the draws' alone, ``t(n-1) sqrt(MS_draw / (K n))``
+    (:func:`_crossed_half_width`). One t for the whole sum with Satterthwaite's (1946)
     pooled degrees of freedom (the rule until 2026-12-06) undercovered with 2-3 models: 88-93 %
-    where models and chips both vary, against 94.5-99.0 % for every design of
+    where models and chips both vary, against 94.5-99.3 % for every design of
     ``benchmarks/interval_coverage.py`` (2-5 models, 10-100 draws, 13 regimes).
 
     ``interval="bootstrap"`` (SPEC §4's decision): each of ``bootstrap_resamples`` resamples
@@ -512,9 +511,9 @@ def summarise(
     93.0 % with 30 (95.0 / 81.3 % with 3 models on shared draws); models dominating (sds 1, 0.3,
     3 points), 100 shared draws: 95.4 / 75.3 % with 2 models, 95.7 / 84.8 % with 3, 94.4 /
     87.9 % with 5 (the pooled t of that time); with each mean square's own t (4,000 studies,
-    ``benchmarks/interval_coverage.py``), models dominating 95.4, 95.2 and 95.2 % with 2, 3 and
-    5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.2, 97.5 and
-    96.0 %, both (sds 1, 2, 2) 96.7, 96.4 and 95.7 %, all with 100 shared draws: conservative
+    ``benchmarks/interval_coverage.py``), models dominating 95.8, 95.4 and 95.2 % with 2, 3 and
+    5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.8, 97.7 and
+    96.2 %, both (sds 1, 2, 2) 96.8, 96.4 and 95.7 %, all with 100 shared draws: conservative
     where the chips weigh in, the price of the models' few degrees of freedom. The honest interval with 3 models is about twice
     as wide as the bootstrap's wherever the models' own spread dominates, with 2 models (1
     degree of freedom) 4.5 times the normal width. Accuracies are bounded, so the t interval
@@ -871,9 +870,9 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
     ``level``) is the half-width of the t interval (:func:`_t_interval`) at the design's expected
     mean squares, and ``t_factor`` that half-width in standard errors: nested, ``t(models - 1)``;
     crossed, between the models' ``t(models - 1)`` and the draws' ``t(draws - 1)`` as their
-    terms weigh (:func:`_half_width`). With 3 models and a model term that dominates, 4.3 / 1.96 = 2.2 times
-    the normal half-width, which no number of draws buys back. One planned model has no interval
-    of a mean over models: NaN.
+    terms weigh (:func:`_crossed_half_width`). With 3 models and a model term that dominates,
+    4.3 / 1.96 = 2.2 times the normal half-width, which no number of draws buys back. One
+    planned model has no interval of a mean over models: NaN.
     """
     grid = [(int(m), int(n)) for m in models for n in draws]
     if not grid or any(m < 1 or n < 1 for m, n in grid):
@@ -894,10 +893,10 @@ def precision_plan(table: pd.DataFrame, *, models: Sequence[int], draws: Sequenc
             halves.append(float("nan"))
             continue
         if crossed and n > 1:  # the interval's mean squares at their expectations
-            terms = _crossed_mean_terms(residual + n * model, residual + m * draw, residual, int(m), int(n))
+            halves.append(_crossed_half_width(residual + n * model, residual + m * draw, residual, int(m), int(n),
+                                              float(level)))
         else:
-            terms = [(model / m + draw / n + residual / (m * n), m - 1.0)]
-        halves.append(_half_width(terms, float(level)))
+            halves.append(_half_width([(model / m + draw / n + residual / (m * n), m - 1.0)], float(level)))
     plan["ci95_halfwidth"] = halves
     plan["t_factor"] = plan["ci95_halfwidth"] / plan["se"]
     plan = plan.loc[:, [c for c in plan.columns if c not in PLAN_COLUMNS] + list(PLAN_COLUMNS)]
