@@ -514,11 +514,11 @@ def summarise(
     ``benchmarks/interval_coverage.py``), models dominating 95.8, 95.4 and 95.2 % with 2, 3 and
     5 models, the chips dominating (the demo's vanilla at 20 %: sds 0.4, 3.2, 3.4) 98.8, 97.7 and
     96.2 %, both (sds 1, 2, 2) 96.8, 96.4 and 95.7 %, all with 100 shared draws: conservative
-    where the chips weigh in, the price of the models' few degrees of freedom. The honest interval with 3 models is about twice
-    as wide as the bootstrap's wherever the models' own spread dominates, with 2 models (1
-    degree of freedom) 4.5 times the normal width. Accuracies are bounded, so the t interval
-    (symmetric) is a normal approximation at the extremes; the bootstrap's percentiles follow
-    skew but not the t.
+    where the chips weigh in, the price of the models' few degrees of freedom. The honest
+    interval with 3 models is about twice as wide as the bootstrap's wherever the models' own
+    spread dominates, with 2 models (1 degree of freedom) 4.5 times the normal width. Accuracies
+    are bounded, so the t interval (symmetric) is a normal approximation at the extremes; the
+    bootstrap's percentiles follow skew but not the t.
 
     **Draws shared by the models (crossed).** The pipeline evaluates with common random
     numbers: draw ``d`` is the same chip for every model (one ``eval_seed``, every model has
