@@ -317,7 +317,7 @@ def _crossed_half_width(ms_model: float, ms_draw: float, ms_residual: float, n_m
     means. The interval is never narrower than the draws alone give, ``t(n - 1) sqrt(MS_draw /
     (K n))``: the mean's variance without the models' own term, ``draw_var / n + residual_var /
     (K n)``, which models that happen to look alike (``MS_model`` far below ``MS_residual``)
-    would otherwise cut below (with 2 models in 1-14 % of simulated studies).
+    would otherwise cut below (with 2 models in up to 14 % of simulated studies).
 
     Satterthwaite's one pooled t for the whole variance (the rule until 2026-12-06)
     undercovered with 2-3 models where models and chips both vary (88-93 %): its degrees of
