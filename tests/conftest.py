@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules."""
 
 import contextlib
+import os
 import urllib.error
 import urllib.request
 
@@ -143,3 +144,28 @@ def pytest_collection_modifyitems(config, items):
         return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the collection order within each rank, files stay together
+
+
+
+def threads_per_worker(worker_count: str | None, cores: int) -> int | None:
+    """torch threads for each of ``worker_count`` xdist workers on ``cores`` cores; None for one
+    process (torch's own default)."""
+    workers = int(worker_count or 1)
+    return max(1, cores // workers) if workers > 1 else None
+
+
+def pytest_configure(config):
+    """On several xdist workers, each worker's torch takes its share of the cores.
+
+    torch starts as many OpenMP threads as the machine has cores in every process: two workers
+    on two cores ran four threads, and each parallel region's barrier waited for a thread the
+    other worker had taken the core from (test_snn.py, test_spiking_loop.py and test_training.py
+    on two workers took 3.1x the CPU seconds they take with a thread per worker,
+    benchmarks/README.md). Tests that need a thread count set it themselves and restore it; the
+    workflow's jobs set theirs from the rules' ``threads``.
+    """
+    threads = threads_per_worker(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), len(os.sched_getaffinity(0)))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

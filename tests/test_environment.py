@@ -126,3 +126,25 @@ def test_make_test_runs_on_workers_that_keep_shared_fixtures_together():
     assert recipe and re.search(r"pytest .*-n ", recipe.group(1)), "make test should run pytest -n ..."
     addopts = tomllib.loads(PYPROJECT.read_text())["tool"]["pytest"]["ini_options"]["addopts"]
     assert "--dist loadfile" in addopts
+
+
+@pytest.mark.parametrize("worker_count, cores, expected", [
+    (None, 8, None), ("1", 8, None), ("2", 2, 1), ("2", 4, 2), ("4", 2, 1), ("3", 8, 2),
+])
+def test_xdist_workers_share_the_cores(worker_count, cores, expected):
+    from conftest import threads_per_worker
+
+    assert threads_per_worker(worker_count, cores) == expected
+
+
+def test_this_worker_runs_its_share_of_the_cores():
+    # still in force when this test runs: no test before it left its own thread count behind
+    import os
+
+    import torch
+    from conftest import threads_per_worker
+
+    threads = threads_per_worker(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), len(os.sched_getaffinity(0)))
+    if threads is None:
+        pytest.skip("one process: torch's own default number of threads")
+    assert torch.get_num_threads() == threads
