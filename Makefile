@@ -34,7 +34,8 @@ demo: $(VENV)/.native
 	$(BIN)/snakemake --report results/report.html
 
 # The tests run on the machine's cores, at most 4 workers (pytest-xdist; more gain little: a few
-# end-to-end tests of minutes set the pace); `make test TEST_WORKERS=0` runs them in one process.
+# end-to-end tests of minutes set the pace), each worker's torch on its share of the cores
+# (tests/conftest.py); `make test TEST_WORKERS=0` runs them in one process.
 TEST_WORKERS ?= auto
 test: $(VENV)/.native
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --durations=15
