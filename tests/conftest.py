@@ -146,12 +146,19 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the collection order within each rank, files stay together
 
 
-
 def threads_per_worker(worker_count: str | None, cores: int) -> int | None:
     """torch threads for each of ``worker_count`` xdist workers on ``cores`` cores; None for one
     process (torch's own default)."""
     workers = int(worker_count or 1)
     return max(1, cores // workers) if workers > 1 else None
+
+
+def this_workers_threads() -> int | None:
+    """:func:`threads_per_worker` for this process: xdist names the worker count in the
+    environment of each worker; the cores are those this process may run on (all of them where
+    the system cannot say, as on macOS)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return threads_per_worker(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), cores)
 
 
 def pytest_configure(config):
@@ -164,7 +171,7 @@ def pytest_configure(config):
     benchmarks/README.md). Tests that need a thread count set it themselves and restore it; the
     workflow's jobs set theirs from the rules' ``threads``.
     """
-    threads = threads_per_worker(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), len(os.sched_getaffinity(0)))
+    threads = this_workers_threads()
     if threads is not None:
         import torch
 

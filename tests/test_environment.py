@@ -139,12 +139,10 @@ def test_xdist_workers_share_the_cores(worker_count, cores, expected):
 
 def test_this_worker_runs_its_share_of_the_cores():
     # still in force when this test runs: no test before it left its own thread count behind
-    import os
-
     import torch
-    from conftest import threads_per_worker
+    from conftest import this_workers_threads
 
-    threads = threads_per_worker(os.environ.get("PYTEST_XDIST_WORKER_COUNT"), len(os.sched_getaffinity(0)))
+    threads = this_workers_threads()
     if threads is None:
         pytest.skip("one process: torch's own default number of threads")
     assert torch.get_num_threads() == threads
