@@ -6,6 +6,10 @@ an autouse fixture makes ``wfdb.dl_database`` fail as if there were no network.
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +17,7 @@ import wfdb
 from sklearn.model_selection import train_test_split
 
 from memristor_mat.datasets import DATASETS, DataError, DatasetUnavailableError, ecg, prepare_dataset
+from memristor_mat.datasets.ecg import synthetic
 from memristor_mat.datasets.ecg import (
     BEAT_SYMBOLS,
     NORMAL_SYMBOL,
@@ -587,3 +592,77 @@ def test_synthetic_records_are_reused(synthetic_demo, monkeypatch):
     torch.testing.assert_close(again.x_test, splits.x_test)
     with pytest.raises(AssertionError, match="regenerated"):  # another setting: its own folder
         prepare_dataset("ecg_synthetic", raw_dir, generator_seed=1)
+
+
+def _avx512_x86():
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return platform.machine().lower() in ("x86_64", "amd64") and __cpu_features__.get("AVX512_SKX", False)
+
+
+@pytest.mark.skipif(not _avx512_x86(), reason="needs an x86-64 CPU with AVX-512 (OpenBLAS' SkylakeX kernels)")
+def test_synthetic_records_do_not_depend_on_the_cpus_numeric_kernels(tmp_path, monkeypatch):
+    # Written in-process, this record's .dat has four different contents under these four
+    # settings (OpenBLAS' Haswell or SkylakeX kernels x numpy's AVX-512 loops or not; measured on
+    # an AMD EPYC Zen 5): ECGSYN's adaptive integration amplifies the last bit of a product.
+    # The writer's process runs on portable kernels whatever its parent chose.
+    options = dict(beats_per_record=150, abnormal_fraction=0.3, seed=3)
+    written = []
+    for name, openblas_core, numpy_disabled in (("a", "Haswell", "X86_V4 AVX512_ICL AVX512_SPR"), ("b", "SkylakeX", "")):
+        monkeypatch.setenv("OPENBLAS_CORETYPE", openblas_core)
+        monkeypatch.setenv("NPY_DISABLE_CPU_FEATURES", numpy_disabled)
+        paths = write_synthetic_records(tmp_path / name, **options)
+        written.append([paths[0].with_name(paths[0].name + extension).read_bytes() for extension in (".hea", ".dat", ".atr")])
+    assert written[0] == written[1]
+
+
+def test_portable_numerics_env():
+    parent = {"PATH": "/bin", "PYTHONPATH": "/elsewhere", "NPY_ENABLE_CPU_FEATURES": "AVX2", "OPENBLAS_CORETYPE": "SkylakeX"}
+    env = synthetic.portable_numerics_env(parent, "x86_64", ("X86_V3", "X86_V4"))
+    assert env["NPY_DISABLE_CPU_FEATURES"] == "X86_V3 X86_V4" and "NPY_ENABLE_CPU_FEATURES" not in env
+    assert env["OPENBLAS_CORETYPE"] == "Nehalem" and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["MKL_CBWR"] == "COMPATIBLE" and env["PATH"] == "/bin"
+    package_root, elsewhere = env["PYTHONPATH"].split(os.pathsep)
+    assert (Path(package_root) / "memristor_mat" / "datasets" / "ecg" / "synthetic.py").is_file()
+    assert elsewhere == "/elsewhere" and parent["OPENBLAS_CORETYPE"] == "SkylakeX"  # the parent's untouched
+    assert synthetic.portable_numerics_env(parent, "aarch64", ())["OPENBLAS_CORETYPE"] == "ARMV8"
+    # no OpenBLAS kernel known for the architecture: the parent's choice stays
+    assert synthetic.portable_numerics_env(parent, "ppc64le", ())["OPENBLAS_CORETYPE"] == "SkylakeX"
+
+
+def _pulse_train(seconds=64, fs=360, bpm=80.0):
+    """A lead as ECGSYN scales it ([-0.4, 1.2] mV) with one R peak per beat at ``bpm``."""
+    lead = np.full(seconds * fs, -0.1)
+    lead[np.arange(0, len(lead), round(fs * 60 / bpm))] = 1.2
+    lead[:3] = -0.4
+    return lead
+
+
+def test_chunks_without_the_due_r_peaks_are_drawn_again(monkeypatch):
+    import neurokit2
+
+    left_the_cycle = np.where(np.arange(64 * 360) % 5000 == 2500, 1.2, -0.1)  # 4 peaks where 85 are due
+    leads = [left_the_cycle, _pulse_train()]
+    seeds = []
+
+    def ecg_simulate(*, random_state, **kwargs):
+        seeds.append(random_state)
+        return leads.pop(0)
+
+    monkeypatch.setattr(neurokit2, "ecg_simulate", ecg_simulate)
+    assert synthetic._chunk_beats(left_the_cycle, 360) is None
+    beats = synthetic._simulated_beats(20, {}, np.random.SeedSequence(7), 360)
+    expected_seeds = np.random.default_rng(np.random.SeedSequence(7)).integers(2**32, size=2)
+    assert seeds == expected_seeds.tolist() and not leads  # the second chunk's seed, the second chunk
+    assert len(beats) == 20 and all(len(beat) == 270 and beat[r_offset] == 1.2 for beat, r_offset in beats)
+
+    monkeypatch.setattr(neurokit2, "ecg_simulate", lambda **kwargs: left_the_cycle)
+    with pytest.raises(DataError, match="5 chunks in a row without separable beats at 360 Hz"):
+        synthetic._simulated_beats(20, {}, np.random.SeedSequence(7), 360)
+
+
+def test_synthetic_records_at_a_rate_too_low_for_beats(tmp_path):
+    # the writer's process reports the DataError: its message, not a traceback
+    with pytest.raises(DataError, match=r"^ECGSYN produced 5 chunks in a row without separable beats at 10 Hz"):
+        write_synthetic_records(tmp_path, beats_per_record=20, fs=10)
+    assert not list(tmp_path.iterdir())

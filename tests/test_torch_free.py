@@ -42,6 +42,17 @@ def test_config_pipeline_and_methods_import_no_torch():
     assert result.returncode == 0, result.stderr
 
 
+def test_the_synthetic_ecg_writers_process_imports_no_torch():
+    # the process that simulates the synthetic records (datasets.ecg.synthetic) starts afresh on
+    # portable numeric kernels: torch's import would add a second and a half to it
+    result = run_python("""
+        import sys
+        import memristor_mat.datasets.ecg.synthetic
+        assert 'torch' not in sys.modules, 'torch imported'
+    """)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_job_imports_no_jsonschema():
     # training and evaluation jobs get a validated config from Snakemake; building the validators
     # (0.2 s of imports) belongs to the parse only

@@ -43,10 +43,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
 from memristor_mat.datasets.ecg.delta import delta_modulate, delta_thresholds
 from memristor_mat.datasets.ecg.records import (
@@ -75,7 +74,9 @@ from memristor_mat.datasets.options import (
     _check_test_fraction,
 )
 from memristor_mat.datasets.raw import synthetic_setting
-from memristor_mat.datasets.splits import DatasetSplits
+
+if TYPE_CHECKING:  # torch is imported where the events become tensors: the record writer's process needs none
+    from memristor_mat.datasets.splits import DatasetSplits
 
 __all__ = [
     "ANNOTATION_CHOICES",
@@ -292,6 +293,10 @@ def _synthetic_records(
 
 def _event_splits(windows: dict[str, Any]) -> DatasetSplits:
     """Delta-modulate the split windows into DatasetSplits of (n, T, 4) events."""
+    import torch
+
+    from memristor_mat.datasets.splits import DatasetSplits
+
     encoded = {
         part: delta_modulate(windows[f"{part}_signals"], windows["thresholds"], rule=windows["delta_rule"])
         for part in ("train", "test")

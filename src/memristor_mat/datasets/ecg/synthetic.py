@@ -2,14 +2,36 @@
 beats, written once as real WFDB records (.hea/.dat/.atr) with annotations, so that they are read
 back exactly like MIT-BIH. ``neurokit2``, ``wfdb`` and scipy are imported inside the functions
 that use them (neurokit2 alone takes seconds to import).
+
+**The same bytes on every CPU.** ECGSYN integrates its model with scipy's adaptive ``solve_ivp``
+(RK45 at its default tolerances), whose step-size control turns a difference in the last bit of a
+product into a different trajectory: which of numpy's SIMD loops runs (chosen per CPU at import)
+and which OpenBLAS kernel computes RK45's small products (chosen per CPU when the library loads,
+or by ``OPENBLAS_CORETYPE``) changed the records. On one AMD EPYC the default record's beats
+moved (OpenBLAS' Haswell against its SkylakeX kernels), and with another pair of settings one
+64 s chunk left ECGSYN's limit cycle (4 R peaks where 85 were due). So the records are simulated
+in a fresh Python process (:func:`portable_numerics_env`) in which numpy runs its baseline loops
+(``NPY_DISABLE_CPU_FEATURES``, numpy's runtime dispatch:
+https://numpy.org/doc/stable/reference/simd/build-options.html) and OpenBLAS a kernel that every
+CPU of the architecture runs (``OPENBLAS_CORETYPE``, OpenBLAS' runtime core selection:
+https://github.com/OpenMathLib/OpenBLAS/wiki/Faq), on one thread; MKL, where numpy uses it, in its
+conditional-numerical-reproducibility mode (``MKL_CBWR=COMPATIBLE``). The bytes then depend on
+the installed versions (pinned in envs/requirements.txt), the architecture and the C library's
+maths, not on the CPU model; and chunks whose R peaks are too few for the heart rate are drawn
+again, not cut.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import platform
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -37,6 +59,21 @@ _CUT_FRACTION = 0.6
 # A premature beat loses up to this fraction of its (P-free) baseline before the QRS.
 _MAX_PREMATURITY = 0.15
 _SYNTHETIC_LEADS = ("MLII", "V1")
+# A chunk is kept when it holds at least this share of the R peaks due at _HEART_RATE; ECGSYN
+# leaves its limit cycle now and then (see the module docstring) and such a chunk is drawn again.
+_MIN_PEAK_FRACTION = 0.5
+# ... at most this many times in a row: more means ECGSYN cannot make beats at this rate.
+_MAX_REJECTED_CHUNKS = 5
+# OpenBLAS' kernels that every CPU of an architecture runs: SSE4.2 on x86-64 (numpy's wheels need
+# it: their baseline is x86-64-v2) and plain ARMv8; elsewhere (e.g. Accelerate on macOS) the BLAS
+# is left as it is.
+_PORTABLE_OPENBLAS_CORES = {"x86_64": "Nehalem", "amd64": "Nehalem", "aarch64": "ARMV8", "arm64": "ARMV8"}
+# The record writer's process (`-c`, not `-m`: this module is already imported by its package) and
+# the exit status by which it reports a DataError, whose message it prints on stderr.
+_WRITER_COMMAND = (
+    "import sys; from memristor_mat.datasets.ecg.synthetic import _main; sys.exit(_main(sys.argv[1:]))"
+)
+_DATA_ERROR_EXIT = 3
 
 
 def write_synthetic_records(
@@ -53,7 +90,8 @@ def write_synthetic_records(
     Each record holds ``beats_per_record`` beats in random order, ``abnormal_fraction`` of them
     premature-ventricular-like ('V'), the rest normal ('N'), each annotated at its R peak,
     after a rhythm annotation '+' "(N" at sample 0. Identical files for identical arguments;
-    record i depends only on (seed, i).
+    record i depends only on (seed, i). They are simulated in a fresh process on portable code
+    paths (module docstring), so that another CPU writes the same bytes.
     """
     _check_int("n_records", n_records, minimum=1)
     _check_int("beats_per_record", beats_per_record, minimum=2)
@@ -65,15 +103,66 @@ def write_synthetic_records(
         raise ValueError(f"abnormal_fraction must be a number in [0, 1], got {abnormal_fraction!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    arguments = dict(n_records=n_records, beats_per_record=beats_per_record,
+                     abnormal_fraction=abnormal_fraction, seed=seed, fs=fs)
+    environment = portable_numerics_env(os.environ, platform.machine(), _numpy_dispatch_targets())
+    process = subprocess.run(
+        [sys.executable, "-c", _WRITER_COMMAND, str(out_dir), json.dumps(arguments)],
+        env=environment, capture_output=True, text=True,
+    )
+    if process.returncode == _DATA_ERROR_EXIT:
+        raise DataError(process.stderr.strip())
+    if process.returncode != 0:
+        raise DataError(
+            f"the process simulating the synthetic ECG records in {out_dir} failed (exit status "
+            f"{process.returncode}):\n{process.stderr.strip()[-2000:]}"
+        )
+    sys.stderr.write(process.stderr)  # its warnings, into this job's log
+    return [out_dir / f"synthetic_{index:03d}" for index in range(n_records)]
+
+
+def _numpy_dispatch_targets() -> tuple[str, ...]:
+    """The SIMD targets numpy chooses among at run time on this architecture (numpy 2's
+    ``__cpu_dispatch__``, what ``numpy.show_runtime()`` reports); none where it is missing."""
+    for name in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, 1
+        try:
+            return tuple(getattr(importlib.import_module(name), "__cpu_dispatch__", ()))
+        except ImportError:
+            continue
+    return ()
+
+
+def portable_numerics_env(
+    environ: Mapping[str, str], machine: str, numpy_dispatch: Sequence[str]
+) -> dict[str, str]:
+    """The environment of the process that simulates the records: ``environ`` with numpy's
+    runtime-dispatched SIMD targets (``numpy_dispatch``: numpy's ``__cpu_dispatch__``) disabled,
+    OpenBLAS on the portable kernel of ``machine`` (``platform.machine()``) where there is one,
+    MKL in its reproducible mode, one BLAS thread, and this package importable."""
+    environment = dict(environ)
+    environment.pop("NPY_ENABLE_CPU_FEATURES", None)  # numpy refuses it beside NPY_DISABLE_CPU_FEATURES
+    environment["NPY_DISABLE_CPU_FEATURES"] = " ".join(numpy_dispatch)
+    core = _PORTABLE_OPENBLAS_CORES.get(machine.lower())
+    if core is not None:
+        environment["OPENBLAS_CORETYPE"] = core
+    environment.update(OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MKL_CBWR="COMPATIBLE")
+    package_root = str(Path(__file__).resolve().parents[3])
+    environment["PYTHONPATH"] = os.pathsep.join(
+        part for part in (package_root, environ.get("PYTHONPATH", "")) if part
+    )
+    return environment
+
+
+def _write_records(
+    out_dir: Path, *, n_records: int, beats_per_record: int, abnormal_fraction: float, seed: int, fs: int
+) -> None:
+    """Simulate and write the records (in the process that :func:`write_synthetic_records` starts)."""
     for index in range(n_records):
         name = f"synthetic_{index:03d}"
         signal, beat_samples, symbols = _synthetic_record(
             np.random.SeedSequence([seed, index]), beats_per_record, abnormal_fraction, fs
         )
         _write_record_atomically(out_dir, name, signal, beat_samples, symbols, fs, seed)
-        paths.append(out_dir / name)
-    return paths
 
 
 def _synthetic_record(
@@ -109,26 +198,45 @@ def _simulated_beats(
 ) -> list[tuple[np.ndarray, int]]:
     """Simulate ``count`` single beats (samples from cut to cut, R-peak offset) with ECGSYN."""
     import neurokit2
-    from scipy.signal import find_peaks
 
     beats: list[tuple[np.ndarray, int]] = []
     chunk_seeds = np.random.default_rng(seed)
-    min_distance = int(0.5 * fs * 60.0 / _HEART_RATE)
+    rejected = 0
     while len(beats) < count:
         lead = neurokit2.ecg_simulate(
             duration=_CHUNK_SECONDS, sampling_rate=fs, noise=0, heart_rate=_HEART_RATE,
             heart_rate_std=_HEART_RATE_STD, method="ecgsyn",
             random_state=int(chunk_seeds.integers(2**32)), **morphology,
         )
-        # ECGSYN scales every chunk to [-0.4, 1.2] mV with the R wave on top for both kinds.
-        peaks, _ = find_peaks(lead, distance=min_distance, height=0.5)
-        peaks = peaks[2:]  # the first beats carry ECGSYN's start-up transient
-        cuts = peaks[:-1] + np.round(_CUT_FRACTION * np.diff(peaks)).astype(int)
-        if len(cuts) < 2:  # would loop forever: ECGSYN gave no separable beats at this rate
-            raise DataError(f"ECGSYN produced no separable beats at {fs} Hz; use a rate such as 360 Hz.")
-        for k in range(1, len(cuts)):
-            beats.append((lead[cuts[k - 1]:cuts[k]], int(peaks[k] - cuts[k - 1])))
+        chunk = _chunk_beats(lead, fs)
+        if chunk is None:
+            rejected += 1
+            if rejected == _MAX_REJECTED_CHUNKS:  # would loop forever
+                raise DataError(
+                    f"ECGSYN produced {rejected} chunks in a row without separable beats at {fs} Hz "
+                    f"(fewer than {_MIN_PEAK_FRACTION:.0%} of the R peaks due at {_HEART_RATE:g} beats "
+                    f"per minute); use a rate such as 360 Hz."
+                )
+            continue
+        rejected = 0
+        beats.extend(chunk)
     return beats[:count]
+
+
+def _chunk_beats(lead: np.ndarray, fs: int) -> list[tuple[np.ndarray, int]] | None:
+    """The beats of one ECGSYN chunk (samples from cut to cut, R-peak offset), or None where its R
+    peaks are too few for the heart rate (ECGSYN left its limit cycle, or the rate is too low)."""
+    from scipy.signal import find_peaks
+
+    # ECGSYN scales every chunk to [-0.4, 1.2] mV with the R wave on top for both kinds.
+    peaks, _ = find_peaks(lead, distance=int(0.5 * fs * 60.0 / _HEART_RATE), height=0.5)
+    if len(peaks) < _MIN_PEAK_FRACTION * _CHUNK_SECONDS * _HEART_RATE / 60.0:
+        return None
+    peaks = peaks[2:]  # the first beats carry ECGSYN's start-up transient
+    cuts = peaks[:-1] + np.round(_CUT_FRACTION * np.diff(peaks)).astype(int)
+    if len(cuts) < 2:
+        return None
+    return [(lead[cuts[k - 1]:cuts[k]], int(peaks[k] - cuts[k - 1])) for k in range(1, len(cuts))]
 
 
 def _two_leads(lead_one: np.ndarray, fs: int, rng: np.random.Generator) -> np.ndarray:
@@ -166,3 +274,14 @@ def _write_record_atomically(
         )
         for extension in _RECORD_EXTENSIONS:
             os.replace(Path(scratch) / (name + extension), out_dir / (name + extension))
+
+
+def _main(argv: Sequence[str]) -> int:
+    """The record writer's process (``_WRITER_COMMAND``): arguments OUT_DIR and the options as JSON."""
+    out_dir, arguments = argv
+    try:
+        _write_records(Path(out_dir), **json.loads(arguments))
+    except DataError as error:
+        print(error, file=sys.stderr)
+        return _DATA_ERROR_EXIT
+    return 0
