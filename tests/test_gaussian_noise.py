@@ -70,6 +70,22 @@ def test_the_librarys_noisy_weights_are_torchs_bit_for_bit(library_calls, refere
     assert library_calls == [len(SHAPES), 1] * 5  # one call for all of a list's tensors
 
 
+def test_the_extremes_are_found_at_every_position(library_calls):
+    # the library scans vectors of 4, 8 or 16 floats (its build's registers) in two chains, then
+    # the tail one by one: a lowest or highest weight anywhere, in tensors around those sizes
+    generator = torch.Generator().manual_seed(5)
+    for n in range(1, 72):
+        z = torch.randn(1, n, generator=generator)
+        for position in range(n):
+            weight = torch.rand(n, generator=generator) * 0.1 - 0.05
+            weight[position] = -1.0
+            if n - 1 - position != position:
+                weight[n - 1 - position] = 0.75
+            mine = GaussianWeightNoise("range").apply(weight, z, {"sigma": 0.3})
+            assert torch.equal(bits(mine), bits(torchs(weight, z, 0.3, "range"))), (n, position)
+    assert len(library_calls) == sum(range(1, 72))
+
+
 def test_degenerate_weights_give_torchs_numbers(library_calls):
     zeros = torch.zeros(100)
     zeros[::3] = -0.0  # the reference is +-0: which zero depends on the order of torch's reduction

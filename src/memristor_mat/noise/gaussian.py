@@ -73,9 +73,9 @@ def torch_noisy(weight: torch.Tensor, standard_normal: torch.Tensor, sigma: floa
     return torch.addcmul(weight, standard_normal, sigma * weight_reference(weight, reference))
 
 
-#: the first-use check: (weight shape, leading draws) pairs (a single element, tails of a 16-float
-#: vector, the MLP's layers, a size that torch splits between threads, draws over a broadcast weight),
-#: all given to the library in one call as a model's tensors are
+#: the first-use check: (weight shape, leading draws) pairs (a single element, tails of the library's
+#: vectors of 4, 8 or 16 floats, the MLP's layers, a size that torch splits between threads, draws
+#: over a broadcast weight), all given to the library in one call as a model's tensors are
 CHECK_SHAPES = (((1,), ()), ((15,), ()), ((17,), (3,)), ((10, 128), (2,)), ((128, 784), ()), ((70001,), ()),
                 ((33,), (2, 7)))
 #: noise levels of the check (0: the product of a zero)
