@@ -595,12 +595,10 @@ def test_synthetic_records_are_reused(synthetic_demo, monkeypatch):
 
 
 def _kernel_settings():
-    """(OpenBLAS kernel, numpy's disabled SIMD targets) pairs this CPU runs, whose in-process records differ.
-
-    Measured: on an AMD EPYC Zen 5, Haswell with numpy's AVX-512 loops off and SkylakeX with them
-    on; on an AMD EPYC Zen 3 (AVX2 only; numpy's AVX2 loops made no difference there), Haswell and
-    Sandybridge.
-    """
+    """(OpenBLAS kernel, numpy's disabled SIMD targets) settings this CPU runs, under which a record
+    written in-process differs (measured: Haswell with numpy's AVX-512 loops off against SkylakeX
+    with them on, on an AMD EPYC Zen 5; Haswell against Sandybridge on a Zen 3, AVX2 only, where
+    numpy's AVX2 loops made no difference; Sandybridge joins the AVX-512 settings as a third)."""
     from numpy._core._multiarray_umath import __cpu_features__
 
     if platform.machine().lower() not in ("x86_64", "amd64") or not __cpu_features__.get("AVX2", False):
