@@ -70,7 +70,7 @@ def workspace(tmp_path_factory):
 # --------------------------------------------------------------------------- validate / list / help / build-native
 
 
-def test_build_native_builds_the_library_and_says_who_draws_updates_applies_the_noise_and_loops(monkeypatch, capsys):
+def test_build_native_builds_the_library_and_says_who_draws_updates_applies_the_noise_loops_and_sums(monkeypatch, capsys):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     assert main(["build-native"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -81,7 +81,8 @@ def test_build_native_builds_the_library_and_says_who_draws_updates_applies_the_
         assert "draws the normals" in out[1]
         assert "makes Adam's update" in out[2]
         assert "applies the Gaussian weight noise" in out[3]
-        assert "evaluates the tanh twin" in out[4] and len(out) == 5
+        assert "evaluates the tanh twin" in out[4]
+        assert "readout projection of 256 windows, 100 neurons and 2 classes" in out[5] and len(out) == 6
 
 
 def test_build_native_reports_a_failed_build_without_failing_under_auto(no_compiler, monkeypatch, capsys):

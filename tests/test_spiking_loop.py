@@ -47,6 +47,21 @@ def draws_of(model, count, scale, seed):
             for name, p in model.named_parameters()}
 
 
+def recording(compiled, calls):
+    """The library, its ``spiking_logits`` appending each call's last two arguments (whether it sums
+    the readout, whether the input is events) to ``calls``; everything else the library's."""
+    class Recorded:
+        def __getattr__(self, name):
+            return getattr(compiled, name)
+
+        @staticmethod
+        def spiking_logits(*arguments):
+            calls.append(arguments[-2:])
+            return compiled.spiking_logits(*arguments)
+
+    return Recorded()
+
+
 def logits_with(loop, monkeypatch, model, weights, x):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, loop)
     with torch.no_grad():
@@ -84,15 +99,15 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
     torch.set_num_threads(threads)
     try:
         python = logits_with("python", monkeypatch, model, weights, x)
-        sparse_events = []  # the last argument of each call
-        real = compiled.spiking_logits
-        monkeypatch.setattr(native, "_module", type("Counted", (), {
-            "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
+        calls = []
+        monkeypatch.setattr(native, "_module", recording(compiled, calls))
         cpp = logits_with("cpp", monkeypatch, model, weights, x)
+        # the readout summed where the check of this shape passes here (on two threads as well)
+        summed = options.get("neuron") != "tanh" and spiking_loop.sums_readout(compiled, batch, 100, 2)
     finally:
         torch.set_num_threads(previous)
     # where torch's tanh fails its check here, the twin stays on Python's loop (tested below)
-    assert sparse_events == ([inputs == "events"] if uses_the_cpp_loop(options) else []), \
+    assert calls == ([(summed, inputs == "events")] if uses_the_cpp_loop(options) else []), \
         "the C++ loop should have run, on the events as events"
     assert cpp.shape == python.shape == (draws, batch, 2)
     assert torch.equal(cpp, python)
@@ -107,10 +122,8 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     x = events(20, 50, rate=0.1, seed=7)
     x[3, 10] = 1.0  # four events at once: a sum of four terms depends on its order
     weights = draws_of(model, 2, scale=0.2, seed=8)
-    sparse_events = []
-    real = compiled.spiking_logits
-    monkeypatch.setattr(native, "_module", type("Counted", (), {
-        "spiking_logits": staticmethod(lambda *a: sparse_events.append(a[-1]) or real(*a))}))
+    calls = []
+    monkeypatch.setattr(native, "_module", recording(compiled, calls))
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -118,7 +131,7 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
         assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
     finally:
         torch.set_num_threads(previous)
-    assert sparse_events == [False]
+    assert [sparse_events for _, sparse_events in calls] == [False]
 
 
 def test_the_loop_lets_other_python_threads_run(compiled):
@@ -135,7 +148,7 @@ def test_the_loop_lets_other_python_threads_run(compiled):
     weights = draws_of(model, 16, scale=0.2, seed=2)
     args = (events(256, 250, rate=0.05, seed=1), weights["w_in"], weights["w_rec"] * model.recurrent_mask,
             weights["w_out"], model.alpha, model.beta, *model._readout_constants(weights["w_in"]), 1.0, True, True,
-            False, True)
+            False, True, True)
     state = {"in_call": False, "ticks": 0}
     started, stop = threading.Event(), threading.Event()
 
@@ -202,12 +215,121 @@ def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_thre
 def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
     weights = [torch.zeros(1, 4, 5), torch.zeros(1, 5, 5), torch.zeros(1, 5, 2)]
     constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), torch.full((2,), 0.5), torch.full((2,), 0.5),
-                 1.0, True, True, False)
+                 1.0, True, True, False, True)
     three = torch.zeros(2, 3, 4)
     three[1, 2, :3] = 1.0
     with pytest.raises(RuntimeError, match="binary events, at most two per window and step"):
         compiled.spiking_logits(three, *weights, *constants, True)
     assert compiled.spiking_logits(three, *weights, *constants, False).shape == (1, 2, 2)
+
+
+def sum_in_index_order(spikes, w):
+    """spikes (count, rows, size) of 0 or 1 times w (count, size, classes): each entry W's rows of the
+    spiking neurons added one at a time in float32, in index order, from +0 (numpy scalars)."""
+    import numpy as np
+
+    out = np.zeros((*spikes.shape[:2], w.shape[2]), dtype=np.float32)
+    for k, i in np.ndindex(*spikes.shape[:2]):
+        for c in range(w.shape[2]):
+            total = np.float32(0.0)
+            for j in np.flatnonzero(spikes[k, i].numpy()):
+                total = np.float32(total + w[k, j, c].item())
+            out[k, i, c] = total
+    return torch.from_numpy(out)
+
+
+def test_the_readout_sum_adds_the_spiking_rows_in_index_order(compiled):
+    g = torch.Generator().manual_seed(3)
+    spikes = (torch.rand((3, 7, 130), generator=g) < 0.3).float()  # 130: past two 64-neuron words
+    spikes[0, 0] = 0.0  # a window without a spike: +0
+    w = torch.randn((3, 130, 2), generator=g) * torch.exp2(-20 * torch.rand((3, 130, 2), generator=g))
+    w[0, :, 0] = -w[0, :, 0].abs()
+    ours = compiled.spike_projection(spikes, w)
+    assert torch.equal(ours.view(torch.int32), sum_in_index_order(spikes, w).view(torch.int32))
+    assert not torch.signbit(ours[0, 0, 0])
+    with pytest.raises(RuntimeError, match="spikes must be 0 or 1"):
+        compiled.spike_projection(spikes * 0.5, w)
+    w[1, 4, 1] = float("inf")
+    with pytest.raises(RuntimeError, match="w must be finite"):
+        compiled.spike_projection(spikes, w)
+
+
+class _OtherOrder:
+    """A library whose readout sums in another order, or gets a zero's sign wrong."""
+
+    def __init__(self, compiled, how):
+        self.compiled, self.how = compiled, how
+
+    def spike_projection(self, spikes, w):
+        if self.how == "float64":
+            return torch.bmm(spikes.double(), w.double()).float()
+        if self.how == "reversed":
+            return self.compiled.spike_projection(spikes.flip(-1), w.flip(-2))
+        if self.how == "two lanes":
+            return (self.compiled.spike_projection(spikes[..., ::2], w[:, ::2])
+                    + self.compiled.spike_projection(spikes[..., 1::2], w[:, 1::2]))
+        silent = (spikes.sum(-1, keepdim=True) == 0) & (w < 0).all(-2, keepdim=True)  # a sum from the first term
+        return torch.where(silent, -0.0, self.compiled.spike_projection(spikes, w))
+
+
+@pytest.mark.parametrize("how", ["float64", "reversed", "two lanes", "from the first term"])
+@pytest.mark.parametrize("rows", [1, 100])
+def test_the_readout_check_finds_another_order_of_summation(compiled, how, rows):
+    assert spiking_loop.readout_disagreement(_OtherOrder(compiled, how), rows, 100, 2) is not None
+
+
+def test_a_readout_the_check_refuses_takes_the_product(compiled, monkeypatch, caplog):
+    monkeypatch.setattr(spiking_loop, "readout_disagreement", lambda *a: "a product in blocks")
+    monkeypatch.setattr(spiking_loop, "_readout_agreements", {})
+    model = network(dynamics="original")
+    x = events(20, 60, rate=0.1, seed=1)
+    weights = draws_of(model, 2, scale=0.2, seed=2)
+    python = logits_with("python", monkeypatch, model, weights, x)
+    calls = []
+    monkeypatch.setattr(native, "_module", recording(compiled, calls))
+    with caplog.at_level(logging.INFO, logger="memristor_mat.models.spiking_loop"):
+        assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+    assert calls == [(False, True)]
+    assert "takes torch's product for the readout projection of 20 windows, 100 neurons and 2 classes" in caplog.text
+    assert "a product in blocks" in spiking_loop.evaluator()
+
+
+@pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
+def test_a_draw_with_readout_weights_that_are_not_finite_takes_the_product(compiled, monkeypatch, options):
+    # a silent neuron's 0 x inf is NaN in the product, and a sum of the spiking rows would leave it out
+    model = network(hidden=30, **options)
+    x = events(9, 60, rate=0.1, seed=3)
+    weights = draws_of(model, 3, scale=0.2, seed=4)
+    weights["w_out"][1, 7, 0] = float("inf")
+    weights["w_out"][2, 3, 1] = float("nan")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        python = logits_with("python", monkeypatch, model, weights, x)
+        cpp = logits_with("cpp", monkeypatch, model, weights, x)
+    finally:
+        torch.set_num_threads(previous)
+    assert python[1:].isnan().all(dim=-2).any(dim=-1).all() and not python[0].isnan().any()
+    torch.testing.assert_close(cpp, python, rtol=0, atol=0, equal_nan=True)  # a NaN's sign bit is either
+
+
+@pytest.mark.parametrize("classes, hidden", [(5, 30), (8, 30), (2, 1)])
+def test_other_readout_shapes_give_the_python_loops_logits(compiled, monkeypatch, classes, hidden):
+    # five classes: MKL sums out of index order here (the check keeps the product); eight: in
+    # order; one hidden neuron: the loop keeps the product (torch multiplies)
+    torch.manual_seed(0)
+    model = RecurrentSNN(4, hidden, classes, threshold=0.5 if hidden > 1 else 0.02, variability_seed=None,
+                         dynamics="original").eval()
+    x = events(17, 60, rate=0.2, seed=5)
+    weights = draws_of(model, 2, scale=0.2, seed=6)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        python = logits_with("python", monkeypatch, model, weights, x)
+        assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+    finally:
+        torch.set_num_threads(previous)
+    assert spike_count(model, weights, x) > 0
 
 
 def test_the_loop_applies_to_float32_cpu_with_a_draw_per_thread(monkeypatch):

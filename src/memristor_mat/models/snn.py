@@ -868,10 +868,11 @@ class RecurrentSNN(nn.Module):
         # the input current is then a sum of at most two rows of W_in, the product's own values
         # (the C++ file says why) without computing it
         sparse_events = bool(((x == 0) | (x == 1)).all()) and bool((x.sum(dim=-1) <= 2).all())
+        spiking = self.neuron == "spiking"
         logits = compiled.spiking_logits(
             x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta,
-            *self._readout_constants(x), self.threshold, self.neuron == "spiking", self.dynamics == "original",
-            self.recurrence == "spikes", sparse_events)
+            *self._readout_constants(x), self.threshold, spiking, self.dynamics == "original",
+            self.recurrence == "spikes", spiking and spiking_loop.sums_readout(compiled, batch, self.hidden_size, self.num_classes), sparse_events)
         return logits.view(*draws, batch, self.num_classes)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,
