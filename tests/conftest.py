@@ -8,6 +8,18 @@ import urllib.request
 import pytest
 
 
+def require_agreement(library, compiled, what: str) -> None:
+    """Check that the C++ library computes ``what`` in this process (``library``: its
+    :class:`~memristor_mat.native.Agreement`'s choice) where torch runs its AVX2 or AVX-512
+    kernels, as CI's machines do; under torch's portable kernels (``ATEN_CPU_CAPABILITY=default``,
+    an x86 CPU without AVX2) the library may rightly decline, and the test is skipped."""
+    import torch
+
+    if library is None and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip(f"torch's portable kernels: torch's own code computes {what} here")
+    assert library is compiled, f"the library's {what} should be torch's on this machine"
+
+
 @pytest.fixture
 def url_calls(monkeypatch):
     """Make every download fail as if offline; the list records the URLs tried."""

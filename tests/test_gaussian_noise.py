@@ -20,12 +20,13 @@ from memristor_mat.noise import (
     gaussian,
 )
 from memristor_mat.noise.gaussian import REFERENCES, torch_noisy
+from conftest import require_agreement
 
 
 @pytest.fixture
 def library_calls(compiled, monkeypatch):
     """The numbers of tensors in each call of the library in the test (its noise agreeing with torch's)."""
-    assert gaussian._agreement.library() is compiled, "the library's noise should be torch's on this machine"
+    require_agreement(gaussian._agreement.library(), compiled, "noise")
     calls = []
 
     class Recorded:

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from memristor_mat import native, normals
+from conftest import require_agreement
 
 
 @pytest.fixture
 def library_calls(compiled, monkeypatch):
     """The sizes the library draws in the test (the library's draws agreeing with torch's here)."""
-    assert normals._library() is compiled, "the library's normals should be torch's on this machine"
+    require_agreement(normals._library(), compiled, "normals")
     calls = []
 
     class Recorded:

@@ -11,12 +11,13 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from memristor_mat import native, optim, training
+from conftest import require_agreement
 
 
 @pytest.fixture
 def library_calls(compiled, monkeypatch):
     """The sizes of the tensors the library updates in the test (its update agreeing with torch's)."""
-    assert optim._library() is compiled, "the library's Adam should be torch's on this machine"
+    require_agreement(optim._library(), compiled, "Adam")
     calls = []
 
     class Recorded:

@@ -83,8 +83,15 @@ NETWORK_PASSES = ([(options, *shape) for options in SPIKING for shape in PASSES]
                   + [(options, *shape) for options in TANH for shape in PASSES[1:]] + [(TANH[0], *PASSES[0])])
 
 
+#: for the tests of what the C++ loop does when it runs: under torch's portable kernels
+#: (ATEN_CPU_CAPABILITY=default) Python's loop evaluates every network (tested below)
+needs_the_loop = pytest.mark.skipif(spiking_loop.updates_disagreement() is not None,
+                                    reason="torch's portable kernels: Python's loop evaluates here")
+
+
 def uses_the_cpp_loop(options) -> bool:
-    return options.get("neuron") != "tanh" or spiking_loop.tanh_disagreement() is None
+    return spiking_loop.updates_disagreement() is None and (
+        options.get("neuron") != "tanh" or spiking_loop.tanh_disagreement() is None)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -117,6 +124,7 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
         assert (x.sum(dim=-1) == 2).any(), "the test needs steps with two events"
 
 
+@needs_the_loop
 def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     model = network(hidden=40, dynamics="original")
     x = events(20, 50, rate=0.1, seed=7)
@@ -223,6 +231,53 @@ def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
     assert compiled.spiking_logits(three, *weights, *constants, False).shape == (1, 2, 2)
 
 
+def test_torch_rounds_the_updates_as_the_loop_does_with_its_vectorised_kernels():
+    # AVX2 and AVX-512 kernels fuse addcmul's and lerp's multiply-adds, as the loop does
+    assert torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512") or \
+        spiking_loop.updates_disagreement() is None
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+                    reason="the portable kernels are what this process runs already")
+def test_torchs_portable_kernels_fail_the_updates_check():
+    # ATEN_CPU_CAPABILITY=default: torch's kernels without AVX2 multiply and add apart, and the
+    # loop's logits then differed from Python's; a process of its own (the capability is chosen
+    # when torch loads), no build needed
+    import os
+    import subprocess
+    import sys
+
+    script = ("from memristor_mat.models import spiking_loop; import torch; "
+              "print(torch.backends.cpu.get_cpu_capability()); print(spiking_loop.updates_disagreement())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    assert done.returncode == 0, done.stderr
+    capability, reason = done.stdout.splitlines()
+    assert capability == "DEFAULT"
+    assert reason.startswith("torch's addcmul gave 1 of 1 elements another value than one fused multiply-add")
+
+
+def test_unfused_updates_keep_the_spiking_networks_on_pythons_loop(compiled, monkeypatch, caplog):
+    def unfused(input, tensor1, tensor2, *, value=1, out=None):  # the product rounded, then the sum
+        result = torch.add(input, torch.mul(tensor1, tensor2), alpha=value)
+        return result if out is None else out.copy_(result)
+
+    monkeypatch.setattr(torch, "addcmul", unfused)
+    monkeypatch.setattr(spiking_loop._updates_agreement, "reasons", {})
+    with caplog.at_level(logging.INFO, logger="memristor_mat.models.spiking_loop"):
+        assert spiking_loop.evaluation_module(spiking=True) is None
+        assert spiking_loop.evaluation_module(spiking=False) is None
+    assert "Python's loop evaluates the spiking networks" in caplog.text and "fused multiply-add" in caplog.text
+    assert spiking_loop.evaluator().startswith("Python's loop evaluates the spiking networks: the C++ library's")
+
+    # another library (checked anew) under the same kernels: Python's loop evaluates
+    model = network(hidden=20, dynamics="original")
+    weights = draws_of(model, 2, scale=0.2, seed=2)
+    monkeypatch.setattr(native, "_module", type("Refused", (), {
+        "spiking_logits": staticmethod(lambda *a: pytest.fail("the C++ loop ran"))}))
+    assert logits_with("auto", monkeypatch, model, weights, events(5, 20, rate=0.1, seed=1)).shape == (2, 5, 2)
+
+
 def sum_in_index_order(spikes, w):
     """spikes (count, rows, size) of 0 or 1 times w (count, size, classes): each entry W's rows of the
     spiking neurons added one at a time in float32, in index order, from +0 (numpy scalars)."""
@@ -278,6 +333,7 @@ def test_the_readout_check_finds_another_order_of_summation(compiled, how, rows)
     assert spiking_loop.readout_disagreement(_OtherOrder(compiled, how), rows, 100, 2) is not None
 
 
+@needs_the_loop
 def test_a_readout_the_check_refuses_takes_the_product(compiled, monkeypatch, caplog):
     monkeypatch.setattr(spiking_loop, "readout_disagreement", lambda *a: "a product in blocks")
     monkeypatch.setattr(spiking_loop, "_readout_agreements", {})
@@ -378,6 +434,7 @@ def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(no_compile
         native.module()
 
 
+@needs_the_loop
 def test_a_tanh_that_depends_on_an_elements_place_keeps_the_twin_on_pythons_loop(compiled, monkeypatch, caplog):
     real = torch.tanh
 

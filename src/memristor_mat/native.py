@@ -22,7 +22,8 @@ What is in it, each giving the numbers of the torch code it replaces:
   it against torch's expression before it uses it).
 
 Where the numbers rest on how torch's build compiled its kernels (which multiply-adds its compiler
-fused: the normals, Adam's update, the noisy weights), :class:`Agreement` checks the library against
+fused: the normals, Adam's update, the noisy weights, the spiking evaluation loop's updates) or on
+how its BLAS sums (the spiking loop's readout), :class:`Agreement` checks the library against
 torch once per process before it is used, and torch's code runs where they differ.
 
 ``MEMRISTOR_MAT_NATIVE`` chooses for all of them: ``auto`` (the default: the C++ operators where
@@ -237,9 +238,11 @@ def _loaded(mode: str):
 class Agreement:
     """Whether the library's version of one of torch's computations gives torch's numbers on this
     machine (:mod:`memristor_mat.normals`: ``torch.randn``; :mod:`memristor_mat.optim`: Adam's
-    update; :mod:`memristor_mat.noise.gaussian`: the noisy weights), where they rest on how torch's
-    build compiled its kernels: ``disagreement(compiled)`` says why not (None: it does), run once
-    per loaded library and logged where it does not. ``fallback`` says what runs instead (e.g.
+    update; :mod:`memristor_mat.noise.gaussian`: the noisy weights;
+    :mod:`memristor_mat.models.spiking_loop`: the evaluation loop's updates, tanh and readout),
+    where they rest on how torch's build compiled its kernels or how its BLAS sums:
+    ``disagreement(compiled)`` says why not (None: it does), run once per loaded library and
+    logged where it does not. ``fallback`` says what runs instead (e.g.
     "torch.randn draws the normals")."""
 
     def __init__(self, disagreement: Callable[[object], str | None], fallback: str, logger: logging.Logger) -> None:

@@ -29,6 +29,12 @@ tensor (at any offset, alignment and length, in a tensor's vectorised body or it
 on how torch's build computes it (MKL's vector tanh on x86), so it is checked once per process
 (:func:`tanh_disagreement`) and the twin keeps Python's loop where it fails.
 
+The loop's element-wise updates are fused multiply-adds where torch's vectorised kernels fuse them
+(``addcmul``, ``lerp``, on AVX2 and AVX-512); torch's portable kernels (``ATEN_CPU_CAPABILITY=
+default``, an x86 CPU without AVX2) multiply and add apart, and there the two loops' logits
+differed. So that too is checked once per process (:func:`updates_disagreement`), and Python's
+loop evaluates every network where it fails.
+
 The spiking networks' readout projection (each step's spikes times ``W_out``, two columns) is a
 sum of ``W_out``'s rows of the spiking neurons in the C++ loop, added in index order: a binary left
 factor makes every term of the product exact, so that sum is the product's own value wherever the
@@ -93,6 +99,53 @@ def tanh_disagreement(compiled=None) -> str | None:
 _tanh_agreement = native.Agreement(tanh_disagreement, "Python's loop evaluates the tanh twin", log)
 
 
+#: lengths of the fused multiply-add check: around the vector widths, and past torch's grain of
+#: 32,768 elements, where its threads split a tensor
+FMA_LENGTHS = (1, 3, 7, 8, 9, 15, 16, 17, 33, 100, 1000, 40_000)
+
+
+def updates_disagreement(compiled=None) -> str | None:
+    """Why torch's ``addcmul`` and ``lerp`` may not round as the C++ loop's updates do here (None:
+    they do). The loop computes ``addcmul`` as one fused multiply-add and ``lerp`` with ATen's two
+    formulas, each one fused multiply-add, as torch's vectorised kernels do on AVX2 and AVX-512;
+    torch's portable kernels (``ATEN_CPU_CAPABILITY=default``, an x86 CPU without AVX2) multiply
+    and add apart, and there the loops' logits differed (the tanh twins and the normalised network
+    on currents, 2026-12-07). Values whose fused and unfused results differ (a product of
+    ``1 + 2^-12`` by itself, ``1 + 2^-11 + 2^-24``, is exact only before rounding), at lengths
+    around the vector widths and past torch's grain, at two offsets, and with a factor broadcast
+    over rows as Python's loop has its neurons' constants. ``compiled`` is not used: torch's
+    kernels are what is checked."""
+    a = 1.0 + 2.0 ** -12  # a * a = 1 + 2^-11 + 2^-24: rounded alone, to 1 + 2^-11 (a tie, to even)
+    near = 1.0 + 2.0 ** -11
+    cases = (
+        # (name, operation, fused result, unfused result)
+        ("addcmul", lambda n: torch.addcmul(torch.full((n,), -near), torch.full((n,), a), torch.full((n,), a)),
+         2.0 ** -24),
+        ("addcmul with a factor over rows",
+         lambda n: torch.addcmul(torch.full((3, n), -near), torch.full((n,), a), torch.full((3, n), a)), 2.0 ** -24),
+        # lerp(start, end, w) = start + w (end - start) for |w| < 0.5: w (end - start) = a * a
+        ("lerp", lambda n: torch.lerp(torch.full((n,), -near), torch.full((n,), 3.0 + 2.0 ** -11),
+                                      torch.full((n,), 0.25 + 2.0 ** -14)), 2.0 ** -24),
+        # else end - (1 - w)(end - start), fused as end + (w - 1)(end - start): -(a * a) + near
+        ("lerp above one half", lambda n: torch.lerp(torch.full((n,), -3.0 - 2.0 ** -11), torch.full((n,), near),
+                                                     torch.full((n,), 0.75 - 2.0 ** -14)), -(2.0 ** -24)),
+    )
+    for name, operation, fused in cases:
+        for length in FMA_LENGTHS:
+            for offset in (0, 1):
+                result = operation(length + offset)[..., offset:]
+                differ = int((result != fused).sum())
+                if differ:
+                    return (f"torch's {name} gave {differ} of {result.numel()} elements another value than one fused "
+                            f"multiply-add (length {length}, offset {offset})")
+    return None
+
+
+#: whether torch's kernels round the updates as the C++ evaluation loop does (checked at its first
+#: evaluation)
+_updates_agreement = native.Agreement(updates_disagreement, "Python's loop evaluates the spiking networks", log)
+
+
 #: the readout's shape that ``memristor-mat build-native`` reports on: the paper ECG config's test
 #: batches of 256 windows, 100 hidden neurons, two classes
 REPORTED_READOUT = (256, 100, 2)
@@ -155,8 +208,10 @@ def sums_readout(compiled, rows: int, size: int, classes: int) -> bool:
 
 
 def evaluator() -> str:
-    """Which loop evaluates the tanh twin in this process, and how the C++ loop makes the readout's
-    projection, and why (``memristor-mat build-native``)."""
+    """Which loop evaluates the spiking networks and the tanh twin in this process, and how the C++
+    loop makes the readout's projection, and why (``memristor-mat build-native``)."""
+    if _updates_agreement.library() is None:
+        return _updates_agreement.report("")
     return "\n".join((
         _tanh_agreement.report("the C++ loop evaluates the tanh twin: Python's loop's numbers here, bit for bit"),
         _readout_agreement(*REPORTED_READOUT).report(
@@ -184,5 +239,8 @@ def applies(x: torch.Tensor, weights: tuple[torch.Tensor, ...], draws: int) -> b
 
 def evaluation_module(spiking: bool):
     """The compiled operators for the evaluation loop of spiking neurons, or of the tanh twin
-    where its check passes here; None where Python's loop runs."""
+    where its check passes here, where torch's updates round as the loop's; None where Python's
+    loop runs."""
+    if _updates_agreement.library() is None:
+        return None
     return native.module() if spiking else _tanh_agreement.library()
