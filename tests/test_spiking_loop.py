@@ -47,6 +47,18 @@ def draws_of(model, count, scale, seed):
             for name, p in model.named_parameters()}
 
 
+def both_loops_on_one_thread(monkeypatch, model, weights, x):
+    """The logits of Python's loop and of the C++ loop (``MEMRISTOR_MAT_NATIVE=cpp``), each on one
+    thread."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return (logits_with("python", monkeypatch, model, weights, x),
+                logits_with("cpp", monkeypatch, model, weights, x))
+    finally:
+        torch.set_num_threads(previous)
+
+
 def recording(compiled, calls):
     """The library, its ``spiking_logits`` appending each call's last two arguments (whether it sums
     the readout, whether the input is events) to ``calls``; everything else the library's."""
@@ -132,13 +144,8 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     weights = draws_of(model, 2, scale=0.2, seed=8)
     calls = []
     monkeypatch.setattr(native, "_module", recording(compiled, calls))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        python = logits_with("python", monkeypatch, model, weights, x)
-        assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
-    finally:
-        torch.set_num_threads(previous)
+    python, cpp = both_loops_on_one_thread(monkeypatch, model, weights, x)
+    assert torch.equal(cpp, python)
     assert [sparse_events for _, sparse_events in calls] == [False]
 
 
@@ -358,13 +365,7 @@ def test_a_draw_with_readout_weights_that_are_not_finite_takes_the_product(compi
     weights = draws_of(model, 3, scale=0.2, seed=4)
     weights["w_out"][1, 7, 0] = float("inf")
     weights["w_out"][2, 3, 1] = float("nan")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        python = logits_with("python", monkeypatch, model, weights, x)
-        cpp = logits_with("cpp", monkeypatch, model, weights, x)
-    finally:
-        torch.set_num_threads(previous)
+    python, cpp = both_loops_on_one_thread(monkeypatch, model, weights, x)
     assert python[1:].isnan().all(dim=-2).any(dim=-1).all() and not python[0].isnan().any()
     torch.testing.assert_close(cpp, python, rtol=0, atol=0, equal_nan=True)  # a NaN's sign bit is either
 
@@ -378,13 +379,8 @@ def test_other_readout_shapes_give_the_python_loops_logits(compiled, monkeypatch
                          dynamics="original").eval()
     x = events(17, 60, rate=0.2, seed=5)
     weights = draws_of(model, 2, scale=0.2, seed=6)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        python = logits_with("python", monkeypatch, model, weights, x)
-        assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
-    finally:
-        torch.set_num_threads(previous)
+    python, cpp = both_loops_on_one_thread(monkeypatch, model, weights, x)
+    assert torch.equal(cpp, python)
     assert spike_count(model, weights, x) > 0
 
 

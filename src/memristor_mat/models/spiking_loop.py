@@ -39,10 +39,10 @@ The spiking networks' readout projection (each step's spikes times ``W_out``, tw
 sum of ``W_out``'s rows of the spiking neurons in the C++ loop, added in index order: a binary left
 factor makes every term of the product exact, so that sum is the product's own value wherever the
 BLAS computes a dot product in index order, as MKL's two-column product did on the CPUs checked
-(an Intel Xeon, an AMD EPYC Zen 3). The product took a quarter of a step at 100 windows on an AVX2 EPYC (MKL's skinny path,
-2.5 GFLOP/s). That rests on the BLAS, so it too is checked once per process
-(:func:`readout_disagreement`, for each shape the loop meets: the order is MKL's choice by
-shape), and the loop keeps the product where it fails.
+(an Intel Xeon, an AMD EPYC Zen 3). The product took a quarter of a step at 100 windows on an
+AVX2 EPYC (MKL's skinny path, 2.5 GFLOP/s). That rests on the BLAS, so it too is checked once
+per process (:func:`readout_disagreement`, for each shape the loop meets: the order is MKL's
+choice by shape), and the loop keeps the product where it fails.
 
 They are operators of the package's C++ library (:mod:`memristor_mat.native`: built on first use,
 ``MEMRISTOR_MAT_NATIVE`` chooses ``auto``, ``python`` or ``cpp``). The evaluation loop applies in
@@ -118,7 +118,7 @@ def updates_disagreement(compiled=None) -> str | None:
     a = 1.0 + 2.0 ** -12  # a * a = 1 + 2^-11 + 2^-24: rounded alone, to 1 + 2^-11 (a tie, to even)
     near = 1.0 + 2.0 ** -11
     cases = (
-        # (name, operation, fused result, unfused result)
+        # (name, operation of a length, its result fused; unfused, it is 0)
         ("addcmul", lambda n: torch.addcmul(torch.full((n,), -near), torch.full((n,), a), torch.full((n,), a)),
          2.0 ** -24),
         ("addcmul with a factor over rows",
