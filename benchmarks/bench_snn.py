@@ -14,8 +14,10 @@ asserts nothing.
 2. Monte-Carlo evaluation on 1,519 test windows (the size of the ECG test split) through
    :func:`memristor_mat.evaluation.monte_carlo_accuracy`: draws per second, and the GFLOP/s of
    the input, recurrent and readout products (``2 T (4 H + H^2 + 2 H)`` per window, 8.05 GFLOP
-   per draw at H = 100) against this machine's float32 matrix-multiply peak measured in the same
-   run, for each of ``--loops``: the Python loop and the C++ one (memristor_mat.models.spiking_loop,
+   per draw at H = 100, the issue's count) against this machine's float32 matrix-multiply peak
+   measured in the same run (nominal where the C++ loop adds the spiking neurons' rows instead of
+   multiplying: for the normalised network's spike recurrence it passes 100 %), for each of
+   ``--loops``: the Python loop and the C++ one (memristor_mat.models.spiking_loop,
    the tanh twin's where its check passes), timed in turn, with their ratio and whether their correct counts are the
    same; beside them the original loop, one draw at a time (its protocol: a perturbed copy per draw).
 3. With ``--compiled-draws N``: the same draws of the original spiking network through a time

@@ -82,7 +82,8 @@ def test_build_native_builds_the_library_and_says_who_draws_updates_applies_the_
         assert "makes Adam's update" in out[2]
         assert "applies the Gaussian weight noise" in out[3]
         assert "evaluates the tanh twin" in out[4]
-        assert "readout projection of 256 windows, 100 neurons and 2 classes" in out[5] and len(out) == 6
+        assert "product of 256 x 100 spikes and 100 x 2 weights" in out[5]
+        assert "product of 256 x 100 spikes and 100 x 102 weights" in out[6] and len(out) == 7
 
 
 def test_build_native_reports_a_failed_build_without_failing_under_auto(no_compiler, monkeypatch, capsys):

@@ -60,15 +60,16 @@ def both_loops_on_one_thread(monkeypatch, model, weights, x):
 
 
 def recording(compiled, calls):
-    """The library, its ``spiking_logits`` appending each call's last two arguments (whether it sums
-    the readout, whether the input is events) to ``calls``; everything else the library's."""
+    """The library, its ``spiking_logits`` appending each call's last three arguments (whether it
+    sums the readout's and the spike recurrence's products, whether the input is events) to
+    ``calls``; everything else the library's."""
     class Recorded:
         def __getattr__(self, name):
             return getattr(compiled, name)
 
         @staticmethod
         def spiking_logits(*arguments):
-            calls.append(arguments[-2:])
+            calls.append(arguments[-3:])
             return compiled.spiking_logits(*arguments)
 
     return Recorded()
@@ -121,12 +122,16 @@ def test_cpp_loop_gives_the_python_loops_logits_bit_for_bit(compiled, monkeypatc
         calls = []
         monkeypatch.setattr(native, "_module", recording(compiled, calls))
         cpp = logits_with("cpp", monkeypatch, model, weights, x)
-        # the readout summed where the check of this shape passes here (on two threads as well)
-        summed = options.get("neuron") != "tanh" and spiking_loop.sums_readout(compiled, batch, 100, 2)
+        # the products of spikes summed where the check of their shape passes here (on two threads
+        # as well): the readout's, and the normalised network's spike recurrence with it
+        spiking = options.get("neuron") != "tanh"
+        summed = spiking and spiking_loop.sums_spike_product(compiled, batch, 100, 2, draws)
+        recurrent = (spiking and options.get("recurrence") == "spikes"
+                     and spiking_loop.sums_spike_product(compiled, batch, 100, 102, draws))
     finally:
         torch.set_num_threads(previous)
     # where torch's tanh fails its check here, the twin stays on Python's loop (tested below)
-    assert calls == ([(summed, inputs == "events")] if uses_the_cpp_loop(options) else []), \
+    assert calls == ([(summed, recurrent, inputs == "events")] if uses_the_cpp_loop(options) else []), \
         "the C++ loop should have run, on the events as events"
     assert cpp.shape == python.shape == (draws, batch, 2)
     assert torch.equal(cpp, python)
@@ -146,7 +151,7 @@ def test_more_than_two_events_in_a_step_take_the_product(compiled, monkeypatch):
     monkeypatch.setattr(native, "_module", recording(compiled, calls))
     python, cpp = both_loops_on_one_thread(monkeypatch, model, weights, x)
     assert torch.equal(cpp, python)
-    assert [sparse_events for _, sparse_events in calls] == [False]
+    assert [call[-1] for call in calls] == [False]  # not events
 
 
 def test_the_loop_lets_other_python_threads_run(compiled):
@@ -163,7 +168,7 @@ def test_the_loop_lets_other_python_threads_run(compiled):
     weights = draws_of(model, 16, scale=0.2, seed=2)
     args = (events(256, 250, rate=0.05, seed=1), weights["w_in"], weights["w_rec"] * model.recurrent_mask,
             weights["w_out"], model.alpha, model.beta, *model._readout_constants(weights["w_in"]), 1.0, True, True,
-            False, True, True)
+            False, True, False, True)
     state = {"in_call": False, "ticks": 0}
     started, stop = threading.Event(), threading.Event()
 
@@ -230,7 +235,7 @@ def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_thre
 def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
     weights = [torch.zeros(1, 4, 5), torch.zeros(1, 5, 5), torch.zeros(1, 5, 2)]
     constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), torch.full((2,), 0.5), torch.full((2,), 0.5),
-                 1.0, True, True, False, True)
+                 1.0, True, True, False, True, False)
     three = torch.zeros(2, 3, 4)
     three[1, 2, :3] = 1.0
     with pytest.raises(RuntimeError, match="binary events, at most two per window and step"):
@@ -317,7 +322,7 @@ def test_the_readout_sum_adds_the_spiking_rows_in_index_order(compiled):
 
 
 class _OtherOrder:
-    """A library whose readout sums in another order, or gets a zero's sign wrong."""
+    """A library whose products of spikes sum in another order, or get a zero's sign wrong."""
 
     def __init__(self, compiled, how):
         self.compiled, self.how = compiled, how
@@ -335,16 +340,17 @@ class _OtherOrder:
 
 
 @pytest.mark.parametrize("how", ["float64", "reversed", "two lanes", "from the first term"])
-@pytest.mark.parametrize("rows", [1, 100])
-def test_the_readout_check_finds_another_order_of_summation(compiled, how, rows):
-    assert spiking_loop.readout_disagreement(_OtherOrder(compiled, how), rows, 100, 2) is not None
+@pytest.mark.parametrize("rows, columns, draws", [(1, 2, 1), (100, 2, 5), (100, 102, 5)])
+def test_the_spike_product_check_finds_another_order_of_summation(compiled, how, rows, columns, draws):
+    assert spiking_loop.spike_product_disagreement(_OtherOrder(compiled, how), rows, 100, columns, draws) is not None
 
 
 @needs_the_loop
-def test_a_readout_the_check_refuses_takes_the_product(compiled, monkeypatch, caplog):
-    monkeypatch.setattr(spiking_loop, "readout_disagreement", lambda *a: "a product in blocks")
-    monkeypatch.setattr(spiking_loop, "_readout_agreements", {})
-    model = network(dynamics="original")
+@pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
+def test_a_product_of_spikes_the_check_refuses_is_a_product(compiled, monkeypatch, caplog, options):
+    monkeypatch.setattr(spiking_loop, "spike_product_disagreement", lambda *a: "a product in blocks")
+    monkeypatch.setattr(spiking_loop, "_spike_product_agreements", {})
+    model = network(**options)
     x = events(20, 60, rate=0.1, seed=1)
     weights = draws_of(model, 2, scale=0.2, seed=2)
     python = logits_with("python", monkeypatch, model, weights, x)
@@ -352,21 +358,23 @@ def test_a_readout_the_check_refuses_takes_the_product(compiled, monkeypatch, ca
     monkeypatch.setattr(native, "_module", recording(compiled, calls))
     with caplog.at_level(logging.INFO, logger="memristor_mat.models.spiking_loop"):
         assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
-    assert calls == [(False, True)]
-    assert "takes torch's product for the readout projection of 20 windows, 100 neurons and 2 classes" in caplog.text
+    assert calls == [(False, False, True)]
+    assert "takes torch's product of 20 x 100 spikes and 100 x 2 weights (2 draws)" in caplog.text
     assert "a product in blocks" in spiking_loop.evaluator()
 
 
 @pytest.mark.parametrize("options", SPIKING, ids=lambda o: "-".join(o.values()))
-def test_a_draw_with_readout_weights_that_are_not_finite_takes_the_product(compiled, monkeypatch, options):
-    # a silent neuron's 0 x inf is NaN in the product, and a sum of the spiking rows would leave it out
+def test_a_draw_with_weights_that_are_not_finite_takes_the_product(compiled, monkeypatch, options):
+    # a silent neuron's 0 x inf is NaN in the product, and a sum of the spiking rows would leave it
+    # out: W_out for the readout, W_rec too for the normalised network's spike recurrence
     model = network(hidden=30, **options)
     x = events(9, 60, rate=0.1, seed=3)
-    weights = draws_of(model, 3, scale=0.2, seed=4)
+    weights = draws_of(model, 4, scale=0.2, seed=4)
     weights["w_out"][1, 7, 0] = float("inf")
     weights["w_out"][2, 3, 1] = float("nan")
+    weights["w_rec"][3, 4, 9] = float("inf")
     python, cpp = both_loops_on_one_thread(monkeypatch, model, weights, x)
-    assert python[1:].isnan().all(dim=-2).any(dim=-1).all() and not python[0].isnan().any()
+    assert python[1:3].isnan().all(dim=-2).any(dim=-1).all() and not python[0].isnan().any()
     torch.testing.assert_close(cpp, python, rtol=0, atol=0, equal_nan=True)  # a NaN's sign bit is either
 
 

@@ -8,8 +8,9 @@
 //
 // The numbers are Python's, bit for bit (the tests compare them): the matrix products are torch's
 // own (at::mm_out, the kernel torch.bmm runs for each draw, on the same rows: a product on fewer
-// rows may round differently), but for the spikes' readout projection, summed from W_out's rows as
-// the product sums them where the caller's check finds so (spike_projection_rows); the elementwise
+// rows may round differently), but for the products of spikes (the readout's, the normalised
+// network's spike recurrence), summed from the weights' rows as the product sums them where the
+// caller's check finds so (spike_projection_rows); the elementwise
 // updates are exactly rounded operations (sum,
 // comparison, fused multiply-add) done as torch's CPU kernels do them: addcmul as one fused
 // multiply-add, lerp as ATen's (aten/src/ATen/native/Lerp.h: start + w (end - start) for |w| < 0.5,
@@ -194,17 +195,18 @@ uint64_t nonzero_bits(const float* s, int64_t n) {
   return bits;
 }
 
-// The readout's projection y = spikes W_out of one step, for spikes that are 0 or 1 (rows x size;
-// W_out size x classes, contiguous, finite): each y[i][c] the sum of W_out[j][c] over row i's spiking
-// j, added in index order to +0, each addition rounded in float32. That is the product's own value
-// wherever the BLAS computes each entry as a dot product in index order from +0: a spike's term is
-// W_out[j][c] exactly, a silent neuron's a zero, which leaves a nonzero sum as it is and turns no
+// A product of one step's spikes y = spikes W, for spikes that are 0 or 1 (rows x size; W size x
+// classes, contiguous, finite: W_out for the readout, [W_rec | W_out] for the normalised network's
+// spike recurrence): each y[i][c] the sum of W[j][c] over row i's spiking j, added in index order
+// to +0, each addition rounded in float32. That is the product's own value wherever the BLAS
+// computes each entry as a dot product in index order from +0: a spike's term is W[j][c]
+// exactly, a silent neuron's a zero, which leaves a nonzero sum as it is and turns no
 // zero sum into -0 (x + (-x) is +0 when rounding to nearest), so leaving the zeros out changes no
 // bit. At 100 windows and the trained ECG networks' 5-9 % of neurons spiking per step, MKL's
 // two-column product took 13.4 us of a step's 49 on an AVX2 EPYC (its skinny path, 2.5 GFLOP/s),
 // these sums 1.9 (10.0 with every neuron spiking). memristor_mat.models.spiking_loop checks, once
-// per process and shape, that torch's product gives these bits here (readout_disagreement)
-// before the loop sums.
+// per process, shape and thread count, that torch's product gives these bits here
+// (spike_product_disagreement) before the loop sums.
 void spike_projection_rows(const float* __restrict__ spikes, const float* __restrict__ w, float* __restrict__ y,
                            int64_t rows, int64_t size, int64_t classes) {
   std::vector<uint64_t> words((size + 63) / 64);  // a row's spiking neurons, 64 to a word
@@ -229,14 +231,14 @@ void spike_projection_rows(const float* __restrict__ spikes, const float* __rest
       yi[1] = second;
       continue;
     }
-    for (int64_t c = 0; c < classes; ++c) {
-      float sum = 0.0f;
-      for (size_t word = 0; word < words.size(); ++word) {
-        for (uint64_t bits = words[word]; bits != 0; bits &= bits - 1) {
-          sum += w[(static_cast<int64_t>(word) * 64 + __builtin_ctzll(bits)) * classes + c];
-        }
+    // wider: a spiking neuron's whole row added at once (vectorised over the columns, each
+    // column's sum still in index order), as for the normalised network's [W_rec | W_out]
+    for (int64_t c = 0; c < classes; ++c) yi[c] = 0.0f;
+    for (size_t word = 0; word < words.size(); ++word) {
+      for (uint64_t bits = words[word]; bits != 0; bits &= bits - 1) {
+        const float* wj = w + (static_cast<int64_t>(word) * 64 + __builtin_ctzll(bits)) * classes;
+        for (int64_t c = 0; c < classes; ++c) yi[c] += wj[c];
       }
-      yi[c] = sum;
     }
   }
 }
@@ -290,12 +292,13 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 // recurring on the outputs (``on_spikes``) or on the synaptic currents. ``summed_readout``: the
 // spiking networks' readout projection as sums of W_out's rows (spike_projection_rows), where the
 // caller found that torch's product gives those bits; the product otherwise, for a draw whose
-// W_out is not finite (a silent neuron's 0 x inf is NaN in the product).
+// W_out is not finite (a silent neuron's 0 x inf is NaN in the product). ``summed_recurrent``: the
+// same for the normalised network's product of spikes with [W_rec | W_out] (spike recurrence).
 at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_rec,
                           const at::Tensor& w_out, const at::Tensor& alpha, const at::Tensor& beta,
                           const at::Tensor& readout_alpha, const at::Tensor& readout_beta,
                           double threshold, bool spiking, bool original, bool on_spikes, bool summed_readout,
-                          bool sparse_events) {
+                          bool summed_recurrent, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
@@ -368,10 +371,12 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         readout(y.data_ptr<float>(), classes);
       };
       const float* wi_p = wi_rows.data_ptr<float>();
+      bool sum_recurrent = false;
       if (!original && on_spikes) {
         // the product Python's loop makes: the readout columns ride on the recurrent product
         w_rec_out = at::cat({wr, wo}, 1);
         product = at::empty({batch, size + classes}, options);
+        sum_recurrent = summed_recurrent && spiking && all_finite(w_rec_out);
       }
       // a step of the normalised dynamics on the recurrent current ``recurrent`` (rows
       // ``stride`` apart), then the tanh twin's outputs
@@ -404,7 +409,12 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
           }
           project();  // the output feeds nothing back
         } else if (on_spikes) {
-          at::mm_out(product, out, w_rec_out);  // out: still the previous step's
+          if (sum_recurrent) {  // out: still the previous step's
+            spike_projection_rows(out.data_ptr<float>(), w_rec_out.data_ptr<float>(), product.data_ptr<float>(), batch,
+                                  size, size + classes);
+          } else {
+            at::mm_out(product, out, w_rec_out);
+          }
           if (t > 0) readout(product.data_ptr<float>() + size, size + classes);  // step t - 1's
           normalised(product.data_ptr<float>(), size + classes, input);
         } else {

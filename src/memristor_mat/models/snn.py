@@ -868,11 +868,17 @@ class RecurrentSNN(nn.Module):
         # the input current is then a sum of at most two rows of W_in, the product's own values
         # (the C++ file says why) without computing it
         sparse_events = bool(((x == 0) | (x == 1)).all()) and bool((x.sum(dim=-1) <= 2).all())
-        spiking = self.neuron == "spiking"
+        spiking, on_spikes = self.neuron == "spiking", self.recurrence == "spikes"
+        original = self.dynamics == "original"
+        size, classes = self.hidden_size, self.num_classes
+        # the products of spikes as sums of the spiking rows, where torch's give those bits here
+        summed_readout = spiking and spiking_loop.sums_spike_product(compiled, batch, size, classes, flat)
+        summed_recurrent = (spiking and on_spikes and not original
+                            and spiking_loop.sums_spike_product(compiled, batch, size, size + classes, flat))
         logits = compiled.spiking_logits(
             x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta,
-            *self._readout_constants(x), self.threshold, spiking, self.dynamics == "original",
-            self.recurrence == "spikes", spiking and spiking_loop.sums_readout(compiled, batch, self.hidden_size, self.num_classes), sparse_events)
+            *self._readout_constants(x), self.threshold, spiking, original, on_spikes, summed_readout,
+            summed_recurrent, sparse_events)
         return logits.view(*draws, batch, self.num_classes)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,

@@ -35,14 +35,15 @@ default``, an x86 CPU without AVX2) multiply and add apart, and there the two lo
 differed. So that too is checked once per process (:func:`updates_disagreement`), and Python's
 loop evaluates every network where it fails.
 
-The spiking networks' readout projection (each step's spikes times ``W_out``, two columns) is a
-sum of ``W_out``'s rows of the spiking neurons in the C++ loop, added in index order: a binary left
+The spiking networks' products of spikes (each step's spikes times ``W_out``, the readout's two
+columns; the normalised network's times ``[W_rec | W_out]``, its spike recurrence) are sums of
+the weights' rows of the spiking neurons in the C++ loop, added in index order: a binary left
 factor makes every term of the product exact, so that sum is the product's own value wherever the
-BLAS computes a dot product in index order, as MKL's two-column product did on the CPUs checked
-(an Intel Xeon, an AMD EPYC Zen 3). The product took a quarter of a step at 100 windows on an
+BLAS computes a dot product in index order, as MKL did on the CPUs checked (an Intel Xeon, an AMD
+EPYC Zen 3) for these shapes. The readout's product took a quarter of a step at 100 windows on an
 AVX2 EPYC (MKL's skinny path, 2.5 GFLOP/s). That rests on the BLAS, so it too is checked once
-per process (:func:`readout_disagreement`, for each shape the loop meets: the order is MKL's
-choice by shape), and the loop keeps the product where it fails.
+per process (:func:`spike_product_disagreement`, for each shape the loop meets: the order is
+MKL's choice by shape), and the loop keeps the product where it fails.
 
 They are operators of the package's C++ library (:mod:`memristor_mat.native`: built on first use,
 ``MEMRISTOR_MAT_NATIVE`` chooses ``auto``, ``python`` or ``cpp``). The evaluation loop applies in
@@ -146,77 +147,85 @@ def updates_disagreement(compiled=None) -> str | None:
 _updates_agreement = native.Agreement(updates_disagreement, "Python's loop evaluates the spiking networks", log)
 
 
-#: the readout's shape that ``memristor-mat build-native`` reports on: the paper ECG config's test
-#: batches of 256 windows, 100 hidden neurons, two classes
-REPORTED_READOUT = (256, 100, 2)
+#: the products of spikes that ``memristor-mat build-native`` reports on: the paper ECG config's
+#: test batches of 256 windows and 100 hidden neurons, times W_out (2 classes) and times the
+#: normalised network's [W_rec | W_out] (102 columns)
+REPORTED_SPIKE_PRODUCTS = ((256, 100, 2), (256, 100, 102))
 
 
-def readout_disagreement(compiled, rows: int, size: int, classes: int) -> str | None:
-    """Why the C++ loop's readout projection of spikes (``compiled.spike_projection``: ``W_out``'s
-    rows of the spiking neurons added in index order) may not give torch's product here for
-    ``rows`` windows, ``size`` hidden neurons and ``classes`` classes (None: every checked entry
-    had the same bits). The order depends on the shape: on a 2-core AMD EPYC Zen 3, MKL summed in
-    index order with 2, 3, 4, 8 or 12 columns and not with 5-7 or 9-11 beyond a few rows, hence a
-    check per shape. The weights expose the order of summation: magnitudes from 2^-24 to 1 and
-    both signs, so that a sum in another order (blocked, pairwise, in more lanes, in float64)
-    rounds differently in about half the entries, over at least 2,048 entries; the first column
-    all negative and windows without a spike, for a zero's sign. Against the products of Python's
-    loop: ``torch.bmm`` (weight draws), ``torch.mm`` on one draw, and ``torch.mm`` on every draw's
-    windows at once (weights shared by the draws), with torch's threads as the process has them.
-    It refuses one hidden neuron (torch multiplies there: a silent neuron's 0 x -w is -0) and one
-    class (a matrix-vector product, summed in blocks) on the CPUs checked."""
+def spike_product_disagreement(compiled, rows: int, size: int, columns: int, draws: int = 1) -> str | None:
+    """Why the C++ loop's product of spikes (``compiled.spike_projection``: the weights' rows of the
+    spiking neurons added in index order) may not give torch's product here for ``rows`` windows,
+    ``size`` hidden neurons and ``columns`` columns in passes of ``draws`` weight draws (None:
+    every checked entry had the same bits).
+    The loop takes it for the readout (``W_out``: a column per class) and for the normalised
+    network's spike recurrence (``[W_rec | W_out]``). The order depends on the shape: on a 2-core
+    AMD EPYC Zen 3, MKL summed in index order with 2, 3, 4, 8, 12 and 100-104 columns and not with
+    5-7 or 9-11 beyond a few rows, hence a check per shape. The weights expose the order of
+    summation: magnitudes from 2^-24 to 1 and both signs, so that a sum in another order (blocked,
+    pairwise, in more lanes, in float64) rounds differently in about half the entries, over at
+    least 2,048 entries; the first column all negative and windows without a spike, for a zero's
+    sign. Against the products of Python's loop at the pass's shape: ``torch.bmm`` (weight draws),
+    ``torch.mm`` on one draw, and ``torch.mm`` on every draw's windows at once (weights shared by
+    the draws), with torch's threads as the process has them (MKL splits one matrix between
+    threads, and its order may change with that). It refuses one hidden neuron (torch multiplies there:
+    a silent neuron's 0 x -w is -0) and one column (a matrix-vector product, summed in blocks) on
+    the CPUs checked."""
     generator = torch.Generator().manual_seed(20261207)
-    count = max(2, -(-2048 // (rows * classes)))  # instances (draws) of the product
-    rate = torch.tensor([0.0, 0.05, 0.3, 0.9, 1.0])[torch.arange(count * rows) % 5].view(count, rows, 1)
-    spikes = (torch.rand((count, rows, size), generator=generator) < rate).float()
-    magnitude = torch.exp2(-24 * torch.rand((count, size, classes), generator=generator))
-    weights = torch.where(torch.rand((count, size, classes), generator=generator) < 0.5, -magnitude, magnitude)
-    weights[..., 0] = -magnitude[..., 0]
-    ours = compiled.spike_projection(spikes, weights)
-    shared = compiled.spike_projection(spikes, weights[:1].expand(count, size, classes))
-    products = (("torch.bmm", torch.bmm(spikes, weights), ours),
-                ("torch.mm", torch.stack([torch.mm(s, w) for s, w in zip(spikes[:4], weights)]), ours[:4]),
-                ("torch.mm of the draws' windows together",
-                 torch.mm(spikes.view(count * rows, size), weights[0]).view(count, rows, classes), shared))
-    for name, product, expected in products:
-        differ = int((product.view(torch.int32) != expected.view(torch.int32)).sum())
-        if differ:
-            return (f"{name} of {rows} x {size} spikes and {size} x {classes} weights gave {differ} of "
-                    f"{product.numel()} entries other bits than a sum in index order")
+    for _ in range(max(1, -(-2048 // (draws * rows * columns)))):  # passes, for 2,048 entries at least
+        rate = torch.tensor([0.0, 0.05, 0.3, 0.9, 1.0])[torch.randint(5, (draws * rows,), generator=generator)]
+        spikes = (torch.rand((draws, rows, size), generator=generator) < rate.view(draws, rows, 1)).float()
+        magnitude = torch.exp2(-24 * torch.rand((draws, size, columns), generator=generator))
+        weights = torch.where(torch.rand((draws, size, columns), generator=generator) < 0.5, -magnitude, magnitude)
+        weights[..., 0] = -magnitude[..., 0]
+        ours = compiled.spike_projection(spikes, weights)
+        shared = compiled.spike_projection(spikes, weights[:1].expand(draws, size, columns))
+        products = (("torch.bmm", torch.bmm(spikes, weights), ours),
+                    ("torch.mm", torch.mm(spikes[0], weights[0])[None], ours[:1]),
+                    ("torch.mm of the draws' windows together",
+                     torch.mm(spikes.view(draws * rows, size), weights[0]).view(draws, rows, columns), shared))
+        for name, product, expected in products:
+            differ = int((product.view(torch.int32) != expected.view(torch.int32)).sum())
+            if differ:
+                return (f"{name} of {rows} x {size} spikes and {size} x {columns} weights ({draws} draws, "
+                        f"{torch.get_num_threads()} threads) gave {differ} of {product.numel()} entries other bits "
+                        f"than a sum in index order")
     return None
 
 
-#: by (rows, size, classes): whether torch's product gives the C++ loop's readout sums here
-#: (checked at the first evaluation of each shape)
-_readout_agreements: dict[tuple[int, int, int], native.Agreement] = {}
+#: by (rows, size, columns, draws, torch's threads): whether torch's product gives the C++ loop's
+#: sums of spiking rows here (checked at the first evaluation of each)
+_spike_product_agreements: dict[tuple[int, int, int, int, int], native.Agreement] = {}
 
 
-def _readout_agreement(rows: int, size: int, classes: int) -> native.Agreement:
-    shape = (rows, size, classes)
-    if shape not in _readout_agreements:
-        _readout_agreements[shape] = native.Agreement(
-            lambda compiled: readout_disagreement(compiled, *shape),
-            f"the C++ loop takes torch's product for the readout projection of {rows} windows, {size} neurons and "
-            f"{classes} classes", log)
-    return _readout_agreements[shape]
+def _spike_product_agreement(rows: int, size: int, columns: int, draws: int = 1) -> native.Agreement:
+    key = (rows, size, columns, draws, torch.get_num_threads())
+    if key not in _spike_product_agreements:
+        _spike_product_agreements[key] = native.Agreement(
+            lambda compiled: spike_product_disagreement(compiled, rows, size, columns, draws),
+            f"the C++ loop takes torch's product of {rows} x {size} spikes and {size} x {columns} weights "
+            f"({draws} draws)", log)
+    return _spike_product_agreements[key]
 
 
-def sums_readout(compiled, rows: int, size: int, classes: int) -> bool:
-    """Whether the C++ loop ``compiled`` may sum the spiking networks' readout projection here, for
-    ``rows`` windows, ``size`` hidden neurons and ``classes`` classes."""
-    return _readout_agreement(rows, size, classes).reason(compiled) is None
+def sums_spike_product(compiled, rows: int, size: int, columns: int, draws: int = 1) -> bool:
+    """Whether the C++ loop ``compiled`` may sum the spiking rows for a product of ``rows`` x
+    ``size`` spikes and ``size`` x ``columns`` weights in passes of ``draws`` weight draws here,
+    with torch's threads as they are now."""
+    return _spike_product_agreement(rows, size, columns, draws).reason(compiled) is None
 
 
 def evaluator() -> str:
     """Which loop evaluates the spiking networks and the tanh twin in this process, and how the C++
-    loop makes the readout's projection, and why (``memristor-mat build-native``)."""
+    loop makes its products of spikes, and why (``memristor-mat build-native``)."""
     if _updates_agreement.library() is None:
         return _updates_agreement.report("")
     return "\n".join((
         _tanh_agreement.report("the C++ loop evaluates the tanh twin: Python's loop's numbers here, bit for bit"),
-        _readout_agreement(*REPORTED_READOUT).report(
-            "the C++ loop sums the spiking networks' readout projection of {} windows, {} neurons and {} classes: "
-            "torch's product's numbers here, bit for bit".format(*REPORTED_READOUT))))
+        *(_spike_product_agreement(*shape).report(
+            "the C++ loop sums the spiking rows for the product of {} x {} spikes and {} x {} weights: torch's "
+            "product's numbers here, bit for bit".format(shape[0], shape[1], shape[1], shape[2]))
+          for shape in REPORTED_SPIKE_PRODUCTS)))
 
 
 def training_module(*tensors: torch.Tensor):
