@@ -207,9 +207,10 @@ uint64_t nonzero_bits(const float* s, int64_t n) {
 // these sums 1.9 (10.0 with every neuron spiking). memristor_mat.models.spiking_loop checks, once
 // per process, shape and thread count, that torch's product gives these bits here
 // (spike_product_disagreement) before the loop sums.
+// ``words``: the caller's scratch of (size + 63) / 64 words, a row's spiking neurons (allocated
+// once per draw, not at every step)
 void spike_projection_rows(const float* __restrict__ spikes, const float* __restrict__ w, float* __restrict__ y,
-                           int64_t rows, int64_t size, int64_t classes) {
-  std::vector<uint64_t> words((size + 63) / 64);  // a row's spiking neurons, 64 to a word
+                           int64_t rows, int64_t size, int64_t classes, std::vector<uint64_t>& words) {
   for (int64_t i = 0; i < rows; ++i) {
     const float* s = spikes + i * size;
     float* yi = y + i * classes;
@@ -360,11 +361,12 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
       const auto wi_rows = sparse_events ? wi.contiguous() : wi;
       const auto wo_rows = summed_readout && spiking ? wo.contiguous() : wo;
       const bool sum_readout = summed_readout && spiking && all_finite(wo_rows);
+      std::vector<uint64_t> words((size + 63) / 64);  // spike_projection_rows' scratch
       // the step's readout projection out @ W_out, integrated
       const auto project = [&]() {
         if (sum_readout) {
           spike_projection_rows(out.data_ptr<float>(), wo_rows.data_ptr<float>(), y.data_ptr<float>(), batch, size,
-                                classes);
+                                classes, words);
         } else {
           at::mm_out(y, out, wo);
         }
@@ -411,7 +413,7 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         } else if (on_spikes) {
           if (sum_recurrent) {  // out: still the previous step's
             spike_projection_rows(out.data_ptr<float>(), w_rec_out.data_ptr<float>(), product.data_ptr<float>(), batch,
-                                  size, size + classes);
+                                  size, size + classes, words);
           } else {
             at::mm_out(product, out, w_rec_out);
           }
@@ -442,9 +444,10 @@ at::Tensor spike_projection(const at::Tensor& spikes, const at::Tensor& w) {
   TORCH_CHECK(all_finite(rows), "w must be finite");
   const int64_t count = s.size(0), r = s.size(1), size = s.size(2), classes = rows.size(2);
   auto y = at::empty({count, r, classes}, spikes.options());
+  std::vector<uint64_t> words((size + 63) / 64);
   for (int64_t k = 0; k < count; ++k) {
     spike_projection_rows(s.data_ptr<float>() + k * r * size, rows.data_ptr<float>() + k * size * classes,
-                          y.data_ptr<float>() + k * r * classes, r, size, classes);
+                          y.data_ptr<float>() + k * r * classes, r, size, classes, words);
   }
   return y;
 }
