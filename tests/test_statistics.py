@@ -147,23 +147,90 @@ def test_the_library_names_what_it_cannot_take(compiled):
         compiled.shifted_sums(torch.zeros(0))
 
 
+@pytest.fixture
+def clip_calls(compiled, monkeypatch):
+    """The tensor counts of the library's clipping calls in the test."""
+    calls = []
+
+    class Recorded:
+        def __getattr__(self, name):
+            return getattr(compiled, name)
+
+        def clip_to_std_(self, weights, *args):
+            calls.append(len(weights))
+            compiled.clip_to_std_(weights, *args)
+
+    monkeypatch.setattr(native, "cpu_module", lambda *tensors: Recorded())
+    return calls
+
+
+def clipped_by_torch(weights, k_std):
+    """torch's clipping: each tensor of several elements clamped to +-(k_std * its std)."""
+    reference = [w.detach().clone() for w in weights]
+    for r in (r for r in reference if r.numel() > 1):
+        bound = (k_std * r.std()).item()
+        r.clamp_(-bound, bound)
+    return reference
+
+
 @pytest.mark.parametrize("k_std", [0.1, 1.7, 2.5, 3.0])
-def test_clipping_clamps_to_torchs_float32_bound(compiled, k_std):
-    # clip_weights clamps to float32(k_std) * float32_std in float32: torch's k_std * w.std()
+def test_clipping_clamps_to_torchs_float32_bound(clip_calls, k_std):
+    # clip_weights clamps to float32(k_std) * float32_std in float32: torch's k_std * w.std(); the
+    # library clips lists of float32 CPU tensors in one call, Python the others
     g = torch.Generator().manual_seed(int(k_std * 10))
     for _ in range(25):
         w = torch.nn.Parameter(torch.randn(128, 784, generator=g) * 0.05)
         bias = torch.nn.Parameter(torch.randn(128, generator=g) * 0.05)
+        small = torch.nn.Parameter(torch.randn(10, 128, generator=g) * 0.1)
         w64 = torch.nn.Parameter(torch.randn(64, 80, generator=g, dtype=torch.float64))
-        reference = [p.detach().clone() for p in (w, bias, w64)]
-        for r in reference:
-            bound = (k_std * r.std()).item()
-            r.clamp_(-bound, bound)
-        with torch.no_grad():
-            clip_weights([w, bias, w64], k_std)
-        for p, r in zip((w, bias, w64), reference):
-            assert torch.equal(p.detach(), r)
+        for weights in ([w, bias, small], [w.detach().clone().requires_grad_(), w64]):
+            reference = clipped_by_torch(weights, k_std)
+            with torch.no_grad():
+                clip_weights(weights, k_std)
+            for p, r in zip(weights, reference):
+                assert torch.equal(p.detach(), r)
         assert (w.detach().abs() == w.detach().abs().max()).sum() > 1, "the test should clip"
+    assert clip_calls == [3] * 25  # the float32 lists; the one with float64 by Python
+
+
+def test_the_librarys_clipping_takes_torchs_std_where_the_sums_do_not_decide(clip_calls, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50_000, generator=g)
+    with_nan = torch.randn(20_000, generator=g)
+    with_nan[7] = float("nan")
+    weights = [x, torch.full((8192,), 0.25), with_nan, torch.ones(1) * 7]
+    reference = clipped_by_torch(weights, 2.5)
+    monkeypatch.setattr(statistics, "WELFORD_CONSTANT", 1e9)  # an interval too wide to decide
+    clip_weights(weights, 2.5)
+    for p, r in zip(weights, reference):
+        assert torch.equal(p, r) or (torch.isnan(p).all() and torch.isnan(r).all())
+    assert clip_calls == [4] and weights[3].item() == 7.0  # one element: not clipped
+
+
+def test_the_librarys_decision_is_pythons(compiled):
+    # csrc/statistics.cpp's float32_std_from_sums, which the clipping takes, against the reference
+    # here: the same float32 or the same undecided case, on sums as tensors give them, near the
+    # midpoints between float32 values, and degenerate ones
+    cases = []
+    for _, x in tensors(60, seed=3):
+        cases.append((x.numel(), *compiled.shifted_sums(x)))
+    g = np.random.default_rng(0)
+    for n in (2, 3, 17, 4096, 100_352, 10**7):
+        for _ in range(200):
+            f = float(np.float32(10 ** g.uniform(-6, 3)))
+            midpoint = float(np.nextafter(np.float32(f), np.float32(np.inf))) / 2 + f / 2
+            target = midpoint * (1 + g.uniform(-1, 1) * 10.0 ** g.integers(-16, -6))
+            shift = g.normal() * 10 ** g.uniform(-3, 3)
+            total = g.normal() * target * 10 ** g.uniform(-3, 1)
+            cases.append((n, shift, total, target * target * (n - 1) + total * total / n))
+    cases += [(1, 0.0, 0.0, 1.0), (10, 0.0, 0.0, 0.0), (10, 0.0, float("nan"), 1.0), (10, 0.0, 0.0, float("inf")),
+              (10, float("-inf"), 0.0, 1.0), (10, 0.0, 5.0, 1.0)]
+    decided = 0
+    for case in cases:
+        ours = compiled.float32_std_from_sums(*case, statistics.WELFORD_CONSTANT)
+        assert ours == statistics.float32_std_from_sums(*case), case
+        decided += ours is not None
+    assert 300 < decided < len(cases) - 300  # both outcomes, many times
 
 
 def test_the_library_sources_ship_with_the_package():

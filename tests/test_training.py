@@ -504,3 +504,53 @@ def test_every_architecture_trains_with_mat_under_mixed_precision(arch, precisio
     after = dict(result.model.named_parameters())
     assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in after.values())
     assert any(not torch.equal(before[name], after[name]) for name in before), "training must move the weights"
+
+
+def per_step_tally(batches):
+    """The epoch's loss sum and correct count as a tensor sum after each step (the training loop's
+    way before EpochTally)."""
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.long)
+    for loss, logits, labels in batches:
+        loss_sum += loss * len(labels)
+        correct += (logits.argmax(-1) == labels).sum()
+    return float(loss_sum), int(correct)
+
+
+def tally_of(batches):
+    tally = training.EpochTally()
+    for loss, logits, labels in batches:
+        tally.add(loss, logits, labels)
+    return tally.loss_sum(), tally.correct()
+
+
+@pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
+def test_the_epochs_tally_is_the_per_step_sum_to_the_bit(default_dtype):
+    # 1,875 batches of 32 (the paper's MNIST epoch) and a last one of 7; losses of many magnitudes,
+    # so that the order and the roundings of the sum show
+    g = torch.Generator().manual_seed(3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default_dtype)
+    try:
+        batches = []
+        for k in range(1876):
+            size = 7 if k == 1875 else 32
+            loss = (torch.rand((), generator=g) * 10.0 ** float(torch.randint(-6, 3, (), generator=g))).to(default_dtype)
+            batches.append((loss, torch.randn(size, 10, generator=g), torch.randint(0, 10, (size,), generator=g)))
+        assert tally_of(batches) == per_step_tally(batches)
+        # a loss of another type than the sum's: the additions one by one, as before
+        mixed = [(loss.to(torch.bfloat16), logits, labels) for loss, logits, labels in batches[:50]]
+        assert tally_of(mixed) == per_step_tally(mixed)
+    finally:
+        torch.set_default_dtype(previous)
+    # the float32 sum differs from a float64 one and from a pairwise one here: the test can fail
+    values = [float(loss) * len(labels) for loss, _, labels in batches]
+    assert per_step_tally(batches)[0] != sum(values) or default_dtype is torch.float64
+
+
+def test_the_epochs_tally_counts_batches_of_other_shapes_one_by_one():
+    g = torch.Generator().manual_seed(4)
+    batches = [(torch.tensor(0.5), torch.randn(4, 3, generator=g), torch.randint(0, 3, (4,), generator=g)),
+               (torch.tensor(0.25), torch.randn(2, 6, 5, generator=g), torch.randint(0, 5, (2, 6), generator=g))]
+    assert tally_of(batches) == per_step_tally(batches)
+    assert training.EpochTally().loss_sum() == 0.0 and training.EpochTally().correct() == 0

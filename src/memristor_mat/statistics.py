@@ -64,6 +64,8 @@ def float32_std_from_sums(n: int, shift: float, total: float, squares: float) ->
     mean = abs(shift) + abs(total) / n
     kappa = math.sqrt(1.0 + n * mean * mean / low) * 1.01
     welford = WELFORD_CONSTANT * n * kappa * u
+    if not welford < 1:
+        return None  # a mean so large against the spread that torch's error bound is no bound
     # torch's double before its float32 rounding lies in [lowest, highest]
     lowest = math.sqrt(low * (1 - welford) / (n - 1) * (1 - u)) * (1 - u) * (1 - 8 * u)
     highest = math.sqrt(high * (1 + welford) / (n - 1) * (1 + u)) * (1 + u) * (1 + 8 * u)

@@ -18,30 +18,37 @@
 // Here the moments are one pass, the root torch's own call, the rest one pass (93 us); the file is
 // built without contraction, so each rounding above is written out (std::fma where torch's build
 // fuses).
+//
+// adam_steps_ makes a whole step (every tensor of every parameter group) in one call, with the
+// scalars computed here as torch.optim.adam computes them in Python (step_t += 1, then
+// 1 - beta ** step, lr / that, its root as ** 0.5: the same libm pow and IEEE double arithmetic):
+// the Python loop over the tensors, a step tensor's increment and .item() each, cost 90 of a step's
+// 206 us on one thread of a 2-core AMD EPYC Zen 3, against 115 for the updates themselves.
 #include <ATen/core/Tensor.h>  // not ATen/ATen.h: every operator's header, a third of the build
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/sqrt.h>
 #include <torch/library.h>
 
 #include <cmath>
+#include <vector>
 
 namespace {
 
-void check_operand(const at::Tensor& t, const at::Tensor& param, const char* name) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && !t.is_sparse(),
-              "adam_step_: ", name, " must be a contiguous float32 CPU tensor, got ", t.scalar_type(), " on ",
-              t.device());
-  TORCH_CHECK(t.sizes() == param.sizes(), "adam_step_: ", name, " has shape ", t.sizes(), ", the parameter ",
-              param.sizes());
+// whether the update reaches t: a contiguous float32 CPU tensor (strided) of the parameter's shape
+bool takes(const at::Tensor& t, const at::Tensor& param) {
+  return t.defined() && t.layout() == at::kStrided && t.device().is_cpu() && t.scalar_type() == at::kFloat &&
+         t.is_contiguous() && t.sizes() == param.sizes();
 }
 
-void adam_step_(at::Tensor param, const at::Tensor& grad, at::Tensor exp_avg, at::Tensor exp_avg_sq,
-                double lerp_weight, double beta2, double one_minus_beta2, double bias_correction2_sqrt,
-                double eps, double neg_step_size) {
-  check_operand(param, param, "the parameter");
-  check_operand(grad, param, "the gradient");
-  check_operand(exp_avg, param, "exp_avg");
-  check_operand(exp_avg_sq, param, "exp_avg_sq");
+// torch's step count: a float32 CPU tensor of one element (torch.optim's default, not capturable)
+bool takes_step(const at::Tensor& t) {
+  return t.defined() && t.layout() == at::kStrided && t.device().is_cpu() && t.scalar_type() == at::kFloat &&
+         t.numel() == 1;
+}
+
+void adam_step_(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
+                const at::Tensor& exp_avg_sq, double lerp_weight, double beta2, double one_minus_beta2,
+                double bias_correction2_sqrt, double eps, double neg_step_size) {
   const int64_t n = param.numel();
   const float* g = grad.const_data_ptr<float>();
   float* m = exp_avg.data_ptr<float>();
@@ -79,11 +86,46 @@ void adam_step_(at::Tensor param, const at::Tensor& grad, at::Tensor exp_avg, at
   }
 }
 
+// One step of Adam for every tensor i: torch.optim.adam._single_tensor_adam's scalars (capturable
+// off, lr and betas numbers) and update. Nothing is changed, and false returned, unless every
+// tensor is one the update reaches (the caller then lets torch make the step).
+bool adam_steps_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                 at::TensorList steps, at::ArrayRef<double> lrs, at::ArrayRef<double> beta1s,
+                 at::ArrayRef<double> beta2s, at::ArrayRef<double> epss) {
+  const size_t count = params.size();
+  TORCH_CHECK(grads.size() == count && exp_avgs.size() == count && exp_avg_sqs.size() == count &&
+                  steps.size() == count && lrs.size() == count && beta1s.size() == count &&
+                  beta2s.size() == count && epss.size() == count,
+              "adam_steps_: expected as many gradients, moments, steps and scalars as parameters (", count, ")");
+  for (size_t i = 0; i < count; ++i) {
+    const at::Tensor& param = params[i];
+    if (!(takes(param, param) && takes(grads[i], param) && takes(exp_avgs[i], param) &&
+          takes(exp_avg_sqs[i], param) && takes_step(steps[i]))) {
+      return false;
+    }
+  }
+  for (size_t i = 0; i < count; ++i) {
+    // step_t += 1 (a float32 addition), then step = step_t.item()
+    float* step_t = steps[i].data_ptr<float>();
+    *step_t = *step_t + 1.0f;
+    const double step = static_cast<double>(*step_t);
+    const double beta1 = beta1s[i];
+    const double beta2 = beta2s[i];
+    // Python's float ** float is C's pow: the same function here, not sqrt for ** 0.5
+    const double bias_correction1 = 1 - std::pow(beta1, step);
+    const double bias_correction2 = 1 - std::pow(beta2, step);
+    const double step_size = lrs[i] / bias_correction1;
+    adam_step_(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], 1 - beta1, beta2, 1 - beta2,
+               std::pow(bias_correction2, 0.5), epss[i], -step_size);
+  }
+  return true;
+}
+
 }  // namespace
 
 #define MEMRISTOR_MAT_LIBRARY(name, m) TORCH_LIBRARY_FRAGMENT(name, m)
 MEMRISTOR_MAT_LIBRARY(TORCH_EXTENSION_NAME, m) {
-  m.def("adam_step_(Tensor(a!) param, Tensor grad, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, float lerp_weight, "
-        "float beta2, float one_minus_beta2, float bias_correction2_sqrt, float eps, float neg_step_size) -> ()",
-        &adam_step_);
+  m.def("adam_steps_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+        "Tensor(d!)[] steps, float[] lrs, float[] beta1s, float[] beta2s, float[] epss) -> bool",
+        &adam_steps_);
 }
