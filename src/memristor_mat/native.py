@@ -11,11 +11,11 @@ What is in it, each giving the numbers of the torch code it replaces:
 
 - ``csrc/spiking_loop.cpp``: the spiking networks' time loops, for evaluation and training
   (:mod:`memristor_mat.models.spiking_loop` says why and where they apply);
-- ``csrc/statistics.cpp``: the sums behind the clipping's standard deviation
-  (:mod:`memristor_mat.statistics`);
+- ``csrc/statistics.cpp``: the sums behind the clipping's standard deviation, and the clipping in
+  one call (:mod:`memristor_mat.statistics`, :func:`memristor_mat.training.clip_weights`);
 - ``csrc/normals.cpp``: ``torch.randn``'s float32 normals from the generator's own state
   (:mod:`memristor_mat.normals`, which checks them against torch's before it uses them);
-- ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of a float32 tensor
+- ``csrc/adam.cpp``: ``torch.optim.Adam``'s default update of float32 tensors, a step's in one call
   (:mod:`memristor_mat.optim`, which checks it against torch's before it uses it);
 - ``csrc/gaussian_noise.cpp``: the study's Gaussian weight noise applied to a model's float32
   tensors in one call, with an identity gradient (:mod:`memristor_mat.noise.gaussian`, which checks
