@@ -285,3 +285,20 @@ def test_zero_grad_sets_the_gradients_to_none_or_zero(profiled):
             optimizer.zero_grad(set_to_none=set_to_none)
         for p in model.parameters():
             assert (p.grad is None) if set_to_none else torch.equal(p.grad, torch.zeros_like(p))
+
+
+def test_a_profiler_still_sees_the_step(library_calls):
+    # without a profiler or hooks the step runs without torch's wrapper; under one, with it
+    model = mlp()
+    optimizer = optim.Adam(model.parameters())
+    x, y = digits_like(32)
+    for profiled in (False, True):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        if profiled:
+            with torch.profiler.profile() as profile:
+                optimizer.step()
+            assert any(event.name == "Optimizer.step#Adam.step" for event in profile.events())
+        else:
+            optimizer.step()
+    assert len(library_calls) == 4 and optimizer.state[model[0].weight]["step"].item() == 2.0
