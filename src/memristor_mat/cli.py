@@ -19,18 +19,18 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, native, normals, optim, pipeline, runs
+from . import __version__, pipeline
 from . import methods as registry
 from .aggregation import plan_precision, summarise_tables, write_csv
-from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, load_config
-from .datasets import load_prepared
+from .datasets import load_prepared, prepare_data
 from .datasets.errors import DataError
 from .io import check_output_path
-from .models import spiking_loop
-from .noise import gaussian
 from .reporting.summary import INTERVALS, plan_text
 from .settings import MonteCarloSettings, TrainingSettings
+
+# torch (about 2 s) is imported by the commands that train, evaluate or build: the others (--help,
+# validate, list, prepare of the embedded and synthetic datasets, summarise, precision) start without it.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "build-native":
+        from . import native, normals, optim
+        from .models import spiking_loop
+        from .noise import gaussian
+
         print(native.build())
         if native.module() is not None:
             print(normals.drawer())
@@ -149,8 +153,10 @@ def _run(args: argparse.Namespace) -> None:
         for run in pipeline.model_runs(config):
             print(f"{run.task}\t{run.method}\t{run.setting_dir}\t{run.seed}\t{run.checkpoint}")
     elif args.command == "prepare":
-        runs.prepare_data(config["tasks"][_task(config, args.task)]["dataset"], args.out, raw_dir=args.raw_dir)
+        prepare_data(config["tasks"][_task(config, args.task)]["dataset"], args.out, raw_dir=args.raw_dir)
     elif args.command == "train":
+        from . import runs
+
         sweep = registry.method(args.method).sweep
         value = 0.0 if sweep is None else getattr(args, sweep)
         if value is None:
@@ -173,6 +179,9 @@ def _run(args: argparse.Namespace) -> None:
             pretrained_path=args.pretrained, device=job["device"], threads=args.threads,
         )
     elif args.command == "evaluate":
+        from . import runs
+        from .checkpoint import load_checkpoint
+
         task = _task(config, args.task or load_checkpoint(args.checkpoint).get("task"))
         kind = "devices" if args.devices else "study"
         job = (pipeline.device_evaluation_job if args.devices else pipeline.evaluate_job)(config, task)
@@ -199,10 +208,23 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         _run(args)
-    except (ConfigError, DataError, CheckpointError, ValueError, native.BuildError) as error:
+    except Exception as error:
+        if not isinstance(error, _reported_errors()):
+            raise
         print(f"memristor-mat {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """The errors a command reports in one line, without a traceback: a bad config, data,
+    checkpoint or value, a failed build. The checkpoint's and the build's are those of modules that
+    import torch: a command that did not import them cannot have raised them."""
+    errors: list[type[Exception]] = [ConfigError, DataError, ValueError]
+    for module, name in (("memristor_mat.checkpoint", "CheckpointError"), ("memristor_mat.native", "BuildError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""One job of the pipeline each: prepare data, train one model, evaluate one model (aggregation,
-which needs no torch, is in :mod:`memristor_mat.aggregation`; its names are re-exported here).
+"""One job of the pipeline each: train one model, evaluate one model. The jobs that need no torch
+live where their work is, and their names are re-exported here: fetching raw data and preparing
+a dataset (:mod:`memristor_mat.datasets`), the aggregation (:mod:`memristor_mat.aggregation`).
 
 The Snakemake scripts and the command line both call these, so a single run outside the
 workflow gives exactly the files the workflow would.
@@ -19,16 +20,16 @@ import pandas as pd
 import torch
 
 from . import methods as registry
-from . import paths, pipeline
+from . import pipeline
 from .aggregation import (ACCURACY_COLUMNS, aggregate, aggregate_devices, device_accuracy_columns,  # noqa: F401
                           read_parquet_metadata, write_csv, write_parquet)
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .datasets import prepare_dataset
-from .datasets.raw import RawData, fetch_raw
-from .datasets.splits import DatasetSplits, load_prepared, save_prepared
+from .datasets import prepare_data  # noqa: F401  (the data jobs need no torch: re-exported for the command line)
+from .datasets.raw import fetch_raw_data  # noqa: F401
+from .datasets.splits import DatasetSplits, load_prepared
 from .device import select_device
 from .evaluation import EvaluationProgress, NormalsCache, device_accuracy, monte_carlo_accuracy
-from .io import check_output_path, file_sha256, write_text_atomic
+from .io import check_output_path, file_sha256
 from .models import architecture_options, build_model
 from .pipeline import ModelRun
 from .provenance import provenance
@@ -37,32 +38,10 @@ from .training import split_threads, train
 
 log = logging.getLogger(__name__)
 
+
 def set_threads(threads: int) -> None:
     """Use exactly the cores the scheduler granted (results depend on it only through float order)."""
     torch.set_num_threads(max(1, int(threads)))
-
-
-def fetch_raw_data(raw: RawData, manifest_path: str | os.PathLike, raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
-    """Download, generate or check the raw files of ``raw`` under ``raw_dir`` (one job for every
-    task that reads them) and write their manifest: each file's path below ``raw_dir``, size and
-    SHA-256 sum, as JSON, atomically."""
-    files = fetch_raw(raw, raw_dir)
-    listed = []
-    for path in files:
-        listed.append({"path": Path(path).relative_to(raw_dir).as_posix(), "bytes": Path(path).stat().st_size,
-                       "sha256": file_sha256(path)})
-    manifest = {"dataset": raw.dataset, "key": raw.key, "options": dict(raw.options), "files": listed}
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
-    log.info("raw data %s: %d files, %.1f MB, in %s", raw.key, len(listed),
-             sum(f["bytes"] for f in listed) / 1e6, raw_dir)
-
-
-def prepare_data(dataset: dict[str, Any], out_path: str | os.PathLike, raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
-    """Build a task's dataset (``{"name": ..., "options": {...}}``) once, as an .npz file."""
-    splits = prepare_dataset(dataset["name"], raw_dir, **dataset.get("options", {}))
-    save_prepared(splits, out_path)
-    log.info("prepared %s: %d train / %d test (%s)", dataset["name"], len(splits.y_train),
-             len(splits.y_test), splits.description)
 
 
 def train_model(

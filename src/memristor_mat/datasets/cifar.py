@@ -14,7 +14,7 @@ Our part: torchvision reports every missing or damaged file with one generic Run
 * :class:`~memristor_mat.datasets.DataError` naming each file with a wrong MD5 or missing from the
   folder, or the file that does not unpickle or holds wrong shapes or labels.
 
-Then the conversion to :class:`~memristor_mat.datasets.DatasetSplits`: the official split (50,000
+Then the conversion to :class:`~memristor_mat.datasets.splits.SplitArrays`: the official split (50,000
 train / 10,000 test), pixels uint8 H x W x C -> float32 N x 3 x 32 x 32 in [0, 1] with no
 mean/std normalisation (the models normalise their own input), int64 labels (CIFAR-100: the 100
 fine labels).
@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
-from memristor_mat.datasets.splits import DatasetSplits
+from memristor_mat.datasets.splits import SplitArrays
 
 __all__ = ["build_cifar10", "build_cifar100", "fetch_cifar10", "fetch_cifar100"]
 
@@ -52,7 +51,7 @@ _PARSE_ERRORS = (
 
 @dataclass(frozen=True)
 class _Variant:
-    name: str  # registry name and DatasetSplits.name
+    name: str  # registry name and SplitArrays.name
     title: str  # for messages
     num_classes: int
     label_key: str  # the labels torchvision reads from each batch
@@ -216,7 +215,7 @@ def _unreadable(cls: type, variant: _Variant, folder: Path, train: bool, cause: 
 # --------------------------------------------------------------------------- loading
 
 
-def _load_cifar_part(variant: _Variant, root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_cifar_part(variant: _Variant, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
     """uint8 N x 3 x 32 x 32 images and int64 labels of one official split."""
     cls = _checked_cifar_class(variant.name)
     folder = root / cls.base_folder
@@ -246,21 +245,21 @@ def _load_cifar_part(variant: _Variant, root: Path, train: bool, download: bool)
         raise _unreadable(cls, variant, folder, train, str(err) or type(err).__name__) from err
     if not sound:
         raise _unreadable(cls, variant, folder, train, "wrong shapes or labels")
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # torchvision gives N x H x W x C
-    return pixels, torch.from_numpy(labels.astype(np.int64))
+    pixels = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # torchvision gives N x H x W x C
+    return pixels, labels.astype(np.int64)
 
 
-def _build_cifar(variant: _Variant, raw_dir: Path, download: bool) -> DatasetSplits:
+def _build_cifar(variant: _Variant, raw_dir: Path, download: bool) -> SplitArrays:
     train_images, train_labels = _load_cifar_part(variant, raw_dir, train=True, download=download)
     test_images, test_labels = _load_cifar_part(variant, raw_dir, train=False, download=download)
     folder = raw_dir / _checked_cifar_class(variant.name).base_folder
     classes = f"{variant.num_classes} fine classes" if variant is _CIFAR100 else f"{variant.num_classes} classes"
-    return DatasetSplits(
+    return SplitArrays(
         name=variant.name,
         # Same scaling as every other image dataset: raw intensities in [0, 1], not normalised.
-        x_train=train_images.to(torch.float32).div_(255.0),
+        x_train=train_images.astype(np.float32) / np.float32(255.0),
         y_train=train_labels,
-        x_test=test_images.to(torch.float32).div_(255.0),
+        x_test=test_images.astype(np.float32) / np.float32(255.0),
         y_test=test_labels,
         num_classes=variant.num_classes,
         description=(
@@ -289,13 +288,13 @@ def fetch_cifar100(raw_dir: Path, *, download: bool = True) -> list[Path]:
     return _fetch_cifar(_CIFAR100, Path(raw_dir), download)
 
 
-def build_cifar10(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
+def build_cifar10(raw_dir: Path, *, download: bool = True) -> SplitArrays:
     """CIFAR-10 (50,000 train / 10,000 test, 10 classes) read by torchvision from
     ``<raw_dir>/cifar-10-batches-py/``, downloaded there when missing and ``download`` is true."""
     return _build_cifar(_CIFAR10, Path(raw_dir), download)
 
 
-def build_cifar100(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
+def build_cifar100(raw_dir: Path, *, download: bool = True) -> SplitArrays:
     """CIFAR-100 (50,000 train / 10,000 test, the 100 fine labels) read by torchvision from
     ``<raw_dir>/cifar-100-python/``, downloaded there when missing and ``download`` is true."""
     return _build_cifar(_CIFAR100, Path(raw_dir), download)

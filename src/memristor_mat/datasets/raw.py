@@ -17,13 +17,21 @@ inside a package) are listed in :data:`EMBEDDED` instead; every dataset is in on
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-__all__ = ["EMBEDDED", "RAW_SOURCES", "RawData", "RawSource", "fetch_raw", "raw_data", "synthetic_setting"]
+from memristor_mat import paths
+from memristor_mat.io import file_sha256, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EMBEDDED", "RAW_SOURCES", "RawData", "RawSource", "fetch_raw", "fetch_raw_data", "raw_data",
+           "synthetic_setting"]
 
 
 def synthetic_setting(generator_seed: int, beats_per_record: int, abnormal_fraction: float) -> str:
@@ -96,3 +104,19 @@ def fetch_raw(raw: RawData, raw_dir: str | os.PathLike) -> list[Path]:
     """Download, generate or check ``raw``'s files under ``raw_dir``; the files."""
     module, function = RAW_SOURCES[raw.dataset].fetcher.split(":")
     return getattr(importlib.import_module(module), function)(Path(raw_dir), **raw.options)
+
+
+def fetch_raw_data(raw: RawData, manifest_path: str | os.PathLike, raw_dir: str | os.PathLike = paths.RAW_DIR) -> None:
+    """The fetch rule's job: download, generate or check the raw files of ``raw`` under ``raw_dir``
+    (one job for every task that reads them) and write their manifest: each file's path below
+    ``raw_dir``, size and SHA-256 sum, as JSON, atomically. Without torch, unless the fetcher needs
+    it (torchvision's)."""
+    files = fetch_raw(raw, raw_dir)
+    listed = []
+    for path in files:
+        listed.append({"path": Path(path).relative_to(raw_dir).as_posix(), "bytes": Path(path).stat().st_size,
+                       "sha256": file_sha256(path)})
+    manifest = {"dataset": raw.dataset, "key": raw.key, "options": dict(raw.options), "files": listed}
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
+    log.info("raw data %s: %d files, %.1f MB, in %s", raw.key, len(listed),
+             sum(f["bytes"] for f in listed) / 1e6, raw_dir)

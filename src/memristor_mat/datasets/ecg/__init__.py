@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -74,9 +74,7 @@ from memristor_mat.datasets.options import (
     _check_test_fraction,
 )
 from memristor_mat.datasets.raw import synthetic_setting
-
-if TYPE_CHECKING:  # torch is imported where the events become tensors: the record writer's process needs none
-    from memristor_mat.datasets.splits import DatasetSplits
+from memristor_mat.datasets.splits import SplitArrays
 
 __all__ = [
     "ANNOTATION_CHOICES",
@@ -291,22 +289,18 @@ def _synthetic_records(
     return paths, source
 
 
-def _event_splits(windows: dict[str, Any]) -> DatasetSplits:
-    """Delta-modulate the split windows into DatasetSplits of (n, T, 4) events."""
-    import torch
-
-    from memristor_mat.datasets.splits import DatasetSplits
-
+def _event_splits(windows: dict[str, Any]) -> SplitArrays:
+    """Delta-modulate the split windows into SplitArrays of (n, T, 4) events."""
     encoded = {
         part: delta_modulate(windows[f"{part}_signals"], windows["thresholds"], rule=windows["delta_rule"])
         for part in ("train", "test")
     }
-    return DatasetSplits(
+    return SplitArrays(
         name=windows["name"],
-        x_train=torch.from_numpy(encoded["train"]),
-        y_train=torch.from_numpy(windows["y_train"]),
-        x_test=torch.from_numpy(encoded["test"]),
-        y_test=torch.from_numpy(windows["y_test"]),
+        x_train=encoded["train"],
+        y_train=windows["y_train"],
+        x_test=encoded["test"],
+        y_test=windows["y_test"],
         num_classes=2,
         description=windows["description"],
     )
@@ -327,7 +321,7 @@ def build_mitbih(
     stratify: bool = True,
     annotations: str = "beats",
     delta_rule: str = "grid",
-) -> DatasetSplits:
+) -> SplitArrays:
     """MIT-BIH Arrhythmia beats (record 208 by default) as (n, window, 4) delta-modulated events.
 
     ``stratify=False, annotations="all", delta_rule="original"`` is the original study's
@@ -353,7 +347,7 @@ def build_ecg_synthetic(
     stratify: bool = True,
     annotations: str = "beats",
     delta_rule: str = "grid",
-) -> DatasetSplits:
+) -> SplitArrays:
     """The embedded demo: SYNTHETIC ECGSYN records, loaded exactly like MIT-BIH (same options)."""
     return _event_splits(ecg_windows(
         "ecg_synthetic", raw_dir, n_records=n_records, beats_per_record=beats_per_record,
