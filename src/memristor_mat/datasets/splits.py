@@ -19,12 +19,15 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memristor_mat.datasets.errors import DataError
 from memristor_mat.io import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DatasetSplits", "SplitArrays", "load_prepared", "save_prepared"]
 
@@ -65,15 +68,27 @@ class _Splits:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
 
+@dataclass(frozen=True)
 class SplitArrays(_Splits):
     """The split as numpy arrays: what the builders make and the ``.npz`` holds (no torch)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
 
     def _problem(self) -> str | None:
         return _splits_problem(self, np.ndarray, np.float32, np.int64, "numpy arrays")
 
 
+@dataclass(frozen=True)
 class DatasetSplits(_Splits):
     """The split as torch tensors: what training and evaluation read."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
 
     def _problem(self) -> str | None:
         import torch
