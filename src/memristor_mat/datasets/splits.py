@@ -19,7 +19,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -38,16 +38,20 @@ _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _META_KEYS = ("format_version", "name", "description", "num_classes")
 
 
+#: the kind of array a split holds: numpy's (SplitArrays) or torch's (DatasetSplits)
+Array = TypeVar("Array")
+
+
 @dataclass(frozen=True)
-class _Splits:
+class _Splits(Generic[Array]):
     """A train/test split of samples (float32 in [0, 1]: images N x C x H x W, or event
     sequences N x T x channels) and int64 labels, checked at construction."""
 
     name: str
-    x_train: Any
-    y_train: Any
-    x_test: Any
-    y_test: Any
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
     num_classes: int
     description: str
 
@@ -68,27 +72,15 @@ class _Splits:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
 
-@dataclass(frozen=True)
-class SplitArrays(_Splits):
+class SplitArrays(_Splits[np.ndarray]):
     """The split as numpy arrays: what the builders make and the ``.npz`` holds (no torch)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
     def _problem(self) -> str | None:
         return _splits_problem(self, np.ndarray, np.float32, np.int64, "numpy arrays")
 
 
-@dataclass(frozen=True)
-class DatasetSplits(_Splits):
+class DatasetSplits(_Splits["torch.Tensor"]):
     """The split as torch tensors: what training and evaluation read."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
 
     def _problem(self) -> str | None:
         import torch
