@@ -4,7 +4,8 @@ This package's ``__init__`` is the registry: which datasets exist (:data:`DATASE
 schema of each one's options (:data:`DATASET_OPTIONS`) and :func:`prepare_dataset`. It imports
 no torch: the workflow reads the names and schemas when it parses the config, and a builder is
 imported when it is first looked up. The builders of the embedded and synthetic datasets import
-none either, so the jobs that prepare them (:func:`prepare_data`) start without it. The rest lives in the modules:
+none either, so the jobs that prepare them (:func:`prepare_data`) start without it. The rest
+lives in the modules:
 
 * :mod:`~memristor_mat.datasets.splits` - :class:`SplitArrays` (numpy: what the builders make),
   :class:`DatasetSplits` (torch tensors over the same memory: what training reads) and the
