@@ -7,6 +7,9 @@ figures, asserts nothing.
    the threads) and without it (the network alone).
 2. Monte-Carlo evaluation throughput (images x draws per second) at one noise level, one draw at
    a time and with draws stacked under torch.vmap.
+3. The augmentation alone on one thread (images per second, batches of 128, alternated in
+   rounds): torchvision's transforms image by image, and ``augment_images`` on the batch, with
+   whether the two gave the same pixels.
 
 Both in each memory format of the image batches (``training.memory_format`` /
 ``evaluation.memory_format``: N C H W ``contiguous``, N H W C ``channels_last``), with, for the
@@ -19,6 +22,7 @@ not depend on what the pixels show).
 
     python benchmarks/bench_cnn.py [--threads 2] [--train-batches 6] [--eval-images 256] [--draws 4]
                                    [--memory-formats contiguous,channels_last]
+                                   [--parts training evaluation augmentation]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 
 import torch
 
+from memristor_mat.augmentation import augment_images, make_augmentation
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
 from memristor_mat.device import in_memory_format, select_device
 from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
@@ -36,6 +41,7 @@ from memristor_mat.settings import MEMORY_FORMATS, MonteCarloSettings, TrainingS
 from memristor_mat.training import split_threads, train
 
 AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 10}
+PARTS = ("training", "evaluation", "augmentation")
 
 
 def standin(n_train: int, n_test: int) -> DatasetSplits:
@@ -95,6 +101,25 @@ def largest_logit_difference(data, device, memory_formats) -> float:
     return max(float((other - logits[0]).abs().max()) for other in logits)
 
 
+def augmentation_images_per_second(images: torch.Tensor, spec: dict, rounds: int = 5) -> tuple[dict, bool]:
+    """Images per second of the augmentation ``spec`` on batches of 128, image by image
+    (torchvision) and batched (``augment_images``), the best of ``rounds`` alternated rounds;
+    and whether the two gave the same pixels."""
+    transform = make_augmentation(spec, images.shape[-2:])
+    batches = images.split(128)
+    ways = {"image by image": lambda batch: torch.stack([transform(image) for image in batch]),
+            "batched": lambda batch: augment_images(transform, batch)}
+    best, outputs = {}, {}
+    for _ in range(rounds):
+        for way, augment in ways.items():
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            outputs[way] = [augment(batch) for batch in batches]
+            best[way] = max(best.get(way, 0.0), len(images) / (time.perf_counter() - start))
+    same = all(torch.equal(a, b) for a, b in zip(*outputs.values()))
+    return best, same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -104,6 +129,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--memory-formats", default=",".join(MEMORY_FORMATS),
                         help="comma-separated layouts of the image batches to compare")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     args = parser.parse_args()
     formats = args.memory_formats.split(",")
     device = select_device(args.device)
@@ -112,24 +138,46 @@ def main() -> None:
     print(f"MobileNetV2 cifar_specs, {sum(p.numel() for p in mobilenet_v2_cifar().parameters()):,} parameters; "
           f"device {device}, {args.threads} threads, torch {torch.__version__}")
 
+    if "training" in args.parts:
+        print_training(data, device, args.threads, formats)
+    if "evaluation" in args.parts:
+        print_evaluation(data, device, args.eval_images, args.draws, formats)
+    if "augmentation" in args.parts:
+        print_augmentation(data, args.threads)
+
+
+def print_augmentation(data, threads: int) -> None:
+    torch.set_num_threads(1)
+    print("\nAugmentation alone, one thread, batches of 128 (images/s, the best of 5 alternated rounds)")
+    for label, spec in (("flip + rotation", AUGMENTATION), ("flip + rotation + crop", {**AUGMENTATION, "crop_padding": 4})):
+        rates, same = augmentation_images_per_second(data.x_train, spec)
+        print(f"  {label:24s} image by image {rates['image by image']:8.0f}   "
+              f"batched {rates['batched']:8.0f}   {rates['batched'] / rates['image by image']:.1f}x   "
+              f"the same pixels: {same}")
+    torch.set_num_threads(threads)
+
+
+def print_training(data, device, threads: int, formats) -> None:
     print("\nTraining, batch 128 (images/s; the faster of epochs 2 and 3, without their test pass)")
     precisions = [None] + (["bfloat16"] if device.type == "cuda" else [])
     for mixed_precision in precisions:
         for augmentation in (None, AUGMENTATION):
             for memory_format in formats:
-                rates = {method: training_images_per_second(data, method, augmentation, device, args.threads,
+                rates = {method: training_images_per_second(data, method, augmentation, device, threads,
                                                             mixed_precision, memory_format)
                          for method in ("vanilla", "mat")}
                 print(f"  {'augmented' if augmentation else 'no augmentation':16s} {mixed_precision or 'float32':9s} "
                       f"{memory_format:13s}  vanilla {rates['vanilla']:8.1f}   mat {rates['mat']:8.1f}   "
                       f"mat / vanilla time {rates['vanilla'] / rates['mat']:.2f}x")
 
-    print(f"\nMonte-Carlo evaluation, {args.eval_images} test images x {args.draws} draws at 5 % (images x draws / s)")
-    for draws_per_chunk, batch_size in ((1, 128), (1, args.eval_images), (args.draws, 128)):
+
+def print_evaluation(data, device, eval_images: int, draws: int, formats) -> None:
+    print(f"\nMonte-Carlo evaluation, {eval_images} test images x {draws} draws at 5 % (images x draws / s)")
+    for draws_per_chunk, batch_size in ((1, 128), (1, eval_images), (draws, 128)):
         mode = "one draw at a time" if draws_per_chunk == 1 else f"{draws_per_chunk} draws vmapped"
         counts = {}
         for memory_format in formats:
-            rate, counts[memory_format] = monte_carlo_images_per_second(data, device, args.draws, draws_per_chunk,
+            rate, counts[memory_format] = monte_carlo_images_per_second(data, device, draws, draws_per_chunk,
                                                                         batch_size, memory_format)
             print(f"  {mode:20s} batch {batch_size:5d} {memory_format:13s}: {rate:9.1f}")
         if len(formats) > 1:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memristor_mat import device as device_module
-from memristor_mat.augmentation import augmented_batches, make_augmentation
+from memristor_mat.augmentation import augment_images, augmented_batches, make_augmentation
 from memristor_mat.device import select_device
 from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import autocast_dtype, split_threads
@@ -61,6 +61,132 @@ def test_rotation_stays_within_the_configured_angle():
         columns = out[0].nonzero()[:, 1].float()
         # tan(10 deg) * 12 rows from the centre = 2.1 columns
         assert columns.min() >= 15 - 3 and columns.max() <= 16 + 3
+
+
+def image_by_image(transform, x, seed):
+    """torchvision's transform image by image (what augment_images must equal), and the
+    generator's next number after it (the draws must match in count too)."""
+    torch.manual_seed(seed)
+    out = torch.stack([transform(image) for image in x])
+    return out, torch.rand(1)
+
+
+def batched(transform, x, seed):
+    torch.manual_seed(seed)
+    out = augment_images(transform, x)
+    return out, torch.rand(1)
+
+
+def rotation(degrees, **options):
+    from torchvision.transforms import v2
+    return v2.Compose([v2.RandomRotation(degrees, **options)])
+
+
+BILINEAR = {"interpolation": "bilinear"}  # reads the grid's exact coordinates: a grid off by one ulp shows
+
+
+@pytest.mark.parametrize("spec", [{"horizontal_flip": True}, {"rotation_degrees": 10}, {"crop_padding": 4},
+                                  {"horizontal_flip": True, "rotation_degrees": 10},
+                                  {"horizontal_flip": True, "rotation_degrees": 10, "crop_padding": 4}])
+@pytest.mark.parametrize("n", [1, 64])
+def test_batched_augmentation_is_torchvisions_image_by_image_bit_for_bit(spec, n):
+    x, _ = images(n, seed=n)
+    transform = make_augmentation(spec, (32, 32))
+    for seed in range(25):
+        ours, after_ours = batched(transform, x, seed)
+        theirs, after_theirs = image_by_image(transform, x, seed)
+        assert torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs), seed
+
+
+@pytest.mark.parametrize("transform, shape, dtype", [
+    (rotation(180, **BILINEAR), (3, 28, 36), torch.float32),       # not square, any angle
+    (rotation(30, fill=0.5, **BILINEAR), (3, 32, 32), torch.float32),  # the corners filled with grey
+    (rotation(30, fill=[0.1, 0.2, 0.3]), (3, 32, 32), torch.float32),
+    (rotation(30), (3, 32, 32), torch.float64),
+    (rotation(30, **BILINEAR), (3, 32, 32), torch.uint8),          # integer images: sampled in float32, rounded
+])
+def test_batched_rotation_matches_for_other_shapes_fills_and_types(transform, shape, dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand((48, *shape), generator=g) * 255).to(dtype) if dtype == torch.uint8 else \
+        torch.rand((48, *shape), generator=g, dtype=dtype)
+    for seed in range(10):
+        ours, after_ours = batched(transform, x, seed)
+        theirs, after_theirs = image_by_image(transform, x, seed)
+        assert ours.dtype == dtype and torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs), seed
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 28, 36)])
+def test_batched_rotation_takes_torchvisions_shortcuts_where_it_does(shape):
+    # rotate_image copies the image at 0 degrees and turns it by 90-degree steps (at 90 and 270
+    # on square images only) without sampling; one batch may take both routes
+    from torchvision.transforms.v2 import functional as F
+    from memristor_mat.augmentation import _rotate_images
+
+    angles = [0.0, 7.25, 90.0, 180.0, -3.5, 270.0, -90.0, 360.0, 450.0, 12.0]
+    x = torch.rand((len(angles), *shape), generator=torch.Generator().manual_seed(2))
+    for options in ({}, BILINEAR):
+        transform = rotation(10, **options).transforms[0]
+        ours = _rotate_images(transform, x, [{"angle": angle} for angle in angles])
+        theirs = torch.stack([F.rotate(image, angle, interpolation=transform.interpolation, fill=0.0)
+                              for image, angle in zip(x, angles)])
+        assert torch.equal(ours, theirs)
+    for angle in (0, 90, 180, 270):  # and through the transform, every image at the same angle
+        transform = rotation((angle, angle), **BILINEAR)
+        assert torch.equal(batched(transform, x, 0)[0], image_by_image(transform, x, 0)[0])
+
+
+def test_transforms_not_batched_here_run_image_by_image():
+    from torchvision.transforms import v2
+
+    class TiltedRotation(v2.RandomRotation):  # a subclass may draw or transform otherwise
+        def make_params(self, flat_inputs):
+            return {"angle": 5.0 + torch.rand(1).item()}
+
+    x, _ = images(16)
+    for transform in (v2.Compose([v2.RandomHorizontalFlip(), v2.ColorJitter(brightness=0.5)]),
+                      v2.Compose([v2.RandomRotation((30, 30), expand=True)]),  # one angle: one size
+                      v2.Compose([v2.RandomRotation(10, center=[3, 4])]),
+                      v2.Compose([v2.RandomCrop((24, 24))]),
+                      v2.Compose([TiltedRotation(10)]),
+                      v2.RandomRotation(10)):
+        ours, after_ours = batched(transform, x, 0)
+        theirs, after_theirs = image_by_image(transform, x, 0)
+        assert torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs), transform
+
+
+def test_without_torchvisions_grid_helpers_every_batch_runs_image_by_image(monkeypatch, caplog):
+    # the helpers are private to torchvision: a release without them must still augment
+    import builtins
+
+    from memristor_mat import augmentation
+
+    real_import = builtins.__import__
+
+    def without_helpers(name, *args, **kwargs):
+        if name == "torchvision.transforms.v2.functional._geometry":
+            raise ImportError("moved", name=name)
+        return real_import(name, *args, **kwargs)
+
+    augmentation._torchvision_grid_helpers.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", without_helpers)
+    try:
+        transform = make_augmentation({"horizontal_flip": True, "rotation_degrees": 10}, (32, 32))
+        x, _ = images(8)
+        with caplog.at_level(logging.WARNING, logger="memristor_mat.augmentation"):
+            ours = batched(transform, x, 0)
+        assert "augmenting image by image" in caplog.text
+    finally:
+        monkeypatch.undo()
+        augmentation._torchvision_grid_helpers.cache_clear()
+    theirs = image_by_image(transform, x, 0)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert augmentation._torchvision_grid_helpers() is not None
+
+
+def test_an_empty_batch_stays_empty():
+    x = torch.empty((0, 3, 32, 32))
+    out = augment_images(make_augmentation({"horizontal_flip": True, "rotation_degrees": 10}, (32, 32)), x)
+    assert out.shape == x.shape
 
 
 @pytest.mark.parametrize("spec, message", [({"flip": True}, "unknown augmentation"),
