@@ -181,15 +181,14 @@ def _rotate_images(rotation, images: torch.Tensor, params: list[dict]) -> torch.
         theta = torch.tensor(matrix, dtype=dtype, device=images.device).reshape(1, 2, 3)
         grids.append(base.bmm(theta.transpose(1, 2).div_(half_size)))
         sampled.append(number)
+    grid = torch.cat(grids).view(len(sampled), height, width, 2) if grids else None
     if not shortcut:
-        grid = torch.cat(grids).view(len(sampled), height, width, 2)
         return _apply_grid_transform(images, grid, interpolation.value, fill=fill)
     rotated = torch.empty_like(images)
     for number in shortcut:
         rotated[number] = F.rotate_image(images[number], params[number]["angle"], interpolation=interpolation, fill=fill)
     if sampled:
         chosen = torch.tensor(sampled)
-        grid = torch.cat(grids).view(len(sampled), height, width, 2)
         rotated[chosen] = _apply_grid_transform(images[chosen], grid, interpolation.value, fill=fill)
     return rotated
 
