@@ -48,3 +48,16 @@ def test_interval_coverage_runs_and_reports_both_rules(monkeypatch, capsys):
     assert len(rows) == len(module.DESIGNS) * len(module.SDS)
     assert all(line.count("%") == 2 for line in rows)
     assert lines[-1].startswith("lowest coverage: pooled ")
+
+
+def test_job_overhead_counts_snakemakes_benchmark_samples(monkeypatch):
+    # Snakemake samples a job at its start, every 0.5 s until 30 samples, then every 30 s
+    # (snakemake.benchmark): the count that prices its sampling per job
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("job_overhead")
+    try:
+        counts = {seconds: module.samples_in(seconds) for seconds in (0, 0.4, 0.5, 14.75, 15, 44.9, 45, 100)}
+    finally:
+        sys.modules.pop("job_overhead", None)
+        sys.modules.pop("demo_time", None)
+    assert counts == {0: 1, 0.4: 1, 0.5: 2, 14.75: 30, 15: 31, 44.9: 31, 45: 32, 100: 32 + 1}

@@ -92,11 +92,13 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
         "evaluation": lambda: any((killed_dir / "results/progress/evaluation").rglob("model-*.json")),
         "a notebook": lambda: (killed_dir / "results/notebooks/mnist_figures.ipynb").exists(),
     }
-    for point, ready in kill_points.items():
+    for index, (point, ready) in enumerate(kill_points.items()):
         start_and_kill_when(argv, point, ready)
-        # the same command stops at the killed run's stale lock, before any job, and says how
-        blocked = run(argv)
-        assert blocked.returncode != 0 and "--unlock" in blocked.stdout + blocked.stderr, point
+        if index == 0:
+            # the same command stops at the killed run's stale lock, before any job, and says how
+            # (Snakemake checks its lock before it looks at any job: once shows it for every point)
+            blocked = run(argv)
+            assert blocked.returncode != 0 and "--unlock" in blocked.stdout + blocked.stderr, point
         assert run([*argv, "--unlock"]).returncode == 0
     final = run(argv)
     assert final.returncode == 0, final.stderr[-3000:]

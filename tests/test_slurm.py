@@ -193,12 +193,16 @@ def small_config(with_broken_task: bool) -> dict:
     config["tasks"] = {"mnist": task}
     if with_broken_task:
         # full MNIST, download forbidden and no files on disk: its fetch job fails. Two models
-        # that train side by side (the figures need vanilla) and no device evaluation: the rerun
-        # only has to show that the rest gets finished.
+        # (the figures need vanilla) and no device evaluation: the rerun only has to show that
+        # the rest gets finished.
         broken = yaml.safe_load(yaml.safe_dump(task))
         broken["dataset"] = {"name": "mnist", "options": {"download": False}}
         broken["methods"] = {"vanilla": {}, "mat_scratch": {"sigma_train": [0.2]}}
         broken["figures"].update(headline_method="mat_scratch", headline_sigma_train=0.2)
+        # its two models in one training and one evaluation job: what the rerun shows does not
+        # depend on the layout (the first task's covers a job per model), and every queued job
+        # pays two Snakemake start-ups inside it (the plugin's sbatch job, then its srun step)
+        broken["resources"].update(train_jobs="per_task", evaluate_jobs="per_task")
         for key in ("devices", "device_draws"):
             broken["evaluation"].pop(key, None)
         config["tasks"]["broken"] = broken
