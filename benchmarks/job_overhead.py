@@ -11,7 +11,7 @@ Each row below runs in new processes (best of ``--repeats``; CPU seconds = user 
 child); from torch on, each row adds one piece to the one above it.
 
 Snakemake itself pays for every job's ``benchmark:`` file: while the job runs, its process
-samples the job's process tree (psutil; the memory's USS and PSS read from ``/proc/<pid>/smaps``,
+samples the job's process tree (psutil; the memory's USS and PSS from ``/proc/<pid>/smaps_rollup``,
 which walks the process's page tables), twice a second for the first 15 s, then every 30 s. The
 last row prices one sample of a job that has imported torch, taken by Snakemake's own
 ``benchmarked`` in this process.
