@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from conftest import killed_in_epoch, toy_data
 
-from memristor_mat import quantization, training
+from memristor_mat import native, quantization, training
 from memristor_mat.checkpoint import load_checkpoint
 from memristor_mat.device import derive_seed, generator
 from memristor_mat.methods.qat import QuantizationHooks
@@ -696,3 +696,30 @@ def test_level_index_is_bucketize_for_every_level_count_and_tie():
     w = torch.randn(50, generator=g)
     for boundaries in (torch.tensor([float("nan"), float("nan")]), torch.tensor([0.0, float("inf")])):
         assert torch.equal(quantization._level_index(w, boundaries), torch.bucketize(w, boundaries))
+
+
+def test_the_libraries_quantisation_is_the_python_paths_for_every_level_count_and_tie(compiled, monkeypatch):
+    # csrc/quantization.cpp against the comparisons and index_select of the Python path, with
+    # weights on every boundary (they go to the lower level), infinite and huge weights, ragged
+    # tails of its blocks and sizes on both sides of its threads' grain
+    g = torch.Generator().manual_seed(13)
+    for n_levels in (2, 3, 4, 5, 8, 16, 17, 32, 64):
+        levels = torch.linspace(-1.5, 2.0, n_levels)
+        boundaries = (levels[:-1] + levels[1:]) / 2
+        for size in (1, 255, 257, 100_352, 70_001):
+            w = torch.randn(size, generator=g)
+            w[: 2 * len(boundaries)] = boundaries.repeat(2)[:size]
+            w[-3:] = torch.tensor([float("inf"), float("-inf"), 1e30])[-min(3, size):]
+            ours = compiled.quantize_to_levels(w, levels, boundaries)
+            theirs = levels.index_select(0, quantization._level_index(w, boundaries).reshape(-1))
+            assert identical(ours, theirs), (n_levels, size)
+            assert identical(ours, levels[torch.bucketize(w, boundaries)])
+    # quantize() takes it for contiguous float32 CPU tensors: the same tensors as without it
+    w = torch.randn(128, 784, generator=g) * 0.05
+    with_library = [quantize(w, n) for n in (2, 4, 16, 32)]
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "python")
+    assert all(identical(a, quantize(w, n)) for a, n in zip(with_library, (2, 4, 16, 32)))
+    with pytest.raises(RuntimeError, match="contiguous float32 CPU tensor"):
+        compiled.quantize_to_levels(w.t(), torch.zeros(2), torch.zeros(1))
+    with pytest.raises(RuntimeError, match="n float32 levels and n - 1 boundaries"):
+        compiled.quantize_to_levels(w, torch.zeros(3), torch.zeros(1))

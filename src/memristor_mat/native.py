@@ -20,6 +20,9 @@ What is in it, each giving the numbers of the torch code it replaces:
 - ``csrc/gaussian_noise.cpp``: the study's Gaussian weight noise applied to a model's float32
   tensors in one call, with an identity gradient (:mod:`memristor_mat.noise.gaussian`, which checks
   it against torch's expression before it uses it).
+- ``csrc/quantization.cpp``: QAT's quantisation of a float32 tensor to its levels in one pass
+  (:func:`memristor_mat.quantization.quantize`; comparisons and copies, so torch's numbers however
+  it is compiled).
 
 Where the numbers rest on how torch's build compiled its kernels (which multiply-adds its compiler
 fused: the normals, Adam's update, the noisy weights, the spiking evaluation loop's updates) or on
@@ -225,8 +228,8 @@ def _loaded(mode: str):
             if mode == "auto":
                 warnings.warn(
                     f"the package's C++ operators (the spiking networks' time loops, the clipping's sums, the "
-                    f"noise's normals, Adam's update, the Gaussian weight noise) did not build ({_failure}); "
-                    f"torch's and Python's code runs instead (the same numbers, slower). Set "
+                    f"noise's normals, Adam's update, the Gaussian weight noise, QAT's quantisation) did not build "
+                    f"({_failure}); torch's and Python's code runs instead (the same numbers, slower). Set "
                     f"{ENVIRONMENT_VARIABLE}=python to skip the build.",
                     RuntimeWarning,
                     stacklevel=3)

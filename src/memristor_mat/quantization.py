@@ -46,6 +46,8 @@ import math
 import numpy as np
 import torch
 
+from . import native
+
 #: the percentiles that span the levels (SPEC §2.1)
 LOW_QUANTILE, HIGH_QUANTILE = 0.01, 0.99
 
@@ -249,9 +251,15 @@ def _level_index(weight: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor
 
 @torch.no_grad()
 def quantize(weight: torch.Tensor, n_levels: int) -> torch.Tensor:
-    """``weight`` with every element replaced by its nearest level (a new tensor)."""
+    """``weight`` with every element replaced by its nearest level (a new tensor). A contiguous
+    float32 CPU tensor goes through the C++ library in one pass (``csrc/quantization.cpp``: the
+    same comparisons and the same elements, so the same numbers), where it is built."""
     levels = quantization_levels(weight, n_levels).to(weight.dtype)
     boundaries = (levels[:-1] + levels[1:]) / 2
+    compiled = native.cpu_module(weight)
+    if (compiled is not None and weight.dtype == torch.float32 and weight.layout == torch.strided
+            and weight.is_contiguous() and bool(torch.isfinite(boundaries).all())):
+        return compiled.quantize_to_levels(weight, levels, boundaries)
     # bucketize (right=False): index i with boundaries[i-1] < w <= boundaries[i], so a weight on
     # a boundary takes the lower level; below the first boundary 0, above the last n - 1
     index = _level_index(weight, boundaries)
