@@ -241,7 +241,7 @@ def test_the_library_sources_ship_with_the_package():
 
     root = Path(__file__).resolve().parents[1]
     assert {source.name for source in native.SOURCES} == {"adam.cpp", "gaussian_noise.cpp", "normals.cpp",
-                                                           "spiking_loop.cpp", "statistics.cpp"}
+                                                           "quantization.cpp", "spiking_loop.cpp", "statistics.cpp"}
     package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     package = Path(native.__file__).parent
     for source in native.SOURCES:
