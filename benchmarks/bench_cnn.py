@@ -39,6 +39,7 @@ from memristor_mat.evaluation import clean_accuracy, monte_carlo_accuracy
 from memristor_mat.models.cnn import mobilenet_v2_cifar
 from memristor_mat.settings import MEMORY_FORMATS, MonteCarloSettings, TrainingSettings
 from memristor_mat.training import split_threads, train
+from timing import job_process
 
 AUGMENTATION = {"horizontal_flip": True, "rotation_degrees": 10}
 PARTS = ("training", "evaluation", "augmentation")
@@ -136,7 +137,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = standin(128 * args.train_batches, args.eval_images)
     print(f"MobileNetV2 cifar_specs, {sum(p.numel() for p in mobilenet_v2_cifar().parameters()):,} parameters; "
-          f"device {device}, {args.threads} threads, torch {torch.__version__}")
+          f"device {device}, {args.threads} threads, torch {torch.__version__}, {job_process()}")
 
     if "training" in args.parts:
         print_training(data, device, args.threads, formats)

@@ -51,7 +51,7 @@ from memristor_mat.noise import (GaussianWeightNoise, NoisyModel, PrefetchedNorm
                                  noisy_parameter_names)
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import clip_weights, train
-from timing import best_of, matmul_peak_gflops, warm_median
+from timing import best_of, job_process, matmul_peak_gflops, warm_median
 
 
 def test_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,6 +379,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
                         help="which parts to run (default: all, in this order)")
     args = parser.parse_args()
+    print(f"torch {torch.__version__}, {job_process()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     for part in PARTS:

@@ -48,7 +48,7 @@ from memristor_mat.models.snn import RecurrentSNN
 from memristor_mat.noise import GaussianWeightNoise, noisy_parameter_names
 from memristor_mat.settings import MonteCarloSettings, TrainingSettings
 from memristor_mat.training import train
-from timing import matmul_peak_gflops
+from timing import job_process, matmul_peak_gflops
 
 STEPS, CHANNELS, HIDDEN, CLASSES, BATCH, TEST_WINDOWS = 250, 4, 100, 2, 16, 1519
 VARIANTS = (("original", "spiking"), ("original", "tanh"), ("normalised", "spiking"))
@@ -361,7 +361,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {job_process()}")
     if not args.skip_training:
         bench_training(args)
     bench_monte_carlo(args)

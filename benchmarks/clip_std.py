@@ -26,7 +26,7 @@ from memristor_mat import native, statistics, training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
-from timing import compare_epochs, old_new_arguments, paper_task_model, per_call  # noqa: E402
+from timing import compare_epochs, job_process, old_new_arguments, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 K_STD = 2.5  # SPEC §2.1's clipping bound in standard deviations
@@ -60,7 +60,7 @@ def main() -> None:
 
     config, data, arch, options, net = paper_task_model(args.config, args.task)
     parameters = [p for p in net.parameters()]
-    print(f"torch {torch.__version__}; {arch} {tuple(p.numel() for p in parameters)} parameters, k_std {K_STD}")
+    print(f"torch {torch.__version__}, {job_process()}; {arch} {tuple(p.numel() for p in parameters)} parameters, k_std {K_STD}")
     for threads in (1, 2):
         torch.set_num_threads(threads)
         print(f"per call, {threads} thread(s) (best of 5 x {args.repeats}), microseconds of wall time:")

@@ -26,7 +26,7 @@ from memristor_mat.noise import draw_normals, noisy_parameter_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES  # noqa: E402  (MNIST's size)
-from timing import compare_epochs, old_new_arguments, paper_task_model, per_call  # noqa: E402
+from timing import compare_epochs, job_process, old_new_arguments, paper_task_model, per_call  # noqa: E402
 
 N_TRAIN = IMAGE_SIZES["mnist"][0]
 
@@ -69,7 +69,7 @@ def main() -> None:
     named = dict(net.named_parameters())
     shapes = {name: named[name].shape for name in noisy_parameter_names(net)}
     generator = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}; {arch}; "
+    print(f"torch {torch.__version__}, {job_process()}, CPU capability {torch.backends.cpu.get_cpu_capability()}; {arch}; "
           f"per call, 1 thread (best of 5 x {args.repeats}), microseconds of wall time:")
     print(f"  {'draw':16s} {'normals':>9s} {'torch.randn':>11s} {'library':>8s} {'speed-up':>8s}  identical")
 

@@ -63,7 +63,7 @@ import time
 import torch
 import yaml
 from job_overhead import RULE_STAGE, STAGES, best
-from timing import warm_median
+from timing import job_process, warm_median
 
 from memristor_mat import pipeline
 from memristor_mat.config import load_config
@@ -72,7 +72,7 @@ from memristor_mat.device import select_device
 from memristor_mat.evaluation import device_accuracy, monte_carlo_accuracy
 from memristor_mat.models import architecture_options, build_model
 from memristor_mat.noise import make_noise_model
-from memristor_mat.runs import set_threads
+from memristor_mat.runs import prepare_process
 from memristor_mat.settings import TrainingSettings
 from memristor_mat.training import split_threads, train
 
@@ -239,7 +239,7 @@ def main() -> None:
     print(f"{args.config}, task {args.task}: {len(runs)} models on {device}; data {real_train:,} / {real_test:,} "
           f"samples of {tuple(data.input_shape)}, {sample}; {evaluation.draws} draws x "
           f"{len(evaluation.sigma_inference)} levels; threads per job: training {threads['train']}, evaluation "
-          f"{threads['evaluate']}" + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
+          f"{threads['evaluate']}; {job_process()}" + (f"; optimizer options added: {extra_optimizer}" if extra_optimizer else ""))
     def evaluation_seconds(evaluate, model, settings, passes) -> tuple[float, int]:
         """Seconds of ``evaluate`` (one model, ``settings``) timed on ``--draws`` draws, scaled up
         by the passes; and the draws timed. On part of the test set it is timed on that part and
@@ -274,7 +274,7 @@ def main() -> None:
             measured = dataclasses.replace(measured, noisy_updates=dataclasses.replace(
                 measured.noisy_updates, last_epochs=args.epochs))
         compute_threads, data_workers = split_threads(threads["train"], device, measured.augmentation is not None)
-        set_threads(compute_threads)  # as runs.train_model gives a training job its threads
+        prepare_process(compute_threads)  # as runs.train_model sets up a training job's process
         torch.manual_seed(run.seed)
         model = build_model(arch, **options)
         result = train(model, data, measured, device=device, progress=False, data_workers=data_workers)
@@ -283,7 +283,7 @@ def main() -> None:
         epoch_seconds[method] = (seconds, full.epochs)
         print(f"  train {method:14s} {seconds:7.2f} s/epoch x {full.epochs:3d} epochs = {seconds * full.epochs:8.1f} s per model")
         if eval_seconds is None:
-            set_threads(threads["evaluate"])
+            prepare_process(threads["evaluate"])
             eval_seconds, timed_draws = evaluation_seconds(monte_carlo_accuracy, result.model, evaluation, study_passes)
             scaled = f", {timed_draws} timed" if timed_draws < evaluation.draws else ""
             print(f"  evaluate one model            {eval_seconds:8.1f} s ({evaluation.draws} draws x "

@@ -32,7 +32,7 @@ from memristor_mat.training import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_scale import IMAGE_SIZES, real_size_images  # noqa: E402  (the same data and epoch timing)
-from timing import per_call  # noqa: E402
+from timing import job_process, per_call  # noqa: E402
 
 #: training images of MNIST, whose epochs the paper grid runs
 N_TRAIN = IMAGE_SIZES["mnist"][0]
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="epochs timed per case (the best is shown)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the workflow's training jobs get one thread each
-    print(f"torch {torch.__version__}, 1 thread; {args.levels} levels")
+    print(f"torch {torch.__version__}, 1 thread, {job_process()}; {args.levels} levels")
 
     torch.manual_seed(0)
     net = build_model("mlp", input_size=784, hidden_sizes=[128], num_classes=10, bias=False)

@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from memristor_mat.allocator import retain_freed_memory
+
 
 def best_of(function, repeats: int) -> float:
     """Seconds of the fastest of ``repeats`` calls of ``function``, after one warm-up call."""
@@ -40,6 +42,13 @@ def warm_median(seconds: list[float]) -> float:
     what a job pays once: the first step's kernels chosen, ``torch._dynamo`` imported by the
     first optimiser step)."""
     return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+def job_process() -> str:
+    """Set this benchmark's process up as a job's memory is (:func:`memristor_mat.runs.prepare_process`:
+    the memory it frees kept in the process, unless ``MEMRISTOR_MAT_RETAIN_MEMORY=0``); the words
+    for its header."""
+    return "freed memory kept in the process" if retain_freed_memory() else "glibc's malloc defaults"
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:

@@ -182,7 +182,13 @@ def pytest_configure(config):
     on two workers took 3.1x the CPU seconds they take with a thread per worker,
     benchmarks/README.md). Tests that need a thread count set it themselves and restore it; the
     workflow's jobs set theirs from the rules' ``threads``.
+
+    Every test process keeps the memory it frees, as every job's process does
+    (:func:`memristor_mat.runs.prepare_process`), whichever test runs first.
     """
+    from memristor_mat.allocator import retain_freed_memory
+
+    retain_freed_memory()
     threads = this_workers_threads()
     if threads is not None:
         import torch

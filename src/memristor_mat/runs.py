@@ -23,6 +23,7 @@ from . import methods as registry
 from . import pipeline
 from .aggregation import (ACCURACY_COLUMNS, aggregate, aggregate_devices, device_accuracy_columns,  # noqa: F401
                           read_parquet_metadata, write_csv, write_parquet)
+from .allocator import retain_freed_memory
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .datasets import prepare_data  # noqa: F401  (the data jobs need no torch: re-exported for the command line)
 from .datasets.raw import fetch_raw_data  # noqa: F401
@@ -39,9 +40,13 @@ from .training import split_threads, train
 log = logging.getLogger(__name__)
 
 
-def set_threads(threads: int) -> None:
-    """Use exactly the cores the scheduler granted (results depend on it only through float order)."""
+def prepare_process(threads: int) -> None:
+    """Set this process up for a job's computation: exactly the cores the scheduler granted
+    (results depend on them only through float order), and the memory it frees kept for its next
+    allocations (:func:`memristor_mat.allocator.retain_freed_memory`: no page faults; the same
+    numbers)."""
     torch.set_num_threads(max(1, int(threads)))
+    retain_freed_memory()
 
 
 def train_model(
@@ -66,7 +71,7 @@ def train_model(
     loaded (a job of several models reads it once)."""
     torch_device = select_device(device)
     compute_threads, data_workers = split_threads(threads, torch_device, settings.augmentation is not None)
-    set_threads(compute_threads)
+    prepare_process(compute_threads)
     data = data if data is not None else load_prepared(data_path)
     arch = model_config["arch"]
     options = architecture_options(arch, model_config, data.input_shape, data.num_classes)
@@ -216,7 +221,7 @@ def evaluate_models(
     if not checkpoint_paths:
         raise ValueError("no checkpoints to evaluate")
     evaluate, columns = EVALUATIONS[kind]
-    set_threads(threads)
+    prepare_process(threads)
     torch_device = select_device(device)
     data = load_prepared(data_path)
     tables, commits = [], []
