@@ -393,10 +393,12 @@ def test_other_readout_shapes_give_the_python_loops_logits(compiled, monkeypatch
 
 
 def test_the_loop_applies_to_float32_cpu_with_a_draw_per_thread(monkeypatch):
-    x, w = torch.zeros(2, 5, 4), torch.zeros(4, 3)
-    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     threads = torch.get_num_threads()
+    x, w = torch.zeros(2, 5, 4), torch.zeros(threads, 4, 3)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     assert spiking_loop.applies(x, (w,), draws=threads)
+    # a weight shared by the draws: one product of all their rows in Python's loop
+    assert not spiking_loop.applies(x, (w, w[0]), draws=threads)
     assert not spiking_loop.applies(x.double(), (w.double(),), draws=threads)
     if threads > 1:
         assert not spiking_loop.applies(x, (w,), draws=threads - 1)

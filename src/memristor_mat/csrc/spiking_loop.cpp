@@ -7,8 +7,7 @@
 // makes the logits, so no (T, draws, batch, classes) tensor is kept.
 //
 // The numbers are Python's, bit for bit (the tests compare them): the matrix products are torch's
-// own (at::mm_out, the kernel torch.bmm runs for each draw, on the same rows: a product on fewer
-// rows may round differently), but for the products of spikes (the readout's, the normalised
+// own (torch.bmm's, on one draw's rows: draw_product), but for the products of spikes (the readout's, the normalised
 // network's spike recurrence), summed from the weights' rows as the product sums them where the
 // caller's check finds so (spike_projection_rows); the elementwise
 // updates are exactly rounded operations (sum,
@@ -280,6 +279,17 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
 }
 
+// out = a @ w for one draw, as torch.bmm computes a draw's product in Python's loop (which makes
+// the products of all draws in one call): the same call, on one draw's (1, rows, columns) views.
+// at::mm_out, the kernel bmm runs for each draw of a larger product, is not it for the smallest:
+// under 400 multiply-adds bmm takes ATen's own loop (aten/src/ATen/native/LinearAlgebra.cpp,
+// bmm_out_or_baddbmm_), in index order without fused multiply-adds, and MKL's product of one row
+// rounds otherwise on an Intel Xeon (not on the AMD EPYCs checked), so a batch of one window (its
+// readout's (1 x 100) @ (100 x 2), its analog input's (1 x 2) @ (2 x 100)) gave the tanh twin
+// other logits there (2026-12-07). The views are made once per pass: bmm itself costs 0.1-0.5 us
+// more a call than mm.
+void draw_product(at::Tensor& out, const at::Tensor& a, const at::Tensor& w) { at::bmm_out(out, a, w); }
+
 }  // namespace
 
 // The logits (draws, batch, classes), the maximum over time of the readout membrane, from the
@@ -345,6 +355,11 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
     // the readout: the step's projection out @ W_out, its two integrators
     at::Tensor y = at::empty({batch, classes}, options), flt = at::empty({batch, classes}, options),
                o = at::empty({batch, classes}, options);
+    // the (1, rows, columns) views draw_product multiplies in
+    auto drive1 = drive.unsqueeze(0), out1 = out.unsqueeze(0), syn1 = syn.unsqueeze(0), y1 = y.unsqueeze(0),
+         h1 = h.unsqueeze(0), h_next1 = h_next.unsqueeze(0), recurrent1 = recurrent.unsqueeze(0);
+    at::Tensor product1, w_rec_out1;
+    const auto x1 = x.unsqueeze(0);
     for (int64_t d = first; d < last; ++d) {
       syn.zero_();
       mem.zero_();
@@ -358,6 +373,7 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
                      readout_beta_p, original, batch, classes);
       };
       const auto wi = w_in.select(0, d), wr = w_rec.select(0, d), wo = w_out.select(0, d);
+      const auto wi1 = w_in.narrow(0, d, 1), wr1 = w_rec.narrow(0, d, 1), wo1 = w_out.narrow(0, d, 1);
       const auto wi_rows = sparse_events ? wi.contiguous() : wi;
       const auto wo_rows = summed_readout && spiking ? wo.contiguous() : wo;
       const bool sum_readout = summed_readout && spiking && all_finite(wo_rows);
@@ -368,7 +384,7 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
           spike_projection_rows(out.data_ptr<float>(), wo_rows.data_ptr<float>(), y.data_ptr<float>(), batch, size,
                                 classes, words);
         } else {
-          at::mm_out(y, out, wo);
+          draw_product(y1, out1, wo1);
         }
         readout(y.data_ptr<float>(), classes);
       };
@@ -378,6 +394,8 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         // the product Python's loop makes: the readout columns ride on the recurrent product
         w_rec_out = at::cat({wr, wo}, 1);
         product = at::empty({batch, size + classes}, options);
+        w_rec_out1 = w_rec_out.unsqueeze(0);
+        product1 = product.unsqueeze(0);
         sum_recurrent = summed_recurrent && spiking && all_finite(w_rec_out);
       }
       // a step of the normalised dynamics on the recurrent current ``recurrent`` (rows
@@ -392,15 +410,16 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         }
       };
       for (int64_t t = 0; t < steps; ++t) {
-        if (!sparse_events) at::mm_out(drive, x.select(1, t), wi);
+        if (!sparse_events) draw_product(drive1, x1.select(2, t), wi1);
         const float* drive_p = drive.data_ptr<float>();
         const auto input = [&](int64_t i) {
           return sparse_events ? event_rows(events_p, i, t, steps, inputs, wi_p, size)
                                : RowInput{drive_p + i * size, nullptr};
         };
         if (original) {
-          at::mm_out(h_next, h, wr);
+          draw_product(h_next1, h1, wr1);
           std::swap(h, h_next);
+          std::swap(h1, h_next1);
           float *h_p = h.data_ptr<float>(), *syn_p = syn.data_ptr<float>(), *mem_p = mem.data_ptr<float>(),
                 *out_p = out.data_ptr<float>();
           if (spiking) {
@@ -415,12 +434,12 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
             spike_projection_rows(out.data_ptr<float>(), w_rec_out.data_ptr<float>(), product.data_ptr<float>(), batch,
                                   size, size + classes, words);
           } else {
-            at::mm_out(product, out, w_rec_out);
+            draw_product(product1, out1, w_rec_out1);
           }
           if (t > 0) readout(product.data_ptr<float>() + size, size + classes);  // step t - 1's
           normalised(product.data_ptr<float>(), size + classes, input);
         } else {
-          at::mm_out(recurrent, syn, wr);
+          draw_product(recurrent1, syn1, wr1);
           normalised(recurrent.data_ptr<float>(), size, input);
           project();
         }
