@@ -5,10 +5,11 @@ activations, every batch's. glibc's ``malloc`` gives a block above its mmap thre
 first, raised as such blocks are freed, to at most 32 MiB) a mapping of its own and unmaps it on
 ``free``, and returns the heap's top to the kernel once more than its trim threshold is free
 there (mallopt(3)). The next block of that size then touches new pages: a page fault for every 4
-KiB, each page zeroed by the kernel. On this project's 2-core VMs a minor fault costs about 2.4
+KiB, each page zeroed by the kernel. On this project's 2-core VMs a minor fault costs 1.0-2.4
 us, more than the arithmetic on the page's 1,024 floats: the CIFAR stand-in's MobileNetV2 took
-16.2 ms a forward pass of 125 images with 2,970 faults, 9.1 ms with 6 (benchmarks/README.md,
-"Freed memory kept in the process").
+16.2 ms a forward pass of 125 images with 2,970 faults, 9.1 ms with 6, on an AMD EPYC Zen 3, and
+9.6-10.6 ms against 6.8-7.2 on an Intel Xeon (benchmarks/README.md, "Freed memory kept in the
+process").
 
 :func:`retain_freed_memory` sets ``M_MMAP_MAX`` to 0 (every block from the heap) and
 ``M_TRIM_THRESHOLD`` to -1 (the heap is never trimmed), both documented in mallopt(3): what the
