@@ -168,7 +168,7 @@ def test_the_loop_lets_other_python_threads_run(compiled):
     weights = draws_of(model, 16, scale=0.2, seed=2)
     args = (events(256, 250, rate=0.05, seed=1), weights["w_in"], weights["w_rec"] * model.recurrent_mask,
             weights["w_out"], model.alpha, model.beta, *model._readout_constants(weights["w_in"]), 1.0, True, True,
-            False, True, False, True)
+            False, True, True, True, False, True)
     state = {"in_call": False, "ticks": 0}
     started, stop = threading.Event(), threading.Event()
 
@@ -212,30 +212,41 @@ def test_cpp_loop_is_exact_for_a_larger_network(compiled, monkeypatch, options):
     assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
 
 
-def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_threshold(compiled, monkeypatch):
-    model = network(hidden=30, threshold=0.7)
-    x = events(9, 50, rate=0.1, seed=3)
+@pytest.mark.parametrize("batch", [9, 1])  # one window: products under bmm's 400 multiply-adds
+@pytest.mark.parametrize("options", [SPIKING[0], TANH[0]], ids=lambda o: "-".join(o.values()))
+def test_cpp_loop_with_shared_weights_draws_over_two_dimensions_and_another_threshold(compiled, monkeypatch,
+                                                                                       options, batch):
+    model = network(hidden=30, threshold=0.7, **options)
+    x = analog(batch, 50, seed=3)  # graded: the input's product too
     stacked = draws_of(model, 3, scale=0.3, seed=4)
+    # (weights, whether the C++ loop takes them): Python's loop multiplies a W_rec or W_out shared
+    # by the draws with all the draws' rows at once, which no product of one draw's rows need match
     cases = [
-        {},  # no draws: the clean network
-        {"w_rec": stacked["w_rec"]},  # the others shared by the draws
-        {"w_rec": stacked["w_rec"][:2, None], "w_out": stacked["w_out"]},  # (2, 1, ...) and (3, ...)
+        ({}, True),  # no draws: the clean network
+        ({"w_rec": stacked["w_rec"], "w_out": stacked["w_out"]}, True),  # W_in shared: the input's product
+        ({"w_rec": stacked["w_rec"][:2, None], "w_out": stacked["w_out"]}, True),  # (2, 1, ...) and (3, ...)
+        ({"w_rec": stacked["w_rec"]}, False),  # W_out shared
     ]
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for weights in cases:
+        for weights, cpp_loop in cases:
             python = logits_with("python", monkeypatch, model, weights, x)
-            assert torch.equal(logits_with("cpp", monkeypatch, model, weights, x), python)
+            calls = []
+            monkeypatch.setattr(native, "_module", recording(compiled, calls))
+            cpp = logits_with("cpp", monkeypatch, model, weights, x)
+            monkeypatch.setattr(native, "_module", compiled)
+            assert len(calls) == (1 if cpp_loop and uses_the_cpp_loop(options) else 0), weights.keys()
+            assert torch.equal(cpp, python), weights.keys()
     finally:
         torch.set_num_threads(previous)
-    assert python.shape == (2, 3, 9, 2)
+    assert python.shape == (3, batch, 2)
 
 
 def test_the_loop_refuses_events_it_cannot_add_exactly(compiled):
     weights = [torch.zeros(1, 4, 5), torch.zeros(1, 5, 5), torch.zeros(1, 5, 2)]
     constants = (torch.full((5,), 0.5), torch.full((5,), 0.5), torch.full((2,), 0.5), torch.full((2,), 0.5),
-                 1.0, True, True, False, True, False)
+                 1.0, True, True, False, True, True, True, False)
     three = torch.zeros(2, 3, 4)
     three[1, 2, :3] = 1.0
     with pytest.raises(RuntimeError, match="binary events, at most two per window and step"):
@@ -393,12 +404,10 @@ def test_other_readout_shapes_give_the_python_loops_logits(compiled, monkeypatch
 
 
 def test_the_loop_applies_to_float32_cpu_with_a_draw_per_thread(monkeypatch):
-    threads = torch.get_num_threads()
-    x, w = torch.zeros(2, 5, 4), torch.zeros(threads, 4, 3)
+    x, w = torch.zeros(2, 5, 4), torch.zeros(4, 3)
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
+    threads = torch.get_num_threads()
     assert spiking_loop.applies(x, (w,), draws=threads)
-    # a weight shared by the draws: one product of all their rows in Python's loop
-    assert not spiking_loop.applies(x, (w, w[0]), draws=threads)
     assert not spiking_loop.applies(x.double(), (w.double(),), draws=threads)
     if threads > 1:
         assert not spiking_loop.applies(x, (w,), draws=threads - 1)

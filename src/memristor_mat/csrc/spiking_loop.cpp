@@ -279,16 +279,24 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got ", t.dim());
 }
 
-// out = a @ w for one draw, as torch.bmm computes a draw's product in Python's loop (which makes
-// the products of all draws in one call): the same call, on one draw's (1, rows, columns) views.
-// at::mm_out, the kernel bmm runs for each draw of a larger product, is not it for the smallest:
-// under 400 multiply-adds bmm takes ATen's own loop (aten/src/ATen/native/LinearAlgebra.cpp,
-// bmm_out_or_baddbmm_), in index order without fused multiply-adds, and MKL's product of one row
-// rounds otherwise on an Intel Xeon (not on the AMD EPYCs checked), so a batch of one window (its
-// readout's (1 x 100) @ (100 x 2), its analog input's (1 x 2) @ (2 x 100)) gave the tanh twin
-// other logits there (2026-12-07). The views are made once per pass: bmm itself costs 0.1-0.5 us
-// more a call than mm.
-void draw_product(at::Tensor& out, const at::Tensor& a, const at::Tensor& w) { at::bmm_out(out, a, w); }
+// out = a @ w for one draw, as Python's loop computes a draw's product: torch.bmm where the weight
+// has draws (Python's loop makes all the draws' products in one call; here the same call on one
+// draw's (1, rows, columns) views), torch.mm where it has none (the same rows: the input's drive
+// of a shared W_in, or an evaluation without draws). at::mm_out, the kernel bmm runs for each
+// draw of a larger product, is not bmm for the smallest: under 400 multiply-adds bmm takes
+// ATen's own loop (aten/src/ATen/native/LinearAlgebra.cpp, bmm_out_or_baddbmm_), in index order
+// without fused multiply-adds, and MKL's product of one row rounds otherwise on an Intel Xeon (not
+// on the AMD EPYCs checked), so a batch of one window (its readout's (1 x 100) @ (100 x 2), its
+// graded input's (1 x 2) @ (2 x 100)) gave the tanh twin other logits there (2026-12-07). The
+// views are made once per pass: bmm itself costs 0.1-0.5 us more a call than mm.
+void draw_product(bool batched, at::Tensor& out1, const at::Tensor& a1, const at::Tensor& w1) {
+  if (batched) {
+    at::bmm_out(out1, a1, w1);
+  } else {
+    auto out = out1.select(0, 0);
+    at::mm_out(out, a1.select(0, 0), w1.select(0, 0));
+  }
+}
 
 }  // namespace
 
@@ -300,7 +308,10 @@ void draw_product(at::Tensor& out, const at::Tensor& a, const at::Tensor& w) { a
 // at::tanh_, the kernel of Python's loop, on each draw's state: the same numbers wherever torch's
 // tanh gives an element the same value at any place in a tensor, which the caller checks).
 // ``original``: SPEC §3.1's dynamics (and its delayed readout), else the normalised ones,
-// recurring on the outputs (``on_spikes``) or on the synaptic currents. ``summed_readout``: the
+// recurring on the outputs (``on_spikes``) or on the synaptic currents. ``input_draws``: W_in has
+// draws of its own (its product as torch.bmm's, else as torch.mm's: draw_product), ``weight_draws``
+// the same for W_rec and W_out (the caller sends shared ones only where nothing has draws: Python's
+// loop multiplies a shared W_rec or W_out with all the draws' rows at once). ``summed_readout``: the
 // spiking networks' readout projection as sums of W_out's rows (spike_projection_rows), where the
 // caller found that torch's product gives those bits; the product otherwise, for a draw whose
 // W_out is not finite (a silent neuron's 0 x inf is NaN in the product). ``summed_recurrent``: the
@@ -308,8 +319,8 @@ void draw_product(at::Tensor& out, const at::Tensor& a, const at::Tensor& w) { a
 at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& w_rec,
                           const at::Tensor& w_out, const at::Tensor& alpha, const at::Tensor& beta,
                           const at::Tensor& readout_alpha, const at::Tensor& readout_beta,
-                          double threshold, bool spiking, bool original, bool on_spikes, bool summed_readout,
-                          bool summed_recurrent, bool sparse_events) {
+                          double threshold, bool spiking, bool original, bool on_spikes, bool input_draws,
+                          bool weight_draws, bool summed_readout, bool summed_recurrent, bool sparse_events) {
   check(x, "x", 3);
   check(w_in, "w_in", 3);
   check(w_rec, "w_rec", 3);
@@ -384,7 +395,7 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
           spike_projection_rows(out.data_ptr<float>(), wo_rows.data_ptr<float>(), y.data_ptr<float>(), batch, size,
                                 classes, words);
         } else {
-          draw_product(y1, out1, wo1);
+          draw_product(weight_draws, y1, out1, wo1);
         }
         readout(y.data_ptr<float>(), classes);
       };
@@ -410,14 +421,14 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
         }
       };
       for (int64_t t = 0; t < steps; ++t) {
-        if (!sparse_events) draw_product(drive1, x1.select(2, t), wi1);
+        if (!sparse_events) draw_product(input_draws, drive1, x1.select(2, t), wi1);
         const float* drive_p = drive.data_ptr<float>();
         const auto input = [&](int64_t i) {
           return sparse_events ? event_rows(events_p, i, t, steps, inputs, wi_p, size)
                                : RowInput{drive_p + i * size, nullptr};
         };
         if (original) {
-          draw_product(h_next1, h1, wr1);
+          draw_product(weight_draws, h_next1, h1, wr1);
           std::swap(h, h_next);
           std::swap(h1, h_next1);
           float *h_p = h.data_ptr<float>(), *syn_p = syn.data_ptr<float>(), *mem_p = mem.data_ptr<float>(),
@@ -434,12 +445,12 @@ at::Tensor spiking_logits(const at::Tensor& x, const at::Tensor& w_in, const at:
             spike_projection_rows(out.data_ptr<float>(), w_rec_out.data_ptr<float>(), product.data_ptr<float>(), batch,
                                   size, size + classes, words);
           } else {
-            draw_product(product1, out1, w_rec_out1);
+            draw_product(weight_draws, product1, out1, w_rec_out1);
           }
           if (t > 0) readout(product.data_ptr<float>() + size, size + classes);  // step t - 1's
           normalised(product.data_ptr<float>(), size + classes, input);
         } else {
-          draw_product(recurrent1, syn1, wr1);
+          draw_product(weight_draws, recurrent1, syn1, wr1);
           normalised(recurrent.data_ptr<float>(), size, input);
           project();
         }

@@ -810,7 +810,11 @@ class RecurrentSNN(nn.Module):
         On the CPU the same loop runs in C++ where it applies
         (:mod:`~memristor_mat.models.spiking_loop`: one draw at a time, the same numbers)."""
         draws = self._weight_draws(w_rec)
-        if spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws)):
+        # the C++ loop makes each draw's products as this loop makes them (torch.bmm for a weight
+        # with draws, torch.mm for one without), which it can only where they are each draw's
+        # own: not for a W_rec or W_out shared by draws (one torch.mm of all their rows here)
+        own_products = not draws or (w_rec.dim() > 2 and self.w_out.dim() > 2)
+        if own_products and spiking_loop.applies(x, (self.w_in, w_rec, self.w_out), math.prod(draws)):
             compiled = spiking_loop.evaluation_module(self.neuron == "spiking")
             if compiled is not None:
                 return self._compiled_logits(compiled, x, w_rec, draws)
@@ -877,8 +881,8 @@ class RecurrentSNN(nn.Module):
                             and spiking_loop.sums_spike_product(compiled, batch, size, size + classes, flat))
         logits = compiled.spiking_logits(
             x, stacked(self.w_in), stacked(w_rec), stacked(self.w_out), self.alpha, self.beta,
-            *self._readout_constants(x), self.threshold, spiking, original, on_spikes, summed_readout,
-            summed_recurrent, sparse_events)
+            *self._readout_constants(x), self.threshold, spiking, original, on_spikes, self.w_in.dim() > 2,
+            bool(draws), summed_readout, summed_recurrent, sparse_events)
         return logits.view(*draws, batch, self.num_classes)
 
     def _original_hidden_activity(self, x: torch.Tensor, w_rec: torch.Tensor,

@@ -48,9 +48,9 @@ MKL's choice by shape), and the loop keeps the product where it fails.
 They are operators of the package's C++ library (:mod:`memristor_mat.native`: built on first use,
 ``MEMRISTOR_MAT_NATIVE`` chooses ``auto``, ``python`` or ``cpp``). The evaluation loop applies in
 float32 on the CPU, with at least as many weight draws as torch has threads (one draw per thread;
-the Python loop's products use every thread on fewer draws) of every weight (a weight shared by the
-draws is one product of all their rows in Python's loop); the training loops to every network on
-the CPU.
+the Python loop's products use every thread on fewer draws), where each draw's products are its own
+in Python's loop too (a W_rec or W_out shared by the draws is one product of all their rows
+there); the training loops to every network on the CPU.
 """
 
 from __future__ import annotations
@@ -240,13 +240,9 @@ def training_module(*tensors: torch.Tensor):
 
 def applies(x: torch.Tensor, weights: tuple[torch.Tensor, ...], draws: int) -> bool:
     """Whether the C++ loop may take this evaluation (see the module docstring), before building
-    it; the tanh twin's also needs :func:`evaluation_module`'s check. Every weight needs its own
-    draws (a leading dimension): Python's loop multiplies a weight shared by the draws with all
-    the draws' rows in one ``torch.mm``, which a product of one draw's rows need not match (with
-    MKL on an Intel Xeon it did not for a single row, 2026-12-07)."""
+    it; the tanh twin's also needs :func:`evaluation_module`'s check."""
     tensors = (x, *weights)
     return (draws >= torch.get_num_threads()
-            and all(w.dim() > 2 for w in weights)
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             and native.choice() != "python")
 
