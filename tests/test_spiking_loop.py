@@ -433,6 +433,30 @@ def test_the_former_variable_still_chooses_where_the_new_one_is_unset(monkeypatc
     assert native.choice() == "auto"
 
 
+@pytest.mark.parametrize("environ_dictionary", [True, False])
+def test_the_choice_follows_every_change_of_the_variables(monkeypatch, environ_dictionary):
+    # choice() parses the variables again only when os.environ's entries are other objects than at its
+    # last call (and reads os.environ each time where it has no dictionary of them): every change is seen
+    if not environ_dictionary:
+        monkeypatch.setattr(native, "_ENCODED_NAMES", None)
+    monkeypatch.delenv(native.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.delenv(native.FORMER_ENVIRONMENT_VARIABLE, raising=False)
+    sequence = [(native.ENVIRONMENT_VARIABLE, "python", "python"), (native.ENVIRONMENT_VARIABLE, "CPP ", "cpp"),
+                (native.ENVIRONMENT_VARIABLE, "cpp", "cpp"), (native.ENVIRONMENT_VARIABLE, None, "auto"),
+                (native.FORMER_ENVIRONMENT_VARIABLE, "python", "python"), (native.ENVIRONMENT_VARIABLE, "", "auto"),
+                (native.FORMER_ENVIRONMENT_VARIABLE, None, "auto"), (native.ENVIRONMENT_VARIABLE, "python", "python")]
+    for name, value, expected in sequence:
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+        assert native.choice() == expected == native.choice(), (name, value)
+    monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "x")
+    for _ in range(2):  # a bad value is named at every call, not once
+        with pytest.raises(ValueError, match="MEMRISTOR_MAT_NATIVE='x'"):
+            native.choice()
+
+
 def test_a_failed_build_warns_once_and_falls_back_or_raises_under_cpp(no_compiler, monkeypatch):
     monkeypatch.setenv(native.ENVIRONMENT_VARIABLE, "auto")
     model = network(hidden=20)

@@ -82,8 +82,35 @@ def _setting() -> tuple[str | None, str | None]:
     return (FORMER_ENVIRONMENT_VARIABLE, value) if value is not None else (None, None)
 
 
+# Every call of the library asks for the choice (a training step of the MLP four to eight times), and
+# os.environ.get is four Python-level calls (Mapping.get, __getitem__, encoding the key, decoding the
+# value): under a microsecond in a loop, but 10-20 us inside a training step, whose other passes have
+# pushed that code out of the caches; a vanilla step of the MLP was 4 % shorter and a MAT step 3-4 %
+# with the choice read once (benchmarks/README.md). So where CPython's os.environ keeps its encoded
+# entries in a dictionary (``_data``; every change through os.environ goes there), :func:`choice` reads
+# the two entries from it and parses them again only when either is another object than at the last
+# call: the same answer as reading os.environ each time.
+_ENVIRON_DATA = getattr(os.environ, "_data", None)
+_ENCODED_NAMES = ((os.environ.encodekey(ENVIRONMENT_VARIABLE), os.environ.encodekey(FORMER_ENVIRONMENT_VARIABLE))
+                  if isinstance(_ENVIRON_DATA, dict) and hasattr(os.environ, "encodekey") else None)
+_last_choice: tuple[object, object, str] | None = None  # (raw value, raw former value, the choice)
+
+
 def choice() -> str:
     """The value of ``MEMRISTOR_MAT_NATIVE`` (or of its former name; ``auto`` if neither is set)."""
+    global _last_choice
+    if _ENCODED_NAMES is None:
+        return _parsed_choice()
+    current, former = _ENVIRON_DATA.get(_ENCODED_NAMES[0]), _ENVIRON_DATA.get(_ENCODED_NAMES[1])
+    last = _last_choice
+    if last is not None and last[0] is current and last[1] is former:
+        return last[2]
+    chosen = _parsed_choice()  # raises for a bad value, every time it is asked
+    _last_choice = (current, former, chosen)
+    return chosen
+
+
+def _parsed_choice() -> str:
     name, value = _setting()
     if value is None:
         return "auto"
@@ -266,7 +293,11 @@ class Agreement:
     def library(self):
         """The C++ library where it agrees with torch here, else None."""
         compiled = cpu_module()
-        return compiled if compiled is not None and self.reason(compiled) is None else None
+        if compiled is None:
+            return None
+        key = id(compiled)
+        reason = self.reasons[key] if key in self.reasons else self.reason(compiled)  # checked once
+        return compiled if reason is None else None
 
     def report(self, agreeing: str) -> str:
         """Who computes it in this process, and why (for ``memristor-mat build-native``):
@@ -295,6 +326,6 @@ def cpu_module(*tensors: torch.Tensor):
     CPU (the library is built for the CPU only), under ``MEMRISTOR_MAT_NATIVE=python``, or where
     the build failed under ``auto``."""
     mode = choice()
-    if mode == "python" or any(t.device.type != "cpu" for t in tensors):
+    if mode == "python" or (tensors and any(t.device.type != "cpu" for t in tensors)):
         return None
-    return _loaded(mode)
+    return _module if _module is not None else _loaded(mode)  # each Python call is dear in a step (choice())
