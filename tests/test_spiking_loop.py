@@ -6,6 +6,7 @@ The first test builds the extension (20-25 s on 2 cores, then cached by torch); 
 compiler and ninja, so a failed build fails here rather than skipping."""
 
 import logging
+import os
 import warnings
 
 import pytest
@@ -433,12 +434,14 @@ def test_the_former_variable_still_chooses_where_the_new_one_is_unset(monkeypatc
     assert native.choice() == "auto"
 
 
-@pytest.mark.parametrize("environ_dictionary", [True, False])
-def test_the_choice_follows_every_change_of_the_variables(monkeypatch, environ_dictionary):
+@pytest.mark.parametrize("environ", ["CPython's", "without encoded names", "replaced by a dict"])
+def test_the_choice_follows_every_change_of_the_variables(monkeypatch, environ):
     # choice() parses the variables again only when os.environ's entries are other objects than at its
     # last call (and reads os.environ each time where it has no dictionary of them): every change is seen
-    if not environ_dictionary:
+    if environ == "without encoded names":
         monkeypatch.setattr(native, "_ENCODED_NAMES", None)
+    elif environ == "replaced by a dict":
+        monkeypatch.setattr(os, "environ", dict(os.environ))
     monkeypatch.delenv(native.ENVIRONMENT_VARIABLE, raising=False)
     monkeypatch.delenv(native.FORMER_ENVIRONMENT_VARIABLE, raising=False)
     sequence = [(native.ENVIRONMENT_VARIABLE, "python", "python"), (native.ENVIRONMENT_VARIABLE, "CPP ", "cpp"),

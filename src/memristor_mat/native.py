@@ -85,23 +85,23 @@ def _setting() -> tuple[str | None, str | None]:
 # Every call of the library asks for the choice (a training step of the MLP four to eight times), and
 # os.environ.get is four Python-level calls (Mapping.get, __getitem__, encoding the key, decoding the
 # value): under a microsecond in a loop, but 10-20 us inside a training step, whose other passes have
-# pushed that code out of the caches; a vanilla step of the MLP was 4 % shorter and a MAT step 3-4 %
-# with the choice read once (benchmarks/README.md). So where CPython's os.environ keeps its encoded
-# entries in a dictionary (``_data``; every change through os.environ goes there), :func:`choice` reads
-# the two entries from it and parses them again only when either is another object than at the last
-# call: the same answer as reading os.environ each time.
-_ENVIRON_DATA = getattr(os.environ, "_data", None)
+# pushed that code out of the caches; a training step of the MLP, vanilla or MAT, was 2.7-3.5 %
+# shorter with the reading below (benchmarks/choice_read.py). Where CPython's os.environ keeps its
+# encoded entries in a dictionary (``_data``; every change through os.environ goes there),
+# :func:`choice` reads the two entries from it and parses them again only when either is another object
+# than at the last call: the same answer as reading os.environ each time.
 _ENCODED_NAMES = ((os.environ.encodekey(ENVIRONMENT_VARIABLE), os.environ.encodekey(FORMER_ENVIRONMENT_VARIABLE))
-                  if isinstance(_ENVIRON_DATA, dict) and hasattr(os.environ, "encodekey") else None)
+                  if hasattr(os.environ, "encodekey") else None)
 _last_choice: tuple[object, object, str] | None = None  # (raw value, raw former value, the choice)
 
 
 def choice() -> str:
     """The value of ``MEMRISTOR_MAT_NATIVE`` (or of its former name; ``auto`` if neither is set)."""
     global _last_choice
-    if _ENCODED_NAMES is None:
+    entries = getattr(os.environ, "_data", None)  # looked up each time: os.environ may be replaced
+    if _ENCODED_NAMES is None or type(entries) is not dict:
         return _parsed_choice()
-    current, former = _ENVIRON_DATA.get(_ENCODED_NAMES[0]), _ENVIRON_DATA.get(_ENCODED_NAMES[1])
+    current, former = entries.get(_ENCODED_NAMES[0]), entries.get(_ENCODED_NAMES[1])
     last = _last_choice
     if last is not None and last[0] is current and last[1] is former:
         return last[2]
@@ -328,4 +328,5 @@ def cpu_module(*tensors: torch.Tensor):
     mode = choice()
     if mode == "python" or (tensors and any(t.device.type != "cpu" for t in tensors)):
         return None
-    return _module if _module is not None else _loaded(mode)  # each Python call is dear in a step (choice())
+    # the loaded library without another Python call: each is dear inside a training step (choice())
+    return _module if _module is not None else _loaded(mode)
