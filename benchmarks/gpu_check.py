@@ -199,11 +199,13 @@ def check_workflow(device):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.yaml"
         path.write_text(yaml.safe_dump(config))
-        snakemake = Path(sys.executable).with_name("snakemake")
+        # Snakemake as a module of this Python: on a GPU machine's image the package may come from
+        # wheels on PYTHONPATH (benchmarks/gpu_machine.sh), with no script beside the interpreter
+        snakemake = [sys.executable, "-m", "snakemake"]
         # as far as the tables: every job that uses the GPU (training, evaluation, the devices'
         # cross-evaluation), none of the notebooks, which have no CUDA path
         targets = ["results/mnist/summary.csv", "results/mnist/device_summary.csv"]
-        result = subprocess.run([str(snakemake), *targets, "-s", str(REPO / "Snakefile"), "-d", folder, "--cores", "2",
+        result = subprocess.run([*snakemake, *targets, "-s", str(REPO / "Snakefile"), "-d", folder, "--cores", "2",
                                  "--resources", "gpu=1", "--configfile", str(path)],
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -28,6 +28,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Tensor.h>  // not ATen/ATen.h: every operator's header, a third of the build
 #include <torch/library.h>
+#include <torch/version.h>  // torch's version: the header's Box-Muller pass changed form in 2.13
 
 #include <algorithm>
 #include <mutex>
@@ -83,6 +84,28 @@ void fill_uniforms(at::mt19937_data_pod& twister, float* out, int64_t n) {
   }
 }
 
+// torch's Box-Muller pass on 16 uniforms in place (mean 0, standard deviation 1), as its normal_fill
+// calls it: from 2.13 the functor NormalFill16; before, the functions normal_fill_16_AVX2 (on AVX2
+// builds) and normal_fill_16 (2.11 and 2.12 checked; the GPU machines' image has 2.11)
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 13)
+struct BoxMuller16 {
+  at::native::templates::cpu::NormalFill16<float> fill{0.0f, 1.0f};
+  void operator()(float* data) { fill(data); }
+};
+#else
+struct BoxMuller16 {
+  void operator()(float* data) const {
+#ifdef CPU_CAPABILITY_AVX2
+    const __m256 two_pi = _mm256_set1_ps(2.0f * c10::pi<double>), one = _mm256_set1_ps(1.0f),
+                 minus_two = _mm256_set1_ps(-2.0f), mean = _mm256_set1_ps(0.0f), std = _mm256_set1_ps(1.0f);
+    at::native::templates::cpu::normal_fill_16_AVX2(data, &two_pi, &one, &minus_two, &mean, &std);
+#else
+    at::native::templates::cpu::normal_fill_16<float>(data, 0.0f, 1.0f);
+#endif
+  }
+};
+#endif
+
 // out.normal_(0, 1, generator) for a contiguous float32 CPU tensor of at least 16 elements
 void standard_normal_(at::Tensor out, std::optional<at::Generator> generator) {
   TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == at::kFloat && out.is_contiguous() && out.numel() >= 16,
@@ -93,7 +116,7 @@ void standard_normal_(at::Tensor out, std::optional<at::Generator> generator) {
   at::mt19937_data_pod twister = engine.data();
   float* data = out.data_ptr<float>();
   const int64_t size = out.numel();
-  at::native::templates::cpu::NormalFill16<float> box_muller(0.0f, 1.0f);
+  BoxMuller16 box_muller;
   fill_uniforms(twister, data, size);
   for (int64_t i = 0; i + 16 <= size; i += 16) box_muller(data + i);
   if (size % 16 != 0) {  // torch's tail: 16 new uniforms over the last 16 elements
