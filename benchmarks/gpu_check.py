@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from memristor_mat import cli
 from memristor_mat.datasets import DatasetSplits, prepare_dataset
 from memristor_mat.evaluation import NormalsCache, device_accuracy, monte_carlo_accuracy, standard_normal_draws
 from memristor_mat.models.cnn import mobilenet_v2_cifar
@@ -230,16 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-fallback", action="store_true", help="without CUDA, run every check on the CPU")
     parser.add_argument("--skip-workflow", action="store_true", help="leave out the workflow run")
     args = parser.parse_args(argv)
+    versions = f"Python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}"
     if torch.cuda.is_available():
         device = torch.device("cuda")
-        print(f"CUDA device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+        print(f"CUDA device: {torch.cuda.get_device_name(0)}; {versions}")
     elif args.cpu_fallback:
         device = torch.device("cpu")
-        print("no CUDA device: running every check on the CPU (--cpu-fallback)")
+        print(f"no CUDA device: running every check on the CPU (--cpu-fallback); {versions}")
     else:
         print("no CUDA device here: nothing to check (use --cpu-fallback to run the checks on the CPU)")
         return 0
     os.chdir(REPO)  # the checks read the embedded digits into data/raw like the pipeline
+    # the CPU's share of the checks (and of a GPU job): the C++ library built here, or why not
+    cli.main(["build-native"])
     failures = 0
     for name, check in CHECKS.items():
         if args.skip_workflow and check is check_workflow:

@@ -9,8 +9,8 @@
 #       34 MB). A package published only as source is built into a wheel here.
 #   bash benchmarks/gpu_machine.sh check [gpu_check.py's options]
 #       there: installs .whl/ into a folder of its own put first on PYTHONPATH (the image's
-#       packages stay as they are), puts this checkout's src/ on PYTHONPATH, builds the C++
-#       library, runs benchmarks/gpu_check.py and writes everything it prints to
+#       packages stay as they are), puts this checkout's src/ on PYTHONPATH, runs
+#       benchmarks/gpu_check.py (which builds the C++ library first) and writes all it prints to
 #       $OUT/gpu_check.log ($OUT: the device tool's folder that comes back; ./gpu_check_out
 #       elsewhere). Its exit status is gpu_check.py's.
 #
@@ -61,9 +61,6 @@ case "${1:-}" in
     set +e
     {
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
-      "$python" -c "import sys, torch; print('Python', sys.version.split()[0], '| torch', torch.__version__,
-                    '| CUDA', torch.version.cuda, '| GPU', torch.cuda.is_available())"
-      "$python" -m memristor_mat build-native
       "$python" benchmarks/gpu_check.py "$@"
     } 2>&1 | tee "$out/gpu_check.log"
     status=${PIPESTATUS[0]}
